@@ -1,0 +1,91 @@
+//! Command-line interface: the clap command tree and one file per command.
+//!
+//! Every command returns an [`std::process::ExitCode`]-like number through [`Outcome`] so that
+//! `main.rs` only maps it. Exit codes: 0 success, 1 failure (invalid input, errors), 2 usage error
+//! (and, for `agent plan`, "changes pending").
+
+use clap::{Parser, Subcommand};
+
+pub mod exec;
+pub mod image;
+pub mod plan;
+pub mod schema;
+pub mod validate;
+
+/// The process exit code a command asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome(pub u8);
+
+impl Outcome {
+    pub const OK: Outcome = Outcome(0);
+    pub const FAILED: Outcome = Outcome(1);
+    pub const USAGE: Outcome = Outcome(2);
+}
+
+/// Output formats shared by every listing command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "Keeps this host's containers equal to a directory of YAML manifests"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifest files or directories; exit 0 if all are valid, 1 if any is not.
+    Validate(validate::Args),
+    /// Print the JSON Schema of the manifests.
+    Schema(schema::Args),
+    /// Show what the agent would change to make the host match the manifests.
+    Plan(plan::Args),
+    /// Manage images: ls, pull, load, save, rm, prune.
+    #[command(subcommand)]
+    Image(image::Command),
+    /// Write a container's root filesystem as a tar archive.
+    Export(image::ExportArgs),
+    /// Per-container monitor process (started by the agent, not by people).
+    #[command(hide = true)]
+    Monitor(exec::MonitorArgs),
+    /// Print a container's logs.
+    Logs(exec::LogsArgs),
+    /// Run a command inside a running container.
+    Exec(exec::ExecArgs),
+    /// Stop a container: its stop signal, the grace period, then SIGKILL.
+    Stop(exec::StopArgs),
+    /// Send a signal to a container's main process.
+    Kill(exec::KillArgs),
+}
+
+/// Runs the parsed command.
+pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Image(cmd) => image::run(cmd),
+        Command::Export(args) => image::export(args),
+        Command::Monitor(args) => exec::monitor(args),
+        Command::Logs(args) => exec::logs(args),
+        Command::Exec(args) => exec::exec(args),
+        Command::Stop(args) => exec::stop(args),
+        Command::Kill(args) => exec::kill(args),
+    }
+}
+
+/// The error every command not built yet returns, naming the issue that builds it.
+pub(crate) fn not_yet(what: &str, issue: u32) -> crate::Error {
+    crate::Error::Usage(format!(
+        "`agent {what}` is not available yet (tracked in issue {issue})"
+    ))
+}

@@ -1,0 +1,32 @@
+//! The crate's error: one variant per module, each module owning its own `thiserror` enum.
+
+/// Every error the library returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::Error),
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::Error),
+    #[error(transparent)]
+    Graph(#[from] crate::driver::graph::Error),
+    #[error(transparent)]
+    Exec(#[from] crate::driver::exec::Error),
+    #[error(transparent)]
+    Network(#[from] crate::driver::network::Error),
+    #[error(transparent)]
+    Api(#[from] crate::api::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

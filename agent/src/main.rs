@@ -1,0 +1,34 @@
+//! The `agent` binary: parse arguments, set up logging, run the command, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match agent::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match agent::cli::dispatch(cli) {
+        Ok(outcome) => ExitCode::from(outcome.0),
+        Err(agent::Error::Usage(msg)) => {
+            eprintln!("agent: {msg}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and end-to-end tests. Run as root (the end-to-end
+# tests create namespaces, cgroups, mounts, bridges and firewall rules, each under unique names).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,1 @@
+//! Shared helpers for the end-to-end tests: locating the binary, temporary state directories.
