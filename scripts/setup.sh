@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test the agent. Idempotent; run as root.
+# Debian packages are listed one per line in scripts/apt/*.list (one file per area, `#` comments);
+# further idempotent steps (test images, services) are scripts/setup.d/*.sh, run in name order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
-  build-essential pkg-config libseccomp-dev   # libcontainer's seccomp support
-  busybox-static                              # test images are built from it
-  iproute2 nftables iptables                  # network driver and its tests
-)
+mapfile -t packages < <(cat scripts/apt/*.list | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,3 +20,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is not installed; install Rust with rustup (see rust-toolchain.toml)" >&2
   exit 1
 fi
+
+for step in scripts/setup.d/*.sh; do
+  [ -e "$step" ] || continue
+  bash "$step"
+done
