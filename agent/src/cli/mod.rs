@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod daemon;
 pub mod exec;
 pub mod image;
 pub mod plan;
@@ -65,6 +66,18 @@ pub enum Command {
     Stop(exec::StopArgs),
     /// Send a signal to a container's main process.
     Kill(exec::KillArgs),
+    /// Run the agent: watch the manifests and keep the host equal to them.
+    Run(daemon::RunArgs),
+    /// List containers: name, state, health, image digest, ports, uptime, restarts.
+    Ps(daemon::PsArgs),
+    /// Per manifest file: ok or its error with file:line, and when it was last applied.
+    Status(daemon::StatusArgs),
+    /// Print one container's recorded state and effective config as JSON.
+    Inspect(daemon::InspectArgs),
+    /// Print the event log.
+    Events(daemon::EventsArgs),
+    /// Ask the running agent to reconcile now.
+    Apply(daemon::ApplyArgs),
 }
 
 /// Runs the parsed command.
@@ -80,6 +93,12 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Exec(args) => exec::exec(args),
         Command::Stop(args) => exec::stop(args),
         Command::Kill(args) => exec::kill(args),
+        Command::Run(args) => daemon::run(args),
+        Command::Ps(args) => daemon::ps(args),
+        Command::Status(args) => daemon::status(args),
+        Command::Inspect(args) => daemon::inspect(args),
+        Command::Events(args) => daemon::events(args),
+        Command::Apply(args) => daemon::apply(args),
     }
 }
 
