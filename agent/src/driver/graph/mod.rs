@@ -18,21 +18,21 @@
 
 pub mod blobs;
 pub mod digest;
-// pub mod import;
-// pub mod index;
-// pub mod layers;
-// pub mod reference;
-// pub mod rootfs;
-// pub mod save;
-// pub mod store;
+pub mod import;
+pub mod index;
+pub mod layers;
+pub mod reference;
+pub mod rootfs;
+pub mod save;
+pub mod store;
 pub mod unpack;
 
 use std::path::PathBuf;
 
 pub use digest::Digest;
-// pub use index::{Image, ImageIndex, JsonImageIndex};
-// pub use rootfs::{AnyDriver, DriverKind, GraphDriver};
-// pub use store::Graph;
+pub use index::{Image, ImageIndex, JsonImageIndex};
+pub use rootfs::{AnyDriver, DriverKind, GraphDriver};
+pub use store::Graph;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

@@ -205,13 +205,13 @@ impl Meta {
         };
         let uid = ext
             .pax_u64("uid", &shown)?
-            .map_or_else(|| h.uid().map_err(tar_err), Ok)?;
+            .map_or_else(|| numeric(h.uid(), &h.as_old().uid), Ok)?;
         let gid = ext
             .pax_u64("gid", &shown)?
-            .map_or_else(|| h.gid().map_err(tar_err), Ok)?;
+            .map_or_else(|| numeric(h.gid(), &h.as_old().gid), Ok)?;
         let mtime = ext
             .pax_u64("mtime", &shown)?
-            .map_or_else(|| h.mtime().map_err(tar_err), Ok)?;
+            .map_or_else(|| numeric(h.mtime(), &h.as_old().mtime), Ok)?;
         let mut xattrs = Vec::new();
         for (k, v) in &ext.pax {
             if let Some(x) = k.strip_prefix("SCHILY.xattr.") {
@@ -233,6 +233,15 @@ impl Meta {
             dev: (major, minor),
             xattrs,
         })
+    }
+}
+
+/// A numeric header field; an empty one (all NUL or spaces, as some writers leave it) is 0.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Result<u64, Error> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(tar_err(e)),
     }
 }
 
