@@ -1,24 +1,254 @@
-//! `agent image ...` and `agent export`.
+//! `agent image ls|load|save|rm|prune` and `agent export`.
+//!
+//! They work on the graph under `--state-dir` (default `/var/lib/agent`, env `AGENT_STATE_DIR`)
+//! with the graph driver from `--graph-driver` (env `AGENT_GRAPH_DRIVER`; detected when unset).
+//! `agent export` takes a container layer id as the graph driver knows it (the exec driver will
+//! map container names to these ids).
 
-use super::Outcome;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Outcome, OutputFormat};
+use crate::driver::graph::{self, DriverKind, Graph};
+
+/// Where the graph lives and which driver to use.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GraphOpts {
+    /// The agent's state directory [env: AGENT_STATE_DIR; default: /var/lib/agent].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Graph driver for container layers [env: AGENT_GRAPH_DRIVER; default: overlay when it
+    /// works here, else vfs].
+    #[arg(long, value_enum)]
+    pub graph_driver: Option<DriverKind>,
+}
+
+impl GraphOpts {
+    fn open(&self) -> crate::Result<Graph> {
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or_else(|| std::env::var_os("AGENT_STATE_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/agent"));
+        let driver = match (self.graph_driver, std::env::var("AGENT_GRAPH_DRIVER")) {
+            (Some(d), _) => Some(d),
+            (None, Ok(v)) if !v.is_empty() => Some(
+                <DriverKind as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
+                    crate::Error::Usage(format!(
+                        "AGENT_GRAPH_DRIVER={v:?}: allowed values are overlay, vfs"
+                    ))
+                })?,
+            ),
+            _ => None,
+        };
+        Ok(Graph::open(&state_dir, driver)?)
+    }
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List images.
-    Ls,
+    Ls {
+        #[command(flatten)]
+        graph: GraphOpts,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Load images from an OCI layout (directory or tar), a `docker save` archive, or a root
+    /// filesystem tarball (gzip/zstd compressed or not).
+    Load {
+        #[command(flatten)]
+        graph: GraphOpts,
+        /// The file or directory to load.
+        file: PathBuf,
+        /// Name the loaded image (required to name a root filesystem tarball).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Write an image as an OCI layout tar.
+    Save {
+        #[command(flatten)]
+        graph: GraphOpts,
+        /// Image name, id or digest.
+        image: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Remove images (a name, or the image when given its id or its last name). Refused while a
+    /// container layer uses the image.
+    Rm {
+        #[command(flatten)]
+        graph: GraphOpts,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unnamed unused images (all unused ones with --all), then unreferenced layers and blobs.
+    Prune {
+        #[command(flatten)]
+        graph: GraphOpts,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
+    #[command(flatten)]
+    pub graph: GraphOpts,
+    /// The container layer id.
     pub container: String,
+    /// The tar file to write (`-` for standard output).
     #[arg(short, long)]
-    pub output: std::path::PathBuf,
+    pub output: PathBuf,
 }
 
-pub fn run(_cmd: Command) -> crate::Result<Outcome> {
-    Err(super::not_yet("image", 4))
+fn short(d: &graph::Digest) -> &str {
+    &d.hex()[..12]
 }
 
-pub fn export(_args: ExportArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("export", 4))
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", units[i])
+    }
+}
+
+pub fn run(cmd: Command) -> crate::Result<Outcome> {
+    match cmd {
+        Command::Ls { graph, format } => {
+            let g = graph.open()?;
+            let mut images = g.images()?;
+            images.sort_by(|a, b| a.names.cmp(&b.names).then(a.id.cmp(&b.id)));
+            match format {
+                OutputFormat::Json => {
+                    let s = serde_json::to_string_pretty(&images)
+                        .map_err(|e| crate::Error::Usage(format!("cannot print JSON: {e}")))?;
+                    println!("{s}");
+                }
+                OutputFormat::Text => {
+                    println!(
+                        "{:<40} {:<12} {:<12} {:>9}  PLATFORM",
+                        "NAME", "ID", "MANIFEST", "SIZE"
+                    );
+                    for i in &images {
+                        let names = if i.names.is_empty() {
+                            vec!["<none>".to_string()]
+                        } else {
+                            i.names.clone()
+                        };
+                        for n in names {
+                            println!(
+                                "{:<40} {:<12} {:<12} {:>9}  {}",
+                                n,
+                                short(&i.id),
+                                short(&i.manifest_digest),
+                                human(i.size()),
+                                i.platform
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(Outcome::OK)
+        }
+        Command::Load { graph, file, name } => {
+            let g = graph.open()?;
+            for img in g.load(&file, name.as_deref())? {
+                let names = if img.names.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    img.names.join(", ")
+                };
+                println!(
+                    "Loaded {names} {} (manifest {})",
+                    img.id, img.manifest_digest
+                );
+            }
+            Ok(Outcome::OK)
+        }
+        Command::Save {
+            graph,
+            image,
+            output,
+        } => {
+            let g = graph.open()?;
+            let img = g.save(&image, &output)?;
+            println!("Saved {} to {}", img.id, output.display());
+            Ok(Outcome::OK)
+        }
+        Command::Rm { graph, images } => {
+            let g = graph.open()?;
+            let mut failed = false;
+            for what in images {
+                match g.remove_image(&what) {
+                    Ok(img) => println!("Removed {what} ({})", img.id),
+                    Err(e) => {
+                        eprintln!("agent: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { Outcome::FAILED } else { Outcome::OK })
+        }
+        Command::Prune { graph, all } => {
+            let g = graph.open()?;
+            let r = g.prune(all)?;
+            for i in &r.images {
+                println!("Removed image {i}");
+            }
+            println!(
+                "Removed {} image(s), {} layer(s), {} blob(s)",
+                r.images.len(),
+                r.layers.len(),
+                r.blobs
+            );
+            Ok(Outcome::OK)
+        }
+    }
+}
+
+pub fn export(args: ExportArgs) -> crate::Result<Outcome> {
+    let g = args.graph.open()?;
+    if args.output == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        g.export(&args.container, &mut lock)?;
+        lock.flush().map_err(|e| crate::Error::Io {
+            context: "write standard output".into(),
+            source: e,
+        })?;
+        return Ok(Outcome::OK);
+    }
+    let out = &args.output;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".agent-export-{}.tmp", std::process::id()));
+    let io_err = |context: String| move |e| crate::Error::Io { context, source: e };
+    let result = (|| -> crate::Result<()> {
+        let f = std::fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+        let mut w = std::io::BufWriter::new(f);
+        g.export(&args.container, &mut w)?;
+        let f = w.into_inner().map_err(|e| crate::Error::Io {
+            context: format!("write {}", tmp.display()),
+            source: e.into_error(),
+        })?;
+        f.sync_all()
+            .map_err(io_err(format!("fsync {}", tmp.display())))?;
+        std::fs::rename(&tmp, out).map_err(io_err(format!("rename to {}", out.display())))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    Ok(Outcome::OK)
 }

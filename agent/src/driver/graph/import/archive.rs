@@ -1,0 +1,462 @@
+//! Side-loading images from files: OCI image layout (directory or tar), `docker save` archive, or
+//! a root filesystem tarball. Tars may be gzip- or zstd-compressed. The kind is recognised from
+//! the archive's members: `oci-layout` means an OCI layout, `manifest.json` a docker archive,
+//! anything else a root filesystem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::super::Error;
+use super::super::blobs::Expect;
+use super::super::digest::Digest;
+use super::super::index::Image;
+use super::super::reference;
+use super::super::store::Graph;
+use super::super::unpack::{Compression, decompress};
+use super::platform::Platform;
+use super::{
+    BlobSource, Descriptor, MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD,
+    MT_OCI_MANIFEST,
+};
+
+/// Largest JSON member (index.json, manifest.json, configs) read into memory from an archive.
+const MAX_JSON: u64 = 16 * 1024 * 1024;
+
+/// The kinds of file `agent image load` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    OciDir,
+    OciTar,
+    DockerArchive,
+    RootfsTar,
+}
+
+fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Format {
+        source_name: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read>>, Error> {
+    let f = File::open(path).map_err(Error::io("open", path))?;
+    let (_, r) = decompress(f).map_err(Error::io("read", path))?;
+    Ok(tar::Archive::new(r))
+}
+
+fn member_name(e: &tar::Entry<'_, impl Read>) -> String {
+    let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+    raw.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// Recognises what `path` holds.
+pub fn detect(path: &Path) -> Result<ArchiveKind, Error> {
+    if path.is_dir() {
+        return if path.join("oci-layout").is_file() {
+            Ok(ArchiveKind::OciDir)
+        } else {
+            Err(fmt_err(
+                path,
+                "a directory must be an OCI image layout (it has no oci-layout file)",
+            ))
+        };
+    }
+    let mut ar = open_tar(path)?;
+    let mut kind = ArchiveKind::RootfsTar;
+    let entries = ar
+        .entries()
+        .map_err(|e| fmt_err(path, format!("not a tar archive: {e}")))?;
+    for e in entries {
+        let e = e.map_err(|e| fmt_err(path, format!("not a readable tar archive: {e}")))?;
+        match member_name(&e).as_str() {
+            "oci-layout" => return Ok(ArchiveKind::OciTar),
+            "manifest.json" => kind = ArchiveKind::DockerArchive,
+            _ => {}
+        }
+    }
+    Ok(kind)
+}
+
+/// Loads every image in `path`. `name`, when given, names the (single) image loaded.
+pub fn load(graph: &Graph, path: &Path, name: Option<&str>) -> Result<Vec<Image>, Error> {
+    let name = name.map(reference::normalize).transpose()?;
+    let source = path.display().to_string();
+    match detect(path)? {
+        ArchiveKind::OciDir => {
+            let index = read_small(&path.join("index.json"))?;
+            let mut src = DirSource {
+                root: path.to_path_buf(),
+            };
+            load_oci(graph, &mut src, &index, name, &source, path)
+        }
+        ArchiveKind::OciTar => {
+            let members = stream_members(graph, path, true)?;
+            let index = members
+                .json
+                .get("index.json")
+                .ok_or_else(|| fmt_err(path, "OCI layout tar without index.json"))?;
+            let mut src = StoreSource {
+                name: source.clone(),
+            };
+            load_oci(graph, &mut src, index, name, &source, path)
+        }
+        ArchiveKind::DockerArchive => load_docker(graph, path, name, &source),
+        ArchiveKind::RootfsTar => load_rootfs(graph, path, name, &source).map(|i| vec![i]),
+    }
+}
+
+fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
+    let f = File::open(path).map_err(Error::io("open", path))?;
+    let mut v = Vec::new();
+    f.take(MAX_JSON)
+        .read_to_end(&mut v)
+        .map_err(Error::io("read", path))?;
+    Ok(v)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OciIndex {
+    manifests: Vec<Descriptor>,
+}
+
+fn load_oci(
+    graph: &Graph,
+    src: &mut dyn BlobSource,
+    index: &[u8],
+    name: Option<String>,
+    source: &str,
+    path: &Path,
+) -> Result<Vec<Image>, Error> {
+    let idx: OciIndex =
+        serde_json::from_slice(index).map_err(|e| fmt_err(path, format!("index.json: {e}")))?;
+    if idx.manifests.is_empty() {
+        return Err(fmt_err(path, "index.json lists no manifests"));
+    }
+    if name.is_some() && idx.manifests.len() > 1 {
+        return Err(fmt_err(
+            path,
+            "--name given but the layout holds several images",
+        ));
+    }
+    let mut out = Vec::new();
+    for desc in &idx.manifests {
+        let names = match &name {
+            Some(n) => vec![n.clone()],
+            None => names_from_annotations(&desc.annotations),
+        };
+        out.push(super::import_manifest(graph, src, desc, names, source)?);
+    }
+    Ok(out)
+}
+
+/// `io.containerd.image.name`, else `org.opencontainers.image.ref.name` when it is a full name.
+fn names_from_annotations(a: &BTreeMap<String, String>) -> Vec<String> {
+    let full = a.get("io.containerd.image.name").or_else(|| {
+        a.get("org.opencontainers.image.ref.name")
+            .filter(|r| r.contains('/') || r.contains(':'))
+    });
+    full.and_then(|n| reference::normalize(n).ok())
+        .into_iter()
+        .collect()
+}
+
+/// Blobs read from an OCI layout directory: verified against their digest and size on the way in.
+struct DirSource {
+    root: PathBuf,
+}
+
+impl BlobSource for DirSource {
+    fn ensure(&mut self, graph: &Graph, desc: &Descriptor) -> Result<(), Error> {
+        if graph.blobs().contains(&desc.digest) {
+            return Ok(());
+        }
+        let p = self.root.join("blobs/sha256").join(desc.digest.hex());
+        let f = File::open(&p).map_err(Error::io("open blob", &p))?;
+        let what = p.display().to_string();
+        graph.blobs().put(
+            f,
+            Expect {
+                digest: Some(&desc.digest),
+                size: Some(desc.size),
+            },
+            &what,
+        )?;
+        Ok(())
+    }
+    fn name(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+/// Blobs already streamed into the store from an archive.
+struct StoreSource {
+    name: String,
+}
+
+impl BlobSource for StoreSource {
+    fn ensure(&mut self, graph: &Graph, desc: &Descriptor) -> Result<(), Error> {
+        if graph.blobs().contains(&desc.digest) {
+            Ok(())
+        } else {
+            Err(Error::Format {
+                source_name: self.name.clone(),
+                reason: format!("blob {} is missing from the archive", desc.digest),
+            })
+        }
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// What streaming an archive found: small JSON members in memory, other files as blobs.
+#[derive(Default)]
+struct Members {
+    json: HashMap<String, Vec<u8>>,
+    files: HashMap<String, (Digest, u64)>,
+    links: HashMap<String, String>,
+}
+
+/// Streams every member of the archive into the store. In an OCI tar, `blobs/sha256/<hex>`
+/// members are checked against their names; other members are hashed as they come.
+fn stream_members(graph: &Graph, path: &Path, oci: bool) -> Result<Members, Error> {
+    let mut ar = open_tar(path)?;
+    let mut m = Members::default();
+    for e in ar.entries().map_err(|e| fmt_err(path, e.to_string()))? {
+        let mut e = e.map_err(|e| fmt_err(path, e.to_string()))?;
+        let name = member_name(&e);
+        let kind = e.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Ok(Some(t)) = e.link_name() {
+                let t = t.to_string_lossy().into_owned();
+                let resolved = if kind.is_symlink() {
+                    let dir = Path::new(&name).parent().unwrap_or(Path::new(""));
+                    normalize_rel(&dir.join(&t))
+                } else {
+                    t.trim_start_matches("./").to_string()
+                };
+                m.links.insert(name, resolved);
+            }
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let what = format!("{}:{name}", path.display());
+        if oci && let Some(hex) = name.strip_prefix("blobs/sha256/") {
+            let d = Digest::parse(&format!("sha256:{hex}"))
+                .map_err(|_| fmt_err(path, format!("bad blob name {name}")))?;
+            if !graph.blobs().contains(&d) {
+                let size = e.size();
+                graph.blobs().put(
+                    &mut e,
+                    Expect {
+                        digest: Some(&d),
+                        size: Some(size),
+                    },
+                    &what,
+                )?;
+            }
+            continue;
+        }
+        if name.ends_with(".json") || name == "repositories" || name == "oci-layout" {
+            if e.size() > MAX_JSON {
+                return Err(fmt_err(
+                    path,
+                    format!("{name} is larger than {MAX_JSON} bytes"),
+                ));
+            }
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).map_err(Error::io("read", &what))?;
+            m.json.insert(name, v);
+            continue;
+        }
+        let (d, size) = graph.blobs().put(&mut e, Expect::default(), &what)?;
+        m.files.insert(name, (d, size));
+    }
+    Ok(m)
+}
+
+fn normalize_rel(p: &Path) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(s) => out.push(s.to_string_lossy().into_owned()),
+            _ => {}
+        }
+    }
+    out.join("/")
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OciManifestOut<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+fn descriptor(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.into(),
+        digest,
+        size,
+        annotations: BTreeMap::new(),
+        platform: None,
+    }
+}
+
+fn layer_media_type(graph: &Graph, d: &Digest) -> Result<&'static str, Error> {
+    let f = graph.blobs().open_blob(d)?;
+    let (c, _) = decompress(f).map_err(Error::io("read blob", graph.blobs().path(d)))?;
+    Ok(match c {
+        Compression::None => MT_OCI_LAYER,
+        Compression::Gzip => MT_OCI_LAYER_GZIP,
+        Compression::Zstd => MT_OCI_LAYER_ZSTD,
+    })
+}
+
+/// Builds and stores an OCI manifest for a config and layer blobs already in the store.
+pub(crate) fn store_manifest(
+    graph: &Graph,
+    config: Digest,
+    config_size: u64,
+    layers: Vec<(Digest, u64)>,
+) -> Result<Descriptor, Error> {
+    let mut descs = Vec::new();
+    for (d, size) in layers {
+        let mt = layer_media_type(graph, &d)?;
+        descs.push(descriptor(mt, d, size));
+    }
+    let m = OciManifestOut {
+        schema_version: 2,
+        media_type: MT_OCI_MANIFEST,
+        config: descriptor(MT_OCI_CONFIG, config, config_size),
+        layers: descs,
+    };
+    let bytes = serde_json::to_vec(&m).map_err(|e| Error::Format {
+        source_name: "manifest".into(),
+        reason: e.to_string(),
+    })?;
+    let d = graph.blobs().put_bytes(&bytes, "generated manifest")?;
+    Ok(descriptor(MT_OCI_MANIFEST, d, bytes.len() as u64))
+}
+
+fn load_docker(
+    graph: &Graph,
+    path: &Path,
+    name: Option<String>,
+    source: &str,
+) -> Result<Vec<Image>, Error> {
+    let m = stream_members(graph, path, false)?;
+    let manifest = m
+        .json
+        .get("manifest.json")
+        .ok_or_else(|| fmt_err(path, "docker archive without manifest.json"))?;
+    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest)
+        .map_err(|e| fmt_err(path, format!("manifest.json: {e}")))?;
+    if name.is_some() && entries.len() > 1 {
+        return Err(fmt_err(
+            path,
+            "--name given but the archive holds several images",
+        ));
+    }
+    let resolve = |p: &str| -> Option<String> {
+        let mut p = p.trim_start_matches("./").to_string();
+        for _ in 0..8 {
+            match m.links.get(&p) {
+                Some(t) => p = t.clone(),
+                None => return Some(p),
+            }
+        }
+        None
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let cfg_name = resolve(&entry.config).unwrap_or_default();
+        let cfg = m
+            .json
+            .get(&cfg_name)
+            .ok_or_else(|| fmt_err(path, format!("config {} missing", entry.config)))?;
+        let cfg_digest = graph.blobs().put_bytes(cfg, "image config")?;
+        let mut layers = Vec::new();
+        for l in &entry.layers {
+            let p = resolve(l).unwrap_or_default();
+            let (d, s) = m
+                .files
+                .get(&p)
+                .cloned()
+                .ok_or_else(|| fmt_err(path, format!("layer {l} missing")))?;
+            layers.push((d, s));
+        }
+        let desc = store_manifest(graph, cfg_digest, cfg.len() as u64, layers)?;
+        let names = match &name {
+            Some(n) => vec![n.clone()],
+            None => entry
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| reference::normalize(t).ok())
+                .collect(),
+        };
+        let mut src = StoreSource {
+            name: source.to_string(),
+        };
+        out.push(super::import_manifest(
+            graph, &mut src, &desc, names, source,
+        )?);
+    }
+    Ok(out)
+}
+
+fn load_rootfs(
+    graph: &Graph,
+    path: &Path,
+    name: Option<String>,
+    source: &str,
+) -> Result<Image, Error> {
+    let f = File::open(path).map_err(Error::io("open", path))?;
+    let (blob, size) = graph.blobs().put(f, Expect::default(), source)?;
+    let info = graph
+        .layers()
+        .create(None, None, graph.blobs().open_blob(&blob)?, source)?;
+    let host = Platform::host();
+    let config = serde_json::json!({
+        "architecture": host.architecture,
+        "os": host.os,
+        "variant": host.variant,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [info.diff_id]},
+        "history": [{"created_by": "agent image load (root filesystem tarball)"}],
+    });
+    let mut config = config;
+    if host.variant.is_none()
+        && let Some(o) = config.as_object_mut()
+    {
+        o.remove("variant");
+    }
+    let cfg_bytes = serde_json::to_vec(&config).map_err(|e| fmt_err(path, e.to_string()))?;
+    let cfg = graph.blobs().put_bytes(&cfg_bytes, "image config")?;
+    let desc = store_manifest(graph, cfg, cfg_bytes.len() as u64, vec![(blob, size)])?;
+    let mut src = StoreSource {
+        name: source.to_string(),
+    };
+    super::import_manifest(graph, &mut src, &desc, name.into_iter().collect(), source)
+}
