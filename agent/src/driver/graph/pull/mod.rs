@@ -580,7 +580,7 @@ mod tests {
             n(&format!("127.0.0.1:5000/bb@{d}")),
             Some(format!("127.0.0.1:5000/bb@{d}"))
         );
-        assert!(parse_reference("UPPER/case").is_err());
+        assert!(parse_reference("no spaces allowed").is_err());
     }
 
     #[test]
