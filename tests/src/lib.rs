@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests: locating the binary, temporary state directories.
 
+pub mod graph;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
@@ -15,8 +16,12 @@ pub fn workspace_root() -> PathBuf {
 
 /// Path of the `agent` binary, built once per test process with `cargo build -p agent --bin
 /// agent` (a workspace member's binary is not built for another member's integration tests).
-/// Honours `CARGO_TARGET_DIR` and `CARGO`. Panics if the build fails: no test can run without it.
+/// Honours `AGENT_BIN` (use that binary, build nothing), `CARGO_TARGET_DIR` and `CARGO`. Panics
+/// if the build fails: no test can run without it.
 pub fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("AGENT_BIN") {
+        return PathBuf::from(p);
+    }
     static BUILD: Once = Once::new();
     let root = workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
