@@ -1,5 +1,19 @@
 //! The reconcile loop: triggers, apply, restart policy and backoff, recovery at start-up.
+//!
+//! Pieces, each pure or tested on its own:
+//! - [`config`]: the agent's `config.toml`, validated with file:line errors.
+//! - [`restart`]: Docker's restart policies and the exponential restart backoff.
+//! - [`health`]: the health-check state machine (starting, healthy, unhealthy).
+
+pub mod config;
+pub mod health;
+pub mod restart;
+
+pub use config::{Config, ConfigError};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {}
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}

@@ -1,0 +1,567 @@
+//! The agent's own configuration file (`/etc/agent/config.toml` by default).
+//!
+//! Decisions:
+//! - TOML with `snake_case` keys (as containerd's `config.toml`), every key optional: a missing
+//!   file means "all defaults", so `agent run` works on a fresh host without one. A file given with
+//!   `--config` that does not exist is an error.
+//! - Validated like the manifests: unknown keys are refused with a "did you mean", wrong types and
+//!   out-of-range values name the file, line, column and the field, and say what is allowed.
+//! - Durations are written as humans write them: `"100ms"`, `"60s"`, `"5m"`, `"1h 30m"`.
+//! - Command-line flags (`--manifests`, `--state-dir`, `--stop-containers-on-exit`) override the
+//!   file; see [`Config::apply_overrides`].
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/agent/config.toml";
+
+/// The whole configuration, defaults filled in and validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of manifest files (`*.yaml`, `*.yml`).
+    pub manifests_dir: PathBuf,
+    /// The agent's state directory (store, images, container state).
+    pub state_dir: PathBuf,
+    /// Path of the API's Unix socket (created 0600, root only).
+    pub socket: PathBuf,
+    /// Period of the drift-repairing resync pass.
+    #[serde(with = "duration")]
+    pub resync_interval: Duration,
+    /// How many events the store keeps before dropping the oldest.
+    pub event_cap: u64,
+    /// Stop every container when the agent exits (SIGTERM). Default: leave them running.
+    pub stop_containers_on_exit: bool,
+    /// Restart backoff of crash-looping containers.
+    pub restart: BackoffConfig,
+    /// The default bridge network.
+    pub network: NetworkConfig,
+    /// Graph driver selection.
+    pub graph: GraphConfig,
+    /// Registry access.
+    pub registries: RegistriesConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Exponential backoff between automatic restarts (Docker's restart manager: 100 ms, doubling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    /// First delay.
+    #[serde(with = "duration")]
+    pub start: Duration,
+    /// Multiplier applied after every restart that followed a short run.
+    pub factor: f64,
+    /// Longest delay.
+    #[serde(with = "duration")]
+    pub cap: Duration,
+    /// A container that ran at least this long before exiting starts again from `start`.
+    #[serde(with = "duration")]
+    pub reset_after: Duration,
+}
+
+/// The default bridge network the agent creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Bridge interface name (at most 15 bytes).
+    pub bridge: String,
+    /// IPv4 subnet addresses are handed out from, in CIDR notation.
+    pub subnet: String,
+    /// MTU of the bridge and the veth pairs.
+    pub mtu: u32,
+}
+
+/// Which graph driver container root filesystems use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    pub driver: GraphDriverChoice,
+}
+
+/// `auto` picks overlay where it works, else vfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphDriverChoice {
+    #[default]
+    Auto,
+    Overlay,
+    Vfs,
+}
+
+impl GraphDriverChoice {
+    /// The graph driver's own selector input: `None` means "detect".
+    pub fn to_driver_kind(self) -> Option<crate::driver::graph::DriverKind> {
+        match self {
+            GraphDriverChoice::Auto => None,
+            GraphDriverChoice::Overlay => Some(crate::driver::graph::DriverKind::Overlay),
+            GraphDriverChoice::Vfs => Some(crate::driver::graph::DriverKind::Vfs),
+        }
+    }
+}
+
+/// Registry settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistriesConfig {
+    /// `host[:port]` of registries reached over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
+/// Logging settings. `RUST_LOG`, when set, wins over `level`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter directive: `error`, `warn`, `info`, `debug`, `trace`, or e.g.
+    /// `info,agent::reconcile=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, journald-friendly under systemd (`JOURNAL_STREAM`), JSON
+    /// lines otherwise.
+    #[default]
+    Auto,
+    Human,
+    Json,
+    Journald,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            manifests_dir: PathBuf::from("/etc/agent.d"),
+            state_dir: PathBuf::from("/var/lib/agent"),
+            socket: PathBuf::from(crate::api::DEFAULT_SOCKET),
+            resync_interval: Duration::from_secs(60),
+            event_cap: 10_000,
+            stop_containers_on_exit: false,
+            restart: BackoffConfig::default(),
+            network: NetworkConfig::default(),
+            graph: GraphConfig::default(),
+            registries: RegistriesConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            start: Duration::from_millis(100),
+            factor: 2.0,
+            cap: Duration::from_secs(300),
+            reset_after: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            bridge: "agent0".into(),
+            subnet: "10.213.0.0/16".into(),
+            mtu: 1500,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// A configuration error, pointing into the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// Overrides from the command line; `None` keeps the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub manifests_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub stop_containers_on_exit: bool,
+}
+
+impl Config {
+    /// Loads `path`. A missing file is all defaults when `required` is false (the default path),
+    /// an error when true (a path the user named).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and validates the text of a config file; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            at(offset, improve_message(e.message()))
+        })?;
+        if let Err((field, message)) = config.validate() {
+            let offset = span_of(text, &field).unwrap_or(0);
+            return Err(at(offset, format!("{}: {message}", field.join("."))));
+        }
+        Ok(config)
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply_overrides(&mut self, o: Overrides) {
+        if let Some(d) = o.manifests_dir {
+            self.manifests_dir = d;
+        }
+        if let Some(d) = o.state_dir {
+            self.state_dir = d;
+        }
+        if let Some(s) = o.socket {
+            self.socket = s;
+        }
+        if o.stop_containers_on_exit {
+            self.stop_containers_on_exit = true;
+        }
+    }
+
+    /// Checks value ranges. Returns the failing field's path and what is allowed.
+    fn validate(&self) -> Result<(), (Vec<&'static str>, String)> {
+        fn fail<T>(
+            field: &[&'static str],
+            msg: impl Into<String>,
+        ) -> Result<T, (Vec<&'static str>, String)> {
+            Err((field.to_vec(), msg.into()))
+        }
+        for (field, p) in [
+            ("manifests_dir", &self.manifests_dir),
+            ("state_dir", &self.state_dir),
+            ("socket", &self.socket),
+        ] {
+            if !p.is_absolute() {
+                return fail(&[field], format!("{} is not an absolute path", p.display()));
+            }
+        }
+        if self.resync_interval < Duration::from_secs(1) {
+            return fail(&["resync_interval"], "must be at least 1s");
+        }
+        if self.event_cap < 100 {
+            return fail(
+                &["event_cap"],
+                format!("{} is too small; allowed: 100 or more", self.event_cap),
+            );
+        }
+        let r = &self.restart;
+        if r.start.is_zero() {
+            return fail(&["restart", "start"], "must be more than 0s");
+        }
+        if !(r.factor.is_finite() && (1.0..=100.0).contains(&r.factor)) {
+            return fail(
+                &["restart", "factor"],
+                format!("{} is out of range; allowed: 1 to 100", r.factor),
+            );
+        }
+        if r.cap < r.start {
+            return fail(
+                &["restart", "cap"],
+                format!("{:?} is less than restart.start ({:?})", r.cap, r.start),
+            );
+        }
+        let n = &self.network;
+        if n.bridge.is_empty()
+            || n.bridge.len() > 15
+            || n.bridge.contains(['/', ':'])
+            || n.bridge.chars().any(char::is_whitespace)
+            || n.bridge == "."
+            || n.bridge == ".."
+        {
+            return fail(
+                &["network", "bridge"],
+                format!(
+                    "{:?} is not an interface name; allowed: 1 to 15 bytes without '/', ':' or spaces",
+                    n.bridge
+                ),
+            );
+        }
+        if let Err(msg) = parse_cidr(&n.subnet) {
+            return fail(&["network", "subnet"], msg);
+        }
+        if !(68..=65535).contains(&n.mtu) {
+            return fail(
+                &["network", "mtu"],
+                format!("{} is out of range; allowed: 68 to 65535", n.mtu),
+            );
+        }
+        for reg in &self.registries.insecure {
+            if reg.is_empty() || reg.contains('/') || reg.contains("://") {
+                return fail(
+                    &["registries", "insecure"],
+                    format!("{reg:?} is not a registry host; write host or host:port"),
+                );
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return fail(
+                &["log", "level"],
+                format!(
+                    "{:?}: {e}; allowed: error, warn, info, debug, trace or a tracing filter",
+                    self.log.level
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parses `a.b.c.d/len` with `len` between 8 and 30 and the address equal to the network address.
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad =
+        || format!("{s:?} is not an IPv4 subnet; write it like 10.213.0.0/16 (prefix 8 to 30)");
+    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if !(8..=30).contains(&len) {
+        return Err(bad());
+    }
+    let mask = u32::MAX << (32 - u32::from(len));
+    if u32::from(addr) & !mask != 0 {
+        let net = Ipv4Addr::from(u32::from(addr) & mask);
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {net}/{len}?"
+        ));
+    }
+    Ok((addr, len))
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" gains a "did you mean".
+fn improve_message(message: &str) -> String {
+    let message = message.trim_end();
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let best = candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(field, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let allowed = candidates.join(", ");
+    match best {
+        Some((_, c)) => format!("unknown key `{field}`; did you mean `{c}`? (allowed: {allowed})"),
+        None => format!("unknown key `{field}` (allowed: {allowed})"),
+    }
+}
+
+/// Byte offset of the value at `path` in the TOML text, if present.
+fn span_of(text: &str, path: &[&str]) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let (first, rest) = path.split_first()?;
+    let mut value = root.get_ref().get(*first)?;
+    for key in rest {
+        value = value.get_ref().get(*key)?;
+    }
+    Some(value.span().start)
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// `Duration` as a human string ("100ms", "5m").
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration ({e}); write it like \"100ms\", \"60s\", \"5m\""
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/agent/config.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.resync_interval, Duration::from_secs(60));
+        assert_eq!(d.restart.start, Duration::from_millis(100));
+        assert_eq!(d.restart.factor, 2.0);
+        assert_eq!(d.network.subnet, "10.213.0.0/16");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            r#"
+manifests_dir = "/srv/m"
+state_dir = "/srv/s"
+socket = "/run/x.sock"
+resync_interval = "2m"
+event_cap = 500
+stop_containers_on_exit = true
+[restart]
+start = "50ms"
+factor = 3
+cap = "1m"
+reset_after = "30s"
+[network]
+bridge = "br-test"
+subnet = "10.9.0.0/24"
+mtu = 1400
+[graph]
+driver = "vfs"
+[registries]
+insecure = ["127.0.0.1:5000"]
+[log]
+level = "debug"
+format = "json"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.manifests_dir, PathBuf::from("/srv/m"));
+        assert_eq!(c.resync_interval, Duration::from_secs(120));
+        assert_eq!(c.restart.factor, 3.0);
+        assert_eq!(c.restart.start, Duration::from_millis(50));
+        assert_eq!(c.graph.driver, GraphDriverChoice::Vfs);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.stop_containers_on_exit);
+        // A round trip through the serializer gives the same config.
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(parse(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_suggests() {
+        let e = parse("resync_intervall = \"5s\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/agent/config.toml:1:1: "), "{e}");
+        assert!(e.contains("did you mean `resync_interval`"), "{e}");
+        let e = parse("[network]\nmtu = 1500\nsubnett = \"10.0.0.0/8\"\n").unwrap_err();
+        assert!(e.contains(":3:1:"), "{e}");
+        assert!(e.contains("did you mean `subnet`"), "{e}");
+        let e = parse("zzzz = 1\n").unwrap_err();
+        assert!(!e.contains("did you mean"), "{e}");
+        assert!(e.contains("allowed: manifests_dir"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_line_and_field() {
+        let e = parse("\n[restart]\nstart = \"soon\"\n").unwrap_err();
+        assert!(e.contains(":3:9:"), "{e}");
+        assert!(e.contains("not a duration"), "{e}");
+        let e = parse("[network]\nsubnet = \"10.213.0.1/16\"\n").unwrap_err();
+        assert!(e.contains(":2:10:"), "{e}");
+        assert!(e.contains("network.subnet"), "{e}");
+        assert!(e.contains("did you mean 10.213.0.0/16"), "{e}");
+        let e = parse("[network]\nmtu = 10\n").unwrap_err();
+        assert!(e.contains(":2:7: network.mtu: 10 is out of range"), "{e}");
+        let e = parse("[restart]\nstart = \"1s\"\ncap = \"10ms\"\n").unwrap_err();
+        assert!(e.contains("restart.cap"), "{e}");
+        let e = parse("event_cap = \"many\"\n").unwrap_err();
+        assert!(e.contains(":1:13:"), "{e}");
+        let e = parse("[graph]\ndriver = \"zfs\"\n").unwrap_err();
+        assert!(e.contains("overlay"), "{e}");
+        let e = parse("state_dir = \"relative\"\n").unwrap_err();
+        assert!(
+            e.contains("state_dir: relative is not an absolute path"),
+            "{e}"
+        );
+        let e = parse("[network]\nbridge = \"a-very-long-bridge-name\"\n").unwrap_err();
+        assert!(e.contains("network.bridge"), "{e}");
+        let e = parse("[log]\nlevel = \"agent=loud\"\n").unwrap_err();
+        assert!(e.contains("log.level"), "{e}");
+        let e = parse("[registries]\ninsecure = [\"http://x\"]\n").unwrap_err();
+        assert!(e.contains("registries.insecure"), "{e}");
+    }
+
+    #[test]
+    fn missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nope.toml");
+        assert_eq!(Config::load(&p, false).unwrap(), Config::default());
+        let e = Config::load(&p, true).unwrap_err().to_string();
+        assert!(e.contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let mut c = Config::default();
+        c.apply_overrides(Overrides {
+            state_dir: Some("/tmp/s".into()),
+            stop_containers_on_exit: true,
+            ..Default::default()
+        });
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/s"));
+        assert_eq!(c.manifests_dir, PathBuf::from("/etc/agent.d"));
+        assert!(c.stop_containers_on_exit);
+    }
+}
