@@ -1,7 +1,9 @@
 //! Shared helpers for the end-to-end tests: locating the binary, temporary state directories.
 
+pub mod exec;
 pub mod graph;
 pub mod manifest;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
