@@ -18,14 +18,27 @@ pub enum Change {
         insecure: bool,
     },
     /// Import an image from a host path and record `image` (the key) -> digest.
-    ImportImage { image: String, source: ImageSource },
-    CreateVolume { volume: EffectiveVolume },
+    ImportImage {
+        image: String,
+        source: ImageSource,
+    },
+    CreateVolume {
+        volume: EffectiveVolume,
+    },
     /// Update the volume's record (reclaim, labels); the data is not touched.
-    UpdateVolume { volume: EffectiveVolume },
+    UpdateVolume {
+        volume: EffectiveVolume,
+    },
     /// Delete the volume and its data (only for `reclaim: delete`).
-    RemoveVolume { name: String },
-    CreateNetwork { network: EffectiveNetwork },
-    RemoveNetwork { name: String },
+    RemoveVolume {
+        name: String,
+    },
+    CreateNetwork {
+        network: EffectiveNetwork,
+    },
+    RemoveNetwork {
+        name: String,
+    },
     /// Create the container. `hash` is `None` while the image digest is not known: the daemon
     /// takes the digest its fetch recorded ([`EffectiveContainer::with_digest`]). With
     /// `keep_stopped` it replaces a container the user had stopped: record the new one
@@ -35,12 +48,19 @@ pub enum Change {
         hash: Option<ConfigHash>,
         keep_stopped: bool,
     },
-    StartContainer { name: String },
+    StartContainer {
+        name: String,
+    },
     /// Stop it (its stop signal, the grace period, SIGKILL).
-    StopContainer { name: String },
+    StopContainer {
+        name: String,
+    },
     /// Remove a stopped container. With `replaced`, the same name is created again later in
     /// this plan: keep its store row (address, port bindings, links) for the new one.
-    RemoveContainer { name: String, replaced: bool },
+    RemoveContainer {
+        name: String,
+        replaced: bool,
+    },
     /// Stop, remove and create it again with `config`; start the new one if `start` (false
     /// when the user had stopped the old one: the new one is recorded stopped-by-user). With
     /// `hash: None` (image digest known after the fetch) the daemon skips it if the config with
@@ -59,9 +79,15 @@ pub enum Change {
     },
     /// Rewrite the `/etc/hosts` entries of `name` for its link targets `targets`, which were
     /// recreated. (Link environment variables of a running process cannot change, as in Docker.)
-    RefreshLinks { name: String, targets: Vec<String> },
+    RefreshLinks {
+        name: String,
+        targets: Vec<String>,
+    },
     /// Forget an image reference no desired object uses (its blobs go with the last reference).
-    RemoveImage { image: String, digest: String },
+    RemoveImage {
+        image: String,
+        digest: String,
+    },
 }
 
 impl Change {

@@ -241,7 +241,11 @@ impl Desired {
 
 /// Adds an image; an image several manifests or containers need is frozen only if all of them
 /// are, and `insecure` if any Image manifest says so.
-fn add_image(images: &mut BTreeMap<String, Entry<EffectiveImage>>, img: EffectiveImage, origin: &Origin) {
+fn add_image(
+    images: &mut BTreeMap<String, Entry<EffectiveImage>>,
+    img: EffectiveImage,
+    origin: &Origin,
+) {
     match images.get_mut(&img.key) {
         None => {
             images.insert(

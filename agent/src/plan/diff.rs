@@ -68,7 +68,12 @@ pub fn container(old: &EffectiveContainer, new: &EffectiveContainer) -> Containe
 }
 
 fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
-    list(out, "entrypoint", o.entrypoint.as_deref(), n.entrypoint.as_deref());
+    list(
+        out,
+        "entrypoint",
+        o.entrypoint.as_deref(),
+        n.entrypoint.as_deref(),
+    );
     list(out, "command", o.command.as_deref(), n.command.as_deref());
     scalar(
         out,
@@ -94,7 +99,12 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     set(out, "capAdd", &o.cap_add, &n.cap_add);
     set(out, "capDrop", &o.cap_drop, &n.cap_drop);
     map(out, "sysctls", &o.sysctls, &n.sysctls);
-    scalar(out, "networkMode", Some(&o.network_mode), Some(&n.network_mode));
+    scalar(
+        out,
+        "networkMode",
+        Some(&o.network_mode),
+        Some(&n.network_mode),
+    );
     set(out, "networks", &o.networks, &n.networks);
     list(out, "dns", Some(&o.dns), Some(&n.dns));
     list(out, "dnsSearch", Some(&o.dns_search), Some(&n.dns_search));
@@ -103,11 +113,21 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
         v.sort();
         v
     };
-    set(out, "extraHosts", &hosts(&o.extra_hosts), &hosts(&n.extra_hosts));
+    set(
+        out,
+        "extraHosts",
+        &hosts(&o.extra_hosts),
+        &hosts(&n.extra_hosts),
+    );
 }
 
 fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {
-    scalar(out, "restart", Some(restart(&o.restart)), Some(restart(&n.restart)));
+    scalar(
+        out,
+        "restart",
+        Some(restart(&o.restart)),
+        Some(restart(&n.restart)),
+    );
     resources(out, &o.resources, &n.resources);
     healthcheck(out, o.healthcheck.as_ref(), n.healthcheck.as_ref());
     scalar(out, "stopSignal", o.stop_signal, n.stop_signal);
@@ -146,7 +166,12 @@ fn resources(out: &mut Vec<String>, o: &EffectiveResources, n: &EffectiveResourc
             MemorySwap::Unlimited => "unlimited".to_string(),
         })
     };
-    scalar(out, "resources.memorySwap", swap(o.memory_swap), swap(n.memory_swap));
+    scalar(
+        out,
+        "resources.memorySwap",
+        swap(o.memory_swap),
+        swap(n.memory_swap),
+    );
     scalar(
         out,
         "resources.cpus",
@@ -154,7 +179,12 @@ fn resources(out: &mut Vec<String>, o: &EffectiveResources, n: &EffectiveResourc
         n.nano_cpus.map(cpus),
     );
     scalar(out, "resources.cpuShares", o.cpu_shares, n.cpu_shares);
-    scalar(out, "resources.cpuset", o.cpuset.as_ref(), n.cpuset.as_ref());
+    scalar(
+        out,
+        "resources.cpuset",
+        o.cpuset.as_ref(),
+        n.cpuset.as_ref(),
+    );
     scalar(out, "resources.pids", o.pids, n.pids);
 }
 
@@ -173,8 +203,18 @@ fn healthcheck(out: &mut Vec<String>, o: Option<&Healthcheck>, n: Option<&Health
     match (o, n) {
         (None, None) => {}
         (Some(o), Some(n)) => {
-            list(out, "healthcheck.command", Some(&o.command), Some(&n.command));
-            scalar(out, "healthcheck.interval", Some(o.interval), Some(n.interval));
+            list(
+                out,
+                "healthcheck.command",
+                Some(&o.command),
+                Some(&n.command),
+            );
+            scalar(
+                out,
+                "healthcheck.interval",
+                Some(o.interval),
+                Some(n.interval),
+            );
             scalar(out, "healthcheck.timeout", Some(o.timeout), Some(n.timeout));
             scalar(out, "healthcheck.retries", Some(o.retries), Some(n.retries));
             scalar(
@@ -265,7 +305,12 @@ fn show_list<T: Display>(v: &[T]) -> String {
     show(s)
 }
 
-fn list<T: Display + PartialEq>(out: &mut Vec<String>, field: &str, o: Option<&[T]>, n: Option<&[T]>) {
+fn list<T: Display + PartialEq>(
+    out: &mut Vec<String>,
+    field: &str,
+    o: Option<&[T]>,
+    n: Option<&[T]>,
+) {
     if o != n {
         let f = |v: Option<&[T]>| v.map_or_else(|| "(unset)".to_string(), show_list);
         out.push(format!("{field} {} -> {}", f(o), f(n)));

@@ -109,9 +109,7 @@ impl<'a> Planner<'a> {
                 self.held.push(Held {
                     kind: None,
                     name: path.display().to_string(),
-                    reason: format!(
-                        "failed to load ({error}); its objects stay as last applied"
-                    ),
+                    reason: format!("failed to load ({error}); its objects stay as last applied"),
                 });
             }
         }
@@ -161,13 +159,20 @@ impl<'a> Planner<'a> {
                 self.held.push(Held {
                     kind: Some(Kind::Container),
                     name: n.to_string(),
-                    reason: format!("used by {}, which is kept", kept_uses.user(Kind::Container, n)),
+                    reason: format!(
+                        "used by {}, which is kept",
+                        kept_uses.user(Kind::Container, n)
+                    ),
                 });
                 if let Some(cfg) = a.containers.get(n).and_then(|c| c.config.as_ref()) {
                     kept_uses.add(n, cfg);
                     for dep in cfg.dependencies() {
                         if removed.contains(dep) {
-                            more_held.push(a.containers.get_key_value(dep).map_or(dep, |(k, _)| k.as_str()));
+                            more_held.push(
+                                a.containers
+                                    .get_key_value(dep)
+                                    .map_or(dep, |(k, _)| k.as_str()),
+                            );
                         }
                     }
                 }
@@ -178,13 +183,18 @@ impl<'a> Planner<'a> {
         self.volumes(&kept_uses);
 
         // Levels for ordering.
-        let desired_levels = levels(d.containers.iter().map(|(n, e)| {
-            (n.as_str(), e.value.config.dependencies())
-        }));
+        let desired_levels = levels(
+            d.containers
+                .iter()
+                .map(|(n, e)| (n.as_str(), e.value.config.dependencies())),
+        );
         let actual_levels = levels(a.containers.iter().map(|(n, c)| {
             (
                 n.as_str(),
-                c.config.as_ref().map(EffectiveContainer::dependencies).unwrap_or_default(),
+                c.config
+                    .as_ref()
+                    .map(EffectiveContainer::dependencies)
+                    .unwrap_or_default(),
             )
         }));
         // Recorded users of each container (to remove a target only after its users changed).
@@ -210,12 +220,20 @@ impl<'a> Planner<'a> {
             } else {
                 &mut self.phases.teardown
             };
-            if matches!(c.state, ContainerState::Running | ContainerState::Restarting) {
+            if matches!(
+                c.state,
+                ContainerState::Running | ContainerState::Restarting
+            ) {
                 bucket.push((
                     level,
                     name,
                     0,
-                    step(Change::StopContainer { name: name.to_string() }, reason.clone()),
+                    step(
+                        Change::StopContainer {
+                            name: name.to_string(),
+                        },
+                        reason.clone(),
+                    ),
                 ));
             }
             bucket.push((
@@ -251,12 +269,18 @@ impl<'a> Planner<'a> {
                     replaced.insert(name);
                     let why = format!("network {net} is recreated");
                     let alevel = actual_levels.get(name.as_str()).copied().unwrap_or(0);
-                    if matches!(c.state, ContainerState::Running | ContainerState::Restarting) {
+                    if matches!(
+                        c.state,
+                        ContainerState::Running | ContainerState::Restarting
+                    ) {
                         self.phases.teardown.push((
                             alevel,
                             name,
                             0,
-                            step(Change::StopContainer { name: name.clone() }, vec![why.clone()]),
+                            step(
+                                Change::StopContainer { name: name.clone() },
+                                vec![why.clone()],
+                            ),
                         ));
                     }
                     self.phases.teardown.push((
@@ -275,7 +299,13 @@ impl<'a> Planner<'a> {
                     if let Some(old) = &c.config {
                         reasons.extend(diff::container(old, &e.value.config).all());
                     }
-                    self.create(level, name, &e.value, c.state == ContainerState::StoppedByUser, reasons);
+                    self.create(
+                        level,
+                        name,
+                        &e.value,
+                        c.state == ContainerState::StoppedByUser,
+                        reasons,
+                    );
                 }
                 (None, _) => {
                     let mut reasons = vec![format!("new in {}", e.origin.file.display())];
@@ -298,7 +328,10 @@ impl<'a> Planner<'a> {
         // Users of recreated containers refresh their hosts entries.
         let mut refresh: BTreeMap<&'a str, Vec<String>> = BTreeMap::new();
         for (name, e) in &d.containers {
-            if e.origin.frozen || replaced.contains(name.as_str()) || !a.containers.contains_key(name) {
+            if e.origin.frozen
+                || replaced.contains(name.as_str())
+                || !a.containers.contains_key(name)
+            {
                 continue;
             }
             for l in &e.value.config.fixed.links {
@@ -334,7 +367,14 @@ impl<'a> Planner<'a> {
     }
 
     /// Create (and start) a container.
-    fn create(&mut self, level: u32, name: &'a str, c: &DesiredContainer, keep_stopped: bool, reasons: Vec<String>) {
+    fn create(
+        &mut self,
+        level: u32,
+        name: &'a str,
+        c: &DesiredContainer,
+        keep_stopped: bool,
+        reasons: Vec<String>,
+    ) {
         self.phases.build.push((
             level,
             name,
@@ -364,7 +404,13 @@ impl<'a> Planner<'a> {
     }
 
     /// Decides for a container that exists; true if it is recreated.
-    fn existing(&mut self, level: u32, name: &'a str, want: &DesiredContainer, have: &ActualContainer) -> bool {
+    fn existing(
+        &mut self,
+        level: u32,
+        name: &'a str,
+        want: &DesiredContainer,
+        have: &ActualContainer,
+    ) -> bool {
         let start = have.state != ContainerState::StoppedByUser;
         let recreate = |reasons: Vec<String>| {
             (
@@ -383,7 +429,9 @@ impl<'a> Planner<'a> {
         };
         match have.state {
             ContainerState::Dead => {
-                let r = recreate(vec!["state dead: could not be stopped or cleaned up".into()]);
+                let r = recreate(vec![
+                    "state dead: could not be stopped or cleaned up".into(),
+                ]);
                 self.phases.build.push(r);
                 return true;
             }
@@ -395,7 +443,9 @@ impl<'a> Planner<'a> {
             _ => {}
         }
         let Some(old) = &have.config else {
-            let r = recreate(vec!["its recorded config cannot be read by this agent".into()]);
+            let r = recreate(vec![
+                "its recorded config cannot be read by this agent".into(),
+            ]);
             self.phases.build.push(r);
             return true;
         };
@@ -599,7 +649,10 @@ impl<'a> Planner<'a> {
             if e.origin.frozen || a.images.contains_key(key) {
                 continue;
             }
-            let users = fetch_users.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let users = fetch_users
+                .get(key.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let mut reasons = vec![match users.len() {
                 0 => format!("declared in {}", e.origin.file.display()),
                 1..=3 => format!("needed by {}", users.join(", ")),
@@ -678,7 +731,11 @@ impl<'a> Planner<'a> {
         late_teardown.sort_by(|x, y| (y.0, x.1, x.2).cmp(&(x.0, y.1, y.2)));
         build.sort_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
         let mut steps = Vec::with_capacity(
-            fetch.len() + prepare.len() + teardown.len() + networks.len() + build.len()
+            fetch.len()
+                + prepare.len()
+                + teardown.len()
+                + networks.len()
+                + build.len()
                 + late_teardown.len()
                 + cleanup.len(),
         );

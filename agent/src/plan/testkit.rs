@@ -47,7 +47,7 @@ pub fn loaded_inputs(files: &[(&str, &str)]) -> Vec<FileInput> {
 /// A container document.
 pub fn container(name: &str, spec: &str) -> String {
     let mut s = format!(
-        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n"
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: 127.0.0.1:5000/busybox\n"
     );
     for line in spec.lines().filter(|l| !l.trim().is_empty()) {
         s.push_str("  ");
@@ -123,7 +123,10 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             actual.volumes.insert(volume.name.clone(), volume.clone());
         }
         Change::RemoveVolume { name } => {
-            assert!(actual.volumes.remove(name).is_some(), "remove of absent volume {name}");
+            assert!(
+                actual.volumes.remove(name).is_some(),
+                "remove of absent volume {name}"
+            );
         }
         Change::CreateNetwork { network } => {
             assert!(
@@ -149,8 +152,14 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
                 })
                 .map(|(n, _)| n)
                 .collect();
-            assert!(users.is_empty(), "network {name} removed while {users:?} use it");
-            assert!(actual.networks.remove(name).is_some(), "remove of absent network {name}");
+            assert!(
+                users.is_empty(),
+                "network {name} removed while {users:?} use it"
+            );
+            assert!(
+                actual.networks.remove(name).is_some(),
+                "remove of absent network {name}"
+            );
         }
         Change::CreateContainer {
             config,
@@ -168,16 +177,23 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             } else {
                 ContainerState::Created
             };
-            actual
-                .containers
-                .insert(config.name.clone(), ActualContainer::new(Some(config), state));
+            actual.containers.insert(
+                config.name.clone(),
+                ActualContainer::new(Some(config), state),
+            );
         }
         Change::StartContainer { name } => {
-            let c = actual.containers.get_mut(name).expect("start of absent container");
+            let c = actual
+                .containers
+                .get_mut(name)
+                .expect("start of absent container");
             c.state = ContainerState::Running;
         }
         Change::StopContainer { name } => {
-            let c = actual.containers.get_mut(name).expect("stop of absent container");
+            let c = actual
+                .containers
+                .get_mut(name)
+                .expect("stop of absent container");
             c.state = ContainerState::Exited;
         }
         Change::RemoveContainer { name, replaced } => {
@@ -196,10 +212,16 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
                 *replaced || users.is_empty(),
                 "container {name} removed while {users:?} use it"
             );
-            assert!(actual.containers.remove(name).is_some(), "remove of absent container {name}");
+            assert!(
+                actual.containers.remove(name).is_some(),
+                "remove of absent container {name}"
+            );
         }
         Change::RecreateContainer {
-            config, hash, start, ..
+            config,
+            hash,
+            start,
+            ..
         } => {
             let new = resolved(actual, config);
             let old = actual
@@ -219,17 +241,26 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
                 .insert(config.name.clone(), ActualContainer::new(Some(new), state));
         }
         Change::UpdateContainer { name, live, hash } => {
-            let c = actual.containers.get_mut(name).expect("update of absent container");
+            let c = actual
+                .containers
+                .get_mut(name)
+                .expect("update of absent container");
             let mut cfg = c.config.clone().expect("update of unreadable config");
             cfg.live = live.clone();
             assert_eq!(cfg.hash().as_ref(), Some(hash), "update hash of {name}");
             *c = ActualContainer::new(Some(cfg), c.state);
         }
         Change::RefreshLinks { name, .. } => {
-            assert!(actual.containers.contains_key(name), "refresh of absent {name}");
+            assert!(
+                actual.containers.contains_key(name),
+                "refresh of absent {name}"
+            );
         }
         Change::RemoveImage { image, .. } => {
-            assert!(actual.images.remove(image).is_some(), "remove of absent image {image}");
+            assert!(
+                actual.images.remove(image).is_some(),
+                "remove of absent image {image}"
+            );
         }
     }
 }

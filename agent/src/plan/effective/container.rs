@@ -302,7 +302,8 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
     let mut mounts: Vec<EffectiveMount> = s.volumes.iter().map(mount).collect();
     sort_mounts(&mut mounts);
 
-    let mut volumes_from: Vec<String> = s.volumes_from.iter().map(|v| v.container.clone()).collect();
+    let mut volumes_from: Vec<String> =
+        s.volumes_from.iter().map(|v| v.container.clone()).collect();
     volumes_from.sort_unstable();
     volumes_from.dedup();
 
@@ -447,7 +448,11 @@ pub fn canonical_cpuset(s: &str) -> String {
     for part in s.split(',') {
         let part = part.trim();
         let parsed = match part.split_once('-') {
-            Some((a, b)) => a.trim().parse::<u32>().ok().zip(b.trim().parse::<u32>().ok()),
+            Some((a, b)) => a
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .zip(b.trim().parse::<u32>().ok()),
             None => part.parse::<u32>().ok().map(|n| (n, n)),
         };
         match parsed {

@@ -45,10 +45,21 @@ use crate::manifest::{
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum ImageSource {
     /// A registry pull; `reference` normalised (see the module docs).
-    Registry { reference: String, insecure: bool },
-    OciLayout { path: PathBuf, tag: Option<String> },
-    DockerArchive { path: PathBuf, tag: Option<String> },
-    RootfsTar { path: PathBuf },
+    Registry {
+        reference: String,
+        insecure: bool,
+    },
+    OciLayout {
+        path: PathBuf,
+        tag: Option<String>,
+    },
+    DockerArchive {
+        path: PathBuf,
+        tag: Option<String>,
+    },
+    RootfsTar {
+        path: PathBuf,
+    },
 }
 
 impl ImageSource {
@@ -194,9 +205,7 @@ impl EffectiveNetwork {
         EffectiveNetwork {
             name: m.metadata.name.clone(),
             subnet: s.subnet,
-            gateway: s
-                .gateway
-                .unwrap_or(IpAddr::V4(s.subnet.first_host())),
+            gateway: s.gateway.unwrap_or(IpAddr::V4(s.subnet.first_host())),
             bridge: s
                 .bridge
                 .clone()
@@ -209,7 +218,13 @@ impl EffectiveNetwork {
     /// Hash of the whole config (the name is the key and not hashed).
     pub fn hash(&self) -> ConfigHash {
         Hasher::new("agent/network/v1")
-            .json(&(&self.subnet, &self.gateway, &self.bridge, self.mtu, self.icc))
+            .json(&(
+                &self.subnet,
+                &self.gateway,
+                &self.bridge,
+                self.mtu,
+                self.icc,
+            ))
             .finish()
     }
 }
