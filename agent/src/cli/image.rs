@@ -1,4 +1,4 @@
-//! `agent image ls|load|save|rm|prune` and `agent export`.
+//! `agent image ls|pull|load|save|rm|prune` and `agent export`.
 //!
 //! They work on the graph under `--state-dir` (default `/var/lib/agent`, env `AGENT_STATE_DIR`)
 //! with the graph driver from `--graph-driver` (env `AGENT_GRAPH_DRIVER`; detected when unset).
@@ -53,6 +53,27 @@ pub enum Command {
         graph: GraphOpts,
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
+    },
+    /// Pull an image from a registry (Docker v2 / OCI distribution).
+    Pull {
+        #[command(flatten)]
+        graph: GraphOpts,
+        /// `[host[:port]/]repo[:tag][@sha256:digest]`; Docker Hub when no host is given.
+        reference: String,
+        /// A registry (`host:port` as written in references) to reach over plain HTTP instead of
+        /// HTTPS. Repeatable.
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registries: Vec<String>,
+        /// Docker-style config.json with registry credentials [default: $DOCKER_CONFIG/config.json
+        /// or ~/.docker/config.json].
+        #[arg(long, value_name = "FILE")]
+        registry_config: Option<PathBuf>,
+        /// Retries per request after a network error, with exponential backoff and jitter.
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+        /// No progress bars.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Load images from an OCI layout (directory or tar), a `docker save` archive, or a root
     /// filesystem tarball (gzip/zstd compressed or not).
@@ -157,6 +178,32 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
                     }
                 }
             }
+            Ok(Outcome::OK)
+        }
+        Command::Pull {
+            graph,
+            reference,
+            insecure_registries,
+            registry_config,
+            retries,
+            quiet,
+        } => {
+            let g = graph.open()?;
+            let mut opts = graph::pull::PullOptions::new(reference);
+            opts.insecure_registries = insecure_registries;
+            opts.registry_config = registry_config;
+            opts.retry.retries = retries;
+            opts.progress = !quiet;
+            let r = graph::pull::pull(&g, &opts)?;
+            println!(
+                "Pulled {} {} (resolved {}; downloaded {}, resumed {}, {} blob(s) already present)",
+                r.image.names.join(", "),
+                r.image.id,
+                r.resolved,
+                human(r.downloaded),
+                human(r.resumed),
+                r.present
+            );
             Ok(Outcome::OK)
         }
         Command::Load { graph, file, name } => {

@@ -21,6 +21,7 @@ pub mod digest;
 pub mod import;
 pub mod index;
 pub mod layers;
+pub mod pull;
 pub mod reference;
 pub mod rootfs;
 pub mod save;
@@ -104,6 +105,8 @@ pub enum Error {
         found: String,
         supported: u32,
     },
+    #[error("registry {reference}: {reason}")]
+    Registry { reference: String, reason: String },
     #[error("not enough free space in {path}: need {needed} bytes, {available} available")]
     NoSpace {
         path: PathBuf,
