@@ -2,6 +2,7 @@
 
 pub mod graph;
 pub mod manifest;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
