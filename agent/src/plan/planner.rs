@@ -135,23 +135,27 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        // What kept containers (frozen or held) use: never removed or detached.
+        // What kept containers (frozen or held) use: never removed or detached. `in_use` adds
+        // what the other desired containers use (with valid manifests, only desired objects).
         let mut kept_uses = KeptUses::default();
+        let mut in_use = KeptUses::default();
         for (name, e) in &d.containers {
             if e.origin.frozen {
                 kept_uses.add(name, &e.value.config);
             }
+            in_use.add(name, &e.value.config);
         }
         for name in &held_containers {
             if let Some(cfg) = a.containers.get(*name).and_then(|c| c.config.as_ref()) {
                 kept_uses.add(name, cfg);
+                in_use.add(name, cfg);
             }
         }
-        // A container that goes but that a kept container uses is held instead.
+        // A container that goes but that a kept or desired container uses is held instead.
         let mut more_held: Vec<&'a str> = removed
             .iter()
             .copied()
-            .filter(|n| kept_uses.containers.contains_key(*n))
+            .filter(|n| in_use.containers.contains_key(*n))
             .collect();
         while let Some(n) = more_held.pop() {
             if removed.remove(n) {
@@ -159,13 +163,11 @@ impl<'a> Planner<'a> {
                 self.held.push(Held {
                     kind: Some(Kind::Container),
                     name: n.to_string(),
-                    reason: format!(
-                        "used by {}, which is kept",
-                        kept_uses.user(Kind::Container, n)
-                    ),
+                    reason: format!("used by {}, which is kept", in_use.user(Kind::Container, n)),
                 });
                 if let Some(cfg) = a.containers.get(n).and_then(|c| c.config.as_ref()) {
                     kept_uses.add(n, cfg);
+                    in_use.add(n, cfg);
                     for dep in cfg.dependencies() {
                         if removed.contains(dep) {
                             more_held.push(
@@ -179,8 +181,8 @@ impl<'a> Planner<'a> {
             }
         }
 
-        let recreated_networks = self.networks(&kept_uses);
-        self.volumes(&kept_uses);
+        let recreated_networks = self.networks(&kept_uses, &in_use);
+        self.volumes(&in_use);
 
         // Levels for ordering.
         let desired_levels = levels(
@@ -362,7 +364,7 @@ impl<'a> Planner<'a> {
             ));
         }
 
-        self.images(&held_containers, &kept_uses);
+        self.images(&held_containers, &in_use);
         self.assemble()
     }
 
@@ -509,7 +511,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Network creates, recreations and removals; returns the recreated ones.
-    fn networks(&mut self, kept: &KeptUses<'a>) -> HashSet<&'a str> {
+    fn networks(&mut self, kept: &KeptUses<'a>, in_use: &KeptUses<'a>) -> HashSet<&'a str> {
         let d = self.desired;
         let a = self.actual;
         let mut recreated = HashSet::new();
@@ -566,7 +568,7 @@ impl<'a> Planner<'a> {
                     name: name.clone(),
                     reason,
                 });
-            } else if let Some(user) = kept.networks.get(name.as_str()) {
+            } else if let Some(user) = in_use.networks.get(name.as_str()) {
                 self.held.push(Held {
                     kind: Some(Kind::Network),
                     name: name.clone(),
