@@ -84,12 +84,16 @@ pub fn init(settings: &LogSettings) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
         LogFormat::Json => builder
+            .with_ansi(false)
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
             .try_init(),
-        LogFormat::Journald => builder.event_format(JournaldFormat).try_init(),
+        LogFormat::Journald => builder
+            .with_ansi(false)
+            .event_format(JournaldFormat)
+            .try_init(),
     };
 }
 
@@ -166,6 +170,7 @@ mod tests {
         let b2 = buf.clone();
         let sub = tracing_subscriber::fmt()
             .with_writer(move || b2.clone())
+            .with_ansi(false)
             .event_format(JournaldFormat)
             .with_max_level(Level::DEBUG)
             .finish();
