@@ -140,10 +140,19 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Child,
+    creds: Option<String>,
 }
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With `auth` (`user`, `password`, bcrypt hash of the password), the registry requires HTTP
+    /// basic auth; `push` and `digest` then log in with those credentials.
+    pub fn start_with(auth: Option<(&str, &str, &str)>) -> Registry {
+        let htpasswd = auth.map(|(u, _, h)| format!("{u}:{h}"));
+        let creds = auth.map(|(u, p, _)| format!("{u}:{p}"));
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let port = free_port();
@@ -153,6 +162,17 @@ impl Registry {
                  http:\n  addr: 127.0.0.1:{port}\n",
                 dir.path().join("data").display()
             );
+            let config = match &htpasswd {
+                Some(line) => {
+                    let file = dir.path().join("htpasswd");
+                    std::fs::write(&file, format!("{line}\n")).unwrap_or_else(|e| panic!("{e}"));
+                    format!(
+                        "{config}auth:\n  htpasswd:\n    realm: agent-test\n    path: {}\n",
+                        file.display()
+                    )
+                }
+                None => config,
+            };
             let cfg = dir.path().join("config.yml");
             std::fs::write(&cfg, config).unwrap_or_else(|e| panic!("{e}"));
             let log = std::fs::File::create(dir.path().join("registry.log"))
@@ -167,7 +187,12 @@ impl Registry {
                 .unwrap_or_else(|e| {
                     panic!("start docker-registry (apt install docker-registry): {e}")
                 });
-            let mut reg = Registry { dir, port, child };
+            let mut reg = Registry {
+                dir,
+                port,
+                child,
+                creds: creds.clone(),
+            };
             if reg.wait_ready() {
                 return reg;
             }
@@ -183,7 +208,7 @@ impl Registry {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if http_get_status(self.port, "/v2/") == Some(200) {
+            if matches!(http_get_status(self.port, "/v2/"), Some(200 | 401)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -203,19 +228,27 @@ impl Registry {
         if all {
             args.push("--all");
         }
+        if let Some(c) = &self.creds {
+            args.extend(["--dest-creds", c.as_str()]);
+        }
         args.extend([src, dest.as_str()]);
         skopeo(&args);
     }
 
     /// The digest the registry has for `repo:tag` (of the manifest or index bytes).
     pub fn digest(&self, repo_tag: &str) -> String {
-        let raw = skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}/{repo_tag}", self.host()),
-        ]);
-        format!("sha256:{}", sha256_hex(raw.as_bytes()))
+        format!("sha256:{}", sha256_hex(self.raw(repo_tag).as_bytes()))
+    }
+
+    /// The manifest or index `repo:tag` names, as the registry serves it.
+    pub fn raw(&self, repo_tag: &str) -> String {
+        let src = format!("docker://{}/{repo_tag}", self.host());
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if let Some(c) = &self.creds {
+            args.extend(["--creds", c.as_str()]);
+        }
+        args.push(&src);
+        skopeo(&args)
     }
 
     /// Where the registry keeps a blob's bytes.

@@ -1,6 +1,15 @@
-//! `agent validate DIR|FILE...`
+//! `agent validate DIR|FILE...`: load and check manifests without touching the host.
+//!
+//! Exit codes: 0 every file is valid, 1 some file is invalid, 2 usage error (bad arguments, a
+//! path that does not exist or cannot be read). Text output prints one line per problem,
+//! `file:line:col: field: message`, then a summary; `--output json` prints one JSON object:
+//! `{"valid": bool, "files": [{"path", "sha256", "valid", "objects": [{"kind", "name", "line",
+//! "column"}], "errors": [{"file", "line", "column", "field", "message", "related"}]}]}`.
 
-use super::Outcome;
+use serde_json::json;
+
+use super::{Outcome, OutputFormat};
+use crate::manifest::{self, Loaded};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,6 +20,59 @@ pub struct Args {
     pub output: super::OutputFormat,
 }
 
-pub fn run(_args: Args) -> crate::Result<Outcome> {
-    Err(super::not_yet("validate", 2))
+pub fn run(args: Args) -> crate::Result<Outcome> {
+    let loaded =
+        manifest::load_paths(&args.paths).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    match args.output {
+        OutputFormat::Text => print_text(&loaded),
+        OutputFormat::Json => println!("{}", to_json(&loaded)),
+    }
+    Ok(if loaded.is_valid() {
+        Outcome::OK
+    } else {
+        Outcome::FAILED
+    })
+}
+
+fn print_text(loaded: &Loaded) {
+    for d in loaded.diagnostics() {
+        println!("{d}");
+        if let Some(r) = &d.related {
+            println!("    (see {r})");
+        }
+    }
+    let total = loaded.files.len();
+    let bad = loaded.files.iter().filter(|f| !f.is_ok()).count();
+    let objects = loaded.objects().count();
+    if total == 0 {
+        eprintln!("agent: no manifest files (*.yaml, *.yml) found");
+    }
+    if bad == 0 {
+        println!("{total} file(s), {objects} object(s): all valid");
+    } else {
+        let problems = loaded.diagnostics().count();
+        println!("{bad} of {total} file(s) invalid, {problems} problem(s)");
+    }
+}
+
+fn to_json(loaded: &Loaded) -> serde_json::Value {
+    let files: Vec<_> = loaded
+        .files
+        .iter()
+        .map(|f| {
+            let (objects, errors) = match &f.outcome {
+                Ok(objs) => (
+                    objs.iter()
+                        .map(|o| {
+                            json!({"kind": o.kind(), "name": o.name(), "line": o.source.line, "column": o.source.column})
+                        })
+                        .collect(),
+                    Vec::new(),
+                ),
+                Err(diags) => (Vec::new(), diags.clone()),
+            };
+            json!({"path": f.path, "sha256": f.sha256, "valid": f.is_ok(), "objects": objects, "errors": errors})
+        })
+        .collect();
+    json!({"valid": loaded.is_valid(), "files": files})
 }

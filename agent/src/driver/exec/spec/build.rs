@@ -1,0 +1,723 @@
+//! [`ContainerSpec`] + image config -> OCI runtime spec, with Docker's defaults.
+//!
+//! Pure: everything it needs from the host comes in [`HostInfo`] (detected once by
+//! [`HostInfo::detect`]), the resolved user comes from [`super::user`], and the per-container
+//! `/etc` files (hosts, hostname, resolv.conf) are already written in `etc_dir`.
+//!
+//! Decisions (Docker's unless said otherwise):
+//! - Command: entrypoint (override or image) followed by the command (override; else the image's
+//!   `Cmd`, except when the entrypoint was overridden, which clears the image's `Cmd`).
+//! - Env: the image's, then the spec's (same key: the spec wins), `PATH` defaulted, `HOSTNAME`
+//!   set, `HOME` from `/etc/passwd` unless given.
+//! - Namespaces: pid, ipc, uts, mount, network (new and empty, a path, or the host's); the
+//!   cgroup namespace on cgroup v2 only (as Docker).
+//! - `/proc` paths masked and read-only as Docker; `/sys` read-only; devices: deny all but the
+//!   standard set (libcgroups adds the allowed defaults after our deny-all rule).
+//! - rlimits: `nofile` defaults to 1024:1024 (containerd's default) when not given; a hard limit
+//!   above the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE
+//!   (the kernel would answer EPERM deep inside container creation).
+//! - Memory swap: Docker's `--memory-swap` meaning (memory + swap); unset with a memory limit
+//!   means twice the memory where the host accounts swap, nothing otherwise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount as OciMount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use super::user::ResolvedUser;
+use super::{ContainerSpec, MountSource, NetworkMode, SeccompMode, caps, seccomp};
+use crate::driver::exec::Error;
+
+/// What the spec builder needs to know about the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// The unified hierarchy is mounted at `/sys/fs/cgroup` (cgroup v2 only host).
+    pub cgroup_v2: bool,
+    /// The memory cgroup accounts swap (v1 `memory.memsw.*`, v2 `memory.swap.max`).
+    pub swap_accounting: bool,
+    /// Go architecture name ([`seccomp::native_arch`]).
+    pub arch: String,
+    /// Kernel `(major, minor)`.
+    pub kernel: (u32, u32),
+    /// The agent's hard rlimits, by `ulimit` name.
+    pub rlimit_hard: BTreeMap<String, u64>,
+    /// The agent holds CAP_SYS_RESOURCE and may raise hard limits.
+    pub can_raise_rlimits: bool,
+    /// Parent of every container's cgroup (`/agent`).
+    pub cgroup_parent: String,
+}
+
+/// `ulimit` names (Docker's) and their rlimit.
+pub const RLIMITS: &[(&str, PosixRlimitType, libc::__rlimit_resource_t)] = &[
+    ("core", PosixRlimitType::RlimitCore, libc::RLIMIT_CORE),
+    ("cpu", PosixRlimitType::RlimitCpu, libc::RLIMIT_CPU),
+    ("data", PosixRlimitType::RlimitData, libc::RLIMIT_DATA),
+    ("fsize", PosixRlimitType::RlimitFsize, libc::RLIMIT_FSIZE),
+    ("locks", PosixRlimitType::RlimitLocks, libc::RLIMIT_LOCKS),
+    (
+        "memlock",
+        PosixRlimitType::RlimitMemlock,
+        libc::RLIMIT_MEMLOCK,
+    ),
+    (
+        "msgqueue",
+        PosixRlimitType::RlimitMsgqueue,
+        libc::RLIMIT_MSGQUEUE,
+    ),
+    ("nice", PosixRlimitType::RlimitNice, libc::RLIMIT_NICE),
+    ("nofile", PosixRlimitType::RlimitNofile, libc::RLIMIT_NOFILE),
+    ("nproc", PosixRlimitType::RlimitNproc, libc::RLIMIT_NPROC),
+    ("rss", PosixRlimitType::RlimitRss, libc::RLIMIT_RSS),
+    ("rtprio", PosixRlimitType::RlimitRtprio, libc::RLIMIT_RTPRIO),
+    ("rttime", PosixRlimitType::RlimitRttime, libc::RLIMIT_RTTIME),
+    (
+        "sigpending",
+        PosixRlimitType::RlimitSigpending,
+        libc::RLIMIT_SIGPENDING,
+    ),
+    ("stack", PosixRlimitType::RlimitStack, libc::RLIMIT_STACK),
+    ("as", PosixRlimitType::RlimitAs, libc::RLIMIT_AS),
+];
+
+impl HostInfo {
+    /// Detects the host's cgroup version, swap accounting, kernel, rlimits and capabilities.
+    pub fn detect(cgroup_parent: &str) -> HostInfo {
+        let cgroup_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false);
+        let swap_accounting = if cgroup_v2 {
+            Path::new("/sys/fs/cgroup/memory.swap.max").exists()
+                || std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+                    .map(|s| s.split_whitespace().any(|c| c == "memory"))
+                    .unwrap_or(false)
+        } else {
+            Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        };
+        let kernel = nix::sys::utsname::uname()
+            .ok()
+            .and_then(|u| seccomp::kernel_version(&u.release().to_string_lossy()))
+            .unwrap_or((0, 0));
+        let mut rlimit_hard = BTreeMap::new();
+        for (name, _, res) in RLIMITS {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes into the struct we own.
+            if unsafe { libc::getrlimit(*res, &mut lim) } == 0 {
+                rlimit_hard.insert(name.to_string(), lim.rlim_max);
+            }
+        }
+        HostInfo {
+            cgroup_v2,
+            swap_accounting,
+            arch: seccomp::native_arch().to_string(),
+            kernel,
+            rlimit_hard,
+            can_raise_rlimits: has_cap_sys_resource(),
+            cgroup_parent: cgroup_parent.to_string(),
+        }
+    }
+}
+
+/// Whether this process's effective capabilities include CAP_SYS_RESOURCE (bit 24).
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|bits| bits & (1u64 << 24) != 0)
+}
+
+/// The merged argv: Docker's entrypoint/command rules.
+pub fn command(spec: &ContainerSpec) -> Result<Vec<String>, Error> {
+    let image = spec.image.as_ref();
+    let entrypoint = match &spec.entrypoint {
+        Some(e) => e.clone(),
+        None => image
+            .and_then(|c| c.entrypoint().clone())
+            .unwrap_or_default(),
+    };
+    let cmd = match &spec.command {
+        Some(c) => c.clone(),
+        None if spec.entrypoint.is_some() => Vec::new(),
+        None => image.and_then(|c| c.cmd().clone()).unwrap_or_default(),
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(invalid(
+            spec,
+            "command",
+            "no command to run: neither the container spec nor the image gives an entrypoint or \
+             a command",
+        ));
+    }
+    Ok(argv)
+}
+
+/// The default `PATH` (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The merged environment as `KEY=VALUE`, image order first, new keys after.
+pub fn environment(spec: &ContainerSpec, hostname: &str, home: &str) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let set = |k: &str, v: &str, out: &mut Vec<(String, String)>| match out
+        .iter_mut()
+        .find(|(key, _)| key == k)
+    {
+        Some(e) => e.1 = v.to_string(),
+        None => out.push((k.to_string(), v.to_string())),
+    };
+    if let Some(env) = spec.image.as_ref().and_then(|c| c.env().as_ref()) {
+        for kv in env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            set(k, v, &mut out);
+        }
+    }
+    for (k, v) in &spec.env {
+        set(k, v, &mut out);
+    }
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if !out.iter().any(|(k, _)| k == "HOSTNAME") {
+        out.push(("HOSTNAME".into(), hostname.into()));
+    }
+    if !out.iter().any(|(k, _)| k == "HOME") {
+        out.push(("HOME".into(), home.into()));
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The container's hostname: the spec's, else the name (truncated to 63 characters).
+pub fn hostname(spec: &ContainerSpec) -> String {
+    match &spec.hostname {
+        Some(h) => h.clone(),
+        None => spec.name.chars().take(63).collect(),
+    }
+}
+
+/// The working directory: the spec's, else the image's, else `/`.
+pub fn workdir(spec: &ContainerSpec) -> String {
+    spec.workdir
+        .clone()
+        .or_else(|| spec.image.as_ref().and_then(|c| c.working_dir().clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The user string: the spec's, else the image's.
+pub fn user(spec: &ContainerSpec) -> Option<String> {
+    spec.user
+        .clone()
+        .or_else(|| spec.image.as_ref().and_then(|c| c.user().clone()))
+        .filter(|u| !u.is_empty())
+}
+
+fn invalid(spec: &ContainerSpec, field: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidSpec {
+        container: spec.name.clone(),
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The rlimits, defaults included, checked against what the host allows.
+pub fn rlimits(spec: &ContainerSpec, host: &HostInfo) -> Result<Vec<PosixRlimit>, Error> {
+    let mut wanted: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    wanted.insert("nofile", (1024, 1024));
+    for r in &spec.rlimits {
+        let Some((name, _, _)) = RLIMITS.iter().find(|(n, _, _)| *n == r.name) else {
+            let names: Vec<&str> = RLIMITS.iter().map(|(n, _, _)| *n).collect();
+            return Err(invalid(
+                spec,
+                &format!("ulimits.{}", r.name),
+                format!("unknown ulimit; allowed: {}", names.join(", ")),
+            ));
+        };
+        if r.soft > r.hard {
+            return Err(invalid(
+                spec,
+                &format!("ulimits.{}", r.name),
+                format!("soft limit {} is above the hard limit {}", r.soft, r.hard),
+            ));
+        }
+        wanted.insert(name, (r.soft, r.hard));
+    }
+    let mut out = Vec::new();
+    for (name, (soft, hard)) in wanted {
+        if !host.can_raise_rlimits
+            && let Some(&host_hard) = host.rlimit_hard.get(name)
+            && hard > host_hard
+        {
+            return Err(Error::UlimitAboveHost {
+                container: spec.name.clone(),
+                ulimit: name.to_string(),
+                requested: hard,
+                host_hard,
+            });
+        }
+        let typ = RLIMITS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, t, _)| *t)
+            .unwrap_or_default();
+        out.push(
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(soft)
+                .hard(hard)
+                .build()?,
+        );
+    }
+    Ok(out)
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<OciMount, Error> {
+    Ok(MountBuilder::default()
+        .destination(PathBuf::from(dest))
+        .typ(typ)
+        .source(PathBuf::from(source))
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+fn check_target(spec: &ContainerSpec, target: &str) -> Result<(), Error> {
+    let p = Path::new(target);
+    if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(invalid(
+            spec,
+            &format!("mounts[{target}]"),
+            "the target must be an absolute path without '..'",
+        ));
+    }
+    if p == Path::new("/") {
+        return Err(invalid(spec, "mounts[/]", "cannot mount over the root"));
+    }
+    Ok(())
+}
+
+/// Mounts: the standard file systems, `/dev/shm`, the user's mounts, then the `/etc` files.
+pub fn mounts(
+    spec: &ContainerSpec,
+    host: &HostInfo,
+    etc_dir: &Path,
+) -> Result<Vec<OciMount>, Error> {
+    let mut out = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+    ];
+    if spec.network == NetworkMode::Host {
+        // sysfs of another network namespace cannot be mounted; Docker binds the host's.
+        out.push(mount(
+            "/sys",
+            "bind",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )?);
+    } else {
+        out.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?);
+    }
+    out.push(mount(
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+    )?);
+    out.push(mount(
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    )?);
+    let shm = format!("size={}", spec.shm_size.unwrap_or(64 * 1024 * 1024));
+    out.push(mount(
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        &["nosuid", "noexec", "nodev", "mode=1777", &shm],
+    )?);
+    let _ = host;
+    let mut seen = BTreeSet::new();
+    for m in &spec.mounts {
+        check_target(spec, &m.target)?;
+        if !seen.insert(m.target.trim_end_matches('/').to_string()) {
+            return Err(invalid(
+                spec,
+                &format!("mounts[{}]", m.target),
+                "two mounts have the same target",
+            ));
+        }
+        let ro = if m.read_only { "ro" } else { "rw" };
+        out.push(match &m.source {
+            MountSource::Volume { path } | MountSource::Bind { path } => {
+                if !path.is_absolute() {
+                    return Err(invalid(
+                        spec,
+                        &format!("mounts[{}]", m.target),
+                        format!("host path {} is not absolute", path.display()),
+                    ));
+                }
+                mount(
+                    &m.target,
+                    "bind",
+                    &path.to_string_lossy(),
+                    &["rbind", "rprivate", ro],
+                )?
+            }
+            MountSource::Tmpfs { size, mode } => {
+                let mut opts = vec![
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                    format!("mode={:o}", mode.unwrap_or(0o1777)),
+                    ro.to_string(),
+                ];
+                if let Some(s) = size {
+                    opts.push(format!("size={s}"));
+                }
+                let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+                mount(&m.target, "tmpfs", "tmpfs", &opts)?
+            }
+        });
+    }
+    for (file, target) in [
+        ("hosts", "/etc/hosts"),
+        ("hostname", "/etc/hostname"),
+        ("resolv.conf", "/etc/resolv.conf"),
+    ] {
+        if seen.contains(target) {
+            continue;
+        }
+        out.push(mount(
+            target,
+            "bind",
+            &etc_dir.join(file).to_string_lossy(),
+            &["rbind", "rprivate", "rw"],
+        )?);
+    }
+    Ok(out)
+}
+
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Checks a sysctl the way Docker does: only namespaced ones, and `net.*` not with the host's
+/// network.
+fn check_sysctl(spec: &ContainerSpec, key: &str) -> Result<(), Error> {
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let ok = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        true
+    } else if key.starts_with("net.") {
+        if spec.network == NetworkMode::Host {
+            return Err(invalid(
+                spec,
+                &format!("sysctls.{key}"),
+                "net.* sysctls cannot be set for a container on the host's network",
+            ));
+        }
+        true
+    } else {
+        false
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            spec,
+            &format!("sysctls.{key}"),
+            "not a namespaced sysctl; allowed: net.*, fs.mqueue.*, kernel.msg*, kernel.sem, \
+             kernel.shm*",
+        ))
+    }
+}
+
+/// The cgroup resources.
+fn resources(
+    spec: &ContainerSpec,
+    host: &HostInfo,
+) -> Result<oci_spec::runtime::LinuxResources, Error> {
+    let r = &spec.resources;
+    let mut mem = LinuxMemoryBuilder::default();
+    if let Some(m) = r.memory {
+        if m < 6 * 1024 * 1024 {
+            return Err(invalid(
+                spec,
+                "resources.memory",
+                format!("{m} bytes is below the minimum of 6 MiB"),
+            ));
+        }
+        mem = mem.limit(m);
+        match r.memory_swap {
+            Some(s) if s != -1 && s < m => {
+                return Err(invalid(
+                    spec,
+                    "resources.memorySwap",
+                    format!("{s} is below the memory limit {m}; it counts memory plus swap"),
+                ));
+            }
+            Some(s) if host.swap_accounting => mem = mem.swap(s),
+            None if host.swap_accounting => mem = mem.swap(m.saturating_mul(2)),
+            _ => {}
+        }
+    } else if r.memory_swap.is_some_and(|s| s != -1) {
+        return Err(invalid(
+            spec,
+            "resources.memorySwap",
+            "needs a memory limit as well",
+        ));
+    }
+    if let Some(res) = r.memory_reservation {
+        mem = mem.reservation(res);
+    }
+    let mut cpu = LinuxCpuBuilder::default();
+    if let Some(q) = r.cpu_quota {
+        if q != -1 && q < 1000 {
+            return Err(invalid(
+                spec,
+                "resources.cpuQuota",
+                format!("{q} microseconds is below the minimum of 1000"),
+            ));
+        }
+        cpu = cpu.quota(q);
+    }
+    if let Some(p) = r.cpu_period {
+        if !(1000..=1_000_000).contains(&p) {
+            return Err(invalid(
+                spec,
+                "resources.cpuPeriod",
+                format!("{p} is outside 1000..=1000000 microseconds"),
+            ));
+        }
+        cpu = cpu.period(p);
+    } else if r.cpu_quota.is_some() {
+        cpu = cpu.period(100_000u64);
+    }
+    if let Some(s) = r.cpu_shares {
+        if !(2..=262_144).contains(&s) {
+            return Err(invalid(
+                spec,
+                "resources.cpuShares",
+                format!("{s} is outside 2..=262144"),
+            ));
+        }
+        cpu = cpu.shares(s);
+    }
+    if let Some(c) = &r.cpuset_cpus {
+        cpu = cpu.cpus(c.clone());
+    }
+    if let Some(m) = &r.cpuset_mems {
+        cpu = cpu.mems(m.clone());
+    }
+    let mut b = LinuxResourcesBuilder::default()
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()?,
+        ])
+        .memory(mem.build()?)
+        .cpu(cpu.build()?);
+    if let Some(p) = r.pids {
+        if p < 1 && p != -1 {
+            return Err(invalid(
+                spec,
+                "resources.pids",
+                format!("{p}: use a positive number or -1 (unlimited)"),
+            ));
+        }
+        b = b.pids(LinuxPidsBuilder::default().limit(p).build()?);
+    }
+    Ok(b.build()?)
+}
+
+/// Builds the OCI runtime spec. `user` is the resolved user ([`super::user::resolve`]);
+/// `etc_dir` holds the container's `hosts`, `hostname` and `resolv.conf`.
+pub fn build(
+    spec: &ContainerSpec,
+    host: &HostInfo,
+    user: &ResolvedUser,
+    etc_dir: &Path,
+) -> Result<Spec, Error> {
+    let hostname = hostname(spec);
+    let argv = command(spec)?;
+    let cwd = workdir(spec);
+    if !cwd.starts_with('/') {
+        return Err(invalid(
+            spec,
+            "workdir",
+            format!("{cwd:?} is not an absolute path"),
+        ));
+    }
+    let capset = caps::effective(&spec.cap_add, &spec.cap_drop)
+        .map_err(|e| invalid(spec, "capabilities", e))?;
+    let oci_caps = caps::to_oci(&capset);
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(argv)
+        .env(environment(spec, &hostname, &user.home))
+        .cwd(PathBuf::from(&cwd))
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.additional_gids.clone())
+                .build()?,
+        )
+        .rlimits(rlimits(spec, host)?)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(oci_caps.clone())
+                .effective(oci_caps.clone())
+                .permitted(oci_caps)
+                .inheritable(oci_spec::runtime::Capabilities::new())
+                .ambient(oci_spec::runtime::Capabilities::new())
+                .build()?,
+        )
+        .no_new_privileges(spec.no_new_privileges)
+        .build()?;
+
+    let mut namespaces = vec![
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Pid)
+            .build()?,
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Ipc)
+            .build()?,
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Uts)
+            .build()?,
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Mount)
+            .build()?,
+    ];
+    match &spec.network {
+        NetworkMode::None => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()?,
+        ),
+        NetworkMode::Path(p) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(p.clone())
+                .build()?,
+        ),
+        NetworkMode::Host => {}
+    }
+    if host.cgroup_v2 {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Cgroup)
+                .build()?,
+        );
+    }
+    for key in spec.sysctls.keys() {
+        check_sysctl(spec, key)?;
+    }
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(format!(
+            "{}/{}",
+            host.cgroup_parent.trim_end_matches('/'),
+            spec.id
+        )))
+        .resources(resources(spec, host)?)
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .rootfs_propagation("rprivate");
+    if !spec.sysctls.is_empty() {
+        linux = linux.sysctl(
+            spec.sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    if spec.seccomp == SeccompMode::Default {
+        linux = linux.seccomp(seccomp::docker_default(&capset, &host.arch, host.kernel)?);
+    }
+    let spec_out = SpecBuilder::default()
+        .version("1.0.2")
+        .hostname(hostname)
+        .root(
+            RootBuilder::default()
+                .path(spec.rootfs.clone())
+                .readonly(spec.read_only)
+                .build()?,
+        )
+        .process(process)
+        .mounts(mounts(spec, host, etc_dir)?)
+        .linux(linux.build()?)
+        .build()?;
+    Ok(spec_out)
+}

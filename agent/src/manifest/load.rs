@@ -1,0 +1,419 @@
+//! Loading manifest files: which files count, reading them safely, one result per file.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::de::{did_you_mean, from_node};
+use super::node::{Node, NodeKind, Step, parse_documents};
+use super::types::{Kind, Manifest};
+use super::{Diagnostic, Error, validate};
+
+/// Files larger than this are refused without being parsed.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// Every manifest file found, each with its objects or its problems, sorted by path.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub files: Vec<FileResult>,
+}
+
+/// The outcome for one file.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    pub path: PathBuf,
+    /// Lowercase hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// The file's objects, or every problem found in it.
+    pub outcome: Result<Vec<Object>, Vec<Diagnostic>>,
+}
+
+/// One valid document.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub manifest: Manifest,
+    pub source: Source,
+    /// The parsed YAML, kept to point at fields in later checks.
+    pub(crate) tree: Arc<Node>,
+}
+
+/// Where an object was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub file: PathBuf,
+    /// Line and column where the document starts (1-based).
+    pub line: u32,
+    pub column: u32,
+    /// Index of the document within its file (0-based, empty documents not counted).
+    pub document: usize,
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        self.manifest.kind()
+    }
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.manifest.name()
+    }
+    /// Line and column of the value at a field path (`["spec", "ports", 1]`), or of the nearest
+    /// enclosing value that exists.
+    pub fn locate(&self, path: &[Step<'_>]) -> (u32, u32) {
+        let n = self.tree.find(path);
+        (n.line, n.col)
+    }
+}
+
+impl FileResult {
+    /// Whether the file loaded without problems.
+    pub fn is_ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+impl Loaded {
+    /// Every object of every valid file, in file order.
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.files
+            .iter()
+            .filter_map(|f| f.outcome.as_ref().ok())
+            .flatten()
+    }
+    /// Every problem of every file, in file order.
+    pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.files
+            .iter()
+            .filter_map(|f| f.outcome.as_ref().err())
+            .flatten()
+    }
+    /// Whether every file is valid.
+    pub fn is_valid(&self) -> bool {
+        self.files.iter().all(FileResult::is_ok)
+    }
+    /// Reads in-memory files (path, bytes) and checks them together. No I/O.
+    pub fn from_sources(sources: impl IntoIterator<Item = (PathBuf, Vec<u8>)>) -> Loaded {
+        let mut files: Vec<FileResult> = sources
+            .into_iter()
+            .map(|(p, b)| parse_bytes(&p, &b))
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut loaded = Loaded { files };
+        validate::check_across(&mut loaded);
+        loaded
+    }
+}
+
+/// Whether a directory entry named `name` is a manifest file: `*.yaml` or `*.yml`, not hidden,
+/// not an editor backup or swap file.
+pub fn is_manifest_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.starts_with('.')
+        && !name.ends_with('~')
+        && (lower.ends_with(".yaml") || lower.ends_with(".yml"))
+        && !lower.ends_with(".swp")
+        && !lower.ends_with(".bak")
+        && !lower.ends_with(".tmp")
+}
+
+/// Loads every manifest file of a directory (not recursive) and checks them together.
+pub fn load_dir(dir: &Path) -> Result<Loaded, Error> {
+    load_paths(&[dir.to_path_buf()])
+}
+
+/// Loads files and directories: a directory contributes its manifest files
+/// ([`is_manifest_file`]); a file named directly is read whatever its name. Unreadable paths are
+/// errors; unreadable or bad files become failing [`FileResult`]s.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Error> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|source| Error::Read {
+            path: p.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|source| Error::Read {
+                path: p.clone(),
+                source,
+            })?;
+            for entry in rd {
+                let entry = entry.map_err(|source| Error::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let path = entry.path();
+                if is_manifest_file(name) && path.is_file() {
+                    files.push(path);
+                }
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    let sources = files.into_iter().map(|path| {
+        let bytes = read_capped(&path);
+        (path, bytes)
+    });
+    let mut read_errors = Vec::new();
+    let sources: Vec<(PathBuf, Vec<u8>)> = sources
+        .filter_map(|(path, r)| match r {
+            Ok(b) => Some((path, b)),
+            Err(e) => {
+                read_errors.push((path, e));
+                None
+            }
+        })
+        .collect();
+    let mut loaded = Loaded::from_sources(sources);
+    for (path, e) in read_errors {
+        loaded.files.push(FileResult {
+            sha256: String::new(),
+            outcome: Err(vec![file_diag(&path, format!("cannot read the file: {e}"))]),
+            path,
+        });
+    }
+    loaded.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(loaded)
+}
+
+/// Reads at most `MAX_FILE_SIZE + 1` bytes, enough to tell a too-large file.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn file_diag(path: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        field: String::new(),
+        message,
+        related: None,
+    }
+}
+
+/// Line and column (1-based, in characters) of byte offset `at` of `text`.
+fn position(text: &[u8], at: usize) -> (u32, u32) {
+    let before = &text[..at.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(col).unwrap_or(u32::MAX),
+    )
+}
+
+/// Reads one file's bytes into its objects, checking each object on its own (checks across
+/// files are [`Loaded::from_sources`]' job). No I/O.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> FileResult {
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let outcome = parse_checked(path, bytes);
+    FileResult {
+        path: path.to_path_buf(),
+        sha256,
+        outcome,
+    }
+}
+
+fn parse_checked(path: &Path, bytes: &[u8]) -> Result<Vec<Object>, Vec<Diagnostic>> {
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(vec![file_diag(
+            path,
+            format!(
+                "the file is larger than {MAX_FILE_SIZE} bytes (1 MiB), the limit for a manifest file"
+            ),
+        )]);
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        let (line, column) = position(bytes, at);
+        return Err(vec![Diagnostic {
+            line,
+            column,
+            ..file_diag(
+                path,
+                "the file holds binary data (a NUL byte); a manifest is UTF-8 YAML text".into(),
+            )
+        }]);
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let (line, column) = position(bytes, e.valid_up_to());
+            return Err(vec![Diagnostic {
+                line,
+                column,
+                ..file_diag(
+                    path,
+                    "the file is not valid UTF-8; a manifest is UTF-8 YAML text".into(),
+                )
+            }]);
+        }
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs = parse_documents(text).map_err(|e| {
+        vec![Diagnostic {
+            line: e.line,
+            column: e.col,
+            ..file_diag(path, format!("invalid YAML: {}", e.message))
+        }]
+    })?;
+    if docs.is_empty() {
+        return Err(vec![file_diag(
+            path,
+            "the file holds no manifest (it is empty, only comments, or only `---`); delete it or add a document with apiVersion, kind, metadata and spec".into(),
+        )]);
+    }
+    let mut objects = Vec::new();
+    let mut diags = Vec::new();
+    for (index, doc) in docs.into_iter().enumerate() {
+        match read_document(path, doc, index) {
+            Ok(obj) => {
+                let found = validate::check_object(&obj);
+                if found.is_empty() {
+                    objects.push(obj);
+                } else {
+                    diags.extend(found);
+                }
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    if diags.is_empty() {
+        Ok(objects)
+    } else {
+        Err(diags)
+    }
+}
+
+const KINDS: [&str; 4] = ["Image", "Volume", "Network", "Container"];
+
+fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Diagnostic> {
+    let at = |n: &Node, field: &str, message: String| Diagnostic {
+        file: path.to_path_buf(),
+        line: n.line,
+        column: n.col,
+        field: field.to_string(),
+        message,
+        related: None,
+    };
+    let NodeKind::Map(entries) = &doc.kind else {
+        return Err(at(
+            &doc,
+            "",
+            format!(
+                "expected a manifest (a mapping with apiVersion, kind, metadata, spec), found {}",
+                doc.describe()
+            ),
+        ));
+    };
+    let Some(kind_node) = doc.get("kind") else {
+        return Err(at(
+            &doc,
+            "",
+            format!("missing field `kind`; allowed kinds: {}", KINDS.join(", ")),
+        ));
+    };
+    let kind = match kind_node.as_str() {
+        Some("Image") => Kind::Image,
+        Some("Volume") => Kind::Volume,
+        Some("Network") => Kind::Network,
+        Some("Container") => Kind::Container,
+        other => {
+            let hint = other
+                .and_then(|k| did_you_mean(k, KINDS))
+                .map(|m| format!(" (did you mean `{m}`?)"))
+                .unwrap_or_default();
+            return Err(at(
+                kind_node,
+                "kind",
+                format!(
+                    "unknown kind {}{hint}; allowed: {}",
+                    kind_node.describe(),
+                    KINDS.join(", ")
+                ),
+            ));
+        }
+    };
+    let stripped = Node {
+        kind: NodeKind::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| k.name != "kind")
+                .cloned()
+                .collect(),
+        ),
+        ..doc.clone()
+    };
+    let manifest = match kind {
+        Kind::Image => from_node(&stripped, "").map(Manifest::Image),
+        Kind::Volume => from_node(&stripped, "").map(Manifest::Volume),
+        Kind::Network => from_node(&stripped, "").map(Manifest::Network),
+        Kind::Container => from_node(&stripped, "").map(Manifest::Container),
+    }
+    .map_err(|e| Diagnostic {
+        file: path.to_path_buf(),
+        line: e.line.max(1),
+        column: e.col.max(1),
+        field: e.path,
+        message: e.message,
+        related: None,
+    })?;
+    Ok(Object {
+        manifest,
+        source: Source {
+            file: path.to_path_buf(),
+            line: doc.line,
+            column: doc.col,
+            document: index,
+        },
+        tree: Arc::new(doc),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_files_count() {
+        for yes in ["web.yaml", "web.yml", "Web.YAML", "a.b.yaml"] {
+            assert!(is_manifest_file(yes), "{yes}");
+        }
+        for no in [
+            ".web.yaml",
+            "web.yaml~",
+            "web.yaml.swp",
+            ".web.yaml.swp",
+            "web.yaml.bak",
+            "web.yaml.tmp",
+            "web.json",
+            "web",
+            "yaml",
+        ] {
+            assert!(!is_manifest_file(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn position_counts_characters() {
+        assert_eq!(position(b"ab\ncd", 4), (2, 2));
+        assert_eq!(position("é\nx".as_bytes(), 1), (1, 2));
+        assert_eq!(position(b"", 0), (1, 1));
+    }
+}
