@@ -1,8 +1,9 @@
 //! Image names as the local index stores them: `name[:tag]`, normalised to carry a tag.
 //!
 //! Registry references (`host:port/repo:tag@sha256:..`) are parsed by the registry client; here a
-//! local name is validated (the characters Docker allows) and given `:latest` when it has neither
-//! a tag nor a digest, so `busybox` and `busybox:latest` are the same image.
+//! local name is validated (the characters Docker allows), Docker Hub names are shortened as
+//! Docker shows them (`docker.io/library/busybox` -> `busybox`), and a name gets `:latest` when it
+//! has neither a tag nor a digest, so `busybox` and `busybox:latest` are the same image.
 
 use super::Error;
 
@@ -26,6 +27,7 @@ pub fn normalize(name: &str) -> Result<String, Error> {
     if name.starts_with(['/', ':', '@', '.', '-']) || name.ends_with(['/', ':', '@']) {
         return Err(bad("must not start or end with a separator"));
     }
+    let name = familiar(name);
     if name.contains('@') {
         return Ok(name.to_string());
     }
@@ -34,6 +36,21 @@ pub fn normalize(name: &str) -> Result<String, Error> {
         Ok(name.to_string())
     } else {
         Ok(format!("{name}:latest"))
+    }
+}
+
+/// Docker Hub names in their short form, as Docker shows them: `docker.io/library/busybox:1`
+/// -> `busybox:1`, `docker.io/sk/app` -> `sk/app` (skopeo and `docker save` write the long form).
+fn familiar(name: &str) -> &str {
+    let rest = ["docker.io/", "index.docker.io/", "registry-1.docker.io/"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p));
+    match rest {
+        Some(r) => match r.strip_prefix("library/") {
+            Some(short) if !short.contains('/') => short,
+            _ => r,
+        },
+        None => name,
     }
 }
 
@@ -59,6 +76,13 @@ mod tests {
             Some("localhost:5000/a/b:1.2")
         );
         assert_eq!(tag("localhost:5000/a/b:1.2"), Some("1.2"));
+        for (long, short) in [
+            ("docker.io/library/busybox", "busybox:latest"),
+            ("docker.io/sk/app:1", "sk/app:1"),
+            ("index.docker.io/library/a/b:2", "library/a/b:2"),
+        ] {
+            assert_eq!(normalize(long).ok().as_deref(), Some(short));
+        }
         for bad in ["", "UPPER", "a b", "/abs", "x:", "a/../b\n"] {
             assert!(normalize(bad).is_err(), "{bad:?} accepted");
         }

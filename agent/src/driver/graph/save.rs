@@ -65,10 +65,12 @@ fn write(graph: &Graph, image: &Image, path: &Path) -> Result<(), Error> {
     let f = File::create(path).map_err(Error::io("create", path))?;
     let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, f));
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    b.append_data(&mut header(0, 0o755), "blobs/", std::io::empty())
-        .map_err(tar_io(path))?;
-    b.append_data(&mut header(0, 0o755), "blobs/sha256/", std::io::empty())
-        .map_err(tar_io(path))?;
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(0, 0o755);
+        h.set_entry_type(tar::EntryType::Directory);
+        b.append_data(&mut h, dir, std::io::empty())
+            .map_err(tar_io(path))?;
+    }
     let mut digests: Vec<&Digest> = vec![&image.manifest_digest, &image.id];
     digests.extend(image.layers.iter().map(|l| &l.blob));
     let mut seen = std::collections::BTreeSet::new();

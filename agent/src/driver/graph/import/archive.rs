@@ -243,7 +243,8 @@ fn stream_members(graph: &Graph, path: &Path, oci: bool) -> Result<Members, Erro
             }
             continue;
         }
-        if !kind.is_file() {
+        // Old-style tars mark directories only by a trailing slash on a "regular" entry.
+        if !kind.is_file() || name.ends_with('/') || name.is_empty() {
             continue;
         }
         let what = format!("{}:{name}", path.display());
