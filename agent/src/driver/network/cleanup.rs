@@ -87,7 +87,8 @@ impl NetworkDriver {
             match netlink::run_in(None, move |h| async move {
                 netlink::delete_link(&h, &name).await
             }) {
-                Ok(_) => {
+                Ok(false) => {} // went with its peer
+                Ok(true) => {
                     tracing::info!(veth = %l.name, "cleanup: removed veth no record accounts for");
                     report.removed.push(format!("veth {}", l.name));
                 }
