@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +172,23 @@ fn crash_midway_then_cleanup(fw: FirewallChoice) {
         "{}: cleanup after kill -9: {:?}",
         driver.firewall().name(),
         report.removed
+    );
+    let said = |what: &str| report.removed.iter().any(|r| r.contains(what));
+    assert!(
+        said(&format!(
+            "attachment of {caught} (attachment never completed)"
+        )),
+        "{report:?}"
+    );
+    assert!(said(&format!("veth {stray_veth}")), "{report:?}");
+    assert!(said(&stray_ns), "{report:?}");
+    assert!(
+        said("firewall rules the records do not explain"),
+        "{report:?}"
+    );
+    assert!(
+        !recs_have(&store, &caught),
+        "the interrupted attachment's record is gone"
     );
 
     let recs = store.attachments().unwrap();
