@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod exec;
 pub mod graph;
 pub mod manifest;
+pub mod network;
 pub mod store;
 
 use std::path::{Path, PathBuf};
