@@ -72,6 +72,8 @@ pub use planner::plan;
 pub enum Error {}
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod tests;
