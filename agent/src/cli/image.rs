@@ -252,10 +252,11 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
                 println!("Removed image {i}");
             }
             println!(
-                "Removed {} image(s), {} layer(s), {} blob(s)",
+                "Removed {} image(s), {} layer(s), {} blob(s), {} temporary file(s)",
                 r.images.len(),
                 r.layers.len(),
-                r.blobs
+                r.blobs,
+                r.temp_files
             );
             Ok(Outcome::OK)
         }

@@ -41,6 +41,8 @@ pub struct PruneReport {
     pub images: Vec<Digest>,
     pub layers: Vec<Digest>,
     pub blobs: usize,
+    /// Leftover temporary files (partial downloads of pulls that failed, interrupted imports).
+    pub temp_files: usize,
 }
 
 impl Graph {
@@ -165,7 +167,8 @@ impl Graph {
     }
 
     /// Removes images without names that no container uses (all unused images with `all`), then
-    /// every layer and blob no remaining image or container references.
+    /// every layer and blob no remaining image or container references, and leftover temporary
+    /// files (partial downloads a later pull would have resumed).
     pub fn prune(&self, all: bool) -> Result<PruneReport, Error> {
         let _l = self.lock()?;
         let containers = self.containers()?;
@@ -201,6 +204,16 @@ impl Graph {
             if !keep_blobs.contains(&b) {
                 self.blobs.remove(&b)?;
                 report.blobs += 1;
+            }
+        }
+        // Every pull and import holds the lock, so nothing in blobs/tmp is in use now.
+        let tmp = self.blobs.tmp_dir();
+        for e in fs::read_dir(&tmp).map_err(Error::io("list", &tmp))? {
+            let p = e.map_err(Error::io("list", &tmp))?.path();
+            match fs::remove_file(&p) {
+                Ok(()) => report.temp_files += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove temporary file", &p)(e)),
             }
         }
         Ok(report)
