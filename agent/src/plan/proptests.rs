@@ -161,7 +161,12 @@ fn check_order(p: &Plan, actual: &Actual) -> Result<(), String> {
             Change::CreateContainer { config, .. } | Change::RecreateContainer { config, .. } => {
                 up.insert(&config.name, i);
             }
-            Change::RemoveContainer { name, .. } => {
+            // A replaced container keeps its store row (links to it stay valid): only real
+            // removals must follow the reverse order.
+            Change::RemoveContainer {
+                name,
+                replaced: false,
+            } => {
                 removed_at.insert(name, i);
             }
             Change::CreateVolume { volume } => {
@@ -408,7 +413,7 @@ fn run(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     #[test]
     fn plans_converge_in_one_step_in_order_and_leave_failed_files_alone(
