@@ -1,8 +1,10 @@
 //! Shared helpers for the end-to-end tests: locating the binary, temporary state directories.
 
+pub mod daemon;
 pub mod exec;
 pub mod graph;
 pub mod manifest;
+pub mod network;
 pub mod store;
 
 use std::path::{Path, PathBuf};
