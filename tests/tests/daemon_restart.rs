@@ -15,6 +15,16 @@ use serde_json::{Value, json};
 /// Creates and starts a container running `sh -c script` and records it in the store as
 /// running with `restart` as its policy.
 fn container(fx: &mut Fixture, name: &str, script: &str, restart: Value) -> String {
+    container_with(
+        fx,
+        name,
+        script,
+        json!({"restart": restart, "stopGracePeriod": "1s"}),
+    )
+}
+
+/// Like [`container`], with the whole `live` part of the effective config.
+fn container_with(fx: &mut Fixture, name: &str, script: &str, live: Value) -> String {
     let mut spec = fx.spec(name);
     spec.command = Some(vec!["/bin/sh".into(), "-c".into(), script.into()]);
     let id = fx.run(&spec);
@@ -25,7 +35,7 @@ fn container(fx: &mut Fixture, name: &str, script: &str, restart: Value) -> Stri
             let mut c = ContainerRecord::new(
                 name,
                 &id,
-                json!({"name": name, "live": {"restart": restart, "stopGracePeriod": "1s"}}),
+                json!({"name": name, "live": live}),
                 "sha256:test",
                 "sha256:img",
                 1,
@@ -219,5 +229,56 @@ fn agent_restart_adopts_running_and_records_exits_while_down() {
     let row = ps_row(&d, "once");
     assert_eq!(row["state"], "exited");
     assert_eq!(row["exit_code"], 6);
+    d.stop();
+}
+
+#[test]
+fn unhealthy_containers_restart_per_policy() {
+    if !require_root("unhealthy_containers_restart_per_policy") {
+        return;
+    }
+    let mut fx = Fixture::new("dhealth");
+    // Healthy for ~3 s after each start, then the check fails.
+    let script = "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 1000";
+    let check = json!({"command": ["/bin/sh", "-c", "test -f /tmp/ok"], "interval": "500ms", "timeout": "2s", "retries": 2});
+    container_with(
+        &mut fx,
+        "sick",
+        script,
+        json!({"restart": "always", "stopGracePeriod": "1s", "healthcheck": check}),
+    );
+    container_with(
+        &mut fx,
+        "kept",
+        script,
+        json!({"restart": "no", "stopGracePeriod": "1s", "healthcheck": check}),
+    );
+    let mut d = daemon(&fx, "health");
+    d.start();
+    d.wait_for("sick healthy", Duration::from_secs(20), || {
+        (ps_row(&d, "sick")["health"] == "healthy").then_some(())
+    });
+    // Unhealthy: stopped and restarted by its policy, healthy again afterwards.
+    d.wait_for("sick stopped as unhealthy", Duration::from_secs(20), || {
+        (!events_of(&d, "sick", "container.unhealthy-stop").is_empty()).then_some(())
+    });
+    d.wait_for("sick restarted", Duration::from_secs(20), || {
+        (!events_of(&d, "sick", "container.restart").is_empty()).then_some(())
+    });
+    d.wait_for("sick healthy again", Duration::from_secs(20), || {
+        let row = ps_row(&d, "sick");
+        (row["health"] == "healthy" && row["restarts"] == 1).then_some(())
+    });
+    // Policy no: left running, shown unhealthy.
+    d.wait_for("kept unhealthy", Duration::from_secs(20), || {
+        (ps_row(&d, "kept")["health"] == "unhealthy").then_some(())
+    });
+    assert_eq!(ps_row(&d, "kept")["state"], "running");
+    assert!(events_of(&d, "kept", "container.unhealthy-stop").is_empty());
+    let health: Vec<Value> = events_of(&d, "kept", "container.health")
+        .iter()
+        .map(|e| e["message"]["status"].clone())
+        .collect();
+    assert_eq!(health, [json!("healthy"), json!("unhealthy")]);
     d.stop();
 }

@@ -47,6 +47,7 @@ pub struct PassContext {
     pub watcher: Arc<Watcher>,
     pub events: watch::Sender<i64>,
     pub supervisor: Supervisor,
+    pub prober: super::prober::Prober,
     pub passes: u64,
     /// Restart timers already scheduled, so that each is scheduled once.
     pub scheduled: HashMap<String, Instant>,
@@ -146,6 +147,19 @@ impl PassContext {
         match self.supervisor.restart_due(&mut store) {
             Ok(f) => findings.extend(f),
             Err(e) => report.failed.push(format!("restarting containers: {e}")),
+        }
+        match self.supervisor.stop_unhealthy(&mut store) {
+            Ok(stopped) => report.applied.extend(
+                stopped
+                    .into_iter()
+                    .map(|n| format!("stopped unhealthy {n}")),
+            ),
+            Err(e) => report
+                .failed
+                .push(format!("stopping unhealthy containers: {e}")),
+        }
+        if let Err(e) = self.prober.sync(&mut store) {
+            report.failed.push(format!("health checks: {e}"));
         }
         for f in findings {
             match f {
@@ -311,12 +325,22 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
 
     let socket = config.socket.clone();
     let supervisor = Supervisor::new(exec, config.restart.clone());
+    let prober = super::prober::Prober::default();
+    prober.spawn(
+        Arc::new(
+            crate::driver::exec::select(crate::driver::exec::ExecConfig::new(&config.state_dir))
+                .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
+        ),
+        store.clone(),
+        triggers.clone(),
+    );
     let mut ctx = PassContext {
         config,
         store: store.clone(),
         watcher,
         events: events_tx,
         supervisor,
+        prober,
         passes: 0,
         scheduled: HashMap::new(),
     };
