@@ -12,6 +12,7 @@
 //! - [`supervise`], [`prober`]: exits and restart policies; health checks.
 //! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
 
+pub mod apply;
 pub mod config;
 pub mod daemon;
 pub mod health;
