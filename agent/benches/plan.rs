@@ -85,8 +85,10 @@ fn resolutions(objects: &[Manifest]) -> Resolutions {
 
 /// The host after applying `d`: everything recorded and running.
 fn applied(d: &Desired, res: &Resolutions) -> Actual {
-    let mut a = Actual::default();
-    a.images = res.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut a = Actual {
+        images: res.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..Actual::default()
+    };
     for (n, v) in &d.volumes {
         a.volumes.insert(n.clone(), v.value.clone());
     }
