@@ -27,12 +27,20 @@ pub struct Daemon {
     pub log: PathBuf,
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
     /// Directories and a config for test `tag`, the agent not started yet. `extra_config` is
     /// appended to the generated config.toml.
     pub fn prepare(tag: &str, extra_config: &str) -> Daemon {
+        Daemon::prepare_with(tag, extra_config, true)
+    }
+
+    /// As [`Daemon::prepare`]; `stop_on_exit` is the config's `stop_containers_on_exit` (tests
+    /// clean up their containers through it; tests of the default leave it false and clean up
+    /// themselves).
+    pub fn prepare_with(tag: &str, extra_config: &str, stop_on_exit: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix(&format!("agent-daemon-{tag}-"))
             .tempdir()
@@ -48,7 +56,7 @@ impl Daemon {
         let config = dir.path().join("config.toml");
         let pid = std::process::id();
         let text = format!(
-            "resync_interval = \"60s\"\nstop_containers_on_exit = true\n[network]\nbridge = \"ag{}\"\nsubnet = \"10.{}.{}.0/24\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
+            "resync_interval = \"60s\"\nstop_containers_on_exit = {stop_on_exit}\n[network]\nbridge = \"ag{}\"\nsubnet = \"10.{}.{}.0/24\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
             pid % 100_000,
             200 + (pid % 50),
             (pid / 50) % 250,
@@ -63,12 +71,18 @@ impl Daemon {
             config,
             child: None,
             extra_env: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 
     /// Sets an environment variable for the agent process.
     pub fn env(&mut self, key: &str, value: &str) {
         self.extra_env.push((key.into(), value.into()));
+    }
+
+    /// Sets the extra arguments of the next `agent run`s (after the generated ones).
+    pub fn args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// Starts `agent run` and waits until its API answers.
@@ -87,6 +101,7 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--config")
             .arg(&self.config)
+            .args(&self.extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -266,10 +281,116 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// The `agent ps -o json` row of container `name` (`Null` if there is none).
+    pub fn ps_row(&self, name: &str) -> serde_json::Value {
+        let v = self.cli_json(&["ps"]);
+        v.as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Events of kind `kind` about container `name`, oldest first.
+    pub fn events_of(&self, name: &str, kind: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["object"] == format!("container/{name}") && e["kind"] == kind)
+            .collect()
+    }
+
+    /// Container ids in the exec driver's state (every container the agent created and has
+    /// not deleted).
+    pub fn runtime_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state.join("exec"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().join("state.json").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Whether the container with runtime id `id` runs (asks the exec driver through
+    /// `agent exec ID -- sh -c true`, which works with or without the agent).
+    pub fn runs(&self, id: &str) -> bool {
+        Command::new(crate::agent_bin())
+            .args(["exec", "--state-dir"])
+            .arg(&self.state)
+            .args([id, "--", "/bin/sh", "-c", "true"])
+            .env("RUST_LOG", "off")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// SIGKILLs every container of this agent (as a host reboot would; monitors then record
+    /// the exit and go) and waits until none runs.
+    pub fn kill_containers(&self) {
+        for id in self.runtime_ids() {
+            let _ = Command::new(crate::agent_bin())
+                .args(["kill", "-s", "KILL", "--state-dir"])
+                .arg(&self.state)
+                .arg(&id)
+                .env("RUST_LOG", "off")
+                .output();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.runtime_ids().iter().any(|id| self.runs(id)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Unmounts whatever is still mounted under the test directory (container root
+    /// filesystems left behind by a failed test), deepest first.
+    fn unmount_all(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let mut points: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&dir))
+            .map(str::to_string)
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            if let Ok(c) = std::ffi::CString::new(p) {
+                // SAFETY: umount2 with a valid C string.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        // Whatever the test left running (its own containers only: own state directory).
+        self.kill_containers();
+        self.unmount_all();
     }
+}
+
+/// The busybox test image as an Image manifest named `busybox`.
+pub const BUSYBOX_IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
+
+/// A container manifest running `sh -c script` from the busybox image (`networkMode: none`,
+/// 1 s stop grace); `extra` is appended to its spec.
+pub fn container_manifest(name: &str, script: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", {script:?}]\n  networkMode: none\n  stopGracePeriod: 1s\n{extra}"
+    )
+}
+
+/// Panics with a hint when the test images are missing.
+pub fn require_images() {
+    assert!(
+        Path::new("/var/lib/agent-test-images/docker.tar").exists(),
+        "test images missing: run scripts/build-test-images.sh"
+    );
 }
 
 /// Whether `path` is a directory owned by root and closed to writes by others (what the agent

@@ -54,6 +54,8 @@ pub struct PassContext {
     pub passes: u64,
     /// Restart timers already scheduled, so that each is scheduled once.
     pub scheduled: HashMap<String, Instant>,
+    /// `agent stop` / `agent start` requests from the API.
+    pub requests: super::request::Requests,
 }
 
 impl PassContext {
@@ -95,6 +97,7 @@ impl PassContext {
         let span = tracing::info_span!("pass", n = self.passes);
         let _g = span.enter();
         tracing::debug!(triggers = batch_desc, "pass starts");
+        self.serve_requests(&mut report);
         if rescan {
             self.watcher.rescan_and_wait();
         }
@@ -138,6 +141,34 @@ impl PassContext {
 }
 
 impl PassContext {
+    /// Serves the queued `agent stop` / `agent start` requests, before the plan (which then sees
+    /// their result).
+    fn serve_requests(&mut self, report: &mut PassReport) {
+        for p in self.requests.take() {
+            let result = {
+                let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+                super::request::serve(&mut store, self.supervisor.exec(), &p.action)
+            };
+            if result.as_ref().is_ok_and(|r| r.changed) {
+                // A pending restart is cancelled; a start begins a fresh backoff.
+                self.supervisor.forget(p.action.name());
+            }
+            match &result {
+                Ok(r) => report.applied.push(format!(
+                    "{} {}: {}",
+                    match p.action {
+                        super::request::Action::Stop { .. } => "agent stop",
+                        super::request::Action::Start { .. } => "agent start",
+                    },
+                    r.name,
+                    r.state
+                )),
+                Err(e) => tracing::warn!(error = %e, "request failed"),
+            }
+            let _ = p.reply.send(result);
+        }
+    }
+
     /// Plans against the store and applies every step; a failed step is reported and does not
     /// stop the others (steps that depend on it fail on their own, with their own error).
     fn plan_and_apply(&mut self, desired: &pass::Desired, report: &mut PassReport) {
@@ -331,9 +362,11 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
 
     let listener = server::bind(&config.socket).await?;
     let w = watcher.clone();
+    let requests = super::request::Requests::default();
     let api = ApiState {
         store: store.clone(),
         triggers: triggers.clone(),
+        requests: requests.clone(),
         events: events_rx,
         shutdown: shutdown_rx.clone(),
         dir_error: Arc::new(move || w.snapshot().dir_error.clone()),
@@ -427,6 +460,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         retry: super::restart::Backoff::default(),
         passes: 0,
         scheduled: HashMap::new(),
+        requests,
     };
     while let Some(batch) = queue.next_batch().await {
         let (next, failed) = run_batch(ctx, batch).await?;
@@ -441,6 +475,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             triggers.fire_at(Trigger::RestartDue(name), at.into());
         }
     }
+    ctx.requests.close();
     if ctx.config.stop_containers_on_exit {
         let ctx2 = tokio::task::spawn_blocking(move || {
             ctx.stop_all();

@@ -10,6 +10,8 @@
 //! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
 //! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
 //! - [`supervise`], [`prober`]: exits and restart policies; health checks.
+//! - [`request`]: `agent stop` / `agent start` (stopped-by-user, as Docker's restart policies
+//!   define "stopped").
 //! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
 
 pub mod apply;
@@ -20,6 +22,7 @@ pub mod logging;
 pub mod pass;
 pub mod perms;
 pub mod prober;
+pub mod request;
 pub mod restart;
 pub mod sdnotify;
 pub mod supervise;
