@@ -9,17 +9,24 @@ use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, container_manifest, require_image
 const LONG: &str = "exec sleep 1000";
 
 fn running(d: &Daemon, names: &[&str]) {
-    d.wait_for(&format!("{names:?} running"), Duration::from_secs(60), || {
-        names
-            .iter()
-            .all(|n| d.ps_row(n)["state"] == "running")
-            .then_some(())
-    });
+    d.wait_for(
+        &format!("{names:?} running"),
+        Duration::from_secs(60),
+        || {
+            names
+                .iter()
+                .all(|n| d.ps_row(n)["state"] == "running")
+                .then_some(())
+        },
+    );
 }
 
 /// Removes every manifest and waits until the agent removed every container.
 fn teardown(d: &mut Daemon) {
-    for e in std::fs::read_dir(&d.manifests).expect("manifests").flatten() {
+    for e in std::fs::read_dir(&d.manifests)
+        .expect("manifests")
+        .flatten()
+    {
         let _ = std::fs::remove_file(e.path());
     }
     d.wait_for("containers removed", Duration::from_secs(60), || {
@@ -43,7 +50,10 @@ fn stop_and_start_follow_docker_restart_policies() {
         "us.yaml",
         &container_manifest("us", LONG, "  restart: unless-stopped\n"),
     );
-    d.write("al.yaml", &container_manifest("al", LONG, "  restart: always\n"));
+    d.write(
+        "al.yaml",
+        &container_manifest("al", LONG, "  restart: always\n"),
+    );
     d.write(
         "keep.yaml",
         &container_manifest("keep", LONG, "  restart: unless-stopped\n"),
@@ -115,7 +125,11 @@ fn stop_and_start_follow_docker_restart_policies() {
     // meaning at the next start.
     d.stop();
     let out = d.cli(&["stop", "keep"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
     assert!(!d.runs(&keep_id));
     d.start();
