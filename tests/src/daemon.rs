@@ -80,6 +80,11 @@ impl Daemon {
         self.extra_env.push((key.into(), value.into()));
     }
 
+    /// Forgets the variables set with [`Daemon::env`] (for the next start).
+    pub fn clear_env(&mut self) {
+        self.extra_env.clear();
+    }
+
     /// Sets the extra arguments of the next `agent run`s (after the generated ones).
     pub fn args(&mut self, args: &[&str]) {
         self.extra_args = args.iter().map(|a| a.to_string()).collect();
@@ -316,10 +321,15 @@ impl Daemon {
     /// Whether the container with runtime id `id` runs (asks the exec driver through
     /// `agent exec ID -- sh -c true`, which works with or without the agent).
     pub fn runs(&self, id: &str) -> bool {
+        self.sh_in(id, "true")
+    }
+
+    /// Whether `sh -c script` succeeds in the running container with runtime id `id`.
+    pub fn sh_in(&self, id: &str, script: &str) -> bool {
         Command::new(crate::agent_bin())
             .args(["exec", "--state-dir"])
             .arg(&self.state)
-            .args([id, "--", "/bin/sh", "-c", "true"])
+            .args([id, "--", "/bin/sh", "-c", script])
             .env("RUST_LOG", "off")
             .output()
             .is_ok_and(|o| o.status.success())

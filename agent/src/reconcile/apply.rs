@@ -4,6 +4,16 @@
 //! which plans it again) without stopping unrelated steps. Writes follow the store's rules: the
 //! container row is written when the runtime object exists, the event after each step.
 //!
+//! Container steps are journalled: an intent (`create-container`, `start-container`,
+//! `remove-container`, with the runtime id) is committed before the runtime is touched and
+//! cleared in the transaction that records the result. An intent still there when the next pass
+//! starts belongs to a step that failed half-way or to an agent that died in the middle; the
+//! pass finishes or undoes it first (see [`super::recover`]).
+//!
+//! `AGENT_DEBUG_STEP_DELAY_MS` (a debugging aid used by the crash tests) makes every container
+//! create, start and remove pause that long half-way, after the runtime was changed and before
+//! the store records it: the window a crash leaves half-applied.
+//!
 //! What is wired in this version:
 //! - images: import of OCI layouts, `docker save` archives and root filesystem tarballs, registry
 //!   pulls (the config's `registries.insecure` applies); the config digest is recorded as the
@@ -28,7 +38,47 @@ use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::graph::{Graph, GraphDriver};
 use crate::manifest::NetworkMode;
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
-use crate::store::{ContainerRecord, ContainerState, ImageRecord, Store, VolumeRecord};
+use crate::store::{ContainerRecord, ContainerState, ImageRecord, NewIntent, Store, VolumeRecord};
+
+/// Intent kinds of container steps (payload `{"id": runtime id}`, object `container/NAME`).
+pub const INTENT_CREATE: &str = "create-container";
+pub const INTENT_START: &str = "start-container";
+/// Payload `{"id": .., "replaced": bool}`.
+pub const INTENT_REMOVE: &str = "remove-container";
+
+/// Records an intent about container `name` before the runtime is touched.
+pub fn begin_intent(
+    store: &mut Store,
+    kind: &str,
+    name: &str,
+    payload: serde_json::Value,
+) -> Result<i64, crate::store::Error> {
+    store.transaction(|tx| {
+        tx.begin_intent(
+            &NewIntent {
+                kind: kind.into(),
+                object: format!("container/{name}"),
+                payload,
+            },
+            now_ms(),
+        )
+    })
+}
+
+/// `AGENT_DEBUG_STEP_DELAY_MS`: see the module docs.
+fn debug_pause(step: &str, name: &str) {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("AGENT_DEBUG_STEP_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        tracing::info!(step, container = name, delay = ?d, "debug: pausing half-way (AGENT_DEBUG_STEP_DELAY_MS)");
+        std::thread::sleep(*d);
+    }
+}
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +310,7 @@ impl Applier {
             }
         };
         let id = new_id(&name);
+        let intent = begin_intent(store, INTENT_CREATE, &name, json!({"id": id}))?;
         self.graph.create_container(&id, &digest)?;
         let rootfs = self.graph.driver().mount(&id)?;
         let mut s = ContainerSpec::new(&id, &name, rootfs);
@@ -324,6 +375,7 @@ impl Applier {
         s.stop_signal = live.stop_signal.as_ref().map(|x| x.to_string());
         s.stop_grace = live.stop_grace_period.0;
         self.exec.create(&s)?;
+        debug_pause("create", &name);
         let mut rec = ContainerRecord::new(
             &name,
             &id,
@@ -335,7 +387,10 @@ impl Applier {
         if keep_stopped {
             rec.state = ContainerState::StoppedByUser;
         }
-        store.transaction(|tx| tx.upsert_container(&rec))?;
+        store.transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(intent)
+        })?;
         Ok(())
     }
 
@@ -343,12 +398,17 @@ impl Applier {
         let Some(mut rec) = store.transaction(|tx| tx.container(name))? else {
             return Err(ApplyError::Other(format!("no such container {name}")));
         };
+        let intent = begin_intent(store, INTENT_START, name, json!({"id": rec.id}))?;
         let pid = self.exec.start(&rec.id)?;
+        debug_pause("start", name);
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(pid);
         rec.exit_code = None;
-        store.transaction(|tx| tx.upsert_container(&rec))?;
+        store.transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(intent)
+        })?;
         Ok(())
     }
 
@@ -378,16 +438,39 @@ impl Applier {
             return Ok(());
         };
         rec.state = ContainerState::Removing;
-        store.transaction(|tx| tx.upsert_container(&rec))?;
-        let _ = self
-            .exec
-            .stop(&rec.id, super::supervise::grace_of(&rec.config));
-        self.exec.delete(&rec.id)?;
-        let _ = self.graph.driver().unmount(&rec.id);
-        self.graph.driver().remove(&rec.id)?;
-        if !replaced {
-            store.transaction(|tx| tx.delete_container(name))?;
-        }
+        let intent = store.transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.begin_intent(
+                &NewIntent {
+                    kind: INTENT_REMOVE.into(),
+                    object: format!("container/{name}"),
+                    payload: json!({"id": rec.id, "replaced": replaced}),
+                },
+                now_ms(),
+            )
+        })?;
+        self.discard(&rec.id, super::supervise::grace_of(&rec.config))?;
+        debug_pause("remove", name);
+        store.transaction(|tx| {
+            if !replaced {
+                tx.delete_container(name)?;
+            }
+            tx.finish_intent(intent)
+        })?;
+        Ok(())
+    }
+
+    /// Stops (grace, then SIGKILL) and deletes runtime container `id` and its root filesystem
+    /// layer. Whatever is already gone is skipped.
+    pub fn discard(
+        &mut self,
+        id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> Result<(), ApplyError> {
+        let _ = self.exec.stop(id, grace);
+        self.exec.delete(id)?;
+        let _ = self.graph.driver().unmount(id);
+        self.graph.driver().remove(id)?;
         Ok(())
     }
 }

@@ -4,8 +4,8 @@
 //! bind the API socket, tell systemd `READY=1`, run the start-up pass; then one pass per batch of
 //! triggers until SIGTERM/SIGINT.
 //!
-//! Shutdown: no new pass starts; the pass in progress finishes its current change; the API
-//! socket is removed. Containers keep running (their monitors are separate processes in their own
+//! Shutdown: no new pass starts; the pass in progress finishes its current change and skips the
+//! rest of its plan (the next start plans it again); the API socket is removed. Containers keep running (their monitors are separate processes in their own
 //! sessions, and the systemd unit uses `KillMode=process`) unless `stop_containers_on_exit`.
 //!
 //! Threads: a small multi-thread tokio runtime (2 workers) for the API and timers; passes run on
@@ -56,6 +56,8 @@ pub struct PassContext {
     pub scheduled: HashMap<String, Instant>,
     /// `agent stop` / `agent start` requests from the API.
     pub requests: super::request::Requests,
+    /// Set by SIGTERM/SIGINT: the pass in progress stops after its current change.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PassContext {
@@ -97,6 +99,7 @@ impl PassContext {
         let span = tracing::info_span!("pass", n = self.passes);
         let _g = span.enter();
         tracing::debug!(triggers = batch_desc, "pass starts");
+        self.recover(&mut report, startup);
         self.serve_requests(&mut report);
         if rescan {
             self.watcher.rescan_and_wait();
@@ -141,6 +144,23 @@ impl PassContext {
 }
 
 impl PassContext {
+    /// Settles the intents a failed step or a crash left (and, at start-up, orphans): see
+    /// [`super::recover`].
+    fn recover(&mut self, report: &mut PassReport, startup: bool) {
+        let Some(applier) = self.applier.as_mut() else {
+            return;
+        };
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = super::recover::intents(applier, &mut store);
+        if startup {
+            let o = super::recover::sweep_orphans(applier, &mut store);
+            r.done.extend(o.done);
+            r.failed.extend(o.failed);
+        }
+        report.applied.extend(r.done);
+        report.failed.extend(r.failed);
+    }
+
     /// Serves the queued `agent stop` / `agent start` requests, before the plan (which then sees
     /// their result).
     fn serve_requests(&mut self, report: &mut PassReport) {
@@ -192,7 +212,18 @@ impl PassContext {
                 .push("the graph driver could not be opened; see the agent's log".into());
             return;
         };
-        for step in &plan.steps {
+        for (done, step) in plan.steps.iter().enumerate() {
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                let left = plan.steps.len() - done;
+                tracing::info!(
+                    left,
+                    "shutting down after the current change; {left} change(s) left for the next start"
+                );
+                report.failed.push(format!(
+                    "shutting down: {left} change(s) left for the next start"
+                ));
+                break;
+            }
             match applier.apply(&mut store, step) {
                 Ok(line) => {
                     tracing::info!(change = %line, "applied");
@@ -396,7 +427,8 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
         triggers.clone(),
     );
-    spawn_signal_handler(triggers.clone())?;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_signal_handler(triggers.clone(), stopping.clone())?;
 
     tracing::info!(
         manifests = %config.manifests_dir.display(),
@@ -461,6 +493,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         passes: 0,
         scheduled: HashMap::new(),
         requests,
+        stopping,
     };
     while let Some(batch) = queue.next_batch().await {
         let (next, failed) = run_batch(ctx, batch).await?;
@@ -522,7 +555,10 @@ async fn run_batch(
     Ok((ctx, failed))
 }
 
-fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {
+fn spawn_signal_handler(
+    triggers: Triggers<PassReport>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Runtime(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Runtime(e.to_string()))?;
@@ -531,6 +567,7 @@ fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {
             _ = term.recv() => tracing::info!("SIGTERM: finishing the current change, then exiting"),
             _ = int.recv() => tracing::info!("SIGINT: finishing the current change, then exiting"),
         }
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         triggers.close();
     });
     Ok(())

@@ -10,6 +10,7 @@
 //! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
 //! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
 //! - [`supervise`], [`prober`]: exits and restart policies; health checks.
+//! - [`recover`]: finishing or undoing half-applied changes (intents), orphans at start-up.
 //! - [`request`]: `agent stop` / `agent start` (stopped-by-user, as Docker's restart policies
 //!   define "stopped").
 //! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
@@ -22,6 +23,7 @@ pub mod logging;
 pub mod pass;
 pub mod perms;
 pub mod prober;
+pub mod recover;
 pub mod request;
 pub mod restart;
 pub mod sdnotify;
