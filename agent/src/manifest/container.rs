@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ports::PortMapping;
 use super::types::is_false;
-use super::units::{ByteSize, Duration};
+use super::units::{ByteSize, Duration, parse_string};
 
 /// Everything about one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -550,8 +550,7 @@ impl Serialize for NetworkMode {
 
 impl<'de> Deserialize<'de> for NetworkMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+        parse_string(d, "bridge, host, none or container:NAME")
     }
 }
 
@@ -1171,8 +1170,7 @@ impl Serialize for Capability {
 
 impl<'de> Deserialize<'de> for Capability {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+        parse_string(d, "a capability name such as NET_ADMIN")
     }
 }
 

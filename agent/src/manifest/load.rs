@@ -28,6 +28,9 @@ pub struct FileResult {
     pub sha256: String,
     /// The file's objects, or every problem found in it.
     pub outcome: Result<Vec<Object>, Vec<Diagnostic>>,
+    /// Kinds and names its documents declare, as far as they could be read (also when the file
+    /// fails), so that references into a failing file are not reported as dangling.
+    pub(crate) declared: Vec<(Kind, String)>,
 }
 
 /// One valid document.
@@ -64,6 +67,13 @@ impl Object {
     pub fn locate(&self, path: &[Step<'_>]) -> (u32, u32) {
         let n = self.tree.find(path);
         (n.line, n.col)
+    }
+
+    /// Like [`Object::locate`], also returning how many steps of `path` exist in the YAML (a
+    /// short form such as `"kv:db"` has no `container` key below it).
+    pub fn locate_depth(&self, path: &[Step<'_>]) -> (u32, u32, usize) {
+        let (n, depth) = self.tree.find_depth(path);
+        (n.line, n.col, depth)
     }
 }
 
@@ -174,6 +184,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Error> {
     for (path, e) in read_errors {
         loaded.files.push(FileResult {
             sha256: String::new(),
+            declared: Vec::new(),
             outcome: Err(vec![file_diag(&path, format!("cannot read the file: {e}"))]),
             path,
         });
@@ -223,15 +234,21 @@ fn position(text: &[u8], at: usize) -> (u32, u32) {
 /// files are [`Loaded::from_sources`]' job). No I/O.
 pub fn parse_bytes(path: &Path, bytes: &[u8]) -> FileResult {
     let sha256 = hex::encode(Sha256::digest(bytes));
-    let outcome = parse_checked(path, bytes);
+    let mut declared = Vec::new();
+    let outcome = parse_checked(path, bytes, &mut declared);
     FileResult {
         path: path.to_path_buf(),
         sha256,
         outcome,
+        declared,
     }
 }
 
-fn parse_checked(path: &Path, bytes: &[u8]) -> Result<Vec<Object>, Vec<Diagnostic>> {
+fn parse_checked(
+    path: &Path,
+    bytes: &[u8],
+    declared: &mut Vec<(Kind, String)>,
+) -> Result<Vec<Object>, Vec<Diagnostic>> {
     if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(vec![file_diag(
             path,
@@ -282,6 +299,9 @@ fn parse_checked(path: &Path, bytes: &[u8]) -> Result<Vec<Object>, Vec<Diagnosti
     let mut objects = Vec::new();
     let mut diags = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
+        if let Some(d) = declared_name(&doc) {
+            declared.push(d);
+        }
         match read_document(path, doc, index) {
             Ok(obj) => {
                 let found = validate::check_object(&obj);
@@ -299,6 +319,19 @@ fn parse_checked(path: &Path, bytes: &[u8]) -> Result<Vec<Object>, Vec<Diagnosti
     } else {
         Err(diags)
     }
+}
+
+/// The kind and name a document declares, if both can be read.
+fn declared_name(doc: &Node) -> Option<(Kind, String)> {
+    let kind = match doc.get("kind")?.as_str()? {
+        "Image" => Kind::Image,
+        "Volume" => Kind::Volume,
+        "Network" => Kind::Network,
+        "Container" => Kind::Container,
+        _ => return None,
+    };
+    let name = doc.get("metadata")?.get("name")?.as_str()?;
+    Some((kind, name.to_string()))
 }
 
 const KINDS: [&str; 4] = ["Image", "Volume", "Network", "Container"];

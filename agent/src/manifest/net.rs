@@ -89,8 +89,7 @@ impl Serialize for Ipv4Cidr {
 
 impl<'de> Deserialize<'de> for Ipv4Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        super::units::parse_string(d, "an IPv4 subnet such as \"10.214.7.0/24\"")
     }
 }
 

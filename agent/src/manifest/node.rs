@@ -90,7 +90,13 @@ impl Node {
     /// The node at `path`, or the deepest node on the way there that exists (so a location is
     /// always found, if not always the exact one).
     pub fn find(&self, path: &[Step<'_>]) -> &Node {
+        self.find_depth(path).0
+    }
+
+    /// Like [`Node::find`], also returning how many steps of `path` were followed.
+    pub fn find_depth(&self, path: &[Step<'_>]) -> (&Node, usize) {
         let mut node = self;
+        let mut depth = 0;
         for step in path {
             let next = match (step, &node.kind) {
                 (Step::Key(k), NodeKind::Map(_)) => node.get(k),
@@ -101,8 +107,9 @@ impl Node {
                 Some(n) => node = n,
                 None => break,
             }
+            depth += 1;
         }
-        node
+        (node, depth)
     }
 
     /// The string value, if this is a string scalar.

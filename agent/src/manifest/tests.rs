@@ -18,6 +18,23 @@ pub(crate) fn problems(files: &[(&str, &str)]) -> Vec<String> {
     load(files).diagnostics().map(ToString::to_string).collect()
 }
 
+/// What WEB refers to.
+pub(crate) const SUPPORT: &str = "\
+apiVersion: agent/v1
+kind: Image
+metadata: {name: busybox}
+spec: {registry: {reference: \"127.0.0.1:5000/busybox:1.36\", insecure: true}}
+---
+apiVersion: agent/v1
+kind: Volume
+metadata: {name: kv-data}
+---
+apiVersion: agent/v1
+kind: Container
+metadata: {name: kv}
+spec: {image: busybox}
+";
+
 pub(crate) const WEB: &str = "\
 apiVersion: agent/v1
 kind: Container
@@ -38,13 +55,12 @@ spec:
   stopSignal: INT
   stopGracePeriod: 1m30s
   capAdd: [net_admin]
-  networkMode: container:kv
 ";
 
 #[test]
 fn a_full_container_reads_into_the_typed_model() {
-    let loaded = load(&[("web.yaml", WEB)]);
-    let objs: Vec<&Object> = loaded.objects().collect();
+    let loaded = load(&[("support.yaml", SUPPORT), ("web.yaml", WEB)]);
+    let objs: Vec<&Object> = loaded.objects().filter(|o| o.name() == "web").collect();
     assert_eq!(
         objs.len(),
         1,
@@ -94,14 +110,17 @@ fn a_full_container_reads_into_the_typed_model() {
     assert_eq!(s.stop_signal.map(|s| s.to_string()), Some("SIGINT".into()));
     assert_eq!(s.stop_grace_period.map(|d| d.get().as_secs()), Some(90));
     assert_eq!(s.cap_add[0].as_str(), "CAP_NET_ADMIN");
-    assert_eq!(s.network_mode, NetworkMode::Container("kv".into()));
+    assert_eq!(s.network_mode, NetworkMode::Bridge);
     assert_eq!(objs[0].source.line, 1);
 }
 
 #[test]
 fn typed_model_round_trips_through_serde() {
-    let loaded = load(&[("web.yaml", WEB)]);
-    let obj = loaded.objects().next().expect("object");
+    let loaded = load(&[("support.yaml", SUPPORT), ("web.yaml", WEB)]);
+    let obj = loaded
+        .objects()
+        .find(|o| o.name() == "web")
+        .expect("object");
     let json = serde_json::to_value(&obj.manifest).expect("serialize");
     let back: Manifest = serde_json::from_value(json.clone()).expect("deserialize");
     assert_eq!(back, obj.manifest, "{json:#}");

@@ -42,6 +42,26 @@ pub const SIZE_HELP: &str = "a size is a number of bytes or a number with a unit
 /// The allowed forms of a duration, used in error messages.
 pub const DURATION_HELP: &str = "a duration is a number with a unit: ns, us, ms, s, m, h, possibly combined, e.g. 10s, 1m30s, 500ms";
 
+/// Deserialises a string and parses it with `FromStr`, inside the deserializer's visitor so
+/// that a parse error is reported at the string's own line and column.
+pub(crate) fn parse_string<'de, D, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    struct V<T>(&'static str, std::marker::PhantomData<T>);
+    impl<T: FromStr<Err = String>> Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            v.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V(expecting, std::marker::PhantomData))
+}
+
 /// A number of bytes written with a human unit. See the module docs for the exact units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);
@@ -301,7 +321,10 @@ impl<'de> Deserialize<'de> for Duration {
                 )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                Err(E::custom(format!("invalid duration {v}: {DURATION_HELP}")))
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("invalid duration {v}: {DURATION_HELP}"))),
+                }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
                 Err(E::custom(format!(

@@ -1,0 +1,86 @@
+//! Checks beyond what the types enforce: each object on its own ([`check_object`], in
+//! [`object`]) and all files together ([`check_across`], in [`across`]).
+//!
+//! Every problem becomes a [`Diagnostic`] at the line and column of the offending value, with
+//! its field path, the bad value and what is allowed.
+//!
+//! Decisions:
+//! - Names (metadata.name, and every reference to one) are DNS labels: 1-63 characters of
+//!   `a-z0-9-`, not starting or ending with `-`.
+//! - A container's `image` without `/`, `:` or `@` is the name of an Image manifest; anything
+//!   else is a registry reference (`host[:port]/repo[:tag][@sha256:..]`). The agent never falls
+//!   back to Docker Hub for a bare name: an edge device should not pull from the internet by
+//!   accident.
+//! - Paths on the host (bind sources, image archives) and in the container (targets, tmpfs,
+//!   workingDir) must be absolute.
+//! - Network modes other than `bridge` refuse the options they make meaningless (ports, links,
+//!   networks; and for `container:NAME` also hostname, dns, dnsSearch, extraHosts), as Docker does.
+//! - Two published ports conflict when protocol and some host port are the same and the host
+//!   addresses overlap (a missing or unspecified address overlaps every address of its family).
+//! - A cycle through links, volumesFrom and `container:` network modes cannot be started in
+//!   any order and is refused, printing the cycle.
+
+pub mod across;
+pub mod object;
+
+use super::Diagnostic;
+use super::load::Object;
+use super::node::Step;
+
+pub use across::check_across;
+pub use object::check_object;
+
+/// Whether `name` is a DNS label: 1-63 characters of `a-z`, `0-9`, `-`, starting and ending with
+/// a letter or digit.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The rule for names, for error messages.
+pub const NAME_RULE: &str = "a name is a DNS label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+
+/// `spec.ports[1]` from steps.
+pub fn field_path(path: &[Step<'_>]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// A diagnostic about the value at `path` of `obj`.
+pub(crate) fn diag(obj: &Object, path: &[Step<'_>], message: String) -> Diagnostic {
+    let (line, column, depth) = obj.locate_depth(path);
+    // Name the field as written: a path into a short form stops at the short form's value, and
+    // a field left out (a default) is named in full.
+    let shown = if depth == 0 {
+        path
+    } else {
+        &path[..depth.max(path.len().min(2))]
+    };
+    Diagnostic {
+        file: obj.source.file.clone(),
+        line,
+        column,
+        field: field_path(shown),
+        message,
+        related: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,517 @@
+//! Checks of one object on its own: names, paths, ranges, combinations of fields.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::{NAME_RULE, diag, is_dns_label};
+use crate::manifest::container::{ContainerSpec, Limit, MemorySwap, Mount, NetworkMode, Resources};
+use crate::manifest::load::Object;
+use crate::manifest::node::Step::{self, Index, Key};
+use crate::manifest::types::{ImageSpec, Manifest, NetworkSpec};
+use crate::manifest::{ByteSize, Diagnostic};
+
+/// Docker's smallest memory limit.
+pub const MIN_MEMORY: u64 = 6 << 20;
+
+struct Check<'a> {
+    obj: &'a Object,
+    out: Vec<Diagnostic>,
+}
+
+impl Check<'_> {
+    fn err(&mut self, path: &[Step<'_>], message: String) {
+        self.out.push(diag(self.obj, path, message));
+    }
+
+    fn name_ref(&mut self, path: &[Step<'_>], what: &str, name: &str) {
+        if !is_dns_label(name) {
+            self.err(path, format!("invalid {what} name {name:?}: {NAME_RULE}"));
+        }
+    }
+
+    fn absolute(&mut self, path: &[Step<'_>], what: &str, p: &Path) {
+        if !p.is_absolute() {
+            self.err(
+                path,
+                format!(
+                    "{what} {:?} must be an absolute path (starting with '/')",
+                    p.display().to_string()
+                ),
+            );
+        }
+    }
+}
+
+/// Checks one object on its own; returns every problem found.
+pub fn check_object(obj: &Object) -> Vec<Diagnostic> {
+    let mut c = Check {
+        obj,
+        out: Vec::new(),
+    };
+    let name = obj.name();
+    if !is_dns_label(name) {
+        c.err(
+            &[Key("metadata"), Key("name")],
+            format!("invalid name {name:?}: {NAME_RULE}"),
+        );
+    }
+    for key in obj.manifest.metadata().labels.keys() {
+        if key.is_empty()
+            || key.len() > 253
+            || key.chars().any(|ch| ch.is_whitespace() || ch == '=')
+        {
+            c.err(
+                &[Key("metadata"), Key("labels"), Key(key)],
+                format!("invalid label key {key:?}: 1-253 characters without spaces or '='"),
+            );
+        }
+    }
+    match &obj.manifest {
+        Manifest::Image(i) => image(&mut c, &i.spec),
+        Manifest::Volume(_) => {}
+        Manifest::Network(n) => network(&mut c, &n.spec),
+        Manifest::Container(ct) => container(&mut c, &ct.spec),
+    }
+    c.out
+}
+
+/// Checks a registry reference the way the registry client parses it.
+pub fn check_reference(reference: &str) -> Result<(), String> {
+    if reference.is_empty() || reference.trim() != reference {
+        return Err(format!(
+            "invalid image reference {reference:?}: it is empty or has spaces"
+        ));
+    }
+    reference
+        .parse::<oci_client::Reference>()
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "invalid image reference {reference:?}: {e}; expected host[:port]/repo[:tag][@sha256:<64 hex>], e.g. 127.0.0.1:5000/busybox:1.36"
+            )
+        })
+}
+
+fn image(c: &mut Check<'_>, spec: &ImageSpec) {
+    match spec {
+        ImageSpec::Registry(r) => {
+            if let Err(e) = check_reference(&r.reference) {
+                c.err(&[Key("spec"), Key("registry"), Key("reference")], e);
+            }
+        }
+        ImageSpec::OciLayout(a) => c.absolute(
+            &[Key("spec"), Key("ociLayout"), Key("path")],
+            "ociLayout.path",
+            &a.path,
+        ),
+        ImageSpec::DockerArchive(a) => c.absolute(
+            &[Key("spec"), Key("dockerArchive"), Key("path")],
+            "dockerArchive.path",
+            &a.path,
+        ),
+        ImageSpec::RootfsTar(r) => c.absolute(
+            &[Key("spec"), Key("rootfsTar"), Key("path")],
+            "rootfsTar.path",
+            &r.path,
+        ),
+    }
+}
+
+/// Linux interface names: 1-15 bytes, no '/', ':', whitespace; not `.` or `..`.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn network(c: &mut Check<'_>, spec: &NetworkSpec) {
+    if let Some(gw) = spec.gateway {
+        let path = [Key("spec"), Key("gateway")];
+        match gw {
+            IpAddr::V4(v4) if spec.subnet.contains(v4) => {
+                if v4 == spec.subnet.network() || v4 == spec.subnet.broadcast() {
+                    c.err(&path, format!("gateway {gw} is the network or broadcast address of {}; use a host address such as {}", spec.subnet, spec.subnet.first_host()));
+                }
+            }
+            _ => c.err(
+                &path,
+                format!("gateway {gw} is not inside subnet {}", spec.subnet),
+            ),
+        }
+    }
+    if let Some(b) = &spec.bridge
+        && !is_interface_name(b)
+    {
+        c.err(
+            &[Key("spec"), Key("bridge")],
+            format!("invalid bridge name {b:?}: 1-15 characters of letters, digits, '-', '_', '.'"),
+        );
+    }
+    if let Some(mtu) = spec.mtu
+        && !(68..=65535).contains(&mtu)
+    {
+        c.err(
+            &[Key("spec"), Key("mtu")],
+            format!("mtu {mtu} is out of range 68-65535"),
+        );
+    }
+}
+
+/// Whether `s` is a host name: dot-separated labels of letters, digits and '-', at most 253
+/// characters (each label 1-63).
+pub fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// Whether `s` is a cpuset list such as `0-2,4`.
+pub fn is_cpuset(s: &str) -> bool {
+    !s.is_empty()
+        && s.split(',').all(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            match (a.parse::<u32>(), b.parse::<u32>()) {
+                (Ok(a), Ok(b)) => a <= b,
+                _ => false,
+            }
+        })
+}
+
+/// Whether a sysctl may be set per container (it is namespaced), as Docker's list.
+pub fn is_namespaced_sysctl(key: &str) -> bool {
+    key.starts_with("net.")
+        || key.starts_with("fs.mqueue.")
+        || key.starts_with("kernel.shm")
+        || key.starts_with("kernel.msg")
+        || key == "kernel.sem"
+        || key == "kernel.domainname"
+}
+
+fn container(c: &mut Check<'_>, s: &ContainerSpec) {
+    let spec = |k: &'static str| [Key("spec"), Key(k)];
+    let self_name = c.obj.name().to_string();
+
+    // image
+    if s.image.contains(['/', ':', '@']) {
+        if let Err(e) = check_reference(&s.image) {
+            c.err(&spec("image"), e);
+        }
+    } else if !is_dns_label(&s.image) {
+        c.err(
+            &spec("image"),
+            format!("invalid image {:?}: use the name of an Image manifest ({NAME_RULE}) or a registry reference host[:port]/repo[:tag][@sha256:..]", s.image),
+        );
+    }
+
+    if let Some(wd) = &s.working_dir {
+        c.absolute(&spec("workingDir"), "workingDir", wd);
+    }
+    if let Some(u) = &s.user {
+        let ok = !u.is_empty()
+            && u.split(':').count() <= 2
+            && u.split(':').all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            });
+        if !ok {
+            c.err(
+                &spec("user"),
+                format!("invalid user {u:?}: expected user, uid, user:group or uid:gid"),
+            );
+        }
+    }
+    if let Some(h) = &s.hostname
+        && (!is_hostname(h) || h.len() > 64)
+    {
+        c.err(
+            &spec("hostname"),
+            format!("invalid hostname {h:?}: letters, digits, '-' and '.', at most 64 characters"),
+        );
+    }
+    for (k, v) in &s.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            c.err(&[Key("spec"), Key("env"), Key(k)], format!("invalid environment variable name {k:?}: it must be non-empty without '=' or NUL"));
+        }
+        if v.contains('\0') {
+            c.err(
+                &[Key("spec"), Key("env"), Key(k)],
+                format!("environment variable {k} contains a NUL byte"),
+            );
+        }
+    }
+
+    // ports: overlaps within this container are found by the check across all containers.
+
+    // volumes
+    let mut targets: HashMap<&Path, usize> = HashMap::new();
+    for (i, m) in s.volumes.iter().enumerate() {
+        let base = [Key("spec"), Key("volumes"), Index(i)];
+        let at = |k: &'static str| [Key("spec"), Key("volumes"), Index(i), Key(k)];
+        match m {
+            Mount::Volume { volume, target, .. } => {
+                c.name_ref(&at("volume"), "volume", volume);
+                c.absolute(&at("target"), "mount target", target);
+            }
+            Mount::Bind { bind, target, .. } => {
+                c.absolute(&at("bind"), "bind source", bind);
+                c.absolute(&at("target"), "mount target", target);
+            }
+            Mount::Tmpfs { tmpfs, size } => {
+                c.absolute(&at("tmpfs"), "tmpfs target", tmpfs);
+                if *size == Some(ByteSize(0)) {
+                    c.err(&at("size"), "tmpfs size must be more than 0".into());
+                }
+            }
+        }
+        let target = m.target();
+        if let Some(first) = targets.insert(target, i) {
+            c.err(
+                &base,
+                format!(
+                    "mount target {:?} is already used by spec.volumes[{first}]",
+                    target.display().to_string()
+                ),
+            );
+        }
+    }
+    for (i, v) in s.volumes_from.iter().enumerate() {
+        let at = [Key("spec"), Key("volumesFrom"), Index(i), Key("container")];
+        c.name_ref(&at, "container", &v.container);
+        if v.container == self_name {
+            c.err(&at, "a container cannot take volumes from itself".into());
+        }
+    }
+
+    // links
+    let mut aliases: HashMap<&str, usize> = HashMap::new();
+    for (i, l) in s.links.iter().enumerate() {
+        let at = [Key("spec"), Key("links"), Index(i), Key("container")];
+        c.name_ref(&at, "container", &l.container);
+        if l.container == self_name {
+            c.err(&at, "a container cannot link to itself".into());
+        }
+        if let Some(a) = &l.alias
+            && !is_hostname(a)
+        {
+            c.err(
+                &[Key("spec"), Key("links"), Index(i), Key("alias")],
+                format!("invalid link alias {a:?}: letters, digits, '-' and '.'"),
+            );
+        }
+        if let Some(first) = aliases.insert(l.effective_alias(), i) {
+            c.err(
+                &[Key("spec"), Key("links"), Index(i)],
+                format!(
+                    "link alias {:?} is already used by spec.links[{first}]",
+                    l.effective_alias()
+                ),
+            );
+        }
+    }
+
+    // ulimits
+    for (name, u) in &s.ulimits {
+        if let (Limit::Value(soft), Limit::Value(hard)) = (u.soft, u.hard)
+            && soft > hard
+        {
+            c.err(
+                &[Key("spec"), Key("ulimits"), Key(name.as_str())],
+                format!("ulimit {name}: soft limit {soft} is above hard limit {hard}"),
+            );
+        } else if let (Limit::Unlimited, Limit::Value(hard)) = (u.soft, u.hard) {
+            c.err(
+                &[Key("spec"), Key("ulimits"), Key(name.as_str())],
+                format!("ulimit {name}: soft limit unlimited is above hard limit {hard}"),
+            );
+        }
+    }
+
+    resources(c, &s.resources);
+
+    if let Some(h) = &s.healthcheck {
+        let at = |k: &'static str| [Key("spec"), Key("healthcheck"), Key(k)];
+        if h.command.is_empty() || h.command[0].is_empty() {
+            c.err(
+                &at("command"),
+                "healthcheck command must not be empty".into(),
+            );
+        }
+        if h.interval.get().is_zero() {
+            c.err(
+                &at("interval"),
+                "healthcheck interval must be more than 0s".into(),
+            );
+        }
+        if h.timeout.get().is_zero() {
+            c.err(
+                &at("timeout"),
+                "healthcheck timeout must be more than 0s".into(),
+            );
+        }
+        if h.retries == 0 {
+            c.err(
+                &at("retries"),
+                "healthcheck retries must be at least 1".into(),
+            );
+        }
+    }
+
+    let dropped: BTreeSet<&str> = s.cap_drop.iter().map(|c| c.as_str()).collect();
+    for (i, cap) in s.cap_add.iter().enumerate() {
+        if dropped.contains(cap.as_str()) && !cap.is_all() {
+            c.err(
+                &[Key("spec"), Key("capAdd"), Index(i)],
+                format!("capability {cap} is both added and dropped"),
+            );
+        }
+    }
+
+    for (k, v) in &s.sysctls {
+        let at = [Key("spec"), Key("sysctls"), Key(k)];
+        if !is_namespaced_sysctl(k) {
+            c.err(&at, format!("sysctl {k:?} is not namespaced and cannot be set per container; allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, kernel.domainname, fs.mqueue.*"));
+        } else if s.network_mode == NetworkMode::Host && k.starts_with("net.") {
+            c.err(
+                &at,
+                format!(
+                    "sysctl {k:?} would change the host's network settings (networkMode is host)"
+                ),
+            );
+        }
+        if v.is_empty() {
+            c.err(&at, format!("sysctl {k} has an empty value"));
+        }
+    }
+
+    // network mode and the options it excludes
+    let mode = &s.network_mode;
+    if let NetworkMode::Container(other) = mode {
+        c.name_ref(&spec("networkMode"), "container", other);
+        if *other == self_name {
+            c.err(
+                &spec("networkMode"),
+                "a container cannot share its own network namespace".into(),
+            );
+        }
+    }
+    if *mode != NetworkMode::Bridge {
+        let refuse = |c: &mut Check<'_>, key: &'static str, present: bool| {
+            if present {
+                c.err(&spec(key), format!("`{key}` cannot be used with networkMode {mode}; it needs networkMode bridge"));
+            }
+        };
+        refuse(c, "ports", !s.ports.is_empty());
+        refuse(c, "links", !s.links.is_empty());
+        refuse(c, "networks", !s.networks.is_empty());
+        if matches!(mode, NetworkMode::Container(_)) {
+            refuse(c, "hostname", s.hostname.is_some());
+            refuse(c, "dns", !s.dns.is_empty());
+            refuse(c, "dnsSearch", !s.dns_search.is_empty());
+            refuse(c, "extraHosts", !s.extra_hosts.is_empty());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, n) in s.networks.iter().enumerate() {
+        let at = [Key("spec"), Key("networks"), Index(i)];
+        c.name_ref(&at, "network", n);
+        if !seen.insert(n) {
+            c.err(&at, format!("network {n:?} is listed twice"));
+        }
+    }
+    for (i, d) in s.dns_search.iter().enumerate() {
+        if !is_hostname(d) {
+            c.err(
+                &[Key("spec"), Key("dnsSearch"), Index(i)],
+                format!("invalid search domain {d:?}: letters, digits, '-' and '.'"),
+            );
+        }
+    }
+    for (i, h) in s.extra_hosts.iter().enumerate() {
+        if !is_hostname(&h.host) {
+            c.err(
+                &[Key("spec"), Key("extraHosts"), Index(i)],
+                format!(
+                    "invalid host name {:?} in extraHosts: letters, digits, '-' and '.'",
+                    h.host
+                ),
+            );
+        }
+    }
+}
+
+fn resources(c: &mut Check<'_>, r: &Resources) {
+    let at = |k: &'static str| [Key("spec"), Key("resources"), Key(k)];
+    if let Some(m) = r.memory
+        && m.0 < MIN_MEMORY
+    {
+        c.err(
+            &at("memory"),
+            format!("memory limit {m} is below the minimum of 6Mi"),
+        );
+    }
+    if let Some(res) = r.memory_reservation {
+        if let Some(m) = r.memory
+            && res > m
+        {
+            c.err(
+                &at("memoryReservation"),
+                format!("memoryReservation {res} is above the memory limit {m}"),
+            );
+        }
+        if res.0 < MIN_MEMORY {
+            c.err(
+                &at("memoryReservation"),
+                format!("memoryReservation {res} is below the minimum of 6Mi"),
+            );
+        }
+    }
+    if let Some(MemorySwap::Limit(swap)) = r.memory_swap {
+        match r.memory {
+            None => c.err(&at("memorySwap"), "memorySwap needs `memory` to be set too (it is the limit of memory plus swap)".into()),
+            Some(m) if swap < m => c.err(&at("memorySwap"), format!("memorySwap {swap} is below the memory limit {m}; it is the limit of memory plus swap, so at least `memory`")),
+            _ => {}
+        }
+    }
+    if let Some(cpus) = r.cpus
+        && !(cpus > 0.0 && cpus <= 1024.0 && cpus.is_finite())
+    {
+        c.err(
+            &at("cpus"),
+            format!("cpus {cpus} is out of range: more than 0, at most 1024"),
+        );
+    }
+    if let Some(sh) = r.cpu_shares
+        && !(2..=262_144).contains(&sh)
+    {
+        c.err(
+            &at("cpuShares"),
+            format!("cpuShares {sh} is out of range 2-262144"),
+        );
+    }
+    if let Some(set) = &r.cpuset
+        && !is_cpuset(set)
+    {
+        c.err(
+            &at("cpuset"),
+            format!("invalid cpuset {set:?}: a list of CPU numbers and ranges, e.g. \"0-2,4\""),
+        );
+    }
+    if r.pids == Some(0) {
+        c.err(
+            &at("pids"),
+            "pids must be at least 1 (leave it out for no limit)".into(),
+        );
+    }
+}
