@@ -1,40 +1,225 @@
 //! `agent monitor`, `agent logs`, `agent exec`, `agent stop`, `agent kill`.
+//!
+//! Until the daemon's API exists these commands work on the exec driver's state directly
+//! (`<state-dir>/exec/`): NAME is a container's name or id as recorded there. None of them starts
+//! an async runtime: `monitor` and `exec` must stay single-threaded (libcontainer forks).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use super::Outcome;
+use crate::driver::exec::{self, ExecConfig, ExecDriver, ExecRequest, MonitorDriver, logs, paths};
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/agent";
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
+    /// The agent's state directory.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The container's id.
     pub id: String,
 }
+
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
+    /// The container's name (or id).
     pub name: String,
-}
-#[derive(Debug, clap::Args)]
-pub struct ExecArgs {
-    pub name: String,
-}
-#[derive(Debug, clap::Args)]
-pub struct StopArgs {
-    pub name: String,
-}
-#[derive(Debug, clap::Args)]
-pub struct KillArgs {
-    pub name: String,
+    /// Keep printing new output until the container stops.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines (`all`: every line).
+    #[arg(long, default_value = "all")]
+    pub tail: String,
+    /// Only lines since a time: RFC 3339 (2024-05-01T12:00:00Z), Unix seconds, or a duration
+    /// before now (10m, 1h30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Prefix each line with its time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// The agent's state directory.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
-pub fn monitor(_args: MonitorArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("monitor", 5))
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The container's name (or id).
+    pub name: String,
+    /// Keep stdin open (without it the command reads /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run as this user (name, uid, user:group, uid:gid); default: the container's user.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container; default: the container's.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Extra environment, KEY=VALUE (repeatable).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// The agent's state directory.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
-pub fn logs(_args: LogsArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("logs", 5))
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// The containers' names (or ids).
+    #[arg(required = true)]
+    pub name: Vec<String>,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's grace
+    /// period, 10 s unless configured).
+    #[arg(short = 't', long = "time")]
+    pub time: Option<f64>,
+    /// The agent's state directory.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
-pub fn exec(_args: ExecArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("exec", 5))
+
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The containers' names (or ids).
+    #[arg(required = true)]
+    pub name: Vec<String>,
+    /// The signal: a name (SIGTERM, TERM) or a number.
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// The agent's state directory.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
-pub fn stop(_args: StopArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("stop", 5))
+
+fn driver(state_dir: &std::path::Path) -> MonitorDriver {
+    MonitorDriver::new(ExecConfig::new(state_dir))
 }
-pub fn kill(_args: KillArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("kill", 5))
+
+pub fn monitor(args: MonitorArgs) -> crate::Result<Outcome> {
+    let code = exec::monitor::run(&args.state_dir, &args.id)?;
+    Ok(Outcome(code.clamp(0, 255) as u8))
+}
+
+pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
+    let id = paths::resolve_name(&args.state_dir, &args.name)?;
+    let dir = paths::container_dir(&args.state_dir, &id);
+    let tail = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse::<usize>().map_err(|_| {
+            crate::Error::Usage(format!("--tail {n:?}: use a number of lines or `all`"))
+        })?),
+    };
+    let since = match &args.since {
+        Some(s) => Some(
+            exec::time::parse_since(s, SystemTime::now()).ok_or_else(|| {
+                crate::Error::Usage(format!(
+                    "--since {s:?}: use an RFC 3339 time, Unix seconds or a duration such as 10m"
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    let filter = logs::Filter { tail, since };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let print = |r: &logs::Record| -> bool {
+        let text = if args.timestamps {
+            format!("{} {}", r.time, r.log)
+        } else {
+            r.log.clone()
+        };
+        let ok = match r.stream {
+            logs::Stream::Stdout => stdout
+                .lock()
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.lock().flush()),
+            logs::Stream::Stderr => stderr.lock().write_all(text.as_bytes()),
+        };
+        ok.is_ok()
+    };
+    for r in logs::read(&dir, &filter)? {
+        if !print(&r) {
+            return Ok(Outcome::OK);
+        }
+    }
+    if args.follow {
+        let d = driver(&args.state_dir);
+        let follow_filter = logs::Filter { tail: None, since };
+        logs::follow(&dir, &follow_filter, print, || {
+            d.state(&id).map(|i| !i.status.is_running()).unwrap_or(true)
+        })?;
+    }
+    Ok(Outcome::OK)
+}
+
+pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
+    let id = paths::resolve_name(&args.state_dir, &args.name)?;
+    let env = exec::tenant::parse_env(&args.env)?;
+    if args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(crate::Error::Usage(
+            "-t needs a terminal on stdin (run without -t to pipe input)".into(),
+        ));
+    }
+    if !args.interactive
+        && let Ok(null) = std::fs::File::open("/dev/null")
+    {
+        // SAFETY: dup2 onto stdin from a descriptor that stays valid for the call.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) };
+    }
+    let req = ExecRequest {
+        argv: args.command,
+        env: env.into_iter().collect(),
+        workdir: args.workdir,
+        user: args.user,
+        tty: args.tty,
+    };
+    let code = exec::tenant::run(&args.state_dir, &id, &req)?;
+    Ok(Outcome(code.clamp(0, 255) as u8))
+}
+
+pub fn stop(args: StopArgs) -> crate::Result<Outcome> {
+    let d = driver(&args.state_dir);
+    let grace = match args.time {
+        Some(t) if t >= 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(crate::Error::Usage(format!(
+                "-t {t}: use a number of seconds >= 0"
+            )));
+        }
+        None => None,
+    };
+    let mut failed = false;
+    for name in &args.name {
+        match paths::resolve_name(&args.state_dir, name).and_then(|id| d.stop(&id, grace)) {
+            Ok(info) => println!("{}", info.name),
+            Err(e) => {
+                eprintln!("agent: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { Outcome::FAILED } else { Outcome::OK })
+}
+
+pub fn kill(args: KillArgs) -> crate::Result<Outcome> {
+    let d = driver(&args.state_dir);
+    let sig = paths::parse_signal(&args.signal)?;
+    let mut failed = false;
+    for name in &args.name {
+        match paths::resolve_name(&args.state_dir, name).and_then(|id| d.kill(&id, sig)) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("agent: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { Outcome::FAILED } else { Outcome::OK })
 }

@@ -3,12 +3,34 @@
 //! - [`spec`] holds `ContainerSpec` (the driver's input, independent of the manifest types)
 //!   and the OCI runtime spec builder: Docker's entrypoint/command merge, env, user resolution,
 //!   mounts, rlimits, cgroup limits, capabilities, masked paths and Docker's seccomp profile.
-//! - [`bundle`] writes the container's state directory as an OCI bundle (`config.json`, `/etc` files).
+//! - [`bundle`] writes the container's state directory as an OCI bundle (`config.json`, `/etc`
+//!   files); [`paths`] says where everything lives.
+//! - [`driver`] is the [`ExecDriver`] trait the reconciler calls and its implementation, which
+//!   starts one [`monitor`] process per container.
+//! - [`monitor`] (`agent monitor <id>`) creates the container with youki's libcontainer, stays its
+//!   parent, writes [`logs`] and records the end in [`state`].
+//! - [`tenant`] runs a command inside a running container (`agent exec`).
+//! - [`cgroups`] reads OOM kills and resource use (v1 and v2); [`time`] formats timestamps.
+//!
+//! cgroup v1 and v2: libcontainer (pinned, systemd off) creates the cgroups on either; this
+//! module's own reads handle both layouts. See `docs/exec.md` for what is tested where.
 pub mod bundle;
+pub mod cgroups;
+pub mod driver;
+pub mod logs;
+pub mod monitor;
+pub mod paths;
 pub mod spec;
+pub mod state;
+pub mod tenant;
+pub mod time;
 
 use std::path::PathBuf;
 
+pub use driver::{
+    AnyExecDriver, ContainerInfo, ContainerStatus, ExecConfig, ExecDriver, ExecOutput, ExecRequest,
+    ExecStdio, MonitorDriver, select,
+};
 pub use spec::ContainerSpec;
 
 /// Errors of this module.
@@ -31,6 +53,43 @@ pub enum Error {
         ulimit: String,
         requested: u64,
         host_hard: u64,
+    },
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error(
+        "invalid container id {0:?}: use 1-64 characters from [A-Za-z0-9_.-], not starting with '.'"
+    )]
+    BadId(String),
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is running; stop it first")]
+    StillRunning(String),
+    #[error("the name {name} is already used by container {id}")]
+    NameInUse { name: String, id: String },
+    #[error("container {container}: starting failed: {reason}")]
+    StartFailed { container: String, reason: String },
+    #[error("container {container}: {reason}")]
+    Runtime { container: String, reason: String },
+    #[error("unknown signal {0:?}: use a name such as SIGTERM, TERM or a number 1-64")]
+    BadSignal(String),
+    #[error("the exec driver cannot run here: {0}")]
+    Unsupported(String),
+    #[error(
+        "{path} has state version {found}; this agent understands version {supported} (upgrade \
+         the agent)"
+    )]
+    StateVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{op}: {source}")]
+    Sys {
+        op: &'static str,
+        #[source]
+        source: nix::Error,
     },
     #[error("{op} {path}: {source}")]
     Io {

@@ -11,7 +11,8 @@
 //!   set, `HOME` from `/etc/passwd` unless given.
 //! - Namespaces: pid, ipc, uts, mount, network (new and empty, a path, or the host's); the
 //!   cgroup namespace on cgroup v2 only (as Docker).
-//! - `/proc` paths masked and read-only as Docker; `/sys` read-only; devices: deny all but the
+//! - Root propagation `private` (with MS_REC: rprivate, as runc's default); `/proc` paths
+//!   masked and read-only as Docker; `/sys` read-only; devices: deny all but the
 //!   standard set (libcgroups adds the allowed defaults after our deny-all rule).
 //! - rlimits: `nofile` defaults to 1024:1024 (containerd's default) when not given; a hard limit
 //!   above the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE
@@ -694,7 +695,7 @@ pub fn build(
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         )
-        .rootfs_propagation("rprivate");
+        .rootfs_propagation("private");
     if !spec.sysctls.is_empty() {
         linux = linux.sysctl(
             spec.sysctls

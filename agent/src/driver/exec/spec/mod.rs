@@ -262,3 +262,10 @@ impl Default for LogConfig {
         }
     }
 }
+
+/// The `config` object of an OCI image config blob (what [`ContainerSpec::image`] takes); `None`
+/// when the image has none.
+pub fn image_config(blob: &[u8]) -> Result<Option<oci_spec::image::Config>, serde_json::Error> {
+    let c: oci_spec::image::ImageConfiguration = serde_json::from_slice(blob)?;
+    Ok(c.config().clone())
+}

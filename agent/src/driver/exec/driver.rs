@@ -1,0 +1,642 @@
+//! The [`ExecDriver`] trait the reconciler calls, its one implementation [`MonitorDriver`]
+//! (a monitor process per container, libcontainer inside it), the closed set [`AnyExecDriver`]
+//! and the selector [`select`].
+//!
+//! Every method blocks (file I/O, waiting for a monitor, a stop grace period): an async caller runs
+//! them with `tokio::task::spawn_blocking`. None of them calls libcontainer code that clones or
+//! changes process attributes in the calling process: start spawns `agent monitor`, exec spawns
+//! `agent exec`; pause/unpause only write freezer files, kill only signals a verified pid. So the
+//! driver is safe to use from the multi-threaded agent.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cgroups::{self, CgroupVersion, Stats};
+use super::monitor::{self, RUNTIME_DIR};
+use super::spec::{ContainerSpec, HostInfo};
+use super::state::{ContainerState, Status, is_same_process};
+use super::{Error, bundle, paths};
+
+/// Settings of the exec driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// The agent's state directory; containers live in `<state_dir>/exec/<id>/`.
+    pub state_dir: PathBuf,
+    /// The `agent` binary the monitors and exec helpers run.
+    pub agent_binary: PathBuf,
+    /// Parent cgroup of every container (`/agent`).
+    pub cgroup_parent: String,
+}
+
+impl ExecConfig {
+    /// Defaults: this executable, cgroup parent `/agent`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> ExecConfig {
+        ExecConfig {
+            state_dir: state_dir.into(),
+            agent_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agent")),
+            cgroup_parent: "/agent".into(),
+        }
+    }
+}
+
+/// A container's state as the driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "state")]
+pub enum ContainerStatus {
+    /// Created, never started.
+    Created,
+    Running {
+        pid: i32,
+        /// Whether its monitor is alive (logs are written, the exit will be recorded).
+        monitored: bool,
+    },
+    /// Frozen by `pause`.
+    Paused { pid: i32 },
+    Exited {
+        exit_code: i32,
+        signal: Option<i32>,
+        oom_killed: bool,
+    },
+    /// Starting failed.
+    Failed { error: String },
+    /// The record and the host disagree (e.g. a monitor killed before it recorded the exit).
+    Unknown { reason: String },
+}
+
+impl ContainerStatus {
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            ContainerStatus::Running { .. } | ContainerStatus::Paused { .. }
+        )
+    }
+}
+
+/// A container as `list` and `state` report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub status: ContainerStatus,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// A command to run in a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// Added to the container's environment (same key: this wins).
+    pub env: BTreeMap<String, String>,
+    /// Default: the container's working directory.
+    pub workdir: Option<String>,
+    /// Default: the container's user. Resolved against the container's `/etc/passwd`.
+    pub user: Option<String>,
+    /// Allocate a terminal (needs a terminal on the caller's stdin).
+    pub tty: bool,
+}
+
+/// Where an exec'd command's stdio goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStdio {
+    /// The caller's stdin, stdout and stderr.
+    Inherit,
+    /// stdin from /dev/null, stdout and stderr captured.
+    Capture,
+}
+
+/// What an exec'd command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    /// Captured output (empty with [`ExecStdio::Inherit`]).
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// What the reconciler needs from a container runtime. All methods block (see module docs);
+/// ids are the `ContainerSpec::id`s. Deleting or stopping what is already gone succeeds.
+pub trait ExecDriver {
+    /// Writes the container's bundle (OCI spec, `/etc` files) and records it as created.
+    fn create(&self, spec: &ContainerSpec) -> Result<(), Error>;
+    /// Starts its monitor, which creates and starts the container; returns the init pid once the
+    /// process runs (errors from creating it are returned here).
+    fn start(&self, id: &str) -> Result<i32, Error>;
+    /// Sends the stop signal, waits `grace` (default: the spec's), then SIGKILL; returns the
+    /// final state.
+    fn stop(&self, id: &str, grace: Option<Duration>) -> Result<ContainerInfo, Error>;
+    /// Sends `signal` (a number) to the container's init process.
+    fn kill(&self, id: &str, signal: i32) -> Result<(), Error>;
+    /// Freezes every process of the container.
+    fn pause(&self, id: &str) -> Result<(), Error>;
+    fn unpause(&self, id: &str) -> Result<(), Error>;
+    /// Removes a container that is not running (its state, bundle and logs).
+    fn delete(&self, id: &str) -> Result<(), Error>;
+    fn state(&self, id: &str) -> Result<ContainerInfo, Error>;
+    /// Runs a command in the running container (its namespaces, cgroup, user, capabilities,
+    /// seccomp profile and rlimits) and returns its exit code.
+    fn exec(&self, id: &str, req: &ExecRequest, stdio: ExecStdio) -> Result<ExecOutput, Error>;
+    /// Every container under the state directory (for adoption at start-up).
+    fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
+    /// Current resource use.
+    fn stats(&self, id: &str) -> Result<Stats, Error>;
+}
+
+/// The closed set of exec drivers.
+#[derive(Debug, Clone)]
+pub enum AnyExecDriver {
+    Monitor(MonitorDriver),
+}
+
+/// Picks the exec driver for this host. There is one (libcontainer handles cgroup v1 and v2);
+/// the selector checks that the host can run containers at all.
+pub fn select(config: ExecConfig) -> Result<AnyExecDriver, Error> {
+    if !Path::new("/sys/fs/cgroup").is_dir() {
+        return Err(Error::Unsupported(
+            "/sys/fs/cgroup is missing: the exec driver needs cgroups".into(),
+        ));
+    }
+    Ok(AnyExecDriver::Monitor(MonitorDriver::new(config)))
+}
+
+impl AnyExecDriver {
+    fn inner(&self) -> &dyn ExecDriver {
+        match self {
+            AnyExecDriver::Monitor(d) => d,
+        }
+    }
+}
+
+impl ExecDriver for AnyExecDriver {
+    fn create(&self, spec: &ContainerSpec) -> Result<(), Error> {
+        self.inner().create(spec)
+    }
+    fn start(&self, id: &str) -> Result<i32, Error> {
+        self.inner().start(id)
+    }
+    fn stop(&self, id: &str, grace: Option<Duration>) -> Result<ContainerInfo, Error> {
+        self.inner().stop(id, grace)
+    }
+    fn kill(&self, id: &str, signal: i32) -> Result<(), Error> {
+        self.inner().kill(id, signal)
+    }
+    fn pause(&self, id: &str) -> Result<(), Error> {
+        self.inner().pause(id)
+    }
+    fn unpause(&self, id: &str) -> Result<(), Error> {
+        self.inner().unpause(id)
+    }
+    fn delete(&self, id: &str) -> Result<(), Error> {
+        self.inner().delete(id)
+    }
+    fn state(&self, id: &str) -> Result<ContainerInfo, Error> {
+        self.inner().state(id)
+    }
+    fn exec(&self, id: &str, req: &ExecRequest, stdio: ExecStdio) -> Result<ExecOutput, Error> {
+        self.inner().exec(id, req, stdio)
+    }
+    fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
+        self.inner().list()
+    }
+    fn stats(&self, id: &str) -> Result<Stats, Error> {
+        self.inner().stats(id)
+    }
+}
+
+/// Containers run by `agent monitor` processes.
+#[derive(Debug, Clone)]
+pub struct MonitorDriver {
+    config: ExecConfig,
+}
+
+impl MonitorDriver {
+    pub fn new(config: ExecConfig) -> Self {
+        MonitorDriver { config }
+    }
+
+    pub fn config(&self) -> &ExecConfig {
+        &self.config
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf, Error> {
+        paths::check_id(id)?;
+        Ok(paths::container_dir(&self.config.state_dir, id))
+    }
+
+    fn load(&self, id: &str) -> Result<(PathBuf, ContainerState), Error> {
+        let dir = self.dir(id)?;
+        match ContainerState::load(&dir)? {
+            Some(s) => Ok((dir, s)),
+            None => Err(Error::NotFound(id.to_string())),
+        }
+    }
+
+    fn info(&self, dir: &Path, st: ContainerState) -> ContainerInfo {
+        let (status, st) = status_of(dir, st);
+        ContainerInfo {
+            id: st.id,
+            name: st.name,
+            status,
+            created_at: st.created_at,
+            started_at: st.started_at,
+            finished_at: st.finished_at,
+        }
+    }
+
+    /// Waits until the recorded state is no longer running, at most `timeout`.
+    fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerInfo>, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.state(id)?;
+            if !info.status.is_running() {
+                return Ok(Some(info));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn running_pid(&self, id: &str) -> Result<(PathBuf, ContainerState, i32), Error> {
+        let (dir, st) = self.load(id)?;
+        match (st.status, st.pid) {
+            (Status::Running, Some(pid)) if is_same_process(pid, st.pid_start) => {
+                Ok((dir, st, pid))
+            }
+            _ => Err(Error::NotRunning(st.name)),
+        }
+    }
+
+    fn libcontainer(
+        &self,
+        dir: &Path,
+        id: &str,
+    ) -> Result<libcontainer::container::Container, Error> {
+        libcontainer::container::Container::load(dir.join(RUNTIME_DIR).join(id)).map_err(|e| {
+            Error::Runtime {
+                container: id.to_string(),
+                reason: monitor::chain(&e),
+            }
+        })
+    }
+}
+
+/// The status from the record, checked against the host, and the record it comes from (a newer
+/// one when the monitor was recording the exit at that moment).
+fn status_of(dir: &Path, st: ContainerState) -> (ContainerStatus, ContainerState) {
+    let status = match st.status {
+        Status::Created => ContainerStatus::Created,
+        Status::Failed => ContainerStatus::Failed {
+            error: st.error.clone().unwrap_or_default(),
+        },
+        Status::Exited => ContainerStatus::Exited {
+            exit_code: st.exit_code.unwrap_or(255),
+            signal: st.signal,
+            oom_killed: st.oom_killed,
+        },
+        Status::Running => {
+            let monitored = monitor::monitor_alive(dir);
+            match st.pid {
+                Some(pid) if is_same_process(pid, st.pid_start) => {
+                    if frozen(dir, &st.id) {
+                        ContainerStatus::Paused { pid }
+                    } else {
+                        ContainerStatus::Running { pid, monitored }
+                    }
+                }
+                _ if monitored => {
+                    // The monitor is recording the exit right now; the next read has it.
+                    match reread_exited(dir) {
+                        Some(s) => return status_of(dir, s),
+                        None => ContainerStatus::Unknown {
+                            reason: "the process has ended; its monitor has not recorded the \
+                                     exit yet"
+                                .into(),
+                        },
+                    }
+                }
+                _ => ContainerStatus::Unknown {
+                    reason: "the process has ended but its monitor died before recording the \
+                             exit; the exit code is lost"
+                        .into(),
+                },
+            }
+        }
+    };
+    (status, st)
+}
+
+fn reread_exited(dir: &Path) -> Option<ContainerState> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = ContainerState::load(dir)
+            && s.status != Status::Running
+        {
+            return Some(s);
+        }
+        if !monitor::monitor_alive(dir) {
+            return ContainerState::load(dir)
+                .ok()
+                .flatten()
+                .filter(|s| s.status != Status::Running);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Whether the container's freezer says frozen.
+fn frozen(dir: &Path, _id: &str) -> bool {
+    let Ok(cg) = paths::cgroups_path_of(dir) else {
+        return false;
+    };
+    let v = cgroups::version();
+    let Some(d) = cgroups::dir(v, "freezer", &cg) else {
+        return false;
+    };
+    match v {
+        CgroupVersion::V1 => std::fs::read_to_string(d.join("freezer.state"))
+            .map(|s| s.trim() == "FROZEN")
+            .unwrap_or(false),
+        CgroupVersion::V2 => std::fs::read_to_string(d.join("cgroup.freeze"))
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false),
+    }
+}
+
+fn signal_pid(pid: i32, sig: i32) -> Result<(), Error> {
+    // SAFETY: kill(2) with a pid verified by start time just before.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(Error::Sys {
+            op: "kill",
+            source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        });
+    }
+    Ok(())
+}
+
+impl ExecDriver for MonitorDriver {
+    fn create(&self, spec: &ContainerSpec) -> Result<(), Error> {
+        let dir = self.dir(&spec.id)?;
+        if let Some(st) = ContainerState::load(&dir)? {
+            let info = self.info(&dir, st);
+            if info.status.is_running() {
+                return Err(Error::AlreadyRunning(spec.name.clone()));
+            }
+        }
+        if let Some(other) = self
+            .list()?
+            .into_iter()
+            .find(|c| c.name == spec.name && c.id != spec.id)
+        {
+            return Err(Error::NameInUse {
+                name: spec.name.clone(),
+                id: other.id,
+            });
+        }
+        let host = HostInfo::detect(&self.config.cgroup_parent);
+        bundle::write(&dir, spec, &host)?;
+        ContainerState::new(&spec.id, &spec.name).save(&dir)
+    }
+
+    fn start(&self, id: &str) -> Result<i32, Error> {
+        let (dir, st) = self.load(id)?;
+        if self.info(&dir, st.clone()).status.is_running() {
+            return Err(Error::AlreadyRunning(st.name));
+        }
+        let log_path = dir.join("monitor.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(Error::io("open", &log_path))?;
+        let mut child = Command::new(&self.config.agent_binary)
+            .arg("monitor")
+            .arg("--state-dir")
+            .arg(&self.config.state_dir)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .current_dir("/")
+            .spawn()
+            .map_err(Error::io("spawn monitor", &self.config.agent_binary))?;
+        let mut out = String::new();
+        if let Some(mut so) = child.stdout.take() {
+            let _ = so.read_to_string(&mut out);
+        }
+        let _ = child.wait();
+        let line = out.lines().next().unwrap_or("").trim();
+        if let Some(pid) = line.strip_prefix("ok ") {
+            return pid.parse().map_err(|_| Error::Runtime {
+                container: st.name.clone(),
+                reason: format!("monitor reported {line:?}"),
+            });
+        }
+        let reason = match line.strip_prefix("error: ") {
+            Some(r) => r.to_string(),
+            None => {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                format!(
+                    "the monitor exited without reporting (monitor.log: {})",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )
+            }
+        };
+        Err(Error::StartFailed {
+            container: st.name,
+            reason,
+        })
+    }
+
+    fn stop(&self, id: &str, grace: Option<Duration>) -> Result<ContainerInfo, Error> {
+        let (dir, st) = self.load(id)?;
+        let info = self.info(&dir, st.clone());
+        let pid = match info.status {
+            ContainerStatus::Running { pid, .. } | ContainerStatus::Paused { pid } => pid,
+            _ => return Ok(info),
+        };
+        let spec = paths::load_spec(&dir)?;
+        let image_signal = spec.image.as_ref().and_then(|c| c.stop_signal().clone());
+        let sig = match spec.stop_signal.as_deref().or(image_signal.as_deref()) {
+            Some(s) => paths::parse_signal(s)?,
+            None => libc::SIGTERM,
+        };
+        let grace = grace.unwrap_or(spec.stop_grace);
+        if is_same_process(pid, st.pid_start) {
+            signal_pid(pid, sig)?;
+        }
+        if matches!(info.status, ContainerStatus::Paused { .. }) {
+            // A frozen process cannot act on the signal: thaw it.
+            let _ = self.unpause(id);
+        }
+        if let Some(done) = self.wait_exit(id, grace)? {
+            return Ok(done);
+        }
+        if is_same_process(pid, st.pid_start) {
+            signal_pid(pid, libc::SIGKILL)?;
+        }
+        match self.wait_exit(id, Duration::from_secs(10))? {
+            Some(done) => Ok(done),
+            None => Err(Error::Runtime {
+                container: st.name,
+                reason: "still running 10 s after SIGKILL".into(),
+            }),
+        }
+    }
+
+    fn kill(&self, id: &str, signal: i32) -> Result<(), Error> {
+        let (_, _, pid) = self.running_pid(id)?;
+        signal_pid(pid, signal)
+    }
+
+    fn pause(&self, id: &str) -> Result<(), Error> {
+        let (dir, st, _) = self.running_pid(id)?;
+        let mut c = self.libcontainer(&dir, id)?;
+        c.pause().map_err(|e| Error::Runtime {
+            container: st.name,
+            reason: monitor::chain(&e),
+        })
+    }
+
+    fn unpause(&self, id: &str) -> Result<(), Error> {
+        let (dir, st, _) = self.running_pid(id)?;
+        let mut c = self.libcontainer(&dir, id)?;
+        c.resume().map_err(|e| Error::Runtime {
+            container: st.name,
+            reason: monitor::chain(&e),
+        })
+    }
+
+    fn delete(&self, id: &str) -> Result<(), Error> {
+        let dir = self.dir(id)?;
+        let st = match ContainerState::load(&dir) {
+            Ok(Some(s)) => Some(s),
+            Ok(None) if !dir.exists() => return Ok(()),
+            Ok(None) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(st) = st {
+            let info = self.info(&dir, st);
+            if info.status.is_running() {
+                return Err(Error::StillRunning(info.name));
+            }
+        }
+        // A monitor that died before cleaning up leaves libcontainer's state and the cgroup.
+        if dir.join(RUNTIME_DIR).join(id).exists()
+            && let Ok(mut c) = self.libcontainer(&dir, id)
+        {
+            let _ = c.delete(true);
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &dir)(e)),
+        }
+    }
+
+    fn state(&self, id: &str) -> Result<ContainerInfo, Error> {
+        let (dir, st) = self.load(id)?;
+        Ok(self.info(&dir, st))
+    }
+
+    fn exec(&self, id: &str, req: &ExecRequest, stdio: ExecStdio) -> Result<ExecOutput, Error> {
+        let (_, st, _) = self.running_pid(id)?;
+        if req.argv.is_empty() {
+            return Err(Error::InvalidSpec {
+                container: st.name,
+                field: "exec".into(),
+                reason: "no command given".into(),
+            });
+        }
+        let mut cmd = Command::new(&self.config.agent_binary);
+        cmd.arg("exec")
+            .arg("--state-dir")
+            .arg(&self.config.state_dir);
+        if stdio == ExecStdio::Inherit {
+            cmd.arg("--interactive");
+            if req.tty {
+                cmd.arg("--tty");
+            }
+        }
+        if let Some(u) = &req.user {
+            cmd.arg("--user").arg(u);
+        }
+        if let Some(w) = &req.workdir {
+            cmd.arg("--workdir").arg(w);
+        }
+        for (k, v) in &req.env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg(id).arg("--").args(&req.argv);
+        let out = match stdio {
+            ExecStdio::Inherit => {
+                let status = cmd
+                    .status()
+                    .map_err(Error::io("spawn exec", &self.config.agent_binary))?;
+                ExecOutput {
+                    exit_code: exit_code_of(status),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                }
+            }
+            ExecStdio::Capture => {
+                let o = cmd
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(Error::io("spawn exec", &self.config.agent_binary))?;
+                ExecOutput {
+                    exit_code: exit_code_of(o.status),
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                }
+            }
+        };
+        Ok(out)
+    }
+
+    fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
+        let root = paths::exec_root(&self.config.state_dir);
+        let rd = match std::fs::read_dir(&root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &root)(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let dir = e.path();
+            if let Ok(Some(st)) = ContainerState::load(&dir) {
+                out.push(self.info(&dir, st));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn stats(&self, id: &str) -> Result<Stats, Error> {
+        let (dir, _, _) = self.running_pid(id)?;
+        Ok(cgroups::stats(
+            cgroups::version(),
+            &paths::cgroups_path_of(&dir)?,
+        ))
+    }
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 255,
+    }
+}

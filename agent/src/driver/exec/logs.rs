@@ -1,0 +1,456 @@
+//! Container logs: Docker's `json-file` format, rotated by size.
+//!
+//! `<state>/exec/<id>/container.log` holds one JSON object per line,
+//! `{"log":"text\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}`; rotated files are
+//! `container.log.1` (newest) to `container.log.<max_files-1>` (oldest). Rotation happens when
+//! the current file reaches `max_size`, so disk use stays within about
+//! `max_files * (max_size + one line)`. Output is split into lines; a line longer than 16 KiB is
+//! written in 16 KiB pieces without a trailing newline (as Docker does), so that one endless line
+//! cannot hold unbounded memory in the monitor. Invalid UTF-8 is replaced (U+FFFD).
+//!
+//! [`LogWriter`] is what the monitor uses; [`read`] and [`follow`] are what `agent logs` uses.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::Error;
+use super::spec::LogConfig;
+
+/// Longest line piece written as one record.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// The file name of the current log.
+pub const LOG_FILE: &str = "container.log";
+
+/// Which output a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One log record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub log: String,
+    pub stream: Stream,
+    pub time: String,
+}
+
+/// Appends records to the current log file and rotates it.
+pub struct LogWriter {
+    dir: PathBuf,
+    cfg: LogConfig,
+    file: File,
+    size: u64,
+    /// Incomplete line per stream (stdout, stderr).
+    pending: [Vec<u8>; 2],
+}
+
+impl LogWriter {
+    /// Opens (appends to) `<dir>/container.log`.
+    pub fn open(dir: &Path, cfg: LogConfig) -> Result<LogWriter, Error> {
+        let path = dir.join(LOG_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("open log", &path))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogWriter {
+            dir: dir.to_path_buf(),
+            cfg: LogConfig {
+                max_size: cfg.max_size.max(1),
+                max_files: cfg.max_files.max(1),
+            },
+            file,
+            size,
+            pending: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// Feeds raw output of `stream`; complete lines (and 16 KiB pieces) are written.
+    pub fn feed(&mut self, stream: Stream, data: &[u8]) -> Result<(), Error> {
+        let idx = stream as usize;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = MAX_LINE - self.pending[idx].len();
+            let take = rest.len().min(room);
+            let chunk = &rest[..take];
+            if let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+                self.pending[idx].extend_from_slice(&chunk[..=nl]);
+                rest = &rest[nl + 1..];
+                self.flush_stream(stream)?;
+            } else {
+                self.pending[idx].extend_from_slice(chunk);
+                rest = &rest[take..];
+                if self.pending[idx].len() >= MAX_LINE {
+                    self.flush_stream(stream)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending of `stream` as one record (used at end of output too).
+    pub fn flush_stream(&mut self, stream: Stream) -> Result<(), Error> {
+        let idx = stream as usize;
+        if self.pending[idx].is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.pending[idx]);
+        self.write_record(stream, &buf, SystemTime::now())?;
+        // Keep the allocation small: a long line once must not pin 16 KiB forever.
+        self.pending[idx] = Vec::new();
+        Ok(())
+    }
+
+    fn write_record(&mut self, stream: Stream, text: &[u8], time: SystemTime) -> Result<(), Error> {
+        let rec = Record {
+            log: String::from_utf8_lossy(text).into_owned(),
+            stream,
+            time: super::time::format(time),
+        };
+        let mut line = serde_json::to_vec(&rec).map_err(|source| Error::Json {
+            path: self.dir.join(LOG_FILE),
+            source,
+        })?;
+        line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.cfg.max_size {
+            self.rotate()?;
+        }
+        let path = self.dir.join(LOG_FILE);
+        self.file
+            .write_all(&line)
+            .map_err(Error::io("write log", &path))?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), Error> {
+        let cur = self.dir.join(LOG_FILE);
+        let n = self.cfg.max_files;
+        if n <= 1 {
+            self.file
+                .set_len(0)
+                .map_err(Error::io("truncate log", &cur))?;
+            self.size = 0;
+            return Ok(());
+        }
+        let name = |i: u32| self.dir.join(format!("{LOG_FILE}.{i}"));
+        let _ = fs::remove_file(name(n - 1));
+        for i in (1..n - 1).rev() {
+            let from = name(i);
+            if from.exists() {
+                fs::rename(&from, name(i + 1)).map_err(Error::io("rotate log", &from))?;
+            }
+        }
+        fs::rename(&cur, name(1)).map_err(Error::io("rotate log", &cur))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cur)
+            .map_err(Error::io("open log", &cur))?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// The log files of `dir`, oldest first.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let n = name.strip_prefix(&format!("{LOG_FILE}."))?.parse().ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    let cur = dir.join(LOG_FILE);
+    if cur.exists() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Which records to show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only the last `tail` records.
+    pub tail: Option<usize>,
+    /// Only records at or after this time.
+    pub since: Option<SystemTime>,
+}
+
+fn keep(rec: &Record, f: &Filter) -> bool {
+    match f.since {
+        Some(since) => super::time::parse(&rec.time).is_some_and(|t| t >= since),
+        None => true,
+    }
+}
+
+/// Reads the records of `dir` (all files, oldest first) that pass `filter`.
+pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Record>, Error> {
+    let mut out = std::collections::VecDeque::new();
+    for path in files(dir) {
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            // rotated away between listing and opening: its records moved to an older name
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open log", &path)(e)),
+        };
+        for line in BufReader::new(f).split(b'\n') {
+            let line = line.map_err(Error::io("read log", &path))?;
+            let Ok(rec) = serde_json::from_slice::<Record>(&line) else {
+                continue; // a torn last line after a crash
+            };
+            if keep(&rec, filter) {
+                out.push_back(rec);
+                if let Some(t) = filter.tail
+                    && out.len() > t
+                {
+                    out.pop_front();
+                }
+            }
+        }
+    }
+    Ok(out.into())
+}
+
+/// Follows `dir`'s current log from its end (after `read` printed the past): calls `emit` for
+/// each new record, across rotations, until `done()` says the container has ended and the file
+/// has no more data.
+pub fn follow(
+    dir: &Path,
+    filter: &Filter,
+    mut emit: impl FnMut(&Record) -> bool,
+    done: impl Fn() -> bool,
+) -> Result<(), Error> {
+    let path = dir.join(LOG_FILE);
+    let open = |p: &Path| -> Option<(File, u64)> {
+        let f = File::open(p).ok()?;
+        let ino = f.metadata().ok()?.ino();
+        Some((f, ino))
+    };
+    let mut cur = open(&path);
+    if let Some((f, _)) = cur.as_mut() {
+        f.seek(SeekFrom::End(0))
+            .map_err(Error::io("seek log", &path))?;
+    }
+    let mut partial: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut progressed = false;
+        if let Some((f, _)) = cur.as_mut() {
+            loop {
+                let n = f.read(&mut buf).map_err(Error::io("read log", &path))?;
+                if n == 0 {
+                    break;
+                }
+                progressed = true;
+                partial.extend_from_slice(&buf[..n]);
+                while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = partial.drain(..=nl).collect();
+                    if let Ok(rec) = serde_json::from_slice::<Record>(&line[..line.len() - 1])
+                        && keep(&rec, filter)
+                        && !emit(&rec)
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // Rotated (a new file under the name) or created: switch after draining the old one.
+        let now_ino = fs::metadata(&path).ok().map(|m| m.ino());
+        if now_ino.is_some() && now_ino != cur.as_ref().map(|(_, i)| *i) {
+            cur = open(&path);
+            partial.clear();
+            continue;
+        }
+        if !progressed {
+            if done() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn lines_are_split_and_tagged() {
+        let d = dir();
+        let mut w =
+            LogWriter::open(d.path(), LogConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stdout, b"hello\nwor")
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stderr, b"oops\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stdout, b"ld\n\xff\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stdout, b"no newline")
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.flush_stream(Stream::Stdout)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let recs = read(d.path(), &Filter::default()).unwrap_or_else(|e| panic!("{e}"));
+        let logs: Vec<(&str, Stream)> = recs.iter().map(|r| (r.log.as_str(), r.stream)).collect();
+        assert_eq!(
+            logs,
+            vec![
+                ("hello\n", Stream::Stdout),
+                ("oops\n", Stream::Stderr),
+                ("world\n", Stream::Stdout),
+                ("\u{fffd}\n", Stream::Stdout),
+                ("no newline", Stream::Stdout),
+            ]
+        );
+        let raw = fs::read_to_string(d.path().join(LOG_FILE)).unwrap_or_default();
+        assert!(
+            raw.starts_with("{\"log\":\"hello\\n\",\"stream\":\"stdout\",\"time\":\""),
+            "{raw}"
+        );
+        let tail = read(
+            d.path(),
+            &Filter {
+                tail: Some(2),
+                since: None,
+            },
+        )
+        .unwrap_or_default();
+        assert_eq!(tail.len(), 2);
+        assert_eq!(tail[1].log, "no newline");
+        let future = Filter {
+            tail: None,
+            since: Some(SystemTime::now() + Duration::from_secs(60)),
+        };
+        assert!(read(d.path(), &future).unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let d = dir();
+        let mut w =
+            LogWriter::open(d.path(), LogConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stdout, &vec![b'a'; MAX_LINE * 2 + 10])
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stdout, b"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let recs = read(d.path(), &Filter::default()).unwrap_or_default();
+        let lens: Vec<usize> = recs.iter().map(|r| r.log.len()).collect();
+        assert_eq!(lens, vec![MAX_LINE, MAX_LINE, 11]);
+    }
+
+    #[test]
+    fn rotation_bounds_disk_use_and_keeps_order() {
+        let d = dir();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_files: 3,
+        };
+        let mut w = LogWriter::open(d.path(), cfg).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..2000 {
+            w.feed(Stream::Stdout, format!("line {i:05}\n").as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let fs_ = files(d.path());
+        assert_eq!(fs_.len(), 3, "{fs_:?}");
+        let total: u64 = fs_
+            .iter()
+            .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        assert!(total <= 3 * 4096, "{total}");
+        let recs = read(d.path(), &Filter::default()).unwrap_or_default();
+        assert_eq!(recs.last().map(|r| r.log.as_str()), Some("line 01999\n"));
+        let nums: Vec<u32> = recs
+            .iter()
+            .filter_map(|r| r.log[5..10].parse().ok())
+            .collect();
+        assert!(
+            nums.windows(2).all(|w| w[1] == w[0] + 1),
+            "records in order across files"
+        );
+        // one file: truncated in place
+        let d = dir();
+        let mut w = LogWriter::open(
+            d.path(),
+            LogConfig {
+                max_size: 1000,
+                max_files: 1,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..100 {
+            w.feed(Stream::Stdout, b"0123456789\n")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(files(d.path()).len(), 1);
+        assert!(
+            fs::metadata(d.path().join(LOG_FILE))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                <= 1000
+        );
+    }
+
+    #[test]
+    fn follow_sees_new_records_across_rotation() {
+        let d = dir();
+        let cfg = LogConfig {
+            max_size: 2048,
+            max_files: 2,
+        };
+        let mut w = LogWriter::open(d.path(), cfg).unwrap_or_else(|e| panic!("{e}"));
+        w.feed(Stream::Stdout, b"old\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = d.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let r = follow(
+                &path,
+                &Filter::default(),
+                |rec| {
+                    seen.push(rec.log.clone());
+                    true
+                },
+                || stop2.load(std::sync::atomic::Ordering::SeqCst),
+            );
+            (r.is_ok(), seen)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        for i in 0..100 {
+            w.feed(Stream::Stdout, format!("new {i:03}\n").as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+            if i % 5 == 0 {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (ok, seen) = t.join().unwrap_or_else(|_| panic!("follower panicked"));
+        assert!(ok);
+        assert!(
+            !seen.contains(&"old\n".to_string()),
+            "follow starts at the end"
+        );
+        assert_eq!(seen.first().map(String::as_str), Some("new 000\n"));
+        assert_eq!(seen.last().map(String::as_str), Some("new 099\n"));
+    }
+}

@@ -1,0 +1,517 @@
+//! `agent monitor <id>`: one small process per container, the container's parent for its whole
+//! life (containerd's shim and Docker's libcontainer exec driver in one).
+//!
+//! Life of a monitor:
+//! 1. The driver runs `agent monitor --state-dir D <id>` with stdout on a pipe and stderr on
+//!    `<dir>/monitor.log`. The monitor forks at once: the first process exits (the driver reaps
+//!    it right away), the second calls `setsid` and carries on, so it is in its own session and
+//!    no child of the agent: the agent can stop, crash or be upgraded while it runs.
+//! 2. It takes `<dir>/monitor.lock` (flock, held until it exits; a second monitor for the same
+//!    container is refused, and the driver tests the lock to know whether a monitor is alive).
+//! 3. It creates and starts the container with libcontainer (systemd cgroups off) from the bundle
+//!    in `<dir>`, with stdin on /dev/null and stdout/stderr on pipes, records `running` with the
+//!    pids in `state.json`, writes `ok <pid>` to the driver's pipe (or `error: ...` and records
+//!    `failed`), and puts /dev/null on its own stdio.
+//! 4. It waits in `poll(2)` on the two pipes and a pidfd of the container's init, writing output
+//!    to the rotated JSON log ([`super::logs`]).
+//! 5. When init exits: it reaps it, drains the pipes, reads the OOM-kill count of the cgroup,
+//!    deletes libcontainer's state and the cgroup, records `exited` with code, signal, OOM kill
+//!    and time atomically, and exits.
+//!
+//! Single-threaded: no async runtime, no threads; libcontainer clones without exec and changes the
+//! caller's process attributes (cwd for the notify socket, dumpable), which is why it runs here and
+//! never in the multi-threaded agent. Signal dispositions: Rust ignores SIGPIPE at start-up and an
+//! ignored signal survives `execve`, so SIGPIPE is reset to default before libcontainer clones
+//! the container's init; only after that does the monitor ignore SIGPIPE, SIGHUP, SIGINT and
+//! SIGTERM for itself (stop and kill signal the container, never the monitor).
+//!
+//! Memory: after start the monitor drops everything libcontainer allocated and calls
+//! `malloc_trim`, so that its private memory while waiting is small (bench/exec.sh prints it).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::cgroups;
+use super::logs::{LogWriter, Stream};
+use super::spec::{ContainerSpec, LogConfig};
+use super::state::{ContainerState, Status, process_start};
+use super::{Error, paths};
+
+/// Name of libcontainer's state root inside the container directory.
+pub const RUNTIME_DIR: &str = "runtime";
+/// The monitor's lock file.
+pub const LOCK_FILE: &str = "monitor.lock";
+
+/// Runs the monitor for container `id` under `state_dir`. Returns only in the first process
+/// (exit code 0) or when the container has ended (the container's exit code) or failed to start.
+pub fn run(state_dir: &Path, id: &str) -> Result<i32, Error> {
+    let dir = paths::container_dir(state_dir, id);
+    if !dir.join("config.json").is_file() {
+        return Err(Error::NotFound(id.to_string()));
+    }
+    // SAFETY: the monitor is single-threaded here (nothing has spawned a thread), so the child
+    // may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }.map_err(|e| Error::Sys {
+        op: "fork monitor",
+        source: e,
+    })? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            // The driver reaps this process; the child carries on in its own session.
+            // SAFETY: _exit skips destructors and stdio flushing that belong to the child now.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Child => {}
+    }
+    let _ = nix::unistd::setsid();
+    let mut report = ReportPipe::stdout();
+    let lock = match take_lock(&dir) {
+        Ok(l) => l,
+        Err(e) => {
+            report.send(&format!("error: {e}"));
+            return Ok(1);
+        }
+    };
+    match start(&dir, id) {
+        Ok(started) => {
+            report.send(&format!("ok {}", started.pid));
+            report.close_stdio();
+            let code = watch(&dir, started)?;
+            drop(lock);
+            Ok(code)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let mut st = ContainerState::load(&dir)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| ContainerState::new(id, id));
+            st.status = Status::Failed;
+            st.error = Some(msg.clone());
+            st.pid = None;
+            st.finished_at = Some(super::time::format(SystemTime::now()));
+            let _ = st.save(&dir);
+            report.send(&format!("error: {msg}"));
+            Ok(1)
+        }
+    }
+}
+
+/// The monitor's stdout while starting: one line for the driver, then /dev/null.
+struct ReportPipe;
+
+impl ReportPipe {
+    fn stdout() -> Self {
+        ReportPipe
+    }
+
+    fn send(&mut self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", line.replace('\n', " "));
+        let _ = out.flush();
+    }
+
+    /// Points stdin and stdout at /dev/null (stderr stays on monitor.log), which closes the pipe
+    /// the driver reads to its end.
+    fn close_stdio(&mut self) {
+        if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+            // SAFETY: dup2 onto the standard descriptors; `null` stays valid for the call.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), 0);
+                libc::dup2(null.as_raw_fd(), 1);
+            }
+        }
+    }
+}
+
+fn take_lock(dir: &Path) -> Result<File, Error> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("open", &path))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::AlreadyRunning(
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ));
+    }
+    Ok(f)
+}
+
+/// Whether a monitor holds `<dir>/monitor.lock` now.
+pub fn monitor_alive(dir: &Path) -> bool {
+    let Ok(f) = File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; a shared lock we get is released right away.
+    let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    if got {
+        // SAFETY: as above.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+    }
+    !got
+}
+
+struct Started {
+    pid: i32,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    log: LogConfig,
+    cgroups_path: String,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Sys {
+        op: "pipe",
+        source: e,
+    })
+}
+
+/// Formats an error with its sources (libcontainer's top-level messages are terse).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn start(dir: &Path, id: &str) -> Result<Started, Error> {
+    let spec_path = dir.join("spec.json");
+    let spec: ContainerSpec =
+        serde_json::from_slice(&std::fs::read(&spec_path).map_err(Error::io("read", &spec_path))?)
+            .map_err(|source| Error::Json {
+                path: spec_path.clone(),
+                source,
+            })?;
+    let cgroups_path = paths::cgroups_path_of(dir)?;
+    let runtime = dir.join(RUNTIME_DIR);
+    std::fs::create_dir_all(&runtime).map_err(Error::io("create directory", &runtime))?;
+    // Leftovers of an earlier run (a monitor killed before it cleaned up): remove them.
+    if runtime.join(id).exists() {
+        if let Ok(mut c) = Container::load(runtime.join(id)) {
+            let _ = c.delete(true);
+        }
+        let _ = std::fs::remove_dir_all(runtime.join(id));
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let null = File::open("/dev/null").map_err(Error::io("open", "/dev/null"))?;
+    let lc = |e: libcontainer::error::LibcontainerError| Error::Runtime {
+        container: spec.name.clone(),
+        reason: chain(&e),
+    };
+    // The container's processes must not inherit an ignored SIGPIPE (see the module docs).
+    // SAFETY: setting a signal disposition to its default has no preconditions.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(&runtime)
+        .map_err(lc)?
+        .with_stdin(OwnedFd::from(null))
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .validate_id()
+        .map_err(lc)?
+        .as_init(dir)
+        .with_systemd(false)
+        .with_detach(true)
+        .build();
+    let mut container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            // The container's init logs the real cause on its stderr (our pipe): add it.
+            let detail = init_errors(&err_r);
+            let mut err = lc(e);
+            if let Error::Runtime { reason, .. } = &mut err
+                && !detail.is_empty()
+            {
+                reason.push_str(": ");
+                reason.push_str(&detail);
+            }
+            return Err(err);
+        }
+    };
+    for sig in [
+        Signal::SIGPIPE,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+    ] {
+        // SAFETY: ignoring a signal has no preconditions.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    let pid = container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or_else(|| Error::Runtime {
+            container: spec.name.clone(),
+            reason: "libcontainer did not report the init pid".into(),
+        })?;
+    if let Err(e) = container.start() {
+        let _ = container.delete(true);
+        return Err(lc(e));
+    }
+    drop(container);
+    let mut st = ContainerState::load(dir)?.unwrap_or_else(|| ContainerState::new(id, &spec.name));
+    let me = std::process::id() as i32;
+    st.status = Status::Running;
+    st.monitor_pid = Some(me);
+    st.monitor_start = process_start(me);
+    st.pid = Some(pid);
+    st.pid_start = process_start(pid);
+    st.started_at = Some(super::time::format(SystemTime::now()));
+    st.finished_at = None;
+    st.exit_code = None;
+    st.signal = None;
+    st.oom_killed = false;
+    st.error = None;
+    st.save(dir)?;
+    Ok(Started {
+        pid,
+        stdout: out_r,
+        stderr: err_r,
+        log: spec.log,
+        cgroups_path,
+    })
+}
+
+/// The ERROR lines libcontainer's init wrote to the container's stderr before it failed.
+fn init_errors(err_r: &OwnedFd) -> String {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(err_r.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(err_r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    while all.len() < 64 * 1024 {
+        // SAFETY: read into our buffer.
+        let r = unsafe { libc::read(err_r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..r as usize]);
+    }
+    let text = String::from_utf8_lossy(&all);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(|l| {
+            // drop ANSI colours and the timestamp/target prefix
+            let plain: String = strip_ansi(l);
+            plain
+                .split_once(": ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or(plain)
+        })
+        .collect();
+    lines.join("; ")
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c2 in chars.by_ref() {
+                if c2.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        None
+    } else {
+        // SAFETY: the kernel just gave us this descriptor.
+        Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+}
+
+/// Waits for the container, logging its output; records its end. Returns its exit code.
+fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
+    let Started {
+        pid,
+        stdout,
+        stderr,
+        log,
+        cgroups_path,
+    } = started;
+    let mut writer = LogWriter::open(dir, log)?;
+    let pidfd = pidfd_open(pid);
+    // Give back what creating the container allocated before the long wait.
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    let mut open = [Some(stdout), Some(stderr)];
+    let mut buf = [0u8; 8192];
+    let mut exited: Option<WaitStatus> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
+        let mut which: Vec<usize> = Vec::with_capacity(3);
+        for (i, f) in open.iter().enumerate() {
+            if let Some(f) = f {
+                fds.push(libc::pollfd {
+                    fd: f.as_fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                which.push(i);
+            }
+        }
+        if exited.is_none()
+            && let Some(p) = &pidfd
+        {
+            fds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            which.push(2);
+        }
+        if fds.is_empty() && exited.is_some() {
+            break;
+        }
+        // Without a pidfd (old kernels) poll with a timeout and check with WNOHANG.
+        let timeout = match (exited.is_some(), pidfd.is_some()) {
+            (true, _) => 200,
+            (false, true) => -1,
+            (false, false) => 500,
+        };
+        // SAFETY: fds is a valid array of pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("poll", dir)(e));
+        }
+        for (pfd, &w) in fds.iter().zip(&which) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            if w == 2 {
+                exited = Some(reap(pid)?);
+                drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                continue;
+            }
+            let stream = if w == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            let Some(f) = &open[w] else { continue };
+            // SAFETY: reading into our buffer from a descriptor we own.
+            let r = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r > 0 {
+                if let Err(e) = writer.feed(stream, &buf[..r as usize]) {
+                    tracing::warn!("log write failed: {e}");
+                }
+            } else if r == 0 {
+                let _ = writer.flush_stream(stream);
+                open[w] = None;
+            }
+        }
+        if exited.is_none() && pidfd.is_none() {
+            match nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(ws) => {
+                    exited = Some(ws);
+                    drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                }
+                Err(_) => {
+                    exited = Some(WaitStatus::StillAlive);
+                    drain_deadline = Some(Instant::now());
+                }
+            }
+        }
+        if let Some(d) = drain_deadline
+            && Instant::now() >= d
+        {
+            break;
+        }
+    }
+    let _ = writer.flush_stream(Stream::Stdout);
+    let _ = writer.flush_stream(Stream::Stderr);
+    let status = exited.unwrap_or(WaitStatus::StillAlive);
+    let (code, sig) = match status {
+        WaitStatus::Exited(_, c) => (c, None),
+        WaitStatus::Signaled(_, s, _) => (128 + s as i32, Some(s as i32)),
+        _ => (255, None),
+    };
+    let oom = cgroups::oom_kills(cgroups::version(), &cgroups_path).is_some_and(|n| n > 0);
+    let runtime = dir.join(RUNTIME_DIR);
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut st = ContainerState::load(dir)?.unwrap_or_else(|| ContainerState::new(&id, &id));
+    match Container::load(runtime.join(&id)) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!("deleting the runtime state of {id}: {}", chain(&e));
+            }
+        }
+        Err(e) => tracing::warn!("loading the runtime state of {id}: {}", chain(&e)),
+    }
+    st.status = Status::Exited;
+    st.exit_code = Some(code);
+    st.signal = sig;
+    st.oom_killed = oom;
+    st.finished_at = Some(super::time::format(SystemTime::now()));
+    st.save(dir)?;
+    Ok(code)
+}
+
+fn reap(pid: i32) -> Result<WaitStatus, Error> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(ws),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    op: "waitpid",
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// Where libcontainer keeps the container's runtime state.
+pub fn runtime_root(dir: &Path) -> PathBuf {
+    dir.join(RUNTIME_DIR)
+}

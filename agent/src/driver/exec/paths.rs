@@ -1,0 +1,154 @@
+//! Where the exec driver keeps things, and small lookups shared by the driver, monitor and CLI.
+//!
+//! ```text
+//! <state>/exec/<id>/config.json    OCI runtime spec (the bundle)
+//! <state>/exec/<id>/spec.json      the ContainerSpec it was built from
+//! <state>/exec/<id>/etc/           hosts, hostname, resolv.conf (bind-mounted)
+//! <state>/exec/<id>/state.json     recorded state (super::state)
+//! <state>/exec/<id>/container.log  output, JSON lines, rotated to .1, .2 (super::logs)
+//! <state>/exec/<id>/monitor.log    the monitor's own messages
+//! <state>/exec/<id>/monitor.lock   held by the living monitor
+//! <state>/exec/<id>/runtime/<id>/  libcontainer's state while the container exists
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use super::Error;
+use super::spec::ContainerSpec;
+
+/// `<state>/exec`.
+pub fn exec_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("exec")
+}
+
+/// `<state>/exec/<id>`.
+pub fn container_dir(state_dir: &Path, id: &str) -> PathBuf {
+    exec_root(state_dir).join(id)
+}
+
+/// Ids become directory and cgroup names: 1-64 of `[A-Za-z0-9_.-]`, not starting with `.`.
+pub fn check_id(id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadId(id.to_string()))
+    }
+}
+
+/// The `linux.cgroupsPath` of the bundle in `dir`.
+pub fn cgroups_path_of(dir: &Path) -> Result<String, Error> {
+    let path = dir.join("config.json");
+    let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        #[serde(rename = "cgroupsPath")]
+        cgroups_path: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        linux: Option<Linux>,
+    }
+    let p: Partial = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    p.linux
+        .and_then(|l| l.cgroups_path)
+        .ok_or_else(|| Error::Runtime {
+            container: dir.display().to_string(),
+            reason: "config.json has no linux.cgroupsPath".into(),
+        })
+}
+
+/// The `ContainerSpec` recorded in `dir`.
+pub fn load_spec(dir: &Path) -> Result<ContainerSpec, Error> {
+    let path = dir.join("spec.json");
+    let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15` into a signal number.
+pub fn parse_signal(s: &str) -> Result<i32, Error> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    } else {
+        let up = t.to_ascii_uppercase();
+        let name = if up.starts_with("SIG") {
+            up
+        } else {
+            format!("SIG{up}")
+        };
+        if let Ok(sig) = name.parse::<nix::sys::signal::Signal>() {
+            return Ok(sig as i32);
+        }
+        if let Some(rt) = name.strip_prefix("SIGRTMIN") {
+            let off: i32 = if rt.is_empty() {
+                0
+            } else {
+                rt.strip_prefix('+')
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(-1)
+            };
+            let n = libc::SIGRTMIN() + off;
+            if off >= 0 && n <= libc::SIGRTMAX() {
+                return Ok(n);
+            }
+        }
+    }
+    Err(Error::BadSignal(s.to_string()))
+}
+
+/// Finds the id of the container called `name` (or with that id) under `state_dir`.
+pub fn resolve_name(state_dir: &Path, name: &str) -> Result<String, Error> {
+    let root = exec_root(state_dir);
+    if check_id(name).is_ok() && root.join(name).join("state.json").is_file() {
+        return Ok(name.to_string());
+    }
+    let rd = match std::fs::read_dir(&root) {
+        Ok(rd) => rd,
+        Err(_) => return Err(Error::NotFound(name.to_string())),
+    };
+    for e in rd.flatten() {
+        if let Ok(Some(st)) = super::state::ContainerState::load(&e.path())
+            && st.name == name
+        {
+            return Ok(st.id);
+        }
+    }
+    Err(Error::NotFound(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse() {
+        assert_eq!(parse_signal("SIGTERM").ok(), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("kill").ok(), Some(libc::SIGKILL));
+        assert_eq!(parse_signal("9").ok(), Some(9));
+        assert_eq!(parse_signal("HUP").ok(), Some(libc::SIGHUP));
+        assert_eq!(parse_signal("SIGRTMIN+1").ok(), Some(libc::SIGRTMIN() + 1));
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("web-1_a.b").is_ok());
+        assert!(check_id("").is_err());
+        assert!(check_id(".hidden").is_err());
+        assert!(check_id("a/b").is_err());
+        assert!(check_id(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,412 @@
+//! Running a command inside a running container (`agent exec`), in the calling process.
+//!
+//! Only the single-threaded `agent exec` process calls [`run`] (the driver's `exec` spawns it),
+//! because libcontainer's tenant builder clones without exec and changes the caller's working
+//! directory. The command joins the container's namespaces and cgroup and runs with the
+//! container's user (or `--user`, resolved against the container's `/etc/passwd`), capabilities,
+//! rlimits and no-new-privileges, all written into a `process.json` that libcontainer uses
+//! whole.
+//!
+//! Seccomp: libcontainer 0.7.0 drops `linux.seccomp` when it builds the spec of an exec'd
+//! process, so the container's profile is loaded by our own [`SeccompExecutor`] as the last step
+//! before `execvp` (after capabilities are dropped and no-new-privileges is set, which loading a
+//! filter without CAP_SYS_ADMIN requires). Without no-new-privileges the filter cannot be loaded
+//! by an unprivileged process, so such exec requests fail with a clear error instead of running
+//! unfiltered.
+//!
+//! Terminal (`-t`): libcontainer opens the pty inside the container and passes the master over a
+//! console socket; this process puts its own terminal in raw mode, copies both ways and restores
+//! the terminal at the end.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec, UserBuilder};
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::driver::ExecRequest;
+use super::monitor::{RUNTIME_DIR, chain};
+use super::state::{ContainerState, Status, is_same_process};
+use super::{Error, paths};
+
+/// Loads the container's seccomp filter, then runs the command as the default executor does.
+#[derive(Clone)]
+pub struct SeccompExecutor {
+    seccomp: Option<LinuxSeccomp>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(s) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(s).map_err(|e| {
+                ExecutorError::Other(format!(
+                    "loading the container's seccomp profile: {}",
+                    chain(&e)
+                ))
+            })?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// Builds the exec'd process from the container's own process and the request.
+fn process_for(
+    spec: &Spec,
+    req: &ExecRequest,
+    rootfs: &Path,
+    name: &str,
+) -> Result<Process, Error> {
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(req.argv.clone()));
+    p.set_terminal(Some(req.tty));
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    for (k, v) in &req.env {
+        env.retain(|e| e.split_once('=').map(|(key, _)| key) != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+    if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push(format!(
+            "TERM={}",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+        ));
+    }
+    p.set_env(Some(env));
+    if let Some(w) = &req.workdir {
+        if !w.starts_with('/') {
+            return Err(Error::InvalidSpec {
+                container: name.into(),
+                field: "workdir".into(),
+                reason: format!("{w:?} is not an absolute path"),
+            });
+        }
+        p.set_cwd(PathBuf::from(w));
+    }
+    if let Some(u) = &req.user {
+        let r =
+            super::spec::user::resolve(rootfs, Some(u)).map_err(|reason| Error::InvalidSpec {
+                container: name.into(),
+                field: "user".into(),
+                reason,
+            })?;
+        p.set_user(
+            UserBuilder::default()
+                .uid(r.uid)
+                .gid(r.gid)
+                .additional_gids(r.additional_gids)
+                .build()?,
+        );
+        // HOME follows the user unless the request sets it.
+        if !req.env.contains_key("HOME")
+            && let Some(env) = p.env_mut()
+        {
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!("HOME={}", r.home));
+        }
+    }
+    if req.tty
+        && let Some(ws) = terminal_size()
+    {
+        p.set_console_size(Some(
+            libcontainer::oci_spec::runtime::BoxBuilder::default()
+                .height(ws.0 as u64)
+                .width(ws.1 as u64)
+                .build()?,
+        ));
+    }
+    Ok(p)
+}
+
+fn terminal_size() -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the struct we own.
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
+        Some((ws.ws_row, ws.ws_col))
+    } else {
+        None
+    }
+}
+
+/// Runs `req` in the running container `id` with this process's stdio; returns the command's
+/// exit code (128 + signal when a signal ended it).
+pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> {
+    let dir = paths::container_dir(state_dir, id);
+    let st = ContainerState::load(&dir)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+    match (st.status, st.pid) {
+        (Status::Running, Some(pid)) if is_same_process(pid, st.pid_start) => {}
+        _ => return Err(Error::NotRunning(st.name)),
+    }
+    if req.argv.is_empty() {
+        return Err(Error::InvalidSpec {
+            container: st.name,
+            field: "exec".into(),
+            reason: "no command given".into(),
+        });
+    }
+    let config = dir.join("config.json");
+    let spec = Spec::load(&config).map_err(|e| Error::Runtime {
+        container: st.name.clone(),
+        reason: format!("{}: {e}", config.display()),
+    })?;
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+    let process = process_for(&spec, req, &rootfs, &st.name)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    if seccomp.is_some() && process.no_new_privileges() != Some(true) {
+        return Err(Error::Runtime {
+            container: st.name,
+            reason: "exec needs no-new-privileges to apply the container's seccomp profile \
+                     (libcontainer 0.7.0 does not apply it to exec'd processes itself)"
+                .into(),
+        });
+    }
+    let process_file = dir.join(format!("exec-{}.json", std::process::id()));
+    let json = serde_json::to_vec(&process).map_err(|source| Error::Json {
+        path: process_file.clone(),
+        source,
+    })?;
+    fs::write(&process_file, json).map_err(Error::io("write", &process_file))?;
+    let result = run_tenant(
+        &dir,
+        id,
+        &st.name,
+        &process_file,
+        req.tty,
+        SeccompExecutor { seccomp },
+    );
+    let _ = fs::remove_file(&process_file);
+    result
+}
+
+fn run_tenant(
+    dir: &Path,
+    id: &str,
+    name: &str,
+    process_file: &Path,
+    tty: bool,
+    executor: SeccompExecutor,
+) -> Result<i32, Error> {
+    let lc = |e: libcontainer::error::LibcontainerError| Error::Runtime {
+        container: name.to_string(),
+        reason: chain(&e),
+    };
+    let console = if tty {
+        let path = std::env::temp_dir().join(format!("agent-exec-{}.sock", std::process::id()));
+        let _ = fs::remove_file(&path);
+        let l = UnixListener::bind(&path).map_err(Error::io("listen", &path))?;
+        Some((l, path))
+    } else {
+        None
+    };
+    // The exec'd process must not inherit Rust's ignored SIGPIPE.
+    // SAFETY: setting a disposition to default has no preconditions.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(dir.join(RUNTIME_DIR))
+        .map_err(lc)?
+        .with_executor(executor)
+        .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
+        .as_tenant()
+        .with_process(Some(process_file))
+        .with_detach(tty)
+        .build();
+    let master = match (&console, &built) {
+        (Some((l, _)), Ok(_)) => Some(receive_master(l)?),
+        _ => None,
+    };
+    if let Some((_, p)) = &console {
+        let _ = fs::remove_file(p);
+    }
+    let pid = Pid::from_raw(built.map_err(lc)?.as_raw());
+    let status = match master {
+        Some(m) => relay_terminal(m, pid)?,
+        None => wait(pid)?,
+    };
+    Ok(match status {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => 255,
+    })
+}
+
+fn wait(pid: Pid) -> Result<WaitStatus, Error> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(ws),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    op: "waitpid",
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// Accepts libcontainer's connection on the console socket and takes the pty master from it.
+fn receive_master(l: &UnixListener) -> Result<OwnedFd, Error> {
+    let (conn, _) = l.accept().map_err(Error::io("accept", "console socket"))?;
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // Room for one descriptor.
+    let mut cbuf = [0u64; 8];
+    // SAFETY: a zeroed msghdr is a valid value; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: recvmsg on a connected socket we own, into buffers described by msg.
+    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(Error::io("receive pty", "console socket")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: CMSG_FIRSTHDR/CMSG_DATA walk the control buffer the kernel filled.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
+        {
+            let fd: RawFd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+            return Ok(OwnedFd::from_raw_fd(fd));
+        }
+    }
+    Err(Error::io("receive pty", "console socket")(
+        std::io::Error::other("no descriptor in the message"),
+    ))
+}
+
+/// Restores the terminal settings when dropped.
+struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    fn enter() -> RawMode {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        match tcgetattr(&stdin) {
+            Ok(orig) => {
+                let mut raw = orig.clone();
+                cfmakeraw(&mut raw);
+                let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+                RawMode(Some(orig))
+            }
+            Err(_) => RawMode(None),
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(orig) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                orig,
+            );
+        }
+    }
+}
+
+/// Copies stdin -> pty master and master -> stdout until the process ends.
+fn relay_terminal(master: OwnedFd, pid: Pid) -> Result<WaitStatus, Error> {
+    let _raw = RawMode::enter();
+    let mut buf = [0u8; 4096];
+    let mut stdin_open = true;
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll on an array we own.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 200) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: read into our buffer.
+            let r = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r <= 0 {
+                break; // EIO: the slave side is closed, the process ended
+            }
+            write_all(1, &buf[..r as usize]);
+        }
+        if fds[1].revents != 0 {
+            // SAFETY: read into our buffer.
+            let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if r <= 0 {
+                stdin_open = false;
+            } else {
+                write_all(master.as_raw_fd(), &buf[..r as usize]);
+            }
+        }
+        if n == 0
+            && let Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
+                waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+        {
+            return Ok(ws);
+        }
+    }
+    wait(pid)
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: write from our buffer.
+        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if w <= 0 {
+            return;
+        }
+        data = &data[w as usize..];
+    }
+}
+
+/// Environment of the request parsed from `KEY=VALUE` strings.
+pub fn parse_env(items: &[String]) -> Result<HashMap<String, String>, Error> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Error::InvalidSpec {
+                container: String::new(),
+                field: "env".into(),
+                reason: format!("{kv:?} is not KEY=VALUE"),
+            }),
+        })
+        .collect()
+}
