@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests run the real `agent` binary from target/debug: build it first.
+cargo build --workspace --locked
 cargo test --workspace --locked

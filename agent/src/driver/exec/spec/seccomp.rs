@@ -11,8 +11,10 @@
 //! `value` as the mask and `valueTwo` as the value compared with, but libcontainer 0.7.0 (youki)
 //! passes `valueTwo` as the mask and `value` as the datum. The `clone` rule ("no namespace
 //! flags") is therefore written with the mask in `valueTwo`, which is what the pinned
-//! libcontainer needs for `(flags & mask) == 0`. A unit test pins this and the e2e tests check
-//! that a shell can fork and cannot `unshare`.
+//! libcontainer needs for `(flags & mask) == 0`. Written runc's way, the rule would match every
+//! `clone`, namespace flags included (checked: `clone(CLONE_NEWUSER)` then succeeds). The unit
+//! test `seccomp_clone_rule_allows_fork_and_refuses_namespaces` loads the profile into a child
+//! process and checks both directions with raw system calls.
 
 use std::collections::BTreeSet;
 

@@ -679,3 +679,67 @@ fn container_spec_round_trips_json() {
     let back: ContainerSpec = serde_json::from_str(&j).unwrap_or_else(|e| panic!("{e}: {j}"));
     assert_eq!(back, s);
 }
+
+/// Loads the profile into a child process (this test binary, re-run for one test) and checks with
+/// raw system calls that plain `clone` (fork) works and `clone` with a namespace flag is refused:
+/// this pins the MASKED_EQ encoding libcontainer 0.7.0 needs (see `seccomp` module docs).
+#[test]
+fn seccomp_clone_rule_allows_fork_and_refuses_namespaces() {
+    if std::env::var_os("AGENT_SECCOMP_PROBE").is_some() {
+        return seccomp_probe_child();
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "driver::exec::spec::tests::seccomp_clone_rule_allows_fork_and_refuses_namespaces",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("AGENT_SECCOMP_PROBE", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("probe: fork=ok newuser=EPERM"), "{text}");
+}
+
+fn seccomp_probe_child() {
+    let caps = caps::effective(&[], &[]).unwrap_or_default();
+    let arch = seccomp::native_arch();
+    let profile = seccomp::docker_default(&caps, arch, (6, 1)).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) affects only this process, which is a throwaway child.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    libcontainer::seccomp::initialize_seccomp(&profile)
+        .unwrap_or_else(|e| panic!("load filter: {e}"));
+    let clone = |flags: libc::c_long| -> Result<(), i32> {
+        // SAFETY: a raw clone without a new stack behaves like fork; the child exits at once.
+        let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
+        if r == 0 {
+            // SAFETY: leave the child without running anything else.
+            unsafe { libc::_exit(0) };
+        }
+        if r < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        let mut status = 0;
+        // SAFETY: reap the child we just made.
+        unsafe { libc::waitpid(r as i32, &mut status, 0) };
+        Ok(())
+    };
+    let fork = clone(libc::SIGCHLD as libc::c_long);
+    let newuser = clone((libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long);
+    println!(
+        "probe: fork={} newuser={}",
+        if fork.is_ok() {
+            "ok".to_string()
+        } else {
+            format!("{fork:?}")
+        },
+        match newuser {
+            Err(libc::EPERM) => "EPERM".to_string(),
+            other => format!("{other:?}"),
+        }
+    );
+}
