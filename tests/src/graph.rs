@@ -10,21 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The `agent` binary: `$AGENT_BIN`, else `<target>/debug/agent` of this workspace.
+/// The `agent` binary (built once per test process; see [`crate::agent_bin`]).
 pub fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("AGENT_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("debug").join("agent");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build -p agent` first (or set AGENT_BIN)",
-        p.display()
-    );
-    p
+    crate::agent_bin()
 }
 
 /// Whether we run as root; prints why a test is skipped when not.
