@@ -4,10 +4,16 @@
 //! - [`config`]: the agent's `config.toml`, validated with file:line errors.
 //! - [`restart`]: Docker's restart policies and the exponential restart backoff.
 //! - [`health`]: the health-check state machine (starting, healthy, unhealthy).
+//! - [`trigger`]: triggers coalesced so that one pass runs at a time.
+//! - [`watch`]: the manifest directory watcher (settled changes, content hashes).
+//! - [`perms`]: sshd-style ownership and mode checks of manifest files.
 
 pub mod config;
 pub mod health;
+pub mod perms;
 pub mod restart;
+pub mod trigger;
+pub mod watch;
 
 pub use config::{Config, ConfigError};
 

@@ -1,0 +1,164 @@
+//! Ownership and mode checks of manifest files, as sshd's `StrictModes` does for
+//! `authorized_keys`: manifests run code as root, so a file that someone other than root can
+//! change is refused.
+//!
+//! Rules: the manifest directory, each file (after following symlinks, as Kubernetes' `..data`
+//! layout uses them) and the directory that really holds the file must be owned by root (or by the
+//! user the agent runs as) and must not be writable by group or others. A refused file is treated
+//! like a file that fails to load: `agent status` shows the reason, and what it described before
+//! stays as it was.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Why a file or directory was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PermError {
+    #[error(
+        "{path}: refused: owned by uid {uid}, not root; manifests run code as root \
+         (fix: chown root {path})"
+    )]
+    Owner { path: PathBuf, uid: u32 },
+    #[error(
+        "{path}: refused: mode {mode:04o} lets {who} change it; manifests run code as root \
+         (fix: chmod go-w {path})"
+    )]
+    Writable {
+        path: PathBuf,
+        mode: u32,
+        who: &'static str,
+    },
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn check_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), PermError> {
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(PermError::Owner {
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "its group",
+        (false, true) => "others",
+        (false, false) => return Ok(()),
+    };
+    Err(PermError::Writable {
+        path: path.to_path_buf(),
+        mode,
+        who,
+    })
+}
+
+fn io(path: &Path, e: std::io::Error) -> PermError {
+    PermError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Checks a directory (the manifest directory).
+pub fn check_dir(dir: &Path) -> Result<(), PermError> {
+    let meta = std::fs::metadata(dir).map_err(|e| io(dir, e))?;
+    check_meta(dir, &meta)
+}
+
+/// Checks a manifest file, following symlinks: the target and the directory holding it.
+pub fn check_file(path: &Path) -> Result<(), PermError> {
+    let real = std::fs::canonicalize(path).map_err(|e| io(path, e))?;
+    let meta = std::fs::metadata(&real).map_err(|e| io(path, e))?;
+    check_meta(path, &meta)?;
+    if let Some(parent) = real.parent() {
+        let pmeta = std::fs::metadata(parent).map_err(|e| io(parent, e))?;
+        check_meta(parent, &pmeta)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn root() -> bool {
+        if nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        eprintln!("skipped: needs root (chown to another user)");
+        false
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn modes() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let f = dir.path().join("a.yaml");
+        std::fs::write(&f, "x").unwrap();
+        chmod(&f, 0o644);
+        check_dir(dir.path()).unwrap();
+        check_file(&f).unwrap();
+        chmod(&f, 0o664);
+        let e = check_file(&f).unwrap_err().to_string();
+        assert!(e.contains("mode 0664 lets its group change it"), "{e}");
+        assert!(e.contains("chmod go-w"), "{e}");
+        chmod(&f, 0o646);
+        let e = check_file(&f).unwrap_err().to_string();
+        assert!(e.contains("lets others change it"), "{e}");
+        chmod(&f, 0o600);
+        chmod(dir.path(), 0o777);
+        let e = check_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("lets group and others"), "{e}");
+        // The directory really holding the file counts too.
+        let e = check_file(&f).unwrap_err().to_string();
+        assert!(e.contains("0777"), "{e}");
+    }
+
+    #[test]
+    fn symlink_target_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let data = dir.path().join("..2024_01");
+        std::fs::create_dir(&data).unwrap();
+        chmod(&data, 0o755);
+        let target = data.join("a.yaml");
+        std::fs::write(&target, "x").unwrap();
+        chmod(&target, 0o644);
+        std::os::unix::fs::symlink("..2024_01", dir.path().join("..data")).unwrap();
+        let link = dir.path().join("a.yaml");
+        std::os::unix::fs::symlink("..data/a.yaml", &link).unwrap();
+        check_file(&link).unwrap();
+        chmod(&data, 0o775);
+        let e = check_file(&link).unwrap_err().to_string();
+        assert!(e.contains("..2024_01"), "{e}");
+        chmod(&data, 0o755);
+        chmod(&target, 0o666);
+        let e = check_file(&link).unwrap_err().to_string();
+        assert!(e.contains("a.yaml"), "{e}");
+    }
+
+    #[test]
+    fn owner() {
+        if !root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let f = dir.path().join("a.yaml");
+        std::fs::write(&f, "x").unwrap();
+        chmod(&f, 0o644);
+        std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+        let e = check_file(&f).unwrap_err().to_string();
+        assert!(e.contains("owned by uid 65534, not root"), "{e}");
+        assert!(e.contains("chown root"), "{e}");
+    }
+}

@@ -1,0 +1,415 @@
+//! Watching the manifest directory.
+//!
+//! Decisions:
+//! - One inotify watch on the *directory* (notify + notify-debouncer-full), not one per file:
+//!   editors and GitOps tools replace files by rename, which per-file watches lose.
+//! - Events are only a hint. Any event, an overflow (`Rescan`) or a watcher error makes the
+//!   watcher thread re-list the directory ([`Scanner::scan`]) and compare every manifest file's
+//!   content hash (SHA-256) with the previous scan. Only a difference fires a trigger, so a save
+//!   that produced ten events, or a scan that raced a second batch of events for the same change,
+//!   still ends in exactly one pass.
+//! - A change is taken only once it has settled: the listing (names, sizes, mtimes, inodes) is
+//!   taken twice, `settle` apart, until two agree (bounded by `max_settle`). This covers partial
+//!   writes and vim's rename-then-write save, where the file is briefly missing.
+//! - Files count when their name ends in `.yaml` or `.yml` and does not start with `.` or `#`:
+//!   vim's `.x.yaml.swp` and `x.yaml~`, emacs' `#x.yaml#` and `.#x.yaml`, `x.yaml.bak`, `4913`
+//!   probe files and Kubernetes' `..data` directory are all ignored as files. Top-level symlinks
+//!   are followed, so a Kubernetes-style `x.yaml -> ..data/x.yaml` with an atomic `..data` swap is
+//!   one change of every file at once.
+//! - Each counted file passes [`super::perms::check_file`] first; a refused or unreadable file is
+//!   kept in the snapshot with its error (it "failed to load", its objects stay as they were).
+//! - The periodic resync calls [`Watcher::rescan`], which also re-arms the inotify watch if the
+//!   directory itself was replaced or did not exist at start.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify_debouncer_full::notify::RecursiveMode;
+use sha2::{Digest, Sha256};
+
+/// Timing of the watcher.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchTiming {
+    /// notify-debouncer-full's debounce window.
+    pub debounce: Duration,
+    /// Interval between the two listings that must agree.
+    pub settle: Duration,
+    /// Longest wait for a directory to settle; after it the current content is taken.
+    pub max_settle: Duration,
+}
+
+impl Default for WatchTiming {
+    fn default() -> Self {
+        WatchTiming {
+            debounce: Duration::from_millis(200),
+            settle: Duration::from_millis(150),
+            max_settle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One manifest file as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// Path as listed (in the manifest directory, symlinks not resolved).
+    pub path: PathBuf,
+    /// Hex SHA-256 of the content (empty when it could not be read).
+    pub hash: String,
+    /// The whole content, or why it was refused or could not be read.
+    pub content: Result<Arc<Vec<u8>>, String>,
+}
+
+/// The manifest directory at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// By file name. While `dir_error` is set: the files of the last readable listing.
+    pub files: BTreeMap<String, ManifestFile>,
+    /// The directory itself could not be listed or was refused. Its files are then unknown, not
+    /// gone: the reconciler keeps what it has.
+    pub dir_error: Option<String>,
+}
+
+/// What changed between two snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub dir_error_changed: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && !self.dir_error_changed
+    }
+}
+
+/// Whether a directory entry counts as a manifest file, by name.
+pub fn is_manifest_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.starts_with('#')
+        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+        && name.len() > ".yml".len()
+}
+
+/// (size, mtime ns, inode, dev) per counted name, following symlinks; the "has it settled" key.
+type Listing = BTreeMap<String, Option<(u64, i128, u64, u64)>>;
+
+fn list(dir: &Path) -> std::io::Result<Listing> {
+    let mut out = Listing::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_manifest_name(&name) {
+            continue;
+        }
+        let key = std::fs::metadata(entry.path()).ok().and_then(|m| {
+            m.is_file().then(|| {
+                let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+                (m.len(), mtime, m.ino(), m.dev())
+            })
+        });
+        // Directories named *.yaml are not files; dangling symlinks are listed as unreadable.
+        if key.is_none() && entry.path().is_dir() {
+            continue;
+        }
+        out.insert(name, key);
+    }
+    Ok(out)
+}
+
+/// Lists and reads a manifest directory, remembering the last result.
+#[derive(Debug)]
+pub struct Scanner {
+    dir: PathBuf,
+    timing: WatchTiming,
+    last: Snapshot,
+}
+
+impl Scanner {
+    pub fn new(dir: &Path, timing: WatchTiming) -> Scanner {
+        Scanner {
+            dir: dir.to_path_buf(),
+            timing,
+            last: Snapshot::default(),
+        }
+    }
+
+    /// The last snapshot taken.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.last
+    }
+
+    /// Waits until the directory settles, reads it, and returns what changed since the last scan.
+    pub fn scan(&mut self) -> Changes {
+        let mut next = self.read_settled();
+        if next.dir_error.is_some() {
+            // Unknown, not gone: keep the last known files.
+            next.files = self.last.files.clone();
+        }
+        let changes = diff(&self.last, &next);
+        self.last = next;
+        changes
+    }
+
+    fn read_settled(&self) -> Snapshot {
+        if let Err(e) = super::perms::check_dir(&self.dir) {
+            return Snapshot {
+                files: BTreeMap::new(),
+                dir_error: Some(e.to_string()),
+            };
+        }
+        let deadline = Instant::now() + self.timing.max_settle;
+        let mut before = list(&self.dir);
+        loop {
+            std::thread::sleep(self.timing.settle);
+            let after = list(&self.dir);
+            let settled = same(&before, &after);
+            let late = Instant::now() >= deadline;
+            if settled || late {
+                if !settled {
+                    tracing::warn!(dir = %self.dir.display(), "manifest directory keeps changing; reading it as it is now");
+                }
+                let listing = match &after {
+                    Ok(listing) => listing,
+                    Err(e) => {
+                        return Snapshot {
+                            files: BTreeMap::new(),
+                            dir_error: Some(format!("{}: {e}", self.dir.display())),
+                        };
+                    }
+                };
+                let files = listing
+                    .keys()
+                    .map(|name| (name.clone(), read_file(&self.dir.join(name))))
+                    .collect();
+                // A change that began while the files were read (a symlink swap between two
+                // reads) would leave a mix of old and new: read again once it settled.
+                let check = list(&self.dir);
+                if same(&after, &check) || late {
+                    return Snapshot {
+                        files,
+                        dir_error: None,
+                    };
+                }
+                before = check;
+                continue;
+            }
+            before = after;
+        }
+    }
+}
+
+fn same(a: &std::io::Result<Listing>, b: &std::io::Result<Listing>) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a.kind() == b.kind(),
+        _ => false,
+    }
+}
+
+fn read_file(path: &Path) -> ManifestFile {
+    let content = super::perms::check_file(path)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())));
+    let hash = match &content {
+        Ok(bytes) => hex::encode(Sha256::digest(bytes)),
+        Err(_) => String::new(),
+    };
+    ManifestFile {
+        path: path.to_path_buf(),
+        hash,
+        content: content.map(Arc::new),
+    }
+}
+
+fn diff(old: &Snapshot, new: &Snapshot) -> Changes {
+    let mut c = Changes {
+        dir_error_changed: old.dir_error != new.dir_error,
+        ..Changes::default()
+    };
+    // While the directory is unreadable its files are unknown: report no removals.
+    if new.dir_error.is_some() {
+        return c;
+    }
+    for (name, f) in &new.files {
+        match old.files.get(name) {
+            None => c.added.push(name.clone()),
+            Some(o) if o.hash != f.hash || o.content.is_err() != f.content.is_err() => {
+                c.changed.push(name.clone())
+            }
+            Some(o) if o.content != f.content => c.changed.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    if old.dir_error.is_none() {
+        c.removed = old
+            .files
+            .keys()
+            .filter(|n| !new.files.contains_key(*n))
+            .cloned()
+            .collect();
+    }
+    c
+}
+
+enum Msg {
+    Event,
+    Rescan,
+    Stop,
+}
+
+/// The watcher thread's handle. Dropping it stops the thread.
+pub struct Watcher {
+    tx: mpsc::Sender<Msg>,
+    snapshot: Arc<Mutex<Arc<Snapshot>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Scans `dir` once (the returned watcher's [`Watcher::snapshot`] is ready at once) and starts
+    /// a thread that calls `on_change` after every later scan that found a difference.
+    pub fn spawn(
+        dir: &Path,
+        timing: WatchTiming,
+        on_change: impl Fn(&Changes) + Send + 'static,
+    ) -> Watcher {
+        let (tx, rx) = mpsc::channel();
+        // Armed before the first scan, so that nothing written after it can be missed.
+        let armed = arm(dir, timing, &tx);
+        let mut scanner = Scanner::new(dir, timing);
+        scanner.scan();
+        let snapshot = Arc::new(Mutex::new(Arc::new(scanner.snapshot().clone())));
+        let shared = snapshot.clone();
+        let event_tx = tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("agent-watch".into())
+            .spawn(move || watch_loop(scanner, armed, timing, rx, event_tx, shared, on_change))
+            .ok();
+        if thread.is_none() {
+            tracing::error!(
+                "could not start the watcher thread; only the periodic resync will notice changes"
+            );
+        }
+        Watcher {
+            tx,
+            snapshot,
+            thread,
+        }
+    }
+
+    /// The latest settled snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks for a rescan (periodic resync). Returns at once.
+    pub fn rescan(&self) {
+        let _ = self.tx.send(Msg::Rescan);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify_debouncer_full::notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// Arms an inotify watch on `dir`; `None` (logged) when it cannot.
+fn arm(dir: &Path, timing: WatchTiming, tx: &mpsc::Sender<Msg>) -> Option<(Debouncer, (u64, u64))> {
+    let meta = std::fs::metadata(dir).ok()?;
+    let tx = Mutex::new(tx.clone());
+    let handler = move |res: notify_debouncer_full::DebounceEventResult| {
+        if let Err(errors) = &res {
+            tracing::debug!(?errors, "watch error; rescanning");
+        }
+        let _ = tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Msg::Event);
+    };
+    let mut debouncer = match notify_debouncer_full::new_debouncer(
+        timing.debounce,
+        Some(timing.debounce / 2),
+        handler,
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a file watcher");
+            return None;
+        }
+    };
+    if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the manifest directory; the periodic resync will");
+        return None;
+    }
+    Some((debouncer, (meta.dev(), meta.ino())))
+}
+
+fn watch_loop(
+    mut scanner: Scanner,
+    mut armed: Option<(Debouncer, (u64, u64))>,
+    timing: WatchTiming,
+    rx: mpsc::Receiver<Msg>,
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Mutex<Arc<Snapshot>>>,
+    on_change: impl Fn(&Changes),
+) {
+    let dir = scanner.dir.clone();
+    while let Ok(msg) = rx.recv() {
+        let mut rescan_requested = matches!(msg, Msg::Rescan);
+        // Drain what queued up meanwhile: one scan serves them all.
+        let mut stop = matches!(msg, Msg::Stop);
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                Msg::Stop => stop = true,
+                Msg::Rescan => rescan_requested = true,
+                Msg::Event => {}
+            }
+        }
+        if stop {
+            break;
+        }
+        if rescan_requested {
+            let current = std::fs::metadata(&dir).ok().map(|m| (m.dev(), m.ino()));
+            if current.is_some() && current != armed.as_ref().map(|a| a.1) {
+                tracing::info!(dir = %dir.display(), "(re)arming the watch on the manifest directory");
+                armed = arm(&dir, timing, &tx);
+            }
+        }
+        let changes = scanner.scan();
+        if !changes.is_empty() {
+            tracing::debug!(?changes, "manifest files changed");
+            *shared.lock().unwrap_or_else(|e| e.into_inner()) =
+                Arc::new(scanner.snapshot().clone());
+            on_change(&changes);
+        }
+    }
+    if let Some((debouncer, _)) = armed {
+        debouncer.stop_nonblocking();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

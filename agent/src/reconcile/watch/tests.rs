@@ -1,0 +1,290 @@
+//! Watcher tests: every kind of save ends in exactly one change notification with the final
+//! content.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+
+fn timing() -> WatchTiming {
+    WatchTiming {
+        debounce: Duration::from_millis(100),
+        settle: Duration::from_millis(120),
+        max_settle: Duration::from_secs(5),
+    }
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    count: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<Changes>>>,
+    watcher: Watcher,
+}
+
+impl Harness {
+    fn new(setup: impl FnOnce(&Path)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let count = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (c, l) = (count.clone(), log.clone());
+        let watcher = Watcher::spawn(dir.path(), timing(), move |ch| {
+            c.fetch_add(1, Ordering::SeqCst);
+            l.lock().unwrap().push(ch.clone());
+        });
+        Harness {
+            dir,
+            count,
+            log,
+            watcher,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Waits until nothing has happened for a while; returns the number of notifications since
+    /// the previous call.
+    fn settle(&self) -> usize {
+        let mut last = self.count.load(Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_millis(900));
+            let now = self.count.load(Ordering::SeqCst);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        self.count.swap(0, Ordering::SeqCst)
+    }
+
+    fn content(&self, name: &str) -> Option<String> {
+        let snap = self.watcher.snapshot();
+        let f = snap.files.get(name)?;
+        Some(String::from_utf8(f.content.as_ref().ok()?.to_vec()).unwrap())
+    }
+
+    fn last_changes(&self) -> Changes {
+        self.log.lock().unwrap().last().cloned().unwrap()
+    }
+}
+
+#[test]
+fn names() {
+    for ok in ["a.yaml", "web.yml", "0-db.yaml", "a.b.yaml"] {
+        assert!(is_manifest_name(ok), "{ok}");
+    }
+    for no in [
+        ".a.yaml",
+        ".a.yaml.swp",
+        "a.yaml~",
+        "#a.yaml#",
+        ".#a.yaml",
+        "a.yaml.bak",
+        "a.yaml.tmp",
+        "4913",
+        "..data",
+        "a.json",
+        ".yaml",
+        "a.yaml___jb_tmp___",
+    ] {
+        assert!(!is_manifest_name(no), "{no}");
+    }
+}
+
+#[test]
+fn scanner_diffs_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scanner::new(
+        dir.path(),
+        WatchTiming {
+            settle: Duration::from_millis(1),
+            ..timing()
+        },
+    );
+    assert!(s.scan().is_empty());
+    std::fs::write(dir.path().join("a.yaml"), "a: 1").unwrap();
+    std::fs::write(dir.path().join("b.yml"), "b: 1").unwrap();
+    std::fs::write(dir.path().join("b.yml~"), "b: 0").unwrap();
+    let c = s.scan();
+    assert_eq!(c.added, ["a.yaml", "b.yml"]);
+    // Rewriting the same bytes (new mtime) is no change.
+    std::fs::write(dir.path().join("a.yaml"), "a: 1").unwrap();
+    assert!(s.scan().is_empty());
+    std::fs::write(dir.path().join("a.yaml"), "a: 2").unwrap();
+    std::fs::remove_file(dir.path().join("b.yml")).unwrap();
+    let c = s.scan();
+    assert_eq!(c.changed, ["a.yaml"]);
+    assert_eq!(c.removed, ["b.yml"]);
+    let f = &s.snapshot().files["a.yaml"];
+    assert_eq!(f.hash, hex::encode(Sha256::digest(b"a: 2")));
+}
+
+#[test]
+fn refused_file_is_kept_with_its_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.yaml");
+    std::fs::write(&p, "a: 1").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut s = Scanner::new(dir.path(), timing());
+    assert_eq!(s.scan().added, ["a.yaml"]);
+    let err = s.snapshot().files["a.yaml"].content.clone().unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(s.scan().changed, ["a.yaml"]);
+    assert!(s.snapshot().files["a.yaml"].content.is_ok());
+}
+
+#[test]
+fn unreadable_directory_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::write(m.join("a.yaml"), "a: 1").unwrap();
+    let mut s = Scanner::new(&m, timing());
+    s.scan();
+    std::fs::rename(&m, dir.path().join("gone")).unwrap();
+    let c = s.scan();
+    assert!(c.removed.is_empty() && c.dir_error_changed, "{c:?}");
+    assert!(s.snapshot().dir_error.is_some());
+    std::fs::rename(dir.path().join("gone"), &m).unwrap();
+    let c = s.scan();
+    assert!(
+        c.removed.is_empty() && c.added.is_empty() && c.dir_error_changed,
+        "{c:?}"
+    );
+}
+
+#[test]
+fn plain_write_create_and_delete() {
+    let h = Harness::new(|_| {});
+    std::fs::write(h.path("a.yaml"), "a: 1\n").unwrap();
+    assert_eq!(h.settle(), 1);
+    assert_eq!(h.content("a.yaml").unwrap(), "a: 1\n");
+    std::fs::remove_file(h.path("a.yaml")).unwrap();
+    assert_eq!(h.settle(), 1);
+    assert_eq!(h.last_changes().removed, ["a.yaml"]);
+}
+
+#[test]
+fn ignored_files_and_touch_fire_nothing() {
+    let h = Harness::new(|d| std::fs::write(d.join("a.yaml"), "a: 1\n").unwrap());
+    std::fs::write(h.path(".a.yaml.swp"), "swap").unwrap();
+    std::fs::write(h.path("a.yaml~"), "backup").unwrap();
+    std::fs::write(h.path("#a.yaml#"), "emacs").unwrap();
+    std::fs::write(h.path("4913"), "").unwrap();
+    std::fs::write(h.path("notes.txt"), "x").unwrap();
+    // Same content, new mtime.
+    std::fs::write(h.path("a.yaml"), "a: 1\n").unwrap();
+    assert_eq!(h.settle(), 0);
+}
+
+#[test]
+fn vim_style_save() {
+    let h = Harness::new(|d| std::fs::write(d.join("web.yaml"), "v: 1\n").unwrap());
+    // vim with backupcopy=no: swap file, 4913 probe, rename to backup, write new, delete backup.
+    std::fs::write(h.path(".web.yaml.swp"), "swap").unwrap();
+    std::fs::write(h.path("4913"), "").unwrap();
+    std::fs::remove_file(h.path("4913")).unwrap();
+    std::fs::rename(h.path("web.yaml"), h.path("web.yaml~")).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    std::fs::write(h.path("web.yaml"), "v: 2\n").unwrap();
+    std::fs::remove_file(h.path("web.yaml~")).unwrap();
+    std::fs::remove_file(h.path(".web.yaml.swp")).unwrap();
+    assert_eq!(h.settle(), 1);
+    assert_eq!(h.last_changes().changed, ["web.yaml"]);
+    assert_eq!(h.content("web.yaml").unwrap(), "v: 2\n");
+}
+
+#[test]
+fn partial_writes_wait_until_settled() {
+    use std::io::Write;
+    let h = Harness::new(|_| {});
+    let mut f = std::fs::File::create(h.path("big.yaml")).unwrap();
+    let mut want = String::new();
+    for i in 0..8 {
+        let chunk = format!("line{i}: {}\n", "x".repeat(100));
+        f.write_all(chunk.as_bytes()).unwrap();
+        f.flush().unwrap();
+        want.push_str(&chunk);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    drop(f);
+    assert_eq!(h.settle(), 1);
+    assert_eq!(h.content("big.yaml").unwrap(), want);
+}
+
+#[test]
+fn atomic_rename_save() {
+    let h = Harness::new(|d| std::fs::write(d.join("db.yaml"), "v: 1\n").unwrap());
+    std::fs::write(h.path(".db.yaml.tmp123"), "v: 2\n").unwrap();
+    std::fs::rename(h.path(".db.yaml.tmp123"), h.path("db.yaml")).unwrap();
+    assert_eq!(h.settle(), 1);
+    assert_eq!(h.content("db.yaml").unwrap(), "v: 2\n");
+}
+
+fn k8s_generation(dir: &Path, gen_name: &str, files: usize, version: u32) {
+    let g = dir.join(gen_name);
+    std::fs::create_dir(&g).unwrap();
+    for i in 0..files {
+        std::fs::write(
+            g.join(format!("f{i:03}.yaml")),
+            format!("v: {version}\ni: {i}\n"),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn kubernetes_data_symlink_swap_of_200_files() {
+    let h = Harness::new(|d| {
+        k8s_generation(d, "..2024_01", 200, 1);
+        std::os::unix::fs::symlink("..2024_01", d.join("..data")).unwrap();
+        for i in 0..200 {
+            std::os::unix::fs::symlink(
+                format!("..data/f{i:03}.yaml"),
+                d.join(format!("f{i:03}.yaml")),
+            )
+            .unwrap();
+        }
+    });
+    assert_eq!(h.watcher.snapshot().files.len(), 200);
+    assert_eq!(h.content("f007.yaml").unwrap(), "v: 1\ni: 7\n");
+    // What Kubernetes' atomic writer does: new timestamped dir, ..data_tmp -> it, rename over
+    // ..data, remove the old dir.
+    k8s_generation(h.dir.path(), "..2024_02", 200, 2);
+    std::os::unix::fs::symlink("..2024_02", h.path("..data_tmp")).unwrap();
+    std::fs::rename(h.path("..data_tmp"), h.path("..data")).unwrap();
+    std::fs::remove_dir_all(h.path("..2024_01")).unwrap();
+    assert_eq!(h.settle(), 1, "{:?}", h.log.lock().unwrap());
+    let c = h.last_changes();
+    assert_eq!(c.changed.len(), 200);
+    assert!(c.added.is_empty() && c.removed.is_empty());
+    assert_eq!(h.content("f199.yaml").unwrap(), "v: 2\ni: 199\n");
+}
+
+#[test]
+fn rescan_notices_changes_the_watch_missed() {
+    // Started on a missing directory: nothing is watched until a rescan re-arms it.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("m");
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let w = Watcher::spawn(&dir, timing(), move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    assert!(w.snapshot().dir_error.is_some());
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.yaml"), "a: 1").unwrap();
+    w.rescan();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert!(w.snapshot().files.contains_key("a.yaml"));
+    // Now the watch is armed: a plain write is noticed without a rescan.
+    std::fs::write(dir.join("b.yaml"), "b: 1").unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
