@@ -150,12 +150,13 @@ impl Fixture {
             .unwrap_or_default()
     }
 
-    /// Runs `agent <args>` with `--state-dir` appended.
+    /// Runs `agent <args>` with `--state-dir` inserted after the subcommand.
     pub fn agent(&self, args: &[&str]) -> Output {
         Command::new(agent_bin())
-            .args(args)
+            .args(&args[..1])
             .arg("--state-dir")
             .arg(&self.state)
+            .args(&args[1..])
             .env("RUST_LOG", "warn")
             .output()
             .unwrap_or_else(|e| panic!("run agent {args:?}: {e}"))

@@ -180,7 +180,16 @@ pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
         user: args.user,
         tty: args.tty,
     };
-    let code = exec::tenant::run(&args.state_dir, &id, &req)?;
+    // libcontainer and libcgroups log at info/warn in this process, whose stderr is the
+    // command's stderr: only their errors are shown unless RUST_LOG asks for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let quiet = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .finish();
+    let code =
+        tracing::subscriber::with_default(quiet, || exec::tenant::run(&args.state_dir, &id, &req))?;
     Ok(Outcome(code.clamp(0, 255) as u8))
 }
 

@@ -1,0 +1,187 @@
+//! End-to-end: monitors outlive the agent process that started them (root).
+//!
+//! The "agent" here is this test binary re-run in a helper mode: it starts two containers through
+//! the exec driver (as the daemon will) and is then killed with SIGKILL. One container keeps
+//! running, the other exits while no agent is alive. A new driver instance ("the agent starting
+//! again") must find the first one still running with the same process (never restarted) and the
+//! second one's exit code recorded by its monitor.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::driver::exec::{ContainerStatus, ExecConfig, ExecDriver, MonitorDriver, state};
+use agent_e2e::exec::{Fixture, exited, require_root};
+use agent_e2e::graph::agent_bin;
+
+const HELPER_ENV: &str = "AGENT_EXEC_RESTART_HELPER";
+
+/// Helper mode: start the containers named in the environment, report, then wait to be killed.
+fn helper(spec: &str) {
+    let mut parts = spec.split('|');
+    let state_dir = PathBuf::from(parts.next().unwrap_or_default());
+    let cgroup_parent = parts.next().unwrap_or_default().to_string();
+    let driver = MonitorDriver::new(ExecConfig {
+        state_dir,
+        agent_binary: agent_bin(),
+        cgroup_parent,
+    });
+    for id in parts {
+        let pid = driver
+            .start(id)
+            .unwrap_or_else(|e| panic!("helper start {id}: {e}"));
+        println!("started {id} {pid}");
+    }
+    println!("all-started");
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Kills the helper ("the agent") with SIGKILL when dropped, also when the test fails.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signalling the helper process this test spawned.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn monitors_survive_the_agent_and_record_exits_meanwhile() {
+    if let Ok(spec) = std::env::var(HELPER_ENV) {
+        return helper(&spec);
+    }
+    if !require_root("monitors_survive_the_agent_and_record_exits_meanwhile") {
+        return;
+    }
+    let mut f = Fixture::new("restart");
+    let mut long = f.spec("long");
+    long.command = Some(vec!["sleep".into(), "1000".into()]);
+    f.driver.create(&long).unwrap_or_else(|e| panic!("{e}"));
+    let mut short = f.spec("short");
+    short.command = Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo started; sleep 2; echo done; exit 7".into(),
+    ]);
+    f.driver.create(&short).unwrap_or_else(|e| panic!("{e}"));
+
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let arg = format!(
+        "{}|{}|{}|{}",
+        f.state.display(),
+        f.cgroup_parent,
+        long.id,
+        short.id
+    );
+    let mut agent = Command::new(exe)
+        .args([
+            "--exact",
+            "monitors_survive_the_agent_and_record_exits_meanwhile",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, arg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn helper: {e}"));
+    let stdout = agent.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let guard = KillOnDrop(agent.id() as i32);
+    let mut pids = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_default();
+        // the test harness may print on the same line before ours
+        if let Some(at) = line.find("started ") {
+            pids.push(line[at + 8..].to_string());
+        }
+        if line.ends_with("all-started") {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 2, "helper did not start both: {pids:?}");
+    let before = f.driver.state(&long.id).unwrap_or_else(|e| panic!("{e}"));
+    let ContainerStatus::Running { pid: long_pid, .. } = before.status else {
+        panic!("long is not running: {before:?}");
+    };
+    let long_start = state::process_start(long_pid);
+
+    // The agent dies hard.
+    drop(guard);
+    let _ = agent.wait();
+
+    // The monitors are in their own sessions, not children of the dead agent.
+    for id in [&long.id, &short.id] {
+        let st = state::ContainerState::load(&f.dir(id))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no state for {id}"));
+        let mpid = st
+            .monitor_pid
+            .unwrap_or_else(|| panic!("no monitor pid for {id}"));
+        // SAFETY: getsid has no preconditions.
+        assert_eq!(
+            unsafe { libc::getsid(mpid) },
+            mpid,
+            "monitor of {id} leads its session"
+        );
+        assert!(
+            state::is_same_process(mpid, st.monitor_start),
+            "monitor of {id} died with the agent"
+        );
+    }
+
+    // The short container exits while nobody but its monitor watches.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = state::ContainerState::load(&f.dir(&short.id))
+            .ok()
+            .flatten();
+        if st
+            .as_ref()
+            .is_some_and(|s| s.status == state::Status::Exited)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "short never recorded its exit: {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // "The agent starts again": a fresh driver adopts what is there.
+    let fresh = MonitorDriver::new(ExecConfig {
+        state_dir: f.state.clone(),
+        agent_binary: agent_bin(),
+        cgroup_parent: f.cgroup_parent.clone(),
+    });
+    let list = fresh.list().unwrap_or_else(|e| panic!("{e}"));
+    let long_now = list
+        .iter()
+        .find(|c| c.id == long.id)
+        .unwrap_or_else(|| panic!("{list:?}"));
+    match long_now.status {
+        ContainerStatus::Running { pid, monitored } => {
+            assert_eq!(pid, long_pid, "long was restarted");
+            assert_eq!(state::process_start(pid), long_start, "long was restarted");
+            assert!(monitored);
+        }
+        ref other => panic!("long: {other:?}"),
+    }
+    assert_eq!(long_now.started_at, before.started_at);
+    let short_now = list
+        .iter()
+        .find(|c| c.id == short.id)
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(exited(&short_now.status, "short"), (7, None, false));
+    assert_eq!(f.log_text(&short.id), "started\ndone\n");
+    // and the adopted one can be stopped normally
+    let info = fresh
+        .stop(&long.id, Some(Duration::from_millis(200)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!info.status.is_running());
+}
