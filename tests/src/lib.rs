@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod graph;
 pub mod manifest;
+pub mod network;
 pub mod store;
 
 use std::path::{Path, PathBuf};

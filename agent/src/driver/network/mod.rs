@@ -8,16 +8,25 @@
 //! Module map: [`config`] (networks and driver options), [`types`] (requests and results),
 //! [`ipam`] (addresses, random host ports, records), [`ports`] (port specs, host port choice),
 //! [`links`] (hosts file, link variables), [`firewall`] (the `FirewallDriver` trait and its
-//! nftables and iptables backends). See `docs/network.md` for the whole picture.
+//! nftables and iptables backends), [`bridge`], [`netns`], [`netlink`] (kernel plumbing, every
+//! netlink socket on a thread inside the namespace it manages), [`driver`] (attach, detach,
+//! networks) and [`cleanup`] (start-up). See `docs/network.md` for the whole picture.
 
+pub mod bridge;
+pub mod cleanup;
 pub mod config;
+pub mod driver;
 pub mod firewall;
 pub mod ipam;
 pub mod links;
+pub mod netlink;
+pub mod netns;
 pub mod ports;
 pub mod types;
 
+pub use cleanup::CleanupReport;
 pub use config::{DriverOptions, FirewallChoice, NetworkConfig};
+pub use driver::NetworkDriver;
 pub use firewall::{AnyFirewall, FirewallDriver, FirewallState};
 pub use ipam::{FileStore, IpamStore, StoreError};
 pub use types::{
@@ -59,4 +68,36 @@ pub enum Error {
     NoFreePort { container: String, range: String },
     #[error("firewall: {0}")]
     Firewall(#[from] firewall::Error),
+    #[error("netlink: {op}: {reason}")]
+    Netlink { op: String, reason: String },
+    #[error("network namespace {path}: {op}: {reason}")]
+    Netns {
+        path: std::path::PathBuf,
+        op: &'static str,
+        reason: String,
+    },
+    #[error("setting sysctl {key}={value}: {reason}")]
+    Sysctl {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("container {container}: {reason}")]
+    BadRequest { container: String, reason: String },
+    #[error("container {container}: unknown network {network:?}; known networks: {known:?}")]
+    UnknownNetwork {
+        container: String,
+        network: String,
+        known: Vec<String>,
+    },
+    #[error("network {network} is in use by container(s) {containers:?}; detach them first")]
+    NetworkInUse {
+        network: String,
+        containers: Vec<String>,
+    },
+    #[error("container {container}: teardown failed: {}", failures.join("; "))]
+    Teardown {
+        container: String,
+        failures: Vec<String>,
+    },
 }
