@@ -13,13 +13,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    agent::reconcile::logging::init(&agent::cli::daemon::log_settings(&cli));
     match agent::cli::dispatch(cli) {
         Ok(outcome) => ExitCode::from(outcome.0),
         Err(agent::Error::Usage(msg)) => {

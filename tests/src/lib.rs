@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests: locating the binary, temporary state directories.
 
+pub mod daemon;
 pub mod exec;
 pub mod graph;
 pub mod manifest;

@@ -70,6 +70,7 @@ pub struct TestNet {
     pub net: NetworkConfig,
     pub opts: DriverOptions,
     pub state: tempfile::TempDir,
+    extra: Vec<NetworkConfig>,
     procs: Vec<Child>,
     stops: Vec<Arc<AtomicBool>>,
 }
@@ -135,9 +136,21 @@ impl TestNet {
             net,
             opts,
             state,
+            extra: Vec::new(),
             procs: Vec::new(),
             stops: Vec::new(),
         }
+    }
+
+    /// Sets up one more network (own bridge and subnet, name `name`), removed in `Drop`.
+    pub fn add_network(&mut self, name: &str, icc: bool) -> NetworkConfig {
+        let (_, mut net) = Self::names(self.opts.firewall, icc);
+        net.name = name.to_string();
+        self.driver
+            .ensure_network(&net)
+            .unwrap_or_else(|e| panic!("ensure network {name}: {e}"));
+        self.extra.push(net.clone());
+        net
     }
 
     /// A bridge-mode request on this test's network.
@@ -270,11 +283,16 @@ impl Drop for TestNet {
             }
         }
         let _ = self.driver.remove_network(&self.net.name);
+        for n in &self.extra {
+            let _ = self.driver.remove_network(&n.name);
+        }
         let _ = self.driver.firewall().remove_all();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.net.bridge])
-            .stderr(Stdio::null())
-            .status();
+        for b in std::iter::once(&self.net).chain(&self.extra) {
+            let _ = Command::new("ip")
+                .args(["link", "del", &b.bridge])
+                .stderr(Stdio::null())
+                .status();
+        }
         for v in self.host_veths() {
             let _ = Command::new("ip").args(["link", "del", &v]).status();
         }

@@ -231,6 +231,75 @@ fn host_none_and_container_modes(fw: FirewallChoice) {
     );
 }
 
+fn two_networks_and_teardown_past_failures(fw: FirewallChoice) {
+    let mut t = TestNet::new(fw, true);
+    let back = t.add_network("back", true);
+    let mut r = t.req("multi", vec![port(None, 0, 80, Protocol::Tcp)]);
+    r.mode = NetworkMode::Bridge(vec![t.net.name.clone(), back.name.clone()]);
+    let m = t.attach(&r);
+    assert_eq!(m.endpoints.len(), 2);
+    assert_eq!(m.endpoints[1].ifname, "eth1");
+    assert!(back.subnet.contains(&m.endpoints[1].ip));
+    let out = run_in(&m, &["ip", "-o", "-4", "addr"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains(&format!("eth1    inet {}/24", m.endpoints[1].ip)),
+        "{text}"
+    );
+    let other = t.attach(&AttachRequest {
+        mode: NetworkMode::Bridge(vec![back.name.clone()]),
+        ..t.req("other", vec![])
+    });
+    t.http_server(&other, 80, "on-back");
+    let url = format!("http://{}/", other.endpoints[0].ip);
+    assert_eq!(wget_in(&m, &url).as_deref(), Some("on-back"));
+    // A network in use can't be removed.
+    let e = t.driver.remove_network(&back.name).unwrap_err().to_string();
+    assert!(e.contains("multi") || e.contains("other"), "{e}");
+
+    // Teardown keeps going past a failure: make the namespace unremovable (a directory with a
+    // file where the namespace file should be); the veths still go, the rules still go, and the
+    // failure is reported; the record stays (incomplete) for cleanup to retry.
+    let mut rec = t
+        .driver
+        .attachments()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.container_id == "multi")
+        .unwrap();
+    let blocker = t.state.path().join("blocker");
+    std::fs::create_dir_all(blocker.join("sub")).unwrap();
+    let real_ns = rec.owned_netns.replace(blocker.clone()).unwrap();
+    agent::driver::network::IpamStore::put_attachment(t.store.as_ref(), &rec).unwrap();
+    let e = t.driver.detach("multi").unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Teardown { .. }) && msg.contains("blocker"),
+        "{msg}"
+    );
+    assert!(
+        t.host_veths()
+            .iter()
+            .all(|v| !v.starts_with(&m.endpoints[0].host_veth))
+    );
+    let lo = SocketAddr::from((Ipv4Addr::LOCALHOST, m.ports[0].host_port));
+    assert!(
+        !t.firewall_listing()
+            .contains(&format!("{}", m.ports[0].host_port)),
+        "{lo}"
+    );
+    assert!(
+        t.driver.recorded_ids().unwrap().contains("multi"),
+        "record kept"
+    );
+    // Fixed; start-up cleanup retries and finishes it (and the real namespace goes as stray).
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let report = t.driver.cleanup(None).unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert!(!t.driver.recorded_ids().unwrap().contains("multi"));
+    assert!(!real_ns.exists(), "namespace removed by cleanup");
+}
+
 macro_rules! for_both_firewalls {
     ($($name:ident),*) => {
         mod nftables {
@@ -258,5 +327,6 @@ for_both_firewalls!(
     links_reach_each_other_by_name,
     published_ports_from_host,
     icc_false_blocks_unlinked,
-    host_none_and_container_modes
+    host_none_and_container_modes,
+    two_networks_and_teardown_past_failures
 );

@@ -144,13 +144,21 @@ fn a_v1_database_is_migrated_to_the_current_schema() -> TestResult {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].message, json!({"code": 3}));
 
-    // The v2 schema is really there: new column usable, new indexes present.
-    s.transaction(|tx| tx.update_container("web", |c| c.health = Some(HealthStatus::Starting)))?;
+    // The later schema is really there: new column usable, new indexes and table present.
+    s.transaction(|tx| {
+        tx.update_container("web", |c| c.health = Some(HealthStatus::Starting))?;
+        tx.put_network_attachment("c0ffee", &json!({"complete": true}), 70)
+    })?;
     drop(s);
     let conn = raw(&dir)?;
     assert!(columns(&conn, "containers")?.contains(&"health_status".to_string()));
     assert!(indexes(&conn, "containers")?.contains(&"containers_image_digest".to_string()));
     assert!(indexes(&conn, "events")?.contains(&"events_object".to_string()));
+    assert_eq!(
+        columns(&conn, "network_attachments")?,
+        ["container_id", "record", "updated_at"],
+        "v3 table"
+    );
     let health: String = conn.query_row(
         "SELECT health_status FROM containers WHERE name = 'web'",
         [],

@@ -1,38 +1,489 @@
 //! `agent run` and the commands that talk to the running agent: `ps`, `status`, `inspect`,
 //! `events`, `apply`.
+//!
+//! The client commands find the agent through its socket (`--socket`, env `AGENT_SOCKET`, else
+//! `socket` of the config file, default `/run/agent/agent.sock`). When nothing listens there,
+//! `ps`, `status`, `inspect` and `events` read the store under the state directory instead
+//! (`--state-dir`, env `AGENT_STATE_DIR`, else the config's) and say so on stderr; `apply` needs the
+//! running agent.
 
-use super::Outcome;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Outcome, OutputFormat};
+use crate::api::types::{self, FileStatus, Inspect, PassReport, PsRow, StatusReport};
+use crate::api::{Client, ClientError};
+use crate::reconcile::config::{self, Config, Overrides};
+use crate::reconcile::logging::LogSettings;
+use crate::reconcile::sdnotify::Notifier;
+use crate::store::{Event, Store};
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Directory of manifest files [default: `manifests_dir` of the config, /etc/agent.d].
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// State directory [default: `state_dir` of the config, /var/lib/agent].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Configuration file [default: /etc/agent/config.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// API socket [default: `socket` of the config, /run/agent/agent.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Stop every container when the agent exits (default: leave them running).
+    #[arg(long)]
+    pub stop_containers_on_exit: bool,
+}
+
+/// Where the running agent (or its store) is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientOpts {
+    /// The agent's API socket [env: AGENT_SOCKET; default: from the config file].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// State directory read when the agent is not running [env: AGENT_STATE_DIR; default: from
+    /// the config file].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Configuration file [default: /etc/agent/config.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Args)]
-pub struct PsArgs {}
+pub struct PsArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     pub name: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
 }
 #[derive(Debug, clap::Args)]
-pub struct EventsArgs {}
+pub struct EventsArgs {
+    /// Keep printing new events as they happen.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the newest events to print first.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub client: ClientOpts,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
 #[derive(Debug, clap::Args)]
-pub struct ApplyArgs {}
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
 
-pub fn run(_args: RunArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("run", 7))
+/// Logging for the command about to run: `agent run` follows its config, the rest keep plain
+/// warnings on stderr.
+pub fn log_settings(cli: &super::Cli) -> LogSettings {
+    match &cli.command {
+        super::Command::Run(args) => {
+            let (path, required) = config_path(args.config.as_deref());
+            // A broken config is reported by `run` itself; log with defaults meanwhile.
+            let cfg = Config::load(&path, required).unwrap_or_default();
+            LogSettings {
+                level: cfg.log.level,
+                format: cfg.log.format,
+                daemon: true,
+            }
+        }
+        _ => LogSettings::default(),
+    }
 }
-pub fn ps(_args: PsArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("ps", 7))
+
+fn config_path(given: Option<&Path>) -> (PathBuf, bool) {
+    match given {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(config::DEFAULT_CONFIG_PATH), false),
+    }
 }
-pub fn status(_args: StatusArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("status", 7))
+
+fn load_config(given: Option<&Path>) -> crate::Result<Config> {
+    let (path, required) = config_path(given);
+    Config::load(&path, required).map_err(|e| crate::reconcile::Error::from(e).into())
 }
-pub fn inspect(_args: InspectArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("inspect", 7))
+
+pub fn run(args: RunArgs) -> crate::Result<Outcome> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    cfg.apply_overrides(Overrides {
+        manifests_dir: args.manifests.map(absolute).transpose()?,
+        state_dir: args.state_dir.map(absolute).transpose()?,
+        socket: args.socket.map(absolute).transpose()?,
+        stop_containers_on_exit: args.stop_containers_on_exit,
+    });
+    // SAFETY: no thread has been started yet; the runtime is built inside `daemon::run`.
+    let notifier = unsafe { Notifier::from_env() };
+    crate::reconcile::daemon::run(cfg, notifier)?;
+    Ok(Outcome::OK)
 }
-pub fn events(_args: EventsArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("events", 7))
+
+fn absolute(p: PathBuf) -> crate::Result<PathBuf> {
+    std::path::absolute(&p).map_err(|source| crate::Error::Io {
+        context: format!("resolving {}", p.display()),
+        source,
+    })
 }
-pub fn apply(_args: ApplyArgs) -> crate::Result<Outcome> {
-    Err(super::not_yet("apply", 7))
+
+impl ClientOpts {
+    fn resolve(&self) -> crate::Result<(Client, PathBuf)> {
+        let cfg = load_config(self.config.as_deref())?;
+        let socket = self
+            .socket
+            .clone()
+            .or_else(|| std::env::var_os("AGENT_SOCKET").map(PathBuf::from))
+            .unwrap_or(cfg.socket);
+        let state = self
+            .state_dir
+            .clone()
+            .or_else(|| std::env::var_os("AGENT_STATE_DIR").map(PathBuf::from))
+            .unwrap_or(cfg.state_dir);
+        Ok((Client::new(&socket), state))
+    }
+}
+
+/// Asks the agent; when it is not running, reads the store with `offline`.
+fn ask<T: serde::de::DeserializeOwned>(
+    opts: &ClientOpts,
+    path: &str,
+    offline: impl FnOnce(&mut Store) -> crate::Result<T>,
+) -> crate::Result<T> {
+    let (client, state) = opts.resolve()?;
+    match client.call::<T>(false, path) {
+        Ok(v) => Ok(v),
+        Err(ClientError::NotRunning(socket)) => {
+            if !state.join(crate::store::DB_FILE).exists() {
+                return Err(crate::Error::Usage(format!(
+                    "the agent is not running (nothing listens on {}) and {} holds no state",
+                    socket.display(),
+                    state.display()
+                )));
+            }
+            eprintln!(
+                "agent: the agent is not running (nothing listens on {}); showing the state recorded in {}",
+                socket.display(),
+                state.display()
+            );
+            let mut store = Store::open(&state)?;
+            offline(&mut store)
+        }
+        Err(e) => Err(crate::api::Error::from(e).into()),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> crate::Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    // A closed pipe (`agent ps -o json | head`) is not an error.
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    Ok(())
+}
+
+/// "3s", "5m", "2h", "4d".
+pub fn short_duration(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn status_text(r: &PsRow, now: i64) -> String {
+    match (r.state.as_str(), r.started_at, r.finished_at) {
+        ("running", Some(start), _) => format!("up {}", short_duration(now - start)),
+        ("exited" | "stopped-by-user" | "restarting" | "dead", _, Some(end)) => format!(
+            "{} ({}) {} ago",
+            r.state,
+            r.exit_code.map_or("?".to_string(), |c| c.to_string()),
+            short_duration(now - end)
+        ),
+        (state, _, _) => state.to_string(),
+    }
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn short_digest(d: &str) -> String {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d);
+    hex.chars().take(12).collect()
+}
+
+pub fn ps(args: PsArgs) -> crate::Result<Outcome> {
+    let rows: Vec<PsRow> = ask(&args.client, "/v1/ps", |s| Ok(s.transaction(types::ps)?))?;
+    if args.output == OutputFormat::Json {
+        print_json(&rows)?;
+        return Ok(Outcome::OK);
+    }
+    let now = crate::reconcile::pass::now_ms();
+    let mut t = vec![
+        [
+            "NAME", "STATE", "HEALTH", "IMAGE", "PORTS", "STATUS", "RESTARTS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in &rows {
+        t.push(vec![
+            r.name.clone(),
+            r.state.clone(),
+            r.health.clone().unwrap_or_else(|| "-".into()),
+            short_digest(&r.image_digest),
+            if r.ports.is_empty() {
+                "-".into()
+            } else {
+                r.ports.join(",")
+            },
+            status_text(r, now),
+            r.restarts.to_string(),
+        ]);
+    }
+    let _ = write!(std::io::stdout().lock(), "{}", table(&t));
+    Ok(Outcome::OK)
+}
+
+fn time_text(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) if ms > 0 => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
+            humantime::format_rfc3339_seconds(t).to_string()
+        }
+        _ => "never".into(),
+    }
+}
+
+pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
+    let report: StatusReport = ask(&args.client, "/v1/status", |s| {
+        Ok(StatusReport {
+            agent_running: false,
+            files: s.transaction(types::files)?,
+            dir_error: None,
+        })
+    })?;
+    let broken = report.files.iter().any(|f| f.status != "ok") || report.dir_error.is_some();
+    if args.output == OutputFormat::Json {
+        print_json(&report)?;
+    } else {
+        if let Some(e) = &report.dir_error {
+            println!(
+                "manifest directory: error: {e}\n  (nothing is removed while it cannot be read)"
+            );
+        }
+        if report.files.is_empty() {
+            println!("no manifest files");
+        }
+        for f in &report.files {
+            print_file_status(f);
+        }
+    }
+    Ok(if broken { Outcome::FAILED } else { Outcome::OK })
+}
+
+fn print_file_status(f: &FileStatus) {
+    match &f.error {
+        None => println!("{}: ok (last applied {})", f.path, time_text(f.applied_at)),
+        Some(e) => {
+            println!(
+                "{}: error (its last good version stays in force; last applied {})",
+                f.path,
+                time_text(f.applied_at)
+            );
+            for line in e.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+}
+
+pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
+    let name = args.name.clone();
+    let path = format!("/v1/containers/{}", url_escape(&args.name));
+    let i: Inspect = ask(&args.client, &path, move |s| {
+        s.transaction(|tx| types::inspect(tx, &name))?
+            .ok_or_else(|| {
+                crate::Error::Usage(format!("no such container: {name} (see `agent ps`)"))
+            })
+    })?;
+    print_json(&i)?;
+    Ok(Outcome::OK)
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_event(e: &Event, output: OutputFormat) -> bool {
+    let mut out = std::io::stdout().lock();
+    let ok = match output {
+        OutputFormat::Json => serde_json::to_string(e)
+            .map(|s| writeln!(out, "{s}"))
+            .is_ok(),
+        OutputFormat::Text => {
+            let msg = match &e.message {
+                serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("reason") => {
+                    m["reason"].as_str().map(str::to_owned).unwrap_or_default()
+                }
+                serde_json::Value::Object(m) if m.is_empty() => String::new(),
+                v => v.to_string(),
+            };
+            writeln!(
+                out,
+                "{} {} {} {}",
+                time_text(Some(e.time)),
+                e.kind,
+                e.object,
+                msg
+            )
+            .is_ok()
+        }
+    };
+    // Stop following when stdout is gone (`agent events -f | head`).
+    ok && out.flush().is_ok()
+}
+
+pub fn events(args: EventsArgs) -> crate::Result<Outcome> {
+    let (client, state) = args.client.resolve()?;
+    let path = format!(
+        "/v1/events?limit={}&follow={}",
+        args.limit.max(1),
+        args.follow
+    );
+    let output = args.output;
+    let parse_print = |line: &str| match serde_json::from_str::<Event>(line) {
+        Ok(e) => print_event(&e, output),
+        Err(_) => true,
+    };
+    match client.lines(&path, parse_print) {
+        Ok(()) => Ok(Outcome::OK),
+        Err(ClientError::NotRunning(socket)) => {
+            if args.follow {
+                return Err(crate::Error::Usage(format!(
+                    "cannot follow events: the agent is not running (nothing listens on {})",
+                    socket.display()
+                )));
+            }
+            let events = ask(&args.client, "/v1/events", |s| {
+                Ok(s.transaction(|tx| tx.recent_events(None, args.limit.max(1)))?)
+            })?;
+            let _ = state;
+            for e in &events {
+                if !print_event(e, output) {
+                    break;
+                }
+            }
+            Ok(Outcome::OK)
+        }
+        Err(e) => Err(crate::api::Error::from(e).into()),
+    }
+}
+
+pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
+    let (client, _) = args.client.resolve()?;
+    let report: PassReport = client.call(true, "/v1/apply").map_err(|e| match e {
+        ClientError::NotRunning(s) => crate::Error::Usage(format!(
+            "the agent is not running (nothing listens on {}); start it with `agent run`",
+            s.display()
+        )),
+        e => crate::api::Error::from(e).into(),
+    })?;
+    let failed = !report.failed.is_empty() || !report.file_errors.is_empty();
+    if args.output == OutputFormat::Json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "pass {}: {} change(s) applied, {} failed, {} manifest error(s)",
+            report.pass,
+            report.applied.len(),
+            report.failed.len(),
+            report.file_errors.len()
+        );
+        for a in &report.applied {
+            println!("  applied: {a}");
+        }
+        for f in &report.failed {
+            println!("  failed: {f}");
+        }
+        for f in &report.file_errors {
+            println!("  manifest error: {f}");
+        }
+    }
+    Ok(if failed { Outcome::FAILED } else { Outcome::OK })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(short_duration(5_000), "5s");
+        assert_eq!(short_duration(125_000), "2m");
+        assert_eq!(short_duration(7_200_000), "2h");
+        assert_eq!(short_duration(3 * 86_400_000), "3d");
+        assert_eq!(short_duration(-5), "0s");
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["aaa".into(), "b".into(), "c".into()],
+        ]);
+        assert_eq!(t, "A    BB  C\naaa  b   c\n");
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(url_escape("web-1.a_b"), "web-1.a_b");
+        assert_eq!(url_escape("a/b c"), "a%2Fb%20c");
+    }
 }

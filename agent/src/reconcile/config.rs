@@ -544,6 +544,12 @@ format = "json"
     }
 
     #[test]
+    fn packaged_config_is_the_defaults() {
+        let text = include_str!("../../../packaging/config.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
     fn missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope.toml");

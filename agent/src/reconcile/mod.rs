@@ -7,11 +7,18 @@
 //! - [`trigger`]: triggers coalesced so that one pass runs at a time.
 //! - [`watch`]: the manifest directory watcher (settled changes, content hashes).
 //! - [`perms`]: sshd-style ownership and mode checks of manifest files.
+//! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
+//! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
+//! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
 
 pub mod config;
+pub mod daemon;
 pub mod health;
+pub mod logging;
+pub mod pass;
 pub mod perms;
 pub mod restart;
+pub mod sdnotify;
 pub mod trigger;
 pub mod watch;
 
@@ -22,4 +29,10 @@ pub use config::{Config, ConfigError};
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Api(#[from] crate::api::Error),
+    #[error("agent runtime: {0}")]
+    Runtime(String),
 }

@@ -264,7 +264,8 @@ fn diff(old: &Snapshot, new: &Snapshot) -> Changes {
 
 enum Msg {
     Event,
-    Rescan,
+    /// Rescan now; the sender, if any, is told when the scan is done.
+    Rescan(Option<mpsc::Sender<()>>),
     Stop,
 }
 
@@ -315,9 +316,18 @@ impl Watcher {
             .clone()
     }
 
-    /// Asks for a rescan (periodic resync). Returns at once.
+    /// Asks for a rescan. Returns at once.
     pub fn rescan(&self) {
-        let _ = self.tx.send(Msg::Rescan);
+        let _ = self.tx.send(Msg::Rescan(None));
+    }
+
+    /// Rescans and waits until the scan is done (periodic resync, `agent apply`), so that the
+    /// snapshot is current. Blocking: call it off the async runtime.
+    pub fn rescan_and_wait(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Rescan(Some(tx))).is_ok() {
+            let _ = rx.recv();
+        }
     }
 }
 
@@ -377,13 +387,18 @@ fn watch_loop(
 ) {
     let dir = scanner.dir.clone();
     while let Ok(msg) = rx.recv() {
-        let mut rescan_requested = matches!(msg, Msg::Rescan);
+        let mut rescan_requested = false;
+        let mut stop = false;
+        let mut waiters = Vec::new();
         // Drain what queued up meanwhile: one scan serves them all.
-        let mut stop = matches!(msg, Msg::Stop);
-        while let Ok(m) = rx.try_recv() {
+        let mut next = Some(msg);
+        while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
             match m {
                 Msg::Stop => stop = true,
-                Msg::Rescan => rescan_requested = true,
+                Msg::Rescan(w) => {
+                    rescan_requested = true;
+                    waiters.extend(w);
+                }
                 Msg::Event => {}
             }
         }

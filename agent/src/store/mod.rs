@@ -29,6 +29,7 @@
 //!   inserting transaction every `max(1, event_cap / 100)` inserts, so the table holds at most
 //!   `event_cap + event_cap / 100` rows and an insert costs one indexed range delete now and then.
 
+mod attachments;
 mod containers;
 mod events;
 mod images;
@@ -49,6 +50,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+pub use attachments::NetworkAttachment;
 pub use containers::{ContainerRecord, ContainerState, HealthStatus, RuntimeIds};
 pub use events::{Event, NewEvent};
 pub use images::{ImageRecord, LayerRecord};

@@ -266,6 +266,16 @@ impl Tx<'_> {
         )
     }
 
+    /// Every address handed out, by network and container.
+    pub fn all_ip_allocations(&self) -> Result<Vec<IpAllocation>> {
+        self.collect(
+            "SELECT network, ip, container, allocated_at FROM ip_allocations
+             ORDER BY network, container",
+            [],
+            allocation_row,
+        )
+    }
+
     /// Every address handed out in `network`, by container.
     pub fn ip_allocations(&self, network: &str) -> Result<Vec<IpAllocation>> {
         self.collect(

@@ -120,6 +120,23 @@ impl Tx<'_> {
         }
     }
 
+    /// Records `b` in place of the container's binding of the same host address, protocol and
+    /// container port (e.g. a new random host port for the same publication). Conflicts as
+    /// [`Tx::bind_port`].
+    pub fn replace_port_binding(&self, b: &PortBinding) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM port_bindings
+             WHERE container = ?1 AND host_ip = ?2 AND proto = ?3 AND container_port = ?4",
+            params![
+                b.container,
+                ip_text(b.host_ip),
+                b.proto.as_str(),
+                b.container_port
+            ],
+        )?;
+        self.bind_port(b)
+    }
+
     /// Replaces every binding of `container` with `bindings`, all or nothing.
     pub fn set_container_ports(&self, container: &str, bindings: &[PortBinding]) -> Result<()> {
         self.require_container(container)?;

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "container health status; indexes for events by object and containers by image",
         sql: V2,
     },
+    Migration {
+        version: 3,
+        description: "network attachment records of the network driver",
+        sql: V3,
+    },
 ];
 
 /// The schema version this binary writes.
@@ -160,6 +165,17 @@ ALTER TABLE containers ADD COLUMN health_status TEXT
     CHECK (health_status IN ('starting', 'healthy', 'unhealthy'));
 CREATE INDEX containers_image_digest ON containers(image_digest);
 CREATE INDEX events_object ON events(object, id);
+"#;
+
+// Keyed by the runtime container id, without a foreign key: an attachment is recorded before the
+// network plumbing is built and must outlive a half-removed container, so that start-up cleanup
+// can find and undo it.
+const V3: &str = r#"
+CREATE TABLE network_attachments (
+    container_id TEXT PRIMARY KEY NOT NULL,
+    record       TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL
+) STRICT;
 "#;
 
 /// The database's `user_version`.

@@ -820,3 +820,74 @@ fn the_default_cap_trims_in_batches_of_a_hundred() {
     assert_eq!(events::trim_interval(1), 1);
     assert_eq!(events::trim_interval(150), 1);
 }
+
+#[test]
+fn network_attachments_are_kept_by_container_id() -> TestResult {
+    let mut s = Store::open_in_memory()?;
+    let rec = json!({"container_id": "abc", "complete": false, "endpoints": []});
+    s.transaction(|tx| tx.put_network_attachment("abc", &rec, 1))?;
+    let done = json!({"container_id": "abc", "complete": true, "endpoints": []});
+    s.transaction(|tx| {
+        tx.put_network_attachment("abc", &done, 2)?;
+        tx.put_network_attachment("def", &rec, 3)
+    })?;
+    let got = s
+        .transaction(|tx| tx.network_attachment("abc"))?
+        .ok_or("missing")?;
+    assert_eq!((got.record, got.updated_at), (done, 2));
+    let ids: Vec<_> = s
+        .transaction(|tx| tx.network_attachments())?
+        .into_iter()
+        .map(|a| a.container_id)
+        .collect();
+    assert_eq!(ids, ["abc", "def"]);
+    assert!(s.transaction(|tx| tx.remove_network_attachment("abc"))?);
+    assert!(!s.transaction(|tx| tx.remove_network_attachment("abc"))?);
+    Ok(())
+}
+
+#[test]
+fn a_publication_can_move_to_another_host_port() -> TestResult {
+    let mut s = populated()?;
+    s.transaction(|tx| {
+        tx.bind_port(&port("web", [0, 0, 0, 0], 30001))?;
+        tx.bind_port(&PortBinding {
+            container_port: 443,
+            ..port("web", [0, 0, 0, 0], 30002)
+        })?;
+        tx.bind_port(&port("db", [0, 0, 0, 0], 30003))
+    })?;
+    s.transaction(|tx| tx.replace_port_binding(&port("web", [0, 0, 0, 0], 30004)))?;
+    let web: Vec<_> = s
+        .transaction(|tx| tx.container_ports("web"))?
+        .into_iter()
+        .map(|b| (b.host_port, b.container_port))
+        .collect();
+    assert_eq!(web, [(30002, 443), (30004, 80)]);
+    // Moving onto a port someone else holds fails and keeps the old binding.
+    let err = s
+        .transaction(|tx| tx.replace_port_binding(&port("web", [0, 0, 0, 0], 30003)))
+        .err();
+    assert!(
+        matches!(err, Some(Error::PortAlreadyBound { .. })),
+        "{err:?}"
+    );
+    assert_eq!(s.transaction(|tx| tx.container_ports("web"))?.len(), 2);
+
+    s.transaction(|tx| {
+        tx.upsert_network(&network("n2", "br-n2"))?;
+        tx.allocate_ip("n2", "web", candidates(), 1)?;
+        tx.allocate_ip("n1", "web", candidates(), 1)?;
+        tx.allocate_ip("n1", "db", candidates(), 1)
+    })?;
+    let all: Vec<_> = s
+        .transaction(|tx| tx.all_ip_allocations())?
+        .into_iter()
+        .map(|a| format!("{} {} {}", a.network, a.container, a.ip))
+        .collect();
+    assert_eq!(
+        all,
+        ["n1 db 10.77.0.3", "n1 web 10.77.0.2", "n2 web 10.77.0.2"]
+    );
+    Ok(())
+}

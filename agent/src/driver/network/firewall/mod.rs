@@ -30,6 +30,9 @@
 //! see `bridge.rs`), and the source is masqueraded to the bridge address so the container can
 //! answer. This is what Docker does with `userland-proxy: false`; no proxy process is needed.
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod conformance;
 pub mod iptables;
 pub mod nft;
 

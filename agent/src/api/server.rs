@@ -1,0 +1,273 @@
+//! The API server: axum on the agent's Unix socket.
+//!
+//! | method, path                       | answer                                           |
+//! |------------------------------------|--------------------------------------------------|
+//! | `GET /v1/ps`                       | `[PsRow]`                                        |
+//! | `GET /v1/status`                   | `StatusReport`                                   |
+//! | `GET /v1/containers/{name}`        | `Inspect`, 404 if there is no such container     |
+//! | `GET /v1/events?after=&limit=&follow=` | JSON lines (`application/x-ndjson`) of `Event`; with `follow=true` the stream stays open and new events follow |
+//! | `POST /v1/apply`                   | `PassReport` of a pass that started after the request |
+//!
+//! Errors are `{"error": "..."}` with a 4xx/5xx status. The socket is created `0600` (root only):
+//! whoever can talk to it can make the agent run containers.
+
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use super::Error;
+use super::types::{self, ErrorBody, PassReport, StatusReport};
+use crate::reconcile::trigger::{Trigger, Triggers};
+use crate::store::Store;
+
+/// What the handlers need from the running agent.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Mutex<Store>>,
+    pub triggers: Triggers<PassReport>,
+    /// The newest event id; bumped by the agent whenever it appends events.
+    pub events: watch::Receiver<i64>,
+    /// Set to true when the agent shuts down: open event streams end.
+    pub shutdown: watch::Receiver<bool>,
+    /// The manifest directory's own error, if it cannot be read.
+    pub dir_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+}
+
+/// Creates the socket at `path` (its directory `0755` if missing), refusing when another agent
+/// answers on it and replacing a stale one.
+pub async fn bind(path: &Path) -> Result<UnixListener, Error> {
+    let io = |op: &'static str, source: std::io::Error| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| io("create directory for", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io("chmod directory of", e))?;
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(Error::SocketInUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(|e| io("remove stale socket", e))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| io("bind", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("chmod", e))?;
+    Ok(listener)
+}
+
+/// The routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/ps", get(ps))
+        .route("/v1/status", get(status))
+        .route("/v1/containers/{name}", get(inspect))
+        .route("/v1/events", get(events))
+        .route("/v1/apply", post(apply))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(ErrorBody { error: msg.into() })).into_response()
+}
+
+/// Runs `f` on the store in a blocking thread.
+async fn with_store<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&crate::store::Tx<'_>) -> crate::store::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let store = state.store.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
+        guard.transaction(f)
+    })
+    .await;
+    match joined {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn ps(State(state): State<ApiState>) -> Response {
+    match with_store(&state, types::ps).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let dir_error = (state.dir_error)();
+    match with_store(&state, types::files).await {
+        Ok(files) => Json(StatusReport {
+            agent_running: true,
+            files,
+            dir_error,
+        })
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn inspect(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
+    let n = name.clone();
+    match with_store(&state, move |tx| types::inspect(tx, &n)).await {
+        Ok(Some(i)) => Json(i).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no such container: {name} (see `agent ps`)"),
+        ),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    /// Only events with a larger id.
+    after: Option<i64>,
+    /// Without `after`: the newest `limit` events (default 100).
+    limit: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+fn ndjson(events: &[crate::store::Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        if serde_json::to_writer(&mut out, e).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+async fn events(State(state): State<ApiState>, Query(q): Query<EventsQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let first = match q.after {
+        Some(after) => with_store(&state, move |tx| tx.events_after(Some(after), limit)).await,
+        None => with_store(&state, move |tx| tx.recent_events(None, limit)).await,
+    };
+    let first = match first {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut last = first.last().map(|e| e.id).or(q.after).unwrap_or(0);
+    if !q.follow {
+        return (
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            ndjson(&first),
+        )
+            .into_response();
+    }
+    if first.is_empty() && q.after.is_none() {
+        // Follow from "now": the newest id, even when the backlog asked for was empty.
+        last = *state.events.borrow();
+    }
+    let head = ndjson(&first);
+    let stream = async_stream(state, last, head);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The follow stream: the backlog, then new events as the agent appends them, until shutdown or
+/// the client goes away.
+fn async_stream(
+    state: ApiState,
+    last: i64,
+    head: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, Infallible>> + Send {
+    struct S {
+        events: watch::Receiver<i64>,
+        shutdown: watch::Receiver<bool>,
+        state: ApiState,
+        last: i64,
+        head: Option<Vec<u8>>,
+    }
+    futures_util::stream::unfold(
+        S {
+            events: state.events.clone(),
+            shutdown: state.shutdown.clone(),
+            state,
+            last,
+            head: Some(head),
+        },
+        |mut s| async move {
+            if let Some(h) = s.head.take()
+                && !h.is_empty()
+            {
+                return Some((Ok(h), s));
+            }
+            loop {
+                if *s.shutdown.borrow_and_update() {
+                    return None;
+                }
+                // Marked seen before the query: an event appended after it wakes us below.
+                s.events.borrow_and_update();
+                let after = s.last;
+                let batch = with_store(&s.state, move |tx| tx.events_after(Some(after), 1000))
+                    .await
+                    .ok()?;
+                if let Some(e) = batch.last() {
+                    s.last = e.id;
+                    return Some((Ok(ndjson(&batch)), s));
+                }
+                // Wait for news, with a poll as a safety net.
+                tokio::select! {
+                    r = s.events.changed() => {
+                        if r.is_err() {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    }
+                    r = s.shutdown.changed() => {
+                        if r.is_err() {
+                            return None;
+                        }
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        },
+    )
+}
+
+async fn apply(State(state): State<ApiState>) -> Response {
+    let rx = state.triggers.fire_and_wait(Trigger::Api);
+    match rx.await {
+        Ok(report) => Json(report).into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent is shutting down; the request was not served",
+        ),
+    }
+}

@@ -1,0 +1,355 @@
+//! Field-level differences between two effective configs, as the reason strings the plan shows:
+//! `env.LOG_LEVEL info -> debug`, `image sha256:ab12cd34ef56.. -> sha256:cd34ab12ef56..`,
+//! `ports -8080:80/tcp +9090:80/tcp`. Only called for objects whose hashes differ.
+//!
+//! Shapes:
+//! - a scalar: `field old -> new`, `(unset)` for an absent value;
+//! - a map entry: `field.KEY old -> new`;
+//! - a set (ports, mounts, links, ...): `field +added -removed`;
+//! - an ordered list (command, dns): `field [a, b] -> [c]`.
+//!
+//! Values longer than [`MAX_VALUE`] characters are cut with `...`; digests are shown as
+//! `sha256:` and 12 hex digits. Reasons are sorted by field name.
+
+use std::collections::BTreeMap;
+use std::fmt::{Display, Write};
+
+use super::effective::{
+    EffectiveContainer, EffectiveNetwork, EffectiveResources, EffectiveVolume, FixedConfig,
+    LiveConfig,
+};
+use crate::manifest::{Healthcheck, MemorySwap, RestartPolicy};
+
+/// Longest value shown in a reason.
+pub const MAX_VALUE: usize = 60;
+
+/// What differs between two container configs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerDiff {
+    /// Differences that need a new container (image digest included).
+    pub fixed: Vec<String>,
+    /// Differences the agent can apply in place.
+    pub live: Vec<String>,
+}
+
+impl ContainerDiff {
+    pub fn is_empty(&self) -> bool {
+        self.fixed.is_empty() && self.live.is_empty()
+    }
+    /// Every reason, fixed then live, each group sorted.
+    pub fn all(&self) -> Vec<String> {
+        self.fixed.iter().chain(&self.live).cloned().collect()
+    }
+}
+
+/// Compares two container configs field by field.
+pub fn container(old: &EffectiveContainer, new: &EffectiveContainer) -> ContainerDiff {
+    let mut fixed = Vec::new();
+    if old.image.digest != new.image.digest {
+        match (&old.image.digest, &new.image.digest) {
+            (Some(o), None) => fixed.push(format!(
+                "image {}: digest known after fetch (running {})",
+                new.image.key,
+                short_digest(o)
+            )),
+            (o, n) => fixed.push(format!(
+                "image {} -> {}",
+                opt_digest(o.as_deref()),
+                opt_digest(n.as_deref())
+            )),
+        }
+    }
+    fixed_fields(&mut fixed, &old.fixed, &new.fixed);
+    fixed.sort();
+    let mut live = Vec::new();
+    live_fields(&mut live, &old.live, &new.live);
+    live.sort();
+    ContainerDiff { fixed, live }
+}
+
+fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
+    list(
+        out,
+        "entrypoint",
+        o.entrypoint.as_deref(),
+        n.entrypoint.as_deref(),
+    );
+    list(out, "command", o.command.as_deref(), n.command.as_deref());
+    scalar(
+        out,
+        "workingDir",
+        o.working_dir.as_ref().map(|p| p.display().to_string()),
+        n.working_dir.as_ref().map(|p| p.display().to_string()),
+    );
+    scalar(out, "user", o.user.as_ref(), n.user.as_ref());
+    scalar(out, "hostname", Some(&o.hostname), Some(&n.hostname));
+    map(out, "env", &o.env, &n.env);
+    map(out, "labels", &o.labels, &n.labels);
+    set(out, "ports", &o.ports, &n.ports);
+    set(out, "volumes", &o.mounts, &n.mounts);
+    set(out, "volumesFrom", &o.volumes_from, &n.volumes_from);
+    set(out, "links", &o.links, &n.links);
+    map(out, "ulimits", &o.ulimits, &n.ulimits);
+    scalar(
+        out,
+        "readOnlyRootFilesystem",
+        Some(o.read_only_root_filesystem),
+        Some(n.read_only_root_filesystem),
+    );
+    set(out, "capAdd", &o.cap_add, &n.cap_add);
+    set(out, "capDrop", &o.cap_drop, &n.cap_drop);
+    map(out, "sysctls", &o.sysctls, &n.sysctls);
+    scalar(
+        out,
+        "networkMode",
+        Some(&o.network_mode),
+        Some(&n.network_mode),
+    );
+    set(out, "networks", &o.networks, &n.networks);
+    list(out, "dns", Some(&o.dns), Some(&n.dns));
+    list(out, "dnsSearch", Some(&o.dns_search), Some(&n.dns_search));
+    let hosts = |v: &[crate::manifest::ExtraHost]| -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|h| format!("{}:{}", h.host, h.ip)).collect();
+        v.sort();
+        v
+    };
+    set(
+        out,
+        "extraHosts",
+        &hosts(&o.extra_hosts),
+        &hosts(&n.extra_hosts),
+    );
+}
+
+fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {
+    scalar(
+        out,
+        "restart",
+        Some(restart(&o.restart)),
+        Some(restart(&n.restart)),
+    );
+    resources(out, &o.resources, &n.resources);
+    healthcheck(out, o.healthcheck.as_ref(), n.healthcheck.as_ref());
+    scalar(out, "stopSignal", o.stop_signal, n.stop_signal);
+    scalar(
+        out,
+        "stopGracePeriod",
+        Some(o.stop_grace_period),
+        Some(n.stop_grace_period),
+    );
+}
+
+/// `no`, `always`, `on-failure`, `on-failure:5`, `unless-stopped`.
+pub fn restart(r: &RestartPolicy) -> String {
+    match r {
+        RestartPolicy::No => "no".into(),
+        RestartPolicy::Always => "always".into(),
+        RestartPolicy::OnFailure { max_retries: None } => "on-failure".into(),
+        RestartPolicy::OnFailure {
+            max_retries: Some(n),
+        } => format!("on-failure:{n}"),
+        RestartPolicy::UnlessStopped => "unless-stopped".into(),
+    }
+}
+
+fn resources(out: &mut Vec<String>, o: &EffectiveResources, n: &EffectiveResources) {
+    scalar(out, "resources.memory", o.memory, n.memory);
+    scalar(
+        out,
+        "resources.memoryReservation",
+        o.memory_reservation,
+        n.memory_reservation,
+    );
+    let swap = |s: Option<MemorySwap>| {
+        s.map(|s| match s {
+            MemorySwap::Limit(b) => b.to_string(),
+            MemorySwap::Unlimited => "unlimited".to_string(),
+        })
+    };
+    scalar(
+        out,
+        "resources.memorySwap",
+        swap(o.memory_swap),
+        swap(n.memory_swap),
+    );
+    scalar(
+        out,
+        "resources.cpus",
+        o.nano_cpus.map(cpus),
+        n.nano_cpus.map(cpus),
+    );
+    scalar(out, "resources.cpuShares", o.cpu_shares, n.cpu_shares);
+    scalar(
+        out,
+        "resources.cpuset",
+        o.cpuset.as_ref(),
+        n.cpuset.as_ref(),
+    );
+    scalar(out, "resources.pids", o.pids, n.pids);
+}
+
+/// Nano-CPUs as a decimal number of CPUs: `500000000` -> `0.5`.
+pub fn cpus(nano: u64) -> String {
+    let whole = nano / 1_000_000_000;
+    let frac = nano % 1_000_000_000;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let f = format!("{frac:09}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+fn healthcheck(out: &mut Vec<String>, o: Option<&Healthcheck>, n: Option<&Healthcheck>) {
+    match (o, n) {
+        (None, None) => {}
+        (Some(o), Some(n)) => {
+            list(
+                out,
+                "healthcheck.command",
+                Some(&o.command),
+                Some(&n.command),
+            );
+            scalar(
+                out,
+                "healthcheck.interval",
+                Some(o.interval),
+                Some(n.interval),
+            );
+            scalar(out, "healthcheck.timeout", Some(o.timeout), Some(n.timeout));
+            scalar(out, "healthcheck.retries", Some(o.retries), Some(n.retries));
+            scalar(
+                out,
+                "healthcheck.startPeriod",
+                Some(o.start_period),
+                Some(n.start_period),
+            );
+        }
+        (o, n) => {
+            let show = |h: Option<&Healthcheck>| {
+                h.map(|h| format!("{} every {}", show_list(&h.command), h.interval))
+            };
+            scalar(out, "healthcheck", show(o), show(n));
+        }
+    }
+}
+
+/// Compares two network configs (name aside).
+pub fn network(o: &EffectiveNetwork, n: &EffectiveNetwork) -> Vec<String> {
+    let mut out = Vec::new();
+    scalar(&mut out, "subnet", Some(o.subnet), Some(n.subnet));
+    scalar(&mut out, "gateway", Some(o.gateway), Some(n.gateway));
+    scalar(&mut out, "bridge", Some(&o.bridge), Some(&n.bridge));
+    scalar(&mut out, "mtu", Some(o.mtu), Some(n.mtu));
+    scalar(&mut out, "icc", Some(o.icc), Some(n.icc));
+    out.sort();
+    out
+}
+
+/// Compares two volume records (name aside).
+pub fn volume(o: &EffectiveVolume, n: &EffectiveVolume) -> Vec<String> {
+    let mut out = Vec::new();
+    let reclaim = |v: &EffectiveVolume| match v.reclaim {
+        crate::manifest::Reclaim::Retain => "retain",
+        crate::manifest::Reclaim::Delete => "delete",
+    };
+    scalar(&mut out, "reclaim", Some(reclaim(o)), Some(reclaim(n)));
+    map(&mut out, "labels", &o.labels, &n.labels);
+    out.sort();
+    out
+}
+
+/// `sha256:` and the first 12 hex digits, then `..`; other strings as they are.
+pub fn short_digest(d: &str) -> String {
+    match d.split_once(':') {
+        Some((algo, hex)) if hex.len() > 12 => format!("{algo}:{}..", &hex[..12]),
+        _ => d.to_string(),
+    }
+}
+
+fn opt_digest(d: Option<&str>) -> String {
+    d.map_or_else(|| "(not fetched)".to_string(), short_digest)
+}
+
+/// A value for display: cut to [`MAX_VALUE`] characters, `""` for the empty string.
+pub fn show<T: Display>(v: T) -> String {
+    let s = v.to_string();
+    if s.is_empty() {
+        return "\"\"".into();
+    }
+    if s.chars().count() > MAX_VALUE {
+        let cut: String = s.chars().take(MAX_VALUE - 3).collect();
+        return format!("{cut}...");
+    }
+    s
+}
+
+fn show_opt<T: Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "(unset)".to_string(), show)
+}
+
+fn scalar<T: Display + PartialEq>(out: &mut Vec<String>, field: &str, o: Option<T>, n: Option<T>) {
+    if o != n {
+        out.push(format!("{field} {} -> {}", show_opt(o), show_opt(n)));
+    }
+}
+
+fn show_list<T: Display>(v: &[T]) -> String {
+    let mut s = String::from("[");
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{x}");
+    }
+    s.push(']');
+    show(s)
+}
+
+fn list<T: Display + PartialEq>(
+    out: &mut Vec<String>,
+    field: &str,
+    o: Option<&[T]>,
+    n: Option<&[T]>,
+) {
+    if o != n {
+        let f = |v: Option<&[T]>| v.map_or_else(|| "(unset)".to_string(), show_list);
+        out.push(format!("{field} {} -> {}", f(o), f(n)));
+    }
+}
+
+/// Sorted sets: `field +a +b -c`.
+fn set<T: Display + Ord>(out: &mut Vec<String>, field: &str, o: &[T], n: &[T]) {
+    if o == n {
+        return;
+    }
+    let mut s = field.to_string();
+    for x in n.iter().filter(|x| o.binary_search(x).is_err()) {
+        let _ = write!(s, " +{}", show(x));
+    }
+    for x in o.iter().filter(|x| n.binary_search(x).is_err()) {
+        let _ = write!(s, " -{}", show(x));
+    }
+    out.push(s);
+}
+
+fn map<V: Display + PartialEq>(
+    out: &mut Vec<String>,
+    field: &str,
+    o: &BTreeMap<String, V>,
+    n: &BTreeMap<String, V>,
+) {
+    if o == n {
+        return;
+    }
+    for (k, nv) in n {
+        match o.get(k) {
+            Some(ov) if ov == nv => {}
+            ov => out.push(format!("{field}.{k} {} -> {}", show_opt(ov), show(nv))),
+        }
+    }
+    for (k, ov) in o {
+        if !n.contains_key(k) {
+            out.push(format!("{field}.{k} {} -> (unset)", show(ov)));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Planner scenarios and reason strings (the property tests are in `proptests.rs`).
+
+use super::testkit::*;
+use super::*;
+use crate::store::ContainerState;
+
+/// Plans, applies, and checks that a second plan is empty; returns the first plan's summaries.
+fn converge(inputs: &[FileInput], actual: &mut Actual) -> Vec<String> {
+    let d = desired(inputs, actual);
+    let p = plan(&d, actual);
+    assert_eq!(p, plan(&d, actual), "plan is not deterministic");
+    apply(actual, &p, inputs);
+    let again = plan(&desired(inputs, actual), actual);
+    assert!(
+        again.is_empty(),
+        "second plan not empty: {:#?}",
+        again.steps.iter().map(Step::summary).collect::<Vec<_>>()
+    );
+    p.steps.iter().map(Step::summary).collect()
+}
+
+fn set_state(actual: &mut Actual, name: &str, state: ContainerState) {
+    if let Some(c) = actual.containers.get_mut(name) {
+        c.state = state;
+    }
+}
+
+fn shop() -> String {
+    format!(
+        "{}---\n{}---\n{}",
+        volume("data", "retain"),
+        container("db", "volumes: [\"data:/var/lib/db\"]"),
+        container(
+            "web",
+            "links: [db]\nenv: {LOG_LEVEL: info}\nresources: {memory: 256Mi}"
+        )
+    )
+}
+
+#[test]
+fn empty_desired_and_actual_give_an_empty_plan() {
+    let p = plan(&Desired::default(), &Actual::default());
+    assert!(p.is_empty() && p.held.is_empty());
+}
+
+#[test]
+fn first_apply_orders_fetch_volume_targets_users() {
+    let mut actual = Actual::default();
+    let inputs = loaded_inputs(&[("shop.yaml", &shop())]);
+    let steps = converge(&inputs, &mut actual);
+    assert_eq!(
+        steps,
+        [
+            "pull 127.0.0.1:5000/busybox:latest: needed by db, web",
+            "create data: new in shop.yaml",
+            "create db: new in shop.yaml; image 127.0.0.1:5000/busybox:latest: digest known after fetch",
+            "start db: new container",
+            "create web: new in shop.yaml; image 127.0.0.1:5000/busybox:latest: digest known after fetch",
+            "start web: new container",
+        ]
+    );
+}
+
+#[test]
+fn env_change_recreates_with_field_reason_and_refreshes_nothing_else() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let changed = shop().replace("LOG_LEVEL: info", "LOG_LEVEL: debug");
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
+    assert_eq!(steps, ["recreate web: env.LOG_LEVEL info -> debug"]);
+}
+
+#[test]
+fn memory_change_is_updated_in_place() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let changed = shop().replace("memory: 256Mi", "memory: 512Mi");
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
+    assert_eq!(steps, ["update web: resources.memory 256Mi -> 512Mi"]);
+}
+
+#[test]
+fn recreated_link_target_refreshes_its_users() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let changed = shop().replace("data:/var/lib/db", "data:/srv/db");
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
+    assert_eq!(
+        steps,
+        [
+            "recreate db: volumes +data:/srv/db -data:/var/lib/db",
+            "refresh-links web: link target db recreated: /etc/hosts refreshed",
+        ]
+    );
+}
+
+#[test]
+fn image_digest_change_recreates_users() {
+    let mut actual = Actual::default();
+    let inputs = loaded_inputs(&[("shop.yaml", &shop())]);
+    converge(&inputs, &mut actual);
+    let old = digest_of("127.0.0.1:5000/busybox:latest");
+    actual.images.insert(
+        "127.0.0.1:5000/busybox:latest".into(),
+        format!("sha256:cd34{}", "0".repeat(60)),
+    );
+    let steps = converge(&inputs, &mut actual);
+    let short_old = format!("sha256:{}..", &old[7..19]);
+    assert_eq!(
+        steps,
+        [
+            format!("recreate db: image {short_old} -> sha256:cd3400000000.."),
+            format!("recreate web: image {short_old} -> sha256:cd3400000000.."),
+        ]
+    );
+}
+
+#[test]
+fn deleted_file_removes_users_first_and_keeps_retained_volumes() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let inputs = vec![FileInput {
+        path: "shop.yaml".into(),
+        state: FileState::Deleted,
+    }];
+    let d = desired(&inputs, &actual);
+    let p = plan(&d, &actual);
+    let steps: Vec<String> = p.steps.iter().map(Step::summary).collect();
+    assert_eq!(
+        steps,
+        [
+            "stop web: its file shop.yaml was deleted",
+            "remove web: its file shop.yaml was deleted",
+            "stop db: its file shop.yaml was deleted",
+            "remove db: its file shop.yaml was deleted",
+            "remove 127.0.0.1:5000/busybox:latest: no longer used by any manifest",
+        ]
+    );
+    assert_eq!(
+        p.held,
+        [Held {
+            kind: Some(crate::manifest::Kind::Volume),
+            name: "data".into(),
+            reason: "its manifest is gone; data kept (reclaim: retain)".into()
+        }]
+    );
+    apply(&mut actual, &p, &inputs);
+    assert!(plan(&desired(&inputs, &actual), &actual).is_empty());
+}
+
+#[test]
+fn reclaim_delete_volume_is_removed_after_its_users() {
+    let mut actual = Actual::default();
+    let text = shop().replace("reclaim: retain", "reclaim: delete");
+    converge(&loaded_inputs(&[("shop.yaml", &text)]), &mut actual);
+    let inputs = vec![FileInput {
+        path: "shop.yaml".into(),
+        state: FileState::Deleted,
+    }];
+    let steps = converge(&inputs, &mut actual);
+    assert_eq!(
+        steps.last().map(String::as_str),
+        Some("remove 127.0.0.1:5000/busybox:latest: no longer used by any manifest")
+    );
+    assert!(
+        steps.contains(&"remove data: its file shop.yaml was deleted; reclaim: delete".to_string())
+    );
+    assert!(actual.volumes.is_empty());
+}
+
+#[test]
+fn failed_file_keeps_last_good_objects_untouched() {
+    let mut actual = Actual::default();
+    let good = shop();
+    converge(&loaded_inputs(&[("shop.yaml", &good)]), &mut actual);
+    // The file now fails; its last good version asks for what runs. Even a drifted actual
+    // state (web stopped, db with an old config) is left alone.
+    let last_good = manifests(&[("shop.yaml", &good)]).remove(0).1;
+    let inputs = vec![FileInput {
+        path: "shop.yaml".into(),
+        state: FileState::Failed {
+            error: "shop.yaml:3:1: bad".into(),
+            last_good,
+        },
+    }];
+    set_state(&mut actual, "web", ContainerState::Created);
+    let p = plan(&desired(&inputs, &actual), &actual);
+    assert!(p.is_empty(), "{:?}", p.steps);
+    assert_eq!(p.held.len(), 1);
+    assert!(
+        p.held[0]
+            .reason
+            .contains("failed to load (shop.yaml:3:1: bad)")
+    );
+}
+
+#[test]
+fn missing_file_without_seen_deletion_removes_nothing() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    // The directory reads as empty (say, a mount not up yet): no inputs at all.
+    let p = plan(&desired(&[], &actual), &actual);
+    assert!(p.is_empty(), "{:?}", p.steps);
+    let held: Vec<&str> = p.held.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(held, ["127.0.0.1:5000/busybox:latest", "data", "db", "web"]);
+    let web = p.held.iter().find(|h| h.name == "web").expect("web held");
+    assert_eq!(
+        web.reason,
+        "its file shop.yaml is missing but its deletion was not seen; kept"
+    );
+}
+
+#[test]
+fn stopped_by_user_is_not_started_and_stays_stopped_on_recreate() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    for c in actual.containers.values_mut() {
+        c.state = ContainerState::StoppedByUser;
+    }
+    assert!(
+        plan(
+            &desired(&loaded_inputs(&[("shop.yaml", &shop())]), &actual),
+            &actual
+        )
+        .is_empty()
+    );
+    let changed = shop().replace("LOG_LEVEL: info", "LOG_LEVEL: warn");
+    let inputs = loaded_inputs(&[("shop.yaml", &changed)]);
+    let p = plan(&desired(&inputs, &actual), &actual);
+    assert!(matches!(
+        p.steps[0].change,
+        Change::RecreateContainer { start: false, .. }
+    ));
+    apply(&mut actual, &p, &inputs);
+    assert_eq!(
+        actual.containers["web"].state,
+        ContainerState::StoppedByUser
+    );
+}
+
+#[test]
+fn created_but_never_started_is_started_exited_is_left_to_restart_policy() {
+    let mut actual = Actual::default();
+    let inputs = loaded_inputs(&[("shop.yaml", &shop())]);
+    converge(&inputs, &mut actual);
+    set_state(&mut actual, "db", ContainerState::Exited);
+    set_state(&mut actual, "web", ContainerState::Created);
+    let steps = converge(&inputs, &mut actual);
+    assert_eq!(steps, ["start web: created but never started"]);
+}
+
+#[test]
+fn network_change_tears_down_users_and_recreates_them_after() {
+    let text = format!(
+        "{}---\n{}",
+        network("net", "10.9.0.0/24"),
+        container("web", "networks: [net]")
+    );
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("n.yaml", &text)]), &mut actual);
+    let changed = text.replace("10.9.0.0/24", "10.9.8.0/24");
+    let steps = converge(&loaded_inputs(&[("n.yaml", &changed)]), &mut actual);
+    assert_eq!(
+        steps,
+        [
+            "stop web: network net is recreated",
+            "remove web: network net is recreated",
+            "remove net: gateway 10.9.0.1 -> 10.9.8.1; subnet 10.9.0.0/24 -> 10.9.8.0/24",
+            "create net: gateway 10.9.0.1 -> 10.9.8.1; subnet 10.9.0.0/24 -> 10.9.8.0/24",
+            "create web: network net is recreated",
+            "start web: new container",
+        ]
+    );
+}
+
+#[test]
+fn unlinked_target_is_removed_after_its_user_is_recreated() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let text = format!(
+        "{}---\n{}",
+        volume("data", "retain"),
+        container("web", "env: {LOG_LEVEL: info}\nresources: {memory: 256Mi}")
+    );
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &text)]), &mut actual);
+    assert_eq!(
+        steps,
+        [
+            "recreate web: links -db:db",
+            "stop db: no longer in shop.yaml",
+            "remove db: no longer in shop.yaml",
+        ]
+    );
+}
+
+#[test]
+fn orphans_without_owner_are_removed() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    actual.owners.clear();
+    let steps = converge(&[], &mut actual);
+    assert_eq!(steps[0], "stop web: not in any manifest");
+}
+
+#[test]
+fn reason_strings() {
+    let base = "env: {A: \"1\", GONE: x}\nports: [\"8080:80\"]\ncommand: [a, b]\nrestart: always\n\
+                healthcheck: {command: [/bin/check], interval: 10s}\nresources: {cpus: 0.5}";
+    let table: &[(&str, &str, &[&str])] = &[
+        (
+            "env: {A: \"1\", GONE: x}",
+            "env: {A: \"2\", NEW: z}",
+            &[
+                "env.A 1 -> 2",
+                "env.GONE x -> (unset)",
+                "env.NEW (unset) -> z",
+            ],
+        ),
+        (
+            "ports: [\"8080:80\"]",
+            "ports: [\"127.0.0.1:9090:80/udp\"]",
+            &["ports +127.0.0.1:9090:80/udp -8080:80/tcp"],
+        ),
+        (
+            "command: [a, b]",
+            "command: [c]",
+            &["command [a, b] -> [c]"],
+        ),
+        (
+            "restart: always",
+            "restart: on-failure:3",
+            &["restart always -> on-failure:3"],
+        ),
+        (
+            "interval: 10s",
+            "interval: 1m",
+            &["healthcheck.interval 10s -> 1m"],
+        ),
+        ("cpus: 0.5", "cpus: 1.25", &["resources.cpus 0.5 -> 1.25"]),
+    ];
+    for (from, to, want) in table {
+        let a = container("web", base);
+        let b = container("web", &base.replace(from, to));
+        let d1 = desired(&loaded_inputs(&[("w.yaml", &a)]), &Actual::default());
+        let d2 = desired(&loaded_inputs(&[("w.yaml", &b)]), &Actual::default());
+        let got = diff::container(
+            &d1.containers["web"].value.config,
+            &d2.containers["web"].value.config,
+        )
+        .all();
+        assert_eq!(got, *want, "{from} -> {to}");
+    }
+    assert_eq!(diff::cpus(2_000_000_000), "2");
+    assert_eq!(
+        diff::short_digest(&format!("sha256:{}", "ab".repeat(32))),
+        "sha256:abababababab.."
+    );
+    assert_eq!(diff::show("x".repeat(100)).len(), diff::MAX_VALUE);
+}
+
+#[test]
+fn manifests_round_trip_through_the_store_format() {
+    let objs = manifests(&[("shop.yaml", &shop())]).remove(0).1;
+    let v = store::objects_value(&objs);
+    let rec = crate::store::ManifestFileRecord {
+        path: "shop.yaml".into(),
+        content_hash: None,
+        objects: v,
+        last_error: None,
+        loaded_at: None,
+        applied_at: None,
+    };
+    assert_eq!(store::last_good(&rec).expect("last good"), objs);
+}

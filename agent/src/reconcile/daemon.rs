@@ -1,0 +1,248 @@
+//! `agent run`: the long-running agent.
+//!
+//! Start-up order: open the store (takes the state-directory lock), recover, start the watcher,
+//! bind the API socket, tell systemd `READY=1`, run the start-up pass; then one pass per batch of
+//! triggers until SIGTERM/SIGINT.
+//!
+//! Shutdown: no new pass starts; the pass in progress finishes its current change; the API
+//! socket is removed. Containers keep running (their monitors are separate processes in their own
+//! sessions, and the systemd unit uses `KillMode=process`) unless `stop_containers_on_exit`.
+//!
+//! Threads: a small multi-thread tokio runtime (2 workers) for the API and timers; passes run on
+//! the blocking pool, one at a time; the watcher has its own thread.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Error;
+use super::config::Config;
+use super::pass;
+use super::sdnotify::Notifier;
+use super::trigger::{self, Batch, Trigger, Triggers};
+use super::watch::{WatchTiming, Watcher};
+use crate::api::server::{self, ApiState};
+use crate::api::types::PassReport;
+use crate::store::{self, Store};
+
+/// Runs the agent until a termination signal. Builds its own runtime.
+pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("agent")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    rt.block_on(run_async(config, notifier))
+}
+
+/// Everything a pass needs; lives on the blocking pool while a pass runs.
+pub struct PassContext {
+    pub config: Config,
+    pub store: Arc<Mutex<Store>>,
+    pub watcher: Arc<Watcher>,
+    pub events: watch::Sender<i64>,
+    pub passes: u64,
+}
+
+impl PassContext {
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells event followers about new events.
+    fn bump_events(&self) {
+        let newest = self
+            .store()
+            .transaction(|tx| tx.recent_events(None, 1))
+            .ok()
+            .and_then(|v| v.last().map(|e| e.id));
+        if let Some(id) = newest {
+            self.events.send_if_modified(|cur| {
+                let changed = *cur != id;
+                *cur = id;
+                changed
+            });
+        }
+    }
+
+    /// One pass: load, record file status, (plan, apply).
+    pub fn pass(&mut self, batch_desc: &str, triggers: Vec<String>, rescan: bool) -> PassReport {
+        self.passes += 1;
+        let mut report = PassReport {
+            pass: self.passes,
+            triggers,
+            started_at: pass::now_ms(),
+            ..PassReport::default()
+        };
+        let span = tracing::info_span!("pass", n = self.passes);
+        let _g = span.enter();
+        tracing::debug!(triggers = batch_desc, "pass starts");
+        if rescan {
+            self.watcher.rescan_and_wait();
+        }
+        let snapshot = self.watcher.snapshot();
+        let loaded = pass::load_snapshot(&snapshot);
+        let desired = {
+            let mut store = self.store();
+            pass::record_files(&mut store, &snapshot, &loaded)
+        };
+        match desired {
+            Ok(desired) => {
+                pass::report_errors(&mut report, &desired);
+                if let Err(e) = pass::forget_removed(&mut self.store(), &desired.removed_files) {
+                    report.failed.push(format!("forgetting removed files: {e}"));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record manifest status");
+                report
+                    .failed
+                    .push(format!("recording manifest status: {e}"));
+            }
+        }
+        self.bump_events();
+        report.finished_at = pass::now_ms();
+        tracing::debug!(
+            applied = report.applied.len(),
+            failed = report.failed.len(),
+            "pass done"
+        );
+        report
+    }
+}
+
+async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
+    let store = Store::open_with(
+        &config.state_dir,
+        store::Options {
+            event_cap: u32::try_from(config.event_cap).unwrap_or(u32::MAX),
+            ..store::Options::default()
+        },
+    )?;
+    let store = Arc::new(Mutex::new(store));
+    let (triggers, mut queue) = trigger::channel::<PassReport>();
+
+    let t = triggers.clone();
+    let watcher = Arc::new(Watcher::spawn(
+        &config.manifests_dir,
+        WatchTiming::default(),
+        move |_| t.fire(Trigger::Files),
+    ));
+
+    let newest = store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .transaction(|tx| tx.recent_events(None, 1))?
+        .last()
+        .map(|e| e.id)
+        .unwrap_or(0);
+    let (events_tx, events_rx) = watch::channel(newest);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let listener = server::bind(&config.socket).await?;
+    let w = watcher.clone();
+    let api = ApiState {
+        store: store.clone(),
+        triggers: triggers.clone(),
+        events: events_rx,
+        shutdown: shutdown_rx.clone(),
+        dir_error: Arc::new(move || w.snapshot().dir_error.clone()),
+    };
+    let mut sd = shutdown_rx.clone();
+    let api_task = tokio::spawn(server::serve(listener, api, async move {
+        let _ = sd.wait_for(|v| *v).await;
+    }));
+
+    // Periodic resync: a pass that rescans the directory and repairs drift.
+    let t = triggers.clone();
+    let interval = config.resync_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            t.fire(Trigger::Resync);
+        }
+    });
+
+    // Watchdog keep-alives at half the interval systemd asked for.
+    if let Some(period) = notifier.watchdog() {
+        let n = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                n.keep_alive();
+            }
+        });
+    }
+
+    spawn_signal_handler(triggers.clone())?;
+
+    tracing::info!(
+        manifests = %config.manifests_dir.display(),
+        state = %config.state_dir.display(),
+        socket = %config.socket.display(),
+        "agent started"
+    );
+    notifier.ready();
+    triggers.fire(Trigger::Startup);
+
+    let socket = config.socket.clone();
+    let mut ctx = PassContext {
+        config,
+        store: store.clone(),
+        watcher,
+        events: events_tx,
+        passes: 0,
+    };
+    while let Some(batch) = queue.next_batch().await {
+        ctx = run_batch(ctx, batch).await?;
+    }
+
+    tracing::info!("shutting down");
+    notifier.stopping();
+    let _ = shutdown_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), api_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server"),
+        Err(_) => tracing::warn!("API server did not stop within 5s"),
+        _ => {}
+    }
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("agent stopped; containers keep running");
+    Ok(())
+}
+
+async fn run_batch(mut ctx: PassContext, batch: Batch<PassReport>) -> Result<PassContext, Error> {
+    let desc = batch.describe();
+    let triggers: Vec<String> = batch.triggers.iter().map(ToString::to_string).collect();
+    // The timer and `agent apply` look at the directory afresh (drift, missed events).
+    let rescan = batch
+        .triggers
+        .iter()
+        .any(|t| matches!(t, Trigger::Resync | Trigger::Api));
+    let (ctx, report) = tokio::task::spawn_blocking(move || {
+        let report = ctx.pass(&desc, triggers, rescan);
+        (ctx, report)
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("reconcile pass panicked: {e}")))?;
+    batch.complete(report);
+    Ok(ctx)
+}
+
+fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Runtime(e.to_string()))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing the current change, then exiting"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing the current change, then exiting"),
+        }
+        triggers.close();
+    });
+    Ok(())
+}

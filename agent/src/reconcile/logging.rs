@@ -1,0 +1,212 @@
+//! Logging set-up (tracing-subscriber), chosen by where the output goes.
+//!
+//! - On a terminal: human-readable lines with colours.
+//! - Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`): plain lines without
+//!   a timestamp (journald adds its own) prefixed with the syslog priority (`<3>` error ... `<7>`
+//!   debug), which journald turns into the entry's priority, so `journalctl -p warning` works.
+//! - Anywhere else (a pipe, a file, a log shipper): one JSON object per line.
+//!
+//! `log.format` in the config forces one of them. The level comes from `RUST_LOG` when it is
+//! set, else from `log.level` (default `info`). Only `agent run` uses these rules; the short-lived
+//! commands keep plain human-readable warnings on stderr.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::config::LogFormat;
+
+/// What `main` needs to set up logging.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// The filter when `RUST_LOG` is not set.
+    pub level: String,
+    pub format: LogFormat,
+    /// `agent run`: apply [`LogFormat::Auto`]'s detection. Other commands: human-readable.
+    pub daemon: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Human,
+            daemon: false,
+        }
+    }
+}
+
+/// The format `Auto` resolves to here and now.
+pub fn resolve(format: LogFormat, daemon: bool) -> LogFormat {
+    match format {
+        LogFormat::Auto if !daemon => LogFormat::Human,
+        LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Human,
+        LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Json,
+        other => other,
+    }
+}
+
+/// Whether stderr is the journal stream systemd named in `JOURNAL_STREAM` (`dev:inode`).
+fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(m) => m.dev() == dev && m.ino() == ino,
+        Err(_) => false,
+    }
+}
+
+/// Installs the global subscriber. Safe to call once; later calls do nothing.
+pub fn init(settings: &LogSettings) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::builder().parse_lossy(v),
+        _ => EnvFilter::builder().parse_lossy(&settings.level),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match resolve(settings.format, settings.daemon) {
+        LogFormat::Human | LogFormat::Auto => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+        LogFormat::Journald => builder
+            .with_ansi(false)
+            .event_format(JournaldFormat)
+            .try_init(),
+    };
+}
+
+/// `<prio>target: message key=value ...` lines for journald.
+pub struct JournaldFormat;
+
+/// syslog priority of a tracing level.
+pub fn syslog_priority(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JournaldFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        write!(
+            writer,
+            "<{}>{}: ",
+            syslog_priority(meta.level()),
+            meta.target()
+        )?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                write!(writer, "{}", span.name())?;
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, "{{{fields}}}")?;
+                }
+                write!(writer, ": ")?;
+            }
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn journald_lines_carry_the_priority() {
+        let buf = Buf::default();
+        let b2 = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || b2.clone())
+            .with_ansi(false)
+            .event_format(JournaldFormat)
+            .with_max_level(Level::DEBUG)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("pass", n = 3);
+            let _g = span.enter();
+            tracing::warn!(container = "web", "restart failed");
+            tracing::debug!("detail");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].starts_with("<4>agent::reconcile::logging::tests: pass{n=3}: "),
+            "{out}"
+        );
+        assert!(
+            lines[0].ends_with("restart failed container=\"web\""),
+            "{out}"
+        );
+        assert!(lines[1].starts_with("<7>"), "{out}");
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(syslog_priority(&Level::ERROR), 3);
+        assert_eq!(syslog_priority(&Level::WARN), 4);
+        assert_eq!(syslog_priority(&Level::INFO), 6);
+        assert_eq!(syslog_priority(&Level::TRACE), 7);
+    }
+
+    #[test]
+    fn auto_is_human_for_short_commands() {
+        assert_eq!(resolve(LogFormat::Auto, false), LogFormat::Human);
+        assert_eq!(resolve(LogFormat::Json, false), LogFormat::Json);
+        // Under `cargo test` stderr is not the journal.
+        assert!(!stderr_is_journal() || std::env::var_os("JOURNAL_STREAM").is_some());
+    }
+}

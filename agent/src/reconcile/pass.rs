@@ -1,0 +1,226 @@
+//! One reconcile pass: load the settled manifest snapshot, record each file's status, work out
+//! the desired state (with the last good version of broken files), and apply the difference.
+//!
+//! File bookkeeping (the store's `manifest_files` table):
+//! - A file that loads records its content hash and objects (its "last good version").
+//! - A file that fails to load (bad YAML, invalid, refused by the permission check) records the
+//!   error with file:line; its last good objects stay in the desired state, so its containers keep
+//!   running as they were.
+//! - A file that is gone (and the directory itself was readable) is forgotten once the removal of
+//!   its objects was applied. An unreadable directory removes nothing.
+//! - Rows are only written when something changed, so an idle agent's periodic resync does not
+//!   write to the disk.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::watch::Snapshot;
+use crate::api::types::PassReport;
+use crate::manifest::{self, Diagnostic, FileResult, Manifest};
+use crate::store::{ManifestFileRecord, NewEvent, Store, Tx};
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Appends an event.
+pub fn event(
+    tx: &Tx<'_>,
+    kind: &str,
+    object: &str,
+    message: serde_json::Value,
+) -> crate::store::Result<i64> {
+    tx.append_event(&NewEvent {
+        time: now_ms(),
+        kind: kind.into(),
+        object: object.into(),
+        message,
+    })
+}
+
+/// The desired objects of one file and where they came from.
+#[derive(Debug, Clone)]
+pub struct DesiredFile {
+    pub path: PathBuf,
+    pub objects: Vec<Manifest>,
+    /// True when the file failed to load and these are its last good objects.
+    pub stale: bool,
+}
+
+/// What the manifests ask for, file by file.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub files: Vec<DesiredFile>,
+    /// Recorded files that are gone from the directory.
+    pub removed_files: Vec<String>,
+    /// Load errors, one line each (`file:line:col: ...`).
+    pub errors: Vec<String>,
+}
+
+/// Loads the snapshot into typed objects; refused or unreadable files become failed files.
+pub fn load_snapshot(snapshot: &Snapshot) -> manifest::Loaded {
+    let mut sources = Vec::new();
+    let mut refused = Vec::new();
+    for f in snapshot.files.values() {
+        match &f.content {
+            Ok(bytes) => sources.push((f.path.clone(), bytes.to_vec())),
+            Err(e) => refused.push(FileResult {
+                path: f.path.clone(),
+                sha256: String::new(),
+                outcome: Err(vec![Diagnostic {
+                    file: f.path.clone(),
+                    line: 1,
+                    column: 1,
+                    field: String::new(),
+                    message: e.clone(),
+                    related: None,
+                }]),
+                declared: Vec::new(),
+            }),
+        }
+    }
+    let mut loaded = manifest::Loaded::from_sources(sources);
+    loaded.files.extend(refused);
+    loaded.files.sort_by(|a, b| a.path.cmp(&b.path));
+    loaded
+}
+
+fn diagnostics_text(d: &[Diagnostic]) -> String {
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Records every file's load status (only what changed, with an event each) and returns the
+/// desired state.
+pub fn record_files(
+    store: &mut Store,
+    snapshot: &Snapshot,
+    loaded: &manifest::Loaded,
+) -> crate::store::Result<Desired> {
+    let now = now_ms();
+    store.transaction(|tx| {
+        let recorded: BTreeMap<String, ManifestFileRecord> = tx
+            .manifest_files()?
+            .into_iter()
+            .map(|m| (m.path.clone(), m))
+            .collect();
+        let mut desired = Desired::default();
+        for f in &loaded.files {
+            let path = f.path.to_string_lossy().into_owned();
+            let old = recorded.get(&path);
+            match &f.outcome {
+                Ok(objects) => {
+                    let manifests: Vec<Manifest> =
+                        objects.iter().map(|o| o.manifest.clone()).collect();
+                    let unchanged = old.is_some_and(|o| {
+                        o.last_error.is_none() && o.content_hash.as_deref() == Some(&f.sha256)
+                    });
+                    if !unchanged {
+                        let value = serde_json::to_value(&manifests).map_err(|e| {
+                            crate::store::Error::Invalid {
+                                what: format!("manifest {path}"),
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        tx.record_manifest_loaded(&path, &f.sha256, &value, now)?;
+                        event(
+                            tx,
+                            "manifest.loaded",
+                            &format!("file:{path}"),
+                            json!({"sha256": f.sha256, "objects": manifests.len()}),
+                        )?;
+                    }
+                    desired.files.push(DesiredFile {
+                        path: f.path.clone(),
+                        objects: manifests,
+                        stale: false,
+                    });
+                }
+                Err(diags) => {
+                    let text = diagnostics_text(diags);
+                    if old.and_then(|o| o.last_error.as_deref()) != Some(text.as_str()) {
+                        tx.record_manifest_error(&path, &text, now)?;
+                        event(tx, "manifest.error", &format!("file:{path}"), json!({"error": text}))?;
+                        tracing::warn!(file = %path, "manifest file failed to load; its last good version stays in force:\n{text}");
+                    }
+                    desired.errors.extend(diags.iter().map(ToString::to_string));
+                    // The last good version, if there ever was one.
+                    let last_good: Vec<Manifest> = old
+                        .map(|o| serde_json::from_value(o.objects.clone()).unwrap_or_default())
+                        .unwrap_or_default();
+                    desired.files.push(DesiredFile {
+                        path: f.path.clone(),
+                        objects: last_good,
+                        stale: true,
+                    });
+                }
+            }
+        }
+        if snapshot.dir_error.is_none() {
+            for path in recorded.keys() {
+                if !loaded.files.iter().any(|f| f.path.to_string_lossy() == path.as_str()) {
+                    desired.removed_files.push(path.clone());
+                }
+            }
+        } else {
+            // Unknown, not gone: keep every recorded file's last good objects.
+            for (path, rec) in &recorded {
+                if !loaded.files.iter().any(|f| f.path.to_string_lossy() == path.as_str()) {
+                    desired.files.push(DesiredFile {
+                        path: PathBuf::from(path),
+                        objects: serde_json::from_value(rec.objects.clone()).unwrap_or_default(),
+                        stale: true,
+                    });
+                }
+            }
+        }
+        Ok(desired)
+    })
+}
+
+/// Forgets files whose removal was applied.
+pub fn forget_removed(store: &mut Store, removed: &[String]) -> crate::store::Result<()> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    store.transaction(|tx| {
+        for path in removed {
+            if tx.delete_manifest_file(path)? {
+                event(tx, "manifest.removed", &format!("file:{path}"), json!({}))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Marks the files whose objects were applied.
+pub fn mark_applied(store: &mut Store, desired: &Desired) -> crate::store::Result<()> {
+    let now = now_ms();
+    store.transaction(|tx| {
+        for f in desired.files.iter().filter(|f| !f.stale) {
+            let path = f.path.to_string_lossy();
+            let rec = tx.manifest_file(&path)?;
+            // Only after the content changed since the last apply: no idle writes.
+            if rec.is_some_and(|r| {
+                r.applied_at
+                    .is_none_or(|a| r.loaded_at.is_some_and(|l| l > a))
+            }) {
+                tx.record_manifest_applied(&path, now)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Fills in the report's file errors.
+pub fn report_errors(report: &mut PassReport, desired: &Desired) {
+    report.file_errors = desired.errors.clone();
+}

@@ -1,0 +1,81 @@
+//! The systemd unit and the install script in packaging/.
+
+use std::process::Command;
+
+fn unit_text() -> String {
+    let p = agent_e2e::workspace_root().join("packaging/agent.service");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn unit_has_the_settings_the_agent_relies_on() {
+    let text = unit_text();
+    let settings: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .collect();
+    for want in [
+        "Type=notify",
+        "KillMode=process",
+        "Restart=on-failure",
+        "WatchdogSec=30s",
+        "NotifyAccess=main",
+    ] {
+        assert!(
+            settings.contains(&want),
+            "{want} missing from agent.service"
+        );
+    }
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let bin = agent_e2e::agent_bin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("agent.service");
+    let text = unit_text().replace("/usr/local/bin/agent", &bin.to_string_lossy());
+    std::fs::write(&unit, text).expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Warnings about the host's other units are not ours; only lines naming this unit count.
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("agent.service"))
+        .collect();
+    assert!(ours.is_empty(), "systemd-analyze verify:\n{stderr}");
+}
+
+#[test]
+fn install_script_is_valid_shell_and_refuses_a_missing_binary() {
+    let script = agent_e2e::workspace_root().join("packaging/install.sh");
+    let st = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .expect("bash -n");
+    assert!(st.success());
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["--binary", "/nonexistent/agent", "--no-start"])
+        .output()
+        .expect("install.sh");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/agent is missing") || stderr.contains("run as root"),
+        "{stderr}"
+    );
+}
