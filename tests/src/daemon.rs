@@ -97,6 +97,19 @@ impl Daemon {
         self.child = Some(cmd.spawn().expect("spawn agent run"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            // Only ask once the socket exists: `ps` would read the store meanwhile.
+            if !self.socket.exists() {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    panic!("agent run exited early ({status}):\n{}", self.log_text());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "agent did not start within 20s:\n{}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             let out = self.cli(&["ps"]);
             if out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("not running")
             {

@@ -11,15 +11,18 @@
 //! Threads: a small multi-thread tokio runtime (2 workers) for the API and timers; passes run on
 //! the blocking pool, one at a time; the watcher has its own thread.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::Error;
 use super::config::Config;
 use super::pass;
+use super::restart::Occasion;
 use super::sdnotify::Notifier;
+use super::supervise::{Finding, Supervisor};
 use super::trigger::{self, Batch, Trigger, Triggers};
 use super::watch::{WatchTiming, Watcher};
 use crate::api::server::{self, ApiState};
@@ -43,7 +46,10 @@ pub struct PassContext {
     pub store: Arc<Mutex<Store>>,
     pub watcher: Arc<Watcher>,
     pub events: watch::Sender<i64>,
+    pub supervisor: Supervisor,
     pub passes: u64,
+    /// Restart timers already scheduled, so that each is scheduled once.
+    pub scheduled: HashMap<String, Instant>,
 }
 
 impl PassContext {
@@ -68,7 +74,13 @@ impl PassContext {
     }
 
     /// One pass: load, record file status, (plan, apply).
-    pub fn pass(&mut self, batch_desc: &str, triggers: Vec<String>, rescan: bool) -> PassReport {
+    pub fn pass(
+        &mut self,
+        batch_desc: &str,
+        triggers: Vec<String>,
+        rescan: bool,
+        startup: bool,
+    ) -> PassReport {
         self.passes += 1;
         let mut report = PassReport {
             pass: self.passes,
@@ -102,6 +114,7 @@ impl PassContext {
                     .push(format!("recording manifest status: {e}"));
             }
         }
+        self.supervise(&mut report, startup);
         self.bump_events();
         report.finished_at = pass::now_ms();
         tracing::debug!(
@@ -113,14 +126,112 @@ impl PassContext {
     }
 }
 
+impl PassContext {
+    /// Exits, restart policies and due restarts (see [`super::supervise`]).
+    fn supervise(&mut self, report: &mut PassReport, startup: bool) {
+        let occasion = if startup {
+            Occasion::AgentStart
+        } else {
+            Occasion::Exited
+        };
+        let store = self.store.clone();
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut findings = match self.supervisor.check(&mut store, occasion) {
+            Ok(f) => f,
+            Err(e) => {
+                report.failed.push(format!("checking containers: {e}"));
+                Vec::new()
+            }
+        };
+        match self.supervisor.restart_due(&mut store) {
+            Ok(f) => findings.extend(f),
+            Err(e) => report.failed.push(format!("restarting containers: {e}")),
+        }
+        for f in findings {
+            match f {
+                Finding::Exited {
+                    name,
+                    exit_code,
+                    reason,
+                    ..
+                } => report.applied.push(format!(
+                    "recorded exit of {name} (code {exit_code}): {reason}"
+                )),
+                Finding::Restarted { name } => report.applied.push(format!("restarted {name}")),
+                Finding::RestartFailed { name, error } => {
+                    report.failed.push(format!("restart {name}: {error}"))
+                }
+            }
+        }
+    }
+
+    /// Restart timers not scheduled yet.
+    fn unscheduled(&mut self) -> Vec<(String, Instant)> {
+        let due: Vec<(String, Instant)> = self
+            .supervisor
+            .due()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        self.scheduled
+            .retain(|n, _| due.iter().any(|(d, _)| d == n));
+        let mut out = Vec::new();
+        for (n, t) in due {
+            if self.scheduled.get(&n) != Some(&t) {
+                self.scheduled.insert(n.clone(), t);
+                out.push((n, t));
+            }
+        }
+        out
+    }
+}
+
+/// Watches the exec driver's container states every second and fires `ContainerExit` for each
+/// container that stopped running. Cheap: one small state file per container.
+fn spawn_exit_watcher(exec: crate::driver::exec::AnyExecDriver, triggers: Triggers<PassReport>) {
+    use crate::driver::exec::ExecDriver;
+    let exec = Arc::new(exec);
+    tokio::spawn(async move {
+        let mut running: HashMap<String, String> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let e = exec.clone();
+            let Ok(Ok(list)) = tokio::task::spawn_blocking(move || e.list()).await else {
+                continue;
+            };
+            let now: HashMap<String, String> = list
+                .into_iter()
+                .filter(|c| c.status.is_running())
+                .map(|c| (c.id, c.name))
+                .collect();
+            let ids: HashSet<&String> = now.keys().collect();
+            for (id, name) in &running {
+                if !ids.contains(id) {
+                    triggers.fire(Trigger::ContainerExit(name.clone()));
+                }
+            }
+            running = now;
+        }
+    });
+}
+
 async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
-    let store = Store::open_with(
-        &config.state_dir,
-        store::Options {
-            event_cap: u32::try_from(config.event_cap).unwrap_or(u32::MAX),
-            ..store::Options::default()
-        },
-    )?;
+    let options = store::Options {
+        event_cap: u32::try_from(config.event_cap).unwrap_or(u32::MAX),
+        ..store::Options::default()
+    };
+    // A CLI command reading the store while no agent runs holds the lock for milliseconds: wait
+    // for it a little. Another agent holds it for good: give up after 3 s with its pid.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let store = loop {
+        match Store::open_with(&config.state_dir, options) {
+            Err(store::Error::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other?,
+        }
+    };
     let store = Arc::new(Mutex::new(store));
     let (triggers, mut queue) = trigger::channel::<PassReport>();
 
@@ -179,6 +290,14 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         });
     }
 
+    let exec_config = crate::driver::exec::ExecConfig::new(&config.state_dir);
+    let exec = crate::driver::exec::select(exec_config.clone())
+        .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?;
+    spawn_exit_watcher(
+        crate::driver::exec::select(exec_config)
+            .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
+        triggers.clone(),
+    );
     spawn_signal_handler(triggers.clone())?;
 
     tracing::info!(
@@ -191,15 +310,30 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
     triggers.fire(Trigger::Startup);
 
     let socket = config.socket.clone();
+    let supervisor = Supervisor::new(exec, config.restart.clone());
     let mut ctx = PassContext {
         config,
         store: store.clone(),
         watcher,
         events: events_tx,
+        supervisor,
         passes: 0,
+        scheduled: HashMap::new(),
     };
     while let Some(batch) = queue.next_batch().await {
         ctx = run_batch(ctx, batch).await?;
+        for (name, at) in ctx.unscheduled() {
+            triggers.fire_at(Trigger::RestartDue(name), at.into());
+        }
+    }
+    if ctx.config.stop_containers_on_exit {
+        let ctx2 = tokio::task::spawn_blocking(move || {
+            ctx.stop_all();
+            ctx
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("stopping containers: {e}")))?;
+        drop(ctx2);
     }
 
     tracing::info!("shutting down");
@@ -223,8 +357,9 @@ async fn run_batch(mut ctx: PassContext, batch: Batch<PassReport>) -> Result<Pas
         .triggers
         .iter()
         .any(|t| matches!(t, Trigger::Resync | Trigger::Api));
+    let startup = batch.triggers.contains(&Trigger::Startup);
     let (ctx, report) = tokio::task::spawn_blocking(move || {
-        let report = ctx.pass(&desc, triggers, rescan);
+        let report = ctx.pass(&desc, triggers, rescan, startup);
         (ctx, report)
     })
     .await
@@ -245,4 +380,51 @@ fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {
         triggers.close();
     });
     Ok(())
+}
+
+impl PassContext {
+    /// `stop_containers_on_exit`: stops every running container (stop signal, grace, SIGKILL)
+    /// and records it exited. The restart policy decides at the next start, as after a reboot.
+    fn stop_all(&mut self) {
+        use crate::driver::exec::ExecDriver;
+        let store = self.store.clone();
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(containers) = store.transaction(|tx| tx.containers()) else {
+            return;
+        };
+        for mut c in containers {
+            if !matches!(
+                c.state,
+                crate::store::ContainerState::Running | crate::store::ContainerState::Restarting
+            ) {
+                continue;
+            }
+            let grace = super::supervise::grace_of(&c.config);
+            match self.supervisor.exec().stop(&c.id, grace) {
+                Ok(info) => {
+                    if let crate::driver::exec::ContainerStatus::Exited {
+                        exit_code, signal, ..
+                    } = info.status
+                    {
+                        c.exit_code = Some(exit_code);
+                        c.signal = signal;
+                    }
+                    c.state = crate::store::ContainerState::Exited;
+                    c.finished_at = Some(pass::now_ms());
+                    c.health = None;
+                    let _ = store.transaction(|tx| {
+                        tx.upsert_container(&c)?;
+                        pass::event(
+                            tx,
+                            "container.stop",
+                            &format!("container/{}", c.name),
+                            serde_json::json!({"reason": "agent exit (stop_containers_on_exit)"}),
+                        )
+                    });
+                    tracing::info!(container = %c.name, "stopped (stop_containers_on_exit)");
+                }
+                Err(e) => tracing::warn!(container = %c.name, error = %e, "cannot stop"),
+            }
+        }
+    }
 }

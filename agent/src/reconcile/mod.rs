@@ -19,6 +19,7 @@ pub mod pass;
 pub mod perms;
 pub mod restart;
 pub mod sdnotify;
+pub mod supervise;
 pub mod trigger;
 pub mod watch;
 

@@ -1,0 +1,367 @@
+//! Container supervision: noticing exits, recording them, and restarting per policy with backoff.
+//!
+//! The store is the agent's record, the exec driver (`agent monitor` state files) the truth about
+//! processes. [`Supervisor::check`] compares the two for every container the store has as
+//! `running` or `restarting`:
+//! - still running: nothing (at start-up this is the adoption: no restart, no new process);
+//! - exited: the exit (code, signal, OOM kill, time) is recorded with a `container.exit` event,
+//!   then the restart policy decides ([`super::restart`]). A restart is not done on the spot: the
+//!   container is marked `restarting` and a [`Trigger::RestartDue`](super::trigger::Trigger) is
+//!   scheduled after its backoff delay, so a crash loop never blocks a pass;
+//! - gone without a recorded exit (monitor killed, host rebooted): recorded as exit code 255
+//!   ([`super::restart::LOST_EXIT_CODE`]), as Docker does.
+//!
+//! [`Supervisor::restart_due`] starts containers whose delay is over. The restart policy and the
+//! health check come from the store's effective config (`live.restart`, `live.healthcheck`), read
+//! leniently: a config the supervisor cannot read means policy `no`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::config::BackoffConfig;
+use super::pass::{event, now_ms};
+use super::restart::{Backoff, Decision, ExitFacts, LOST_EXIT_CODE, Occasion, RestartPolicy};
+use crate::driver::exec::{AnyExecDriver, ContainerStatus, ExecDriver};
+use crate::manifest;
+use crate::store::{ContainerRecord, ContainerState, Store};
+
+impl From<&manifest::RestartPolicy> for RestartPolicy {
+    fn from(p: &manifest::RestartPolicy) -> Self {
+        match p {
+            manifest::RestartPolicy::No => RestartPolicy::No,
+            manifest::RestartPolicy::Always => RestartPolicy::Always,
+            manifest::RestartPolicy::OnFailure { max_retries } => RestartPolicy::OnFailure {
+                max_retries: *max_retries,
+            },
+            manifest::RestartPolicy::UnlessStopped => RestartPolicy::UnlessStopped,
+        }
+    }
+}
+
+/// The restart policy in a stored effective config (`live.restart`); `no` when unreadable.
+pub fn policy_of(config: &Value) -> RestartPolicy {
+    config
+        .get("live")
+        .and_then(|l| l.get("restart"))
+        .and_then(|r| serde_json::from_value::<manifest::RestartPolicy>(r.clone()).ok())
+        .map(|p| RestartPolicy::from(&p))
+        .unwrap_or_default()
+}
+
+/// The stop grace period in a stored effective config (`live.stopGracePeriod`).
+pub fn grace_of(config: &Value) -> Option<Duration> {
+    config
+        .get("live")
+        .and_then(|l| l.get("stopGracePeriod"))
+        .and_then(|g| serde_json::from_value::<manifest::Duration>(g.clone()).ok())
+        .map(|d| d.0)
+}
+
+/// What a check found and did, for the pass report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Recorded an exit; `restart_in` when a restart was scheduled.
+    Exited {
+        name: String,
+        exit_code: i32,
+        restart_in: Option<Duration>,
+        reason: String,
+    },
+    /// Restarted after its backoff.
+    Restarted { name: String },
+    /// Restarting failed; retried after the next delay.
+    RestartFailed { name: String, error: String },
+}
+
+/// Per-container backoff and due times; lives as long as the agent.
+pub struct Supervisor {
+    exec: AnyExecDriver,
+    backoff: BackoffConfig,
+    backoffs: HashMap<String, Backoff>,
+    due: HashMap<String, Instant>,
+}
+
+fn ms_of(rfc3339: Option<&str>) -> Option<i64> {
+    let t = crate::driver::exec::time::parse(rfc3339?)?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+impl Supervisor {
+    pub fn new(exec: AnyExecDriver, backoff: BackoffConfig) -> Supervisor {
+        Supervisor {
+            exec,
+            backoff,
+            backoffs: HashMap::new(),
+            due: HashMap::new(),
+        }
+    }
+
+    pub fn exec(&self) -> &AnyExecDriver {
+        &self.exec
+    }
+
+    /// When the next scheduled restart is due, per container name.
+    pub fn due(&self) -> impl Iterator<Item = (&str, Instant)> {
+        self.due.iter().map(|(n, t)| (n.as_str(), *t))
+    }
+
+    /// Forgets the backoff of a container (recreated, started or removed by the plan).
+    pub fn forget(&mut self, name: &str) {
+        self.backoffs.remove(name);
+        self.due.remove(name);
+    }
+
+    /// Compares the store with the processes and records every exit (see module docs).
+    pub fn check(
+        &mut self,
+        store: &mut Store,
+        occasion: Occasion,
+    ) -> crate::store::Result<Vec<Finding>> {
+        let containers = store.transaction(|tx| tx.containers())?;
+        let mut findings = Vec::new();
+        for c in containers {
+            match c.state {
+                ContainerState::Running => {}
+                // A container left `restarting` by an agent that went down: restart it now.
+                ContainerState::Restarting if occasion == Occasion::AgentStart => {
+                    self.due.insert(c.name.clone(), Instant::now());
+                    continue;
+                }
+                // Exited or stopped before the agent went down: at start-up the policy may
+                // bring it back (`always` even after `agent stop`).
+                ContainerState::Exited | ContainerState::StoppedByUser
+                    if occasion == Occasion::AgentStart =>
+                {
+                    if let Some(f) = self.decide(store, c, occasion, false)? {
+                        findings.push(f);
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
+            let status = match self.exec.state(&c.id) {
+                Ok(info) => info.status,
+                Err(crate::driver::exec::Error::NotFound(_)) => ContainerStatus::Unknown {
+                    reason: "its runtime state is gone".into(),
+                },
+                Err(e) => {
+                    tracing::warn!(container = %c.name, error = %e, "cannot read container state");
+                    continue;
+                }
+            };
+            let (exit_code, signal, oom, finished) = match &status {
+                ContainerStatus::Running { .. } | ContainerStatus::Paused { .. } => continue,
+                ContainerStatus::Created => continue,
+                ContainerStatus::Exited {
+                    exit_code,
+                    signal,
+                    oom_killed,
+                } => {
+                    let fin = self
+                        .exec
+                        .state(&c.id)
+                        .ok()
+                        .and_then(|i| ms_of(i.finished_at.as_deref()));
+                    (*exit_code, *signal, *oom_killed, fin)
+                }
+                ContainerStatus::Failed { .. } | ContainerStatus::Unknown { .. } => {
+                    (LOST_EXIT_CODE, None, false, None)
+                }
+            };
+            let mut rec = c.clone();
+            rec.state = ContainerState::Exited;
+            rec.exit_code = Some(exit_code);
+            rec.signal = signal;
+            rec.oom_killed = oom;
+            rec.finished_at = Some(finished.unwrap_or_else(now_ms));
+            rec.health = None;
+            let detail = match &status {
+                ContainerStatus::Unknown { reason } => {
+                    json!({"exitCode": exit_code, "lost": reason})
+                }
+                ContainerStatus::Failed { error } => json!({"exitCode": exit_code, "lost": error}),
+                _ => json!({"exitCode": exit_code, "signal": signal, "oomKilled": oom}),
+            };
+            store.transaction(|tx| {
+                tx.upsert_container(&rec)?;
+                event(
+                    tx,
+                    "container.exit",
+                    &format!("container/{}", rec.name),
+                    detail,
+                )
+            })?;
+            tracing::info!(container = %rec.name, exit_code, "container exited");
+            if let Some(f) = self.decide(store, rec, occasion, true)? {
+                findings.push(f);
+            }
+        }
+        Ok(findings)
+    }
+
+    /// Applies the restart policy to an exited container record; `just_exited`: its exit was
+    /// recorded just now (not before the agent went down).
+    fn decide(
+        &mut self,
+        store: &mut Store,
+        mut rec: ContainerRecord,
+        occasion: Occasion,
+        just_exited: bool,
+    ) -> crate::store::Result<Option<Finding>> {
+        let policy = policy_of(&rec.config);
+        let facts = ExitFacts {
+            exit_code: rec.exit_code.unwrap_or(LOST_EXIT_CODE),
+            manually_stopped: rec.state == ContainerState::StoppedByUser,
+            restart_count: rec.restart_count,
+        };
+        let exit_code = facts.exit_code;
+        match policy.decide(occasion, facts) {
+            Decision::Stay(reason) => {
+                if just_exited {
+                    store.transaction(|tx| {
+                        event(
+                            tx,
+                            "container.stays-exited",
+                            &format!("container/{}", rec.name),
+                            json!({"reason": reason}),
+                        )
+                    })?;
+                }
+                Ok(just_exited.then_some(Finding::Exited {
+                    name: rec.name,
+                    exit_code,
+                    restart_in: None,
+                    reason,
+                }))
+            }
+            Decision::Restart => {
+                let ran_for = match (rec.started_at, rec.finished_at) {
+                    (Some(s), Some(f)) if f > s => Duration::from_millis((f - s).unsigned_abs()),
+                    _ => Duration::ZERO,
+                };
+                let delay = if occasion == Occasion::AgentStart {
+                    // Boot: bring it back at once (dependency order is the pass's business).
+                    Duration::ZERO
+                } else {
+                    self.backoffs
+                        .entry(rec.name.clone())
+                        .or_default()
+                        .next_delay(&self.backoff, ran_for)
+                };
+                rec.state = ContainerState::Restarting;
+                let reason = format!("restart policy {policy:?}: restart in {delay:?}");
+                store.transaction(|tx| {
+                    tx.upsert_container(&rec)?;
+                    event(
+                        tx,
+                        "container.restart-scheduled",
+                        &format!("container/{}", rec.name),
+                        json!({"reason": reason, "delayMs": delay.as_millis() as u64}),
+                    )
+                })?;
+                self.due.insert(rec.name.clone(), Instant::now() + delay);
+                Ok(Some(Finding::Exited {
+                    name: rec.name,
+                    exit_code,
+                    restart_in: Some(delay),
+                    reason,
+                }))
+            }
+        }
+    }
+
+    /// Starts every `restarting` container whose delay is over.
+    pub fn restart_due(&mut self, store: &mut Store) -> crate::store::Result<Vec<Finding>> {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .due
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut findings = Vec::new();
+        for name in due {
+            self.due.remove(&name);
+            let Some(mut rec) = store.transaction(|tx| tx.container(&name))? else {
+                continue;
+            };
+            if rec.state != ContainerState::Restarting {
+                continue;
+            }
+            match self.exec.start(&rec.id) {
+                Ok(pid) => {
+                    rec.state = ContainerState::Running;
+                    rec.restart_count = rec.restart_count.saturating_add(1);
+                    rec.started_at = Some(now_ms());
+                    rec.runtime.container_pid = Some(pid);
+                    rec.exit_code = None;
+                    rec.signal = None;
+                    rec.oom_killed = false;
+                    store.transaction(|tx| {
+                        tx.upsert_container(&rec)?;
+                        event(
+                            tx,
+                            "container.restart",
+                            &format!("container/{name}"),
+                            json!({"restartCount": rec.restart_count}),
+                        )
+                    })?;
+                    tracing::info!(container = %name, restarts = rec.restart_count, "container restarted");
+                    findings.push(Finding::Restarted { name });
+                }
+                Err(e) => {
+                    // Counts as a failed run: the next delay grows.
+                    let delay = self
+                        .backoffs
+                        .entry(name.clone())
+                        .or_default()
+                        .next_delay(&self.backoff, Duration::ZERO);
+                    self.due.insert(name.clone(), Instant::now() + delay);
+                    let error = e.to_string();
+                    store.transaction(|tx| {
+                        event(
+                            tx,
+                            "container.restart-failed",
+                            &format!("container/{name}"),
+                            json!({"error": error, "retryInMs": delay.as_millis() as u64}),
+                        )
+                    })?;
+                    tracing::warn!(container = %name, error = %error, "restart failed; retrying after backoff");
+                    findings.push(Finding::RestartFailed { name, error });
+                }
+            }
+        }
+        Ok(findings)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_from_stored_config() {
+        let c = json!({"live": {"restart": {"policy": "on-failure", "maxRetries": 3}, "stopGracePeriod": "5s"}});
+        let p = policy_of(&c);
+        assert!(
+            p == RestartPolicy::OnFailure {
+                max_retries: Some(3)
+            },
+            "{p:?} from {}",
+            serde_json::to_string(&manifest::RestartPolicy::OnFailure {
+                max_retries: Some(3)
+            })
+            .unwrap()
+        );
+        assert_eq!(grace_of(&c), Some(Duration::from_secs(5)));
+        assert_eq!(policy_of(&json!({})), RestartPolicy::No);
+        assert_eq!(
+            policy_of(&json!({"live": {"restart": "always"}})),
+            RestartPolicy::Always
+        );
+    }
+}
