@@ -19,6 +19,11 @@
 //!   (the kernel would answer EPERM deep inside container creation).
 //! - Memory swap: Docker's `--memory-swap` meaning (memory + swap); unset with a memory limit
 //!   means twice the memory where the host accounts swap, nothing otherwise.
+//! - Devices on cgroup v2: libcontainer enforces the device allow-list on v2 only with its
+//!   eBPF feature (`cgroupsv2_devices`, which needs libbpf), not built here. So that a container
+//!   cannot create and open a host block device there, CAP_MKNOD is left out of the default set
+//!   on v2 hosts (an explicit `cap_add: [MKNOD]` still grants it). On v1 the devices cgroup
+//!   enforces the allow-list and Docker's full default set applies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -609,8 +614,17 @@ pub fn build(
             format!("{cwd:?} is not an absolute path"),
         ));
     }
-    let capset = caps::effective(&spec.cap_add, &spec.cap_drop)
+    let mut capset = caps::effective(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| invalid(spec, "capabilities", e))?;
+    if host.cgroup_v2
+        && !spec
+            .cap_add
+            .iter()
+            .any(|c| matches!(caps::normalize(c).as_deref(), Some("MKNOD" | "ALL")))
+    {
+        // No device cgroup on v2 in this build (see module docs): no MKNOD unless asked for.
+        capset.remove("MKNOD");
+    }
     let oci_caps = caps::to_oci(&capset);
     let process = ProcessBuilder::default()
         .terminal(false)

@@ -363,6 +363,28 @@ fn security_defaults() {
     let mut v2 = host();
     v2.cgroup_v2 = true;
     let out = build(&s, &v2, &root(), Path::new("/e")).unwrap_or_else(|e| panic!("{e}"));
+    let bounding = out
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().clone())
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    assert!(
+        !bounding.contains(&Capability::Mknod),
+        "v2: no device cgroup, no MKNOD"
+    );
+    assert!(bounding.contains(&Capability::Chown));
+    let mut with_mknod = s.clone();
+    with_mknod.cap_add = vec!["mknod".into()];
+    let out2 = build(&with_mknod, &v2, &root(), Path::new("/e")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out2.process()
+            .as_ref()
+            .and_then(|p| p.capabilities().clone())
+            .and_then(|c| c.bounding().clone())
+            .unwrap_or_default()
+            .contains(&Capability::Mknod)
+    );
     let ns: Vec<LinuxNamespaceType> = out
         .linux()
         .clone()
