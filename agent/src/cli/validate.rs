@@ -6,6 +6,8 @@
 //! `{"valid": bool, "files": [{"path", "sha256", "valid", "objects": [{"kind", "name", "line",
 //! "column"}], "errors": [{"file", "line", "column", "field", "message", "related"}]}]}`.
 
+use std::io::Write;
+
 use serde_json::json;
 
 use super::{Outcome, OutputFormat};
@@ -25,7 +27,9 @@ pub fn run(args: Args) -> crate::Result<Outcome> {
         manifest::load_paths(&args.paths).map_err(|e| crate::Error::Usage(e.to_string()))?;
     match args.output {
         OutputFormat::Text => print_text(&loaded),
-        OutputFormat::Json => println!("{}", to_json(&loaded)),
+        OutputFormat::Json => {
+            let _ = writeln!(std::io::stdout().lock(), "{}", to_json(&loaded));
+        }
     }
     Ok(if loaded.is_valid() {
         Outcome::OK
@@ -34,11 +38,16 @@ pub fn run(args: Args) -> crate::Result<Outcome> {
     })
 }
 
+/// Prints the report; a closed stdout (`| head`) ends the output quietly.
 fn print_text(loaded: &Loaded) {
+    let _ = write_text(loaded, &mut std::io::stdout().lock());
+}
+
+fn write_text(loaded: &Loaded, out: &mut impl Write) -> std::io::Result<()> {
     for d in loaded.diagnostics() {
-        println!("{d}");
+        writeln!(out, "{d}")?;
         if let Some(r) = &d.related {
-            println!("    (see {r})");
+            writeln!(out, "    (see {r})")?;
         }
     }
     let total = loaded.files.len();
@@ -48,10 +57,13 @@ fn print_text(loaded: &Loaded) {
         eprintln!("agent: no manifest files (*.yaml, *.yml) found");
     }
     if bad == 0 {
-        println!("{total} file(s), {objects} object(s): all valid");
+        writeln!(out, "{total} file(s), {objects} object(s): all valid")
     } else {
         let problems = loaded.diagnostics().count();
-        println!("{bad} of {total} file(s) invalid, {problems} problem(s)");
+        writeln!(
+            out,
+            "{bad} of {total} file(s) invalid, {problems} problem(s)"
+        )
     }
 }
 

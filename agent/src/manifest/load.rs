@@ -377,7 +377,7 @@ fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Diagnos
                 "kind",
                 format!(
                     "unknown kind {}{hint}; allowed: {}",
-                    kind_node.describe(),
+                    other.map_or_else(|| kind_node.describe(), |k| format!("{k:?}")),
                     KINDS.join(", ")
                 ),
             ));

@@ -279,9 +279,43 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, ParseError> {
         ParseError {
             line,
             col,
-            message: e.to_string(),
+            message: describe_error(&e),
         }
     })
+}
+
+/// A YAML error in words a manifest author can act on, without the library's location suffix
+/// (the location is reported separately).
+fn describe_error(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    const BOMB: &str = "aliases (*name) expand to too much data; a manifest has no need for this many (alias bomb?)";
+    match e.without_snippet() {
+        E::AliasError { error, .. } => describe_error(error),
+        E::DuplicateMappingKey { key: Some(k), .. } => format!("duplicate key `{k}` in a mapping"),
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key in a mapping".into(),
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => BOMB.into(),
+        E::Budget { breach, .. } => match breach {
+            B::Depth { .. } => format!("nested deeper than {MAX_DEPTH} levels"),
+            B::Nodes { .. } => format!("more than {MAX_NODES} values (counting alias expansions)"),
+            B::Documents { .. } => format!("more than {MAX_DOCUMENTS} documents"),
+            B::Aliases { .. }
+            | B::Anchors { .. }
+            | B::AliasAnchorRatio { .. }
+            | B::RecordedAnchorEvents { .. }
+            | B::RecordedAnchorBytes { .. } => BOMB.into(),
+            other => format!("the file exceeds a parsing limit ({other:?})"),
+        },
+        other => {
+            let text = other.to_string();
+            match text.find(" at line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
 }
 
 /// A YAML syntax error or a budget breach, with where it happened.

@@ -7,7 +7,7 @@
 use super::types::Manifest;
 
 /// The `$id` of the schema.
-pub const SCHEMA_ID: &str = "https://github.com/agent/agent/schema/agent-v1.schema.json";
+pub const SCHEMA_ID: &str = "urn:agent:schema:agent-v1";
 
 /// The schema as a JSON value.
 pub fn schema() -> serde_json::Value {
