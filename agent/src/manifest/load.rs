@@ -185,7 +185,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Error> {
         loaded.files.push(FileResult {
             sha256: String::new(),
             declared: Vec::new(),
-            outcome: Err(vec![file_diag(&path, format!("cannot read the file: {e}"))]),
+            outcome: Err(vec![file_diag(&path, e)]),
             path,
         });
     }
@@ -194,10 +194,25 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Error> {
 }
 
 /// Reads at most `MAX_FILE_SIZE + 1` bytes, enough to tell a too-large file.
-fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    let f = std::fs::File::open(path)?;
+/// Refuses files every user may write (DESIGN.md, security defaults): anyone could change what
+/// runs as root.
+fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read the file: {e}");
+    let f = std::fs::File::open(path).map_err(cannot)?;
+    // Checked on the open file, so a rename in between cannot swap in another one.
+    let mode = f.metadata().map_err(cannot)?.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "refused: the file is writable by every user (mode {:04o}), so anyone could change what runs; fix with `chmod o-w {}`",
+            mode & 0o7777,
+            path.display()
+        ));
+    }
     let mut bytes = Vec::new();
-    f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+    f.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
     Ok(bytes)
 }
 
@@ -441,6 +456,28 @@ mod tests {
         ] {
             assert!(!is_manifest_file(no), "{no}");
         }
+    }
+
+    #[test]
+    fn world_writable_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("v.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: agent/v1\nkind: Volume\nmetadata: {name: v}\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let loaded = load_dir(dir.path()).expect("load");
+        let d: Vec<String> = loaded.diagnostics().map(ToString::to_string).collect();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].contains("v.yaml:1:1: refused: the file is writable by every user (mode 0666)"),
+            "{d:?}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(load_dir(dir.path()).expect("load").is_valid());
     }
 
     #[test]

@@ -33,8 +33,9 @@
 //!
 //! 1. Only `*.yaml` / `*.yml` files count in a directory; dotfiles, `~` backups, `.swp`, `.bak`,
 //!    `.tmp` are ignored ([`is_manifest_file`]). Directories are not descended into.
-//! 2. A file over [`MAX_FILE_SIZE`] (1 MiB), not UTF-8, containing NUL bytes, or holding no
-//!    document (empty, comments only, a lone `---`) is refused.
+//! 2. A file every user may write (mode `o+w`), over [`MAX_FILE_SIZE`] (1 MiB), not UTF-8,
+//!    containing NUL bytes, or holding no document (empty, comments only, a lone `---`) is
+//!    refused.
 //! 3. The YAML is parsed into a position-keeping tree ([`node`]) under hard budgets (depth 32,
 //!    100 000 nodes, 20 000 alias-replayed events, 256 documents): alias bombs and deep nesting
 //!    fail fast in bounded memory. Duplicate keys are errors.
