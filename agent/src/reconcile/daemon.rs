@@ -278,18 +278,6 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         }
     });
 
-    // Watchdog keep-alives at half the interval systemd asked for.
-    if let Some(period) = notifier.watchdog() {
-        let n = notifier.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period / 2);
-            loop {
-                tick.tick().await;
-                n.keep_alive();
-            }
-        });
-    }
-
     let exec_config = crate::driver::exec::ExecConfig::new(&config.state_dir);
     let exec = crate::driver::exec::select(exec_config.clone())
         .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?;
@@ -307,6 +295,17 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         "agent started"
     );
     notifier.ready();
+    // Watchdog keep-alives at half the interval systemd asked for, only once READY=1 was sent.
+    if let Some(period) = notifier.watchdog() {
+        let n = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                n.keep_alive();
+            }
+        });
+    }
     triggers.fire(Trigger::Startup);
 
     let socket = config.socket.clone();
