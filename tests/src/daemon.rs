@@ -352,6 +352,68 @@ impl Daemon {
         }
     }
 
+    /// What a host reboot does to this agent's containers, with the agent already gone: every
+    /// `agent monitor` and container process SIGKILLed (no exit recorded) and every container
+    /// root filesystem unmounted. Only processes recorded in this test's own state directory are
+    /// touched (each checked against its recorded start time or command line).
+    pub fn simulate_reboot(&self) {
+        let state = self.state.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for id in self.runtime_ids() {
+            let path = self.state.join("exec").join(&id).join("state.json");
+            let Ok(v) = std::fs::read_to_string(&path)
+                .map_err(|_| ())
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
+            else {
+                continue;
+            };
+            if let Some(m) = v["monitor_pid"].as_i64() {
+                let cmdline = std::fs::read(format!("/proc/{m}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains("monitor") && cmdline.contains(&state) {
+                    pids.push(m as i32);
+                }
+            }
+            if let (Some(p), Some(start)) = (v["pid"].as_i64(), v["pid_start"].as_u64())
+                && start_time(p as i32) == Some(start)
+            {
+                pids.push(p as i32);
+            }
+        }
+        for p in &pids {
+            // SAFETY: kill(2) of a process verified above to belong to this test.
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.unmount_all();
+        // A reboot starts with empty cgroup hierarchies: remove the dead containers' cgroups.
+        for id in self.runtime_ids() {
+            let config = self.state.join("exec").join(&id).join("config.json");
+            let Some(cg) = std::fs::read_to_string(&config)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
+                .filter(|p| p.starts_with('/') && !p.contains(".."))
+            else {
+                continue;
+            };
+            let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+                roots.extend(rd.flatten().map(|e| e.path()));
+            }
+            for r in roots {
+                let _ = std::fs::remove_dir(r.join(cg.trim_start_matches('/')));
+            }
+        }
+    }
+
     /// Unmounts whatever is still mounted under the test directory (container root
     /// filesystems left behind by a failed test), deepest first.
     fn unmount_all(&self) {
@@ -382,6 +444,20 @@ impl Drop for Daemon {
         self.kill_containers();
         self.unmount_all();
     }
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
 }
 
 /// The busybox test image as an Image manifest named `busybox`.

@@ -151,7 +151,13 @@ impl PassContext {
             return;
         };
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let mut r = super::recover::intents(applier, &mut store);
+        let mut r = super::recover::Recovered::default();
+        if startup {
+            r = super::recover::remount(applier, &mut store);
+        }
+        let i = super::recover::intents(applier, &mut store);
+        r.done.extend(i.done);
+        r.failed.extend(i.failed);
         if startup {
             let o = super::recover::sweep_orphans(applier, &mut store);
             r.done.extend(o.done);

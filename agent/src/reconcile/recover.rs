@@ -17,7 +17,9 @@
 //! the two, the planner sees `removing` and recreates. Intents of other kinds (other modules')
 //! are left alone.
 //!
-//! At start-up, after the intents, [`sweep_orphans`] removes runtime containers and container
+//! At start-up, [`remount`] mounts the root filesystem of every recorded container again (a
+//! host reboot unmounted them; a container restarted by its policy needs it), and after the
+//! intents, [`sweep_orphans`] removes runtime containers and container
 //! layers that no container row names (made by a step whose intent was lost with a damaged
 //! store, say), so that a crash never leaves a duplicate container behind.
 
@@ -28,6 +30,7 @@ use serde_json::json;
 use super::apply::{Applier, INTENT_CREATE, INTENT_REMOVE, INTENT_START};
 use super::pass::event;
 use crate::driver::exec::ExecDriver;
+use crate::driver::graph::GraphDriver;
 use crate::store::{ContainerState, Intent, Store};
 
 /// What was done, one line each, and what failed.
@@ -198,6 +201,47 @@ pub fn sweep_orphans(applier: &mut Applier, store: &mut Store) -> Recovered {
                 .failed
                 .push(format!("removing orphan runtime container {id}: {e}")),
         }
+    }
+    out
+}
+
+/// Mounts the root filesystem of every recorded container that is not mounted (start-up after a
+/// host reboot). A container being removed is skipped.
+pub fn remount(applier: &mut Applier, store: &mut Store) -> Recovered {
+    let mut out = Recovered::default();
+    let containers = match store.transaction(|tx| tx.containers()) {
+        Ok(c) => c,
+        Err(e) => {
+            out.failed.push(format!("reading containers: {e}"));
+            return out;
+        }
+    };
+    let layers: HashSet<String> = match applier.graph.containers() {
+        Ok(l) => l.into_iter().map(|c| c.id).collect(),
+        Err(e) => {
+            out.failed.push(format!("listing container layers: {e}"));
+            return out;
+        }
+    };
+    let mut mounted = 0;
+    for c in containers {
+        if matches!(c.state, ContainerState::Removing | ContainerState::Dead)
+            || !layers.contains(&c.id)
+            || applier.graph.driver().is_mounted(&c.id).unwrap_or(true)
+        {
+            continue;
+        }
+        match applier.graph.driver().mount(&c.id) {
+            Ok(_) => mounted += 1,
+            Err(e) => out
+                .failed
+                .push(format!("mounting the root filesystem of {}: {e}", c.name)),
+        }
+    }
+    if mounted > 0 {
+        let line = format!("{mounted} container root filesystem(s) mounted again (host reboot)");
+        tracing::info!("{line}");
+        out.done.push(line);
     }
     out
 }
