@@ -5,7 +5,8 @@
 //! exec driver (the real `agent monitor`). Then `agent image load` of a root filesystem tarball of
 //! 40 MiB of random data (stored once as a blob and once unpacked: ~80 MiB) runs out of space.
 //! The test checks that:
-//! - the load fails with exit status 1 and an error that says the device is full;
+//! - the load fails with exit status 1 and an I/O error (not "unsafe layer entry") that says the
+//!   device is full, names the state directory and gives the bytes needed and available;
 //! - nothing partial is recorded: `agent image ls` does not list the image, `graph/blobs/tmp` and
 //!   `graph/layers/.tmp-*` are empty, and after `agent image prune` the graph holds exactly the
 //!   files it held before the load (the only leftover is the verified tarball blob, which prune
@@ -299,6 +300,33 @@ fn image_load_on_a_full_disk_fails_cleanly_and_succeeds_after_space_is_freed() {
         stderr.contains("No space left on device"),
         "the error must say the disk is full: {stderr}"
     );
+    // an I/O error of the state directory, not a verdict on the (harmless) layer
+    assert!(
+        !stderr.contains("unsafe") && !stderr.contains("rejected"),
+        "a full disk is not an unsafe layer: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("not enough free space in {state}/graph/")),
+        "the error must name the state directory: {stderr}"
+    );
+    // the figures: the layer's uncompressed size is needed, what is free after the cleanup
+    let need: u64 = stderr
+        .split("need ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'need N bytes' in: {stderr}"));
+    assert!(
+        need >= (BIG_MIB as u64) << 20,
+        "needed {need} bytes < the {BIG_MIB} MiB payload: {stderr}"
+    );
+    let avail: u64 = stderr
+        .split("bytes, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'N available' in: {stderr}"));
+    assert!(avail < need, "available {avail} >= needed {need}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // nothing partial recorded
