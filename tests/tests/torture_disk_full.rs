@@ -7,10 +7,10 @@
 //! The test checks that:
 //! - the load fails with exit status 1 and an I/O error (not "unsafe layer entry") that says the
 //!   device is full, names the state directory and gives the bytes needed and available;
-//! - nothing partial is recorded: `agent image ls` does not list the image, `graph/blobs/tmp` and
-//!   `graph/layers/.tmp-*` are empty, and after `agent image prune` the graph holds exactly the
-//!   files it held before the load (the only leftover is the verified tarball blob, which prune
-//!   removes because no image references it);
+//! - nothing partial is left: `agent image ls` does not list the image, `graph/blobs/tmp` and
+//!   `graph/layers/.tmp-*` are empty, and right after the failed load (and again after
+//!   `agent image prune`) the graph holds exactly the files it held before: the load removed
+//!   the tarball blob it had stored;
 //! - the running container is untouched (same monitor and process, still running, `agent exec`
 //!   works) and the small image still creates new container layers;
 //! - once the tmpfs is remounted bigger, the same load succeeds and both images are listed.
@@ -343,6 +343,11 @@ fn image_load_on_a_full_disk_fails_cleanly_and_succeeds_after_space_is_freed() {
     assert!(
         half_layers.is_empty(),
         "half-unpacked layers left: {half_layers:?}"
+    );
+    assert_eq!(
+        w.graph_tree(),
+        before_tree,
+        "the failed load must leave the graph as it was (no blob, layer or record of it)"
     );
     let prune = agent_ok(&["image", "prune", "--state-dir", &state]);
     assert_eq!(

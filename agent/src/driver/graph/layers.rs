@@ -3,8 +3,9 @@
 //! A layer is unpacked into `layers/.tmp-*`, its diff id (sha256 of the uncompressed tar) checked
 //! against the image config while it streams, the file system synced, its `layer.json` written,
 //! and only then renamed into place. A directory `layers/<hex>/` with a `layer.json` is therefore
-//! always a complete, verified layer; a leftover `.tmp-*` is garbage that [`LayerStore::open`]
-//! removes.
+//! always a complete, verified layer; a leftover `.tmp-*` is garbage that
+//! [`LayerStore::remove_stale_tmp`] removes (the graph calls it under its lock, before loads,
+//! pulls and prunes; never at open, where another process may be unpacking).
 
 use std::fs;
 use std::io::Read;
@@ -63,20 +64,22 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// Opens (creating) the store and removes unpacks a crash left half-done.
+    /// Opens (creating) the store.
     pub fn open(root: &Path) -> Result<Self, Error> {
         fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
-        for e in fs::read_dir(root)
-            .map_err(Error::io("list", root))?
-            .flatten()
-        {
+        Ok(LayerStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Removes unpacks (and removals) a killed process left half-done. Only call it holding the
+    /// graph lock: every unpack runs under it, so no `.tmp-*` directory is in use then.
+    pub fn remove_stale_tmp(&self) {
+        for e in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(".tmp-") {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
-        Ok(LayerStore {
-            root: root.to_path_buf(),
-        })
     }
 
     fn dir(&self, chain: &Digest) -> PathBuf {

@@ -81,7 +81,9 @@ pub fn detect(path: &Path) -> Result<ArchiveKind, Error> {
     Ok(kind)
 }
 
-/// Loads every image in `path`. `name`, when given, names the (single) image loaded.
+/// Imports every image in `path` (blobs and layers) and returns them for the caller to record.
+/// `name`, when given, names the (single) image loaded. Use [`Graph::load`], which records them
+/// and undoes a failed load.
 pub fn load(graph: &Graph, path: &Path, name: Option<&str>) -> Result<Vec<Image>, Error> {
     let name = name.map(reference::normalize).transpose()?;
     let source = path.display().to_string();
