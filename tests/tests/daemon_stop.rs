@@ -139,5 +139,20 @@ fn stop_and_start_follow_docker_restart_policies() {
     assert!(!d.runs(&keep_id));
     d.cli_ok(&["start", "keep"]);
     assert!(d.runs(&keep_id));
+
+    // --stop-containers-on-exit: SIGTERM stops every container before the agent exits, recorded
+    // exited (not stopped-by-user), so the policies decide at the next start as after a reboot.
+    d.stop();
+    d.args(&["--stop-containers-on-exit"]);
+    d.start();
+    assert!(d.stop().is_some_and(|s| s.success()));
+    for (n, i) in [("keep", &keep_id), ("al", &al_id)] {
+        assert!(!d.runs(i), "{n} runs after --stop-containers-on-exit");
+        assert_eq!(d.ps_row(n)["state"], "exited", "{n}");
+    }
+    d.args(&[]);
+    d.start();
+    running(&d, &["keep", "al"]);
+    assert_eq!(d.ps_row("us")["state"], "stopped-by-user");
     teardown(&mut d);
 }
