@@ -351,7 +351,8 @@ mod tests {
         // A stand-in for `agent exec ... ID -- ...`: a shell whose argv matches, with a child.
         let id = format!("probe-test-{}", std::process::id());
         let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "sleep 30 & wait", "exec", &id, "--"])
+            // `wait $!` ends with the sleep's status (137) if the shell outlives it.
+            .args(["-c", "sleep 30 & wait $!", "exec", &id, "--"])
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -359,9 +360,14 @@ mod tests {
             assert!(Instant::now() < deadline, "child tree did not appear");
             std::thread::sleep(Duration::from_millis(20));
         }
+        let t = Instant::now();
         assert_eq!(kill_probe(&id), 2);
         let status = child.wait().unwrap();
-        assert!(!status.success());
+        assert!(!status.success(), "{status:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the sleep was not killed"
+        );
         std::thread::sleep(Duration::from_millis(100));
         assert!(probe_tree(&processes(), std::process::id() as i32, &id).is_empty());
     }
