@@ -475,7 +475,12 @@ impl Applier {
         Ok(())
     }
 
-    fn remove(&mut self, store: &SharedStore, name: &str, replaced: bool) -> Result<(), ApplyError> {
+    fn remove(
+        &mut self,
+        store: &SharedStore,
+        name: &str,
+        replaced: bool,
+    ) -> Result<(), ApplyError> {
         let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Ok(());
         };

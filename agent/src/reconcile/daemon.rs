@@ -150,7 +150,8 @@ impl PassContext {
         let store = self.store.clone();
         // Locked for planning only: applying locks it per transaction (the network driver's
         // records live in the same store).
-        let actual = match crate::plan::store::actual_from_store(&mut super::network::lock(&store)) {
+        let actual = match crate::plan::store::actual_from_store(&mut super::network::lock(&store))
+        {
             Ok(a) => a,
             Err(e) => {
                 report.failed.push(format!("reading the actual state: {e}"));
@@ -207,12 +208,16 @@ impl PassContext {
         for line in &r.removed {
             tracing::info!(removed = %line, "network start-up cleanup");
         }
-        report
-            .applied
-            .extend(r.removed.into_iter().map(|l| format!("network cleanup: removed {l}")));
-        report
-            .failed
-            .extend(r.failures.into_iter().map(|l| format!("network cleanup: {l}")));
+        report.applied.extend(
+            r.removed
+                .into_iter()
+                .map(|l| format!("network cleanup: removed {l}")),
+        );
+        report.failed.extend(
+            r.failures
+                .into_iter()
+                .map(|l| format!("network cleanup: {l}")),
+        );
     }
 
     /// Drift: the network of every running bridge-mode container checked and repaired.
@@ -563,11 +568,25 @@ impl PassContext {
     /// `stop_containers_on_exit`: stops every running container (stop signal, grace, SIGKILL)
     /// and records it exited. The restart policy decides at the next start, as after a reboot.
     fn stop_all(&mut self) {
+        let stopped = self.stop_all_containers();
+        // Their namespaces, veths and port rules go too (addresses stay reserved).
+        if let Some(Ok(net)) = self.applier.as_ref().map(|a| &a.net) {
+            for id in stopped {
+                if let Err(e) = net.detach(&id) {
+                    tracing::warn!(container = %id, error = %e, "cannot detach network");
+                }
+            }
+        }
+    }
+
+    /// Stops the running containers; returns the runtime ids stopped.
+    fn stop_all_containers(&mut self) -> Vec<String> {
         use crate::driver::exec::ExecDriver;
+        let mut stopped = Vec::new();
         let store = self.store.clone();
         let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
         let Ok(containers) = store.transaction(|tx| tx.containers()) else {
-            return;
+            return stopped;
         };
         for mut c in containers {
             if !matches!(
@@ -599,9 +618,11 @@ impl PassContext {
                         )
                     });
                     tracing::info!(container = %c.name, "stopped (stop_containers_on_exit)");
+                    stopped.push(c.id.clone());
                 }
                 Err(e) => tracing::warn!(container = %c.name, error = %e, "cannot stop"),
             }
         }
+        stopped
     }
 }

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::config::Config;
-use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::exec::spec;
+use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::network::{
     self as net, AttachRequest, CleanupReport, DriverOptions, LinkRequest, NetworkDriver,
     PortMapping, Protocol, Repair,
@@ -270,6 +270,22 @@ impl Net {
             links,
         };
         let att = self.driver.attach(&req)?;
+        // Fixed and random host ports alike, for `agent ps` (random ones were recorded already).
+        let bindings: Vec<crate::store::PortBinding> = att
+            .ports
+            .iter()
+            .map(|p| crate::store::PortBinding {
+                container: config.name.clone(),
+                host_ip: IpAddr::V4(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)),
+                host_port: p.host_port,
+                proto: match p.protocol {
+                    Protocol::Tcp => crate::store::Protocol::Tcp,
+                    Protocol::Udp => crate::store::Protocol::Udp,
+                },
+                container_port: p.container_port,
+            })
+            .collect();
+        lock(store).transaction(|tx| tx.set_container_ports(&config.name, &bindings))?;
         let ip = att.endpoints.first().map(|e| e.ip);
         let summary = att
             .endpoints
@@ -467,9 +483,11 @@ impl Net {
             }
             match self.driver.repair(&rec.id) {
                 Ok(Repair::Intact) => {}
-                Ok(Repair::Repaired(what)) => {
-                    done.push(format!("repaired network of {}: {}", rec.name, what.join(", ")))
-                }
+                Ok(Repair::Repaired(what)) => done.push(format!(
+                    "repaired network of {}: {}",
+                    rec.name,
+                    what.join(", ")
+                )),
                 Ok(Repair::NotAttached | Repair::NamespaceGone) => {
                     match self.reattach(store, state_dir, exec, &rec, &config) {
                         Ok(line) => done.push(line),
