@@ -74,14 +74,16 @@ impl NetworkDriver {
                 bridge::ensure(net)?;
                 done.push(format!("bridge {}", e.bridge));
             }
-            if let Err(err) = recreate_veth(&e.host_veth, &e.ifname, &e.bridge, &path, net.mtu) {
+            if let Err(err) =
+                recreate_veth(&e.host_veth, (&e.ifname, e.ip), &e.bridge, &path, net.mtu)
+            {
                 // The peer may have survived inside (removing a bridge keeps its veths): remove
                 // it and try once more.
                 let ifname = e.ifname.clone();
                 netlink::run_in(Some(&path), move |h| async move {
                     netlink::delete_link(&h, &ifname).await.map(drop)
                 })?;
-                recreate_veth(&e.host_veth, &e.ifname, &e.bridge, &path, net.mtu).map_err(
+                recreate_veth(&e.host_veth, (&e.ifname, e.ip), &e.bridge, &path, net.mtu).map_err(
                     |again| Error::Netlink {
                         op: format!("repairing veth {}", e.host_veth),
                         reason: format!("{err}; after removing {} inside: {again}", e.ifname),
@@ -106,7 +108,7 @@ impl NetworkDriver {
 /// Deletes host veth `host` if present and creates the pair again with `ifname` inside `ns`.
 fn recreate_veth(
     host: &str,
-    ifname: &str,
+    (ifname, ip): (&str, std::net::Ipv4Addr),
     bridge_name: &str,
     ns: &std::path::Path,
     mtu: u32,
@@ -125,6 +127,6 @@ fn recreate_veth(
                 reason: format!("bridge {bridge_name} does not exist"),
             })?;
         netlink::delete_link(&h, &host).await?;
-        netlink::create_veth(&h, &host, &ifname, &ns, mtu, br).await
+        netlink::create_veth(&h, &host, (&ifname, netlink::mac_for(ip)), &ns, mtu, br).await
     })
 }
