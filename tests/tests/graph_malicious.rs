@@ -1,5 +1,6 @@
-//! Hostile images through `agent image load`: every one is rejected, no image is recorded, and
-//! nothing changes outside the state directory (a sentinel tree beside it is compared before and
+//! Hostile images through `agent image load`: every one is rejected, no image is recorded, the
+//! failed load leaves no blob, temporary file or layer behind, and nothing changes outside the
+//! state directory (a sentinel tree beside it is compared before and
 //! after). The unpacker's unit tests hold the full corpus; this runs a cross-section end to end,
 //! plus what only the whole import path can check (wrong blob digests, wrong diff ids).
 
@@ -119,6 +120,7 @@ fn malicious_layers_are_rejected_and_nothing_escapes() {
         assert!(err.contains(why), "{case}: expected {why:?} in: {err}");
     }
     assert!(images(&state).is_empty(), "an evil image was recorded");
+    assert_graph_empty(&state);
     // Nothing outside the state directory changed (the tars dir only got our inputs).
     let after: std::collections::BTreeMap<_, _> = snapshot(tmp.path())
         .into_iter()
@@ -232,13 +234,29 @@ fn wrong_blob_digest_or_diff_id_is_rejected() {
         }
     }
     assert!(images(&state).is_empty());
-    // What the failed imports left (verified blobs, the first layers) is only garbage for prune.
-    agent_ok(&["image", "prune", "--state-dir", &s(&state)]);
-    let left: Vec<_> = std::fs::read_dir(state.join("graph/layers"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "layers left after prune: {left:?}");
+    // The failed loads took back what they had added (the verified blobs, the layers under the
+    // bad one): no prune needed.
+    assert_graph_empty(&state);
+    let pruned = agent_ok(&["image", "prune", "--state-dir", &s(&state)]);
+    assert_graph_empty(&state);
+    assert!(
+        pruned.contains("Removed 0 image(s), 0 layer(s), 0 blob(s), 0 temporary file(s)"),
+        "prune found leftovers: {pruned}"
+    );
+}
+
+/// No blob, temporary file or layer in the graph of `state`.
+fn assert_graph_empty(state: &Path) {
+    for d in ["graph/blobs/sha256", "graph/blobs/tmp", "graph/layers"] {
+        let left: Vec<_> = std::fs::read_dir(state.join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{d}: left behind by failed loads: {left:?}"
+        );
+    }
 }
