@@ -7,14 +7,14 @@
 //!
 //! | intent             | found                                  | done                           |
 //! |--------------------|----------------------------------------|--------------------------------|
-//! | `create-container` | the row has this id                    | nothing (it was recorded)      |
-//! |                    | no row, or another id                  | undone: runtime container and root filesystem removed |
 //! | `start-container`  | the process runs                       | finished: recorded running     |
 //! |                    | it does not                            | nothing: the row says created or exited and the plan or the restart policy decides |
-//! | `remove-container` | anything                               | finished: runtime container and layer removed, the row deleted (kept in `removing` when it is being replaced) |
+//! | `remove-container` | anything                               | finished: runtime container, layer and network removed, the row deleted (kept in `removing` when it is being replaced) |
 //!
-//! A recreate is a remove (the row stays `removing`) followed by a create: interrupted between
-//! the two, the planner sees `removing` and recreates. Intents of other kinds (other modules')
+//! A create needs no intent: its row is written first, in state `removing`, so a create cut short
+//! is recreated by the planner (which removes what the first attempt made).
+//! A recreate is a remove (the row stays `removing`) followed by a create: interrupted anywhere,
+//! the planner sees `removing` and recreates. Intents of other kinds (other modules')
 //! are left alone.
 //!
 //! At start-up, [`remount`] mounts the root filesystem of every recorded container again (a
@@ -27,11 +27,12 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use super::apply::{Applier, INTENT_CREATE, INTENT_REMOVE, INTENT_START};
+use super::apply::{Applier, INTENT_REMOVE, INTENT_START};
+use super::network::{SharedStore, lock};
 use super::pass::event;
 use crate::driver::exec::ExecDriver;
 use crate::driver::graph::GraphDriver;
-use crate::store::{ContainerState, Intent, Store};
+use crate::store::{ContainerState, Intent};
 
 /// What was done, one line each, and what failed.
 #[derive(Debug, Default)]
@@ -45,9 +46,9 @@ fn container_name(intent: &Intent) -> Option<&str> {
 }
 
 /// Settles every pending container intent (see the module docs).
-pub fn intents(applier: &mut Applier, store: &mut Store) -> Recovered {
+pub fn intents(applier: &mut Applier, store: &SharedStore) -> Recovered {
     let mut out = Recovered::default();
-    let pending = match store.transaction(|tx| tx.pending_intents()) {
+    let pending = match lock(store).transaction(|tx| tx.pending_intents()) {
         Ok(p) => p,
         Err(e) => {
             out.failed.push(format!("reading pending intents: {e}"));
@@ -61,7 +62,7 @@ pub fn intents(applier: &mut Applier, store: &mut Store) -> Recovered {
         ) else {
             continue;
         };
-        if ![INTENT_CREATE, INTENT_START, INTENT_REMOVE].contains(&intent.kind.as_str()) {
+        if ![INTENT_START, INTENT_REMOVE].contains(&intent.kind.as_str()) {
             continue;
         }
         match settle(applier, store, &intent, name, id) {
@@ -85,26 +86,15 @@ pub fn intents(applier: &mut Applier, store: &mut Store) -> Recovered {
 
 fn settle(
     applier: &mut Applier,
-    store: &mut Store,
+    store: &SharedStore,
     intent: &Intent,
     name: &str,
     id: &str,
 ) -> Result<Option<String>, super::apply::ApplyError> {
-    let row = store.transaction(|tx| tx.container(name))?;
+    let row = lock(store).transaction(|tx| tx.container(name))?;
     let row = row.filter(|r| r.id == id);
     let object = format!("container/{name}");
     let (kind, line, row_update) = match intent.kind.as_str() {
-        INTENT_CREATE if row.is_some() => (None, None, None),
-        INTENT_CREATE => {
-            applier.discard(id, None)?;
-            (
-                Some("recovery.undo"),
-                Some(format!(
-                    "interrupted create of {name} undone: runtime container {id} removed"
-                )),
-                None,
-            )
-        }
         INTENT_START => match (row, applier.exec.state(id)) {
             (Some(mut r), Ok(info))
                 if info.status.is_running() && r.state != ContainerState::Running =>
@@ -134,9 +124,9 @@ fn settle(
             let grace = row
                 .as_ref()
                 .and_then(|r| super::supervise::grace_of(&r.config));
-            applier.discard(id, grace)?;
+            applier.discard(id, grace, replaced)?;
             if !replaced && row.is_some() {
-                store.transaction(|tx| tx.delete_container(name).map(|_| ()))?;
+                lock(store).transaction(|tx| tx.delete_container(name).map(|_| ()))?;
             }
             (
                 Some("recovery.finish"),
@@ -148,7 +138,7 @@ fn settle(
         }
         _ => return Ok(None),
     };
-    store.transaction(|tx| {
+    lock(store).transaction(|tx| {
         if let Some(r) = &row_update {
             tx.upsert_container(r)?;
         }
@@ -162,9 +152,9 @@ fn settle(
 
 /// Removes runtime containers and container layers that no container row names (start-up
 /// only: no step is in flight then).
-pub fn sweep_orphans(applier: &mut Applier, store: &mut Store) -> Recovered {
+pub fn sweep_orphans(applier: &mut Applier, store: &SharedStore) -> Recovered {
     let mut out = Recovered::default();
-    let known: HashSet<String> = match store.transaction(|tx| tx.containers()) {
+    let known: HashSet<String> = match lock(store).transaction(|tx| tx.containers()) {
         Ok(c) => c.into_iter().map(|c| c.id).collect(),
         Err(e) => {
             out.failed.push(format!("reading containers: {e}"));
@@ -183,11 +173,11 @@ pub fn sweep_orphans(applier: &mut Applier, store: &mut Store) -> Recovered {
     ids.sort();
     ids.dedup();
     for id in ids.into_iter().filter(|id| !known.contains(id)) {
-        match applier.discard(&id, None) {
+        match applier.discard(&id, None, false) {
             Ok(()) => {
                 let line = format!("orphan runtime container {id} (no container row) removed");
                 tracing::info!("{line}");
-                let _ = store.transaction(|tx| {
+                let _ = lock(store).transaction(|tx| {
                     event(
                         tx,
                         "recovery.orphan-removed",
@@ -207,9 +197,9 @@ pub fn sweep_orphans(applier: &mut Applier, store: &mut Store) -> Recovered {
 
 /// Mounts the root filesystem of every recorded container that is not mounted (start-up after a
 /// host reboot). A container being removed is skipped.
-pub fn remount(applier: &mut Applier, store: &mut Store) -> Recovered {
+pub fn remount(applier: &mut Applier, store: &SharedStore) -> Recovered {
     let mut out = Recovered::default();
-    let containers = match store.transaction(|tx| tx.containers()) {
+    let containers = match lock(store).transaction(|tx| tx.containers()) {
         Ok(c) => c,
         Err(e) => {
             out.failed.push(format!("reading containers: {e}"));
