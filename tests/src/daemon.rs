@@ -366,8 +366,9 @@ impl Daemon {
     }
 
     /// What a host reboot does to this agent's containers, with the agent already gone: every
-    /// `agent monitor` and container process SIGKILLed (no exit recorded) and every container
-    /// root filesystem unmounted. Only processes recorded in this test's own state directory are
+    /// `agent monitor` and container process SIGKILLed (no exit recorded), every container
+    /// root filesystem unmounted, the fixture's bridges, veths, namespaces and firewall rules
+    /// and the containers' cgroups removed. Only processes recorded in this test's own state directory are
     /// touched (each checked against its recorded start time or command line).
     pub fn simulate_reboot(&self) {
         let state = self.state.to_string_lossy().into_owned();
@@ -406,6 +407,8 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         unmount_under(self.dir.path());
+        // Bridges, veths, namespaces and firewall rules do not survive a reboot either.
+        self.cleanup_network();
         // A reboot starts with empty cgroup hierarchies: remove the dead containers' cgroups.
         for id in self.runtime_ids() {
             let config = self.state.join("exec").join(&id).join("config.json");

@@ -38,12 +38,31 @@ fn reboot_brings_containers_back_in_dependency_order() {
     for (n, extra) in specs {
         d.write(&format!("{n}.yaml"), &container_manifest(n, LONG, extra));
     }
+    // And one on the default bridge network, whose namespace and veth the reboot takes away.
+    d.write(
+        "net1.yaml",
+        &container_manifest(
+            "net1",
+            LONG,
+            "  restart: always
+",
+        )
+        .replace(
+            "  networkMode: none
+",
+            "",
+        ),
+    );
     d.wait_for("all running", Duration::from_secs(90), || {
         specs
             .iter()
-            .all(|(n, _)| d.ps_row(n)["state"] == "running")
+            .map(|(n, _)| *n)
+            .chain(["net1"])
+            .all(|n| d.ps_row(n)["state"] == "running")
             .then_some(())
     });
+    let net1_id = d.ps_row("net1")["id"].as_str().unwrap_or("").to_string();
+    assert!(d.sh_in(&net1_id, "grep -q eth0 /proc/net/dev"));
     d.cli_ok(&["stop", "held"]);
     let ids: Vec<(String, String)> = specs
         .iter()
@@ -68,7 +87,7 @@ fn reboot_brings_containers_back_in_dependency_order() {
     }
     d.start();
 
-    let back = ["base", "app", "aaa", "side", "mid"];
+    let back = ["base", "app", "aaa", "side", "mid", "net1"];
     d.wait_for("containers back", Duration::from_secs(60), || {
         back.iter()
             .all(|n| d.ps_row(n)["state"] == "running")
@@ -79,6 +98,15 @@ fn reboot_brings_containers_back_in_dependency_order() {
             assert!(d.runs(id), "{n} is recorded running but does not run");
         }
     }
+    // The bridge container is attached again (same id, an interface and an address).
+    assert!(d.sh_in(&net1_id, "grep -q eth0 /proc/net/dev"));
+    let inspect: Value = serde_json::from_str(&d.cli_ok(&["inspect", "net1"])).expect("inspect");
+    assert!(
+        inspect["addresses"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{inspect}"
+    );
     // The order of the restarts.
     let restarts: Vec<String> = d
         .events()
