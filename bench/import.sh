@@ -2,7 +2,7 @@
 # Import throughput of the graph driver against raw sha256 speed, on the same data in the same run.
 #
 # Builds an OCI image layout of SIZE_MB (default 240) of random data in LAYERS (default 4)
-# uncompressed layers, then, three times each, times:
+# uncompressed layers, then, RUNS times each (default 5), times:
 #   - `agent image load` of that layout into a fresh state directory (copies every blob into the
 #     verified blob store with fsync, unpacks every layer, records the image);
 #   - `sha256sum` over the same layer files (the floor: one hashing pass, no writes).
@@ -10,16 +10,17 @@
 # both cases (a warm-up pass reads them first), so the figure compares the agent's work against
 # hashing, not disk reads.
 #
-# Usage: bench/import.sh            (AGENT_BIN=path to use another binary; default: a release
-#                                    build, built here if missing; SIZE_MB, LAYERS, WORKDIR)
+# Usage: bench/import.sh            (AGENT_BIN=path to use another binary; default: the release
+#                                    build, brought up to date here; SIZE_MB, LAYERS, RUNS, WORKDIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MB=${SIZE_MB:-240}
 LAYERS=${LAYERS:-4}
+RUNS=${RUNS:-5}
 if [ -z "${AGENT_BIN:-}" ]; then
   AGENT_BIN=target/release/agent
-  [ -x "$AGENT_BIN" ] || cargo build --release -p agent
+  cargo build --release --quiet -p agent --bin agent # a no-op when up to date; never a stale binary
 fi
 WORK=$(mktemp -d "${WORKDIR:-/var/tmp}/agent-bench-import.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -68,12 +69,12 @@ done
 bytes=$(cat "${layer_files[@]}" | wc -c)
 
 now() { date +%s.%N; }
-median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mbps() { awk -v b="$bytes" -v t="$1" 'BEGIN { printf "%.1f", b / 1e6 / t }'; }
 
 cat "${layer_files[@]}" >/dev/null # warm the page cache
 imp=() sha=()
-for run in 1 2 3; do
+for run in $(seq 1 "$RUNS"); do
   state=$WORK/state$run
   t0=$(now)
   "$AGENT_BIN" image load --state-dir "$state" --graph-driver vfs "$OCI" >/dev/null
