@@ -129,6 +129,27 @@ fn firewall_listing(d: &Daemon) -> String {
     agent::driver::network::FirewallDriver::list(&fw).unwrap_or_default()
 }
 
+/// Pids of the `agent monitor` processes of state directory `state`.
+fn monitor_pids(state: &Path) -> Vec<i64> {
+    let needle = state.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| {
+                    let pid: i64 = e.file_name().to_str()?.parse().ok()?;
+                    let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                    let args: Vec<String> = cmd
+                        .split(|b| *b == 0)
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect();
+                    (args.get(1).is_some_and(|a| a == "monitor") && args.contains(&needle))
+                        .then_some(pid)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn count(db: &rusqlite::Connection, table: &str) -> i64 {
     db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("count {table}: {e}"))
@@ -392,4 +413,62 @@ mod ipnet_like {
                 .is_ok_and(|a| u32::from(a) & self.mask == self.base)
         }
     }
+}
+
+#[test]
+fn after_a_simulated_reboot_the_container_comes_back_with_its_network() {
+    if !require_root("after_a_simulated_reboot_the_container_comes_back_with_its_network") {
+        return;
+    }
+    images_present();
+    let port = free_port();
+    let mut d = Daemon::prepare("netboot", "");
+    d.start();
+    d.write("image.yaml", IMAGE);
+    d.write("srv.yaml", &srv(1, port));
+    d.wait_for("srv on 127.0.0.1", Duration::from_secs(90), || {
+        running(&d, "srv")?;
+        (http_get(port)? == "srv-1\n").then_some(())
+    });
+    let ip = own_ip(&d, "srv").expect("srv address");
+    let inspect: Value =
+        serde_json::from_str(&d.cli_ok(&["inspect", "srv"])).expect("inspect is JSON");
+    let rt = &inspect["container"]["runtime"];
+    let pid = rt["container_pid"].as_i64().expect("container pid");
+    let monitors = monitor_pids(&d.state);
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    let netns = rt["netns_path"].as_str().expect("netns path").to_string();
+
+    // "Reboot": the agent, the monitor and the container die without a word, the namespace
+    // (and with it the veth) is gone.
+    d.stop_with(libc::SIGKILL);
+    for p in monitors.into_iter().chain([pid]) {
+        // SAFETY: kill(2) of processes this test's agent started.
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let name = Path::new(&netns)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("netns name");
+    let ok = Command::new("ip")
+        .args(["netns", "del", &name])
+        .status()
+        .expect("ip netns del");
+    assert!(ok.success());
+    // The kernel destroys a namespace asynchronously; a reboot leaves no veth either.
+    std::thread::sleep(Duration::from_secs(1));
+    for v in links_with_prefix(&d.net.veth_prefix) {
+        let _ = Command::new("ip").args(["link", "del", &v]).status();
+    }
+    assert!(http_get(port).is_none());
+
+    // `restart: always` brings it back, attached again with the same address and port.
+    d.start();
+    d.wait_for("srv back on 127.0.0.1", Duration::from_secs(60), || {
+        (http_get(port)? == "srv-1\n").then_some(())
+    });
+    assert_eq!(own_ip(&d, "srv"), Some(ip));
+    assert_eq!(links_with_prefix(&d.net.veth_prefix).len(), 1);
+    assert_eq!(netns_of(&d).len(), 1);
 }
