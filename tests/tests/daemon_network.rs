@@ -30,7 +30,7 @@ fn images_present() {
 /// An HTTP server container publishing 8080 on 127.0.0.1:`port`, serving `srv-<v>`.
 fn srv(v: u32, port: u16) -> String {
     format!(
-        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: srv\nspec:\n  image: busybox\n  entrypoint: [\"/bin/sh\", \"-c\"]\n  command: [\"mkdir -p /www && echo srv-$V > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n  env: {{V: \"{v}\"}}\n  ports: [\"127.0.0.1:{port}:8080/tcp\"]\n  restart: always\n  stopGracePeriod: 1s\n"
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: srv\nspec:\n  image: busybox\n  entrypoint: [\"/bin/sh\", \"-c\"]\n  command: [\"mkdir -p /www && echo srv-$V > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n  env: {{V: \"{v}\"}}\n  ports: [\"127.0.0.1:{port}:8080/tcp\", \"127.0.0.1::9090/tcp\"]\n  restart: always\n  stopGracePeriod: 1s\n"
     )
 }
 
@@ -86,6 +86,15 @@ fn row(d: &Daemon, name: &str) -> Option<Value> {
         .iter()
         .find(|r| r["name"] == name)
         .cloned()
+}
+
+/// The host port `agent ps` shows for container port 9090.
+fn random_port(row: &Value) -> Option<u16> {
+    row["ports"].as_array()?.iter().find_map(|p| {
+        let p = p.as_str()?;
+        let host = p.strip_suffix("->9090/tcp")?;
+        host.rsplit(':').next()?.parse().ok()
+    })
 }
 
 fn running(d: &Daemon, name: &str) -> Option<Value> {
@@ -181,6 +190,8 @@ fn bridge_ports_links_recreate_and_remove() {
         ports.contains(&format!("127.0.0.1:{port}->8080/tcp")),
         "{ports}"
     );
+    // The random host port of 9090, recorded; it must survive the recreation below.
+    let random = random_port(&first).expect("a random host port for 9090");
 
     // The link: alias `db` resolves to srv's address, and reaches it.
     let ip = d.wait_for("srv's address", Duration::from_secs(10), || {
@@ -212,6 +223,8 @@ fn bridge_ports_links_recreate_and_remove() {
         Some(ip.as_str()),
         "address kept"
     );
+    let again = running(&d, "srv").expect("srv running");
+    assert_eq!(random_port(&again), Some(random), "random host port kept");
     let body = d.wait_for("cli reaches the new db", Duration::from_secs(10), || {
         exec_out(&d, "cli", &["wget", "-q", "-O", "-", "http://db:8080/"])
             .filter(|b| b == "srv-2\n")
