@@ -30,7 +30,7 @@ fn images_present() {
 /// An HTTP server container publishing 8080 on 127.0.0.1:`port`, serving `srv-<v>`.
 fn srv(v: u32, port: u16) -> String {
     format!(
-        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: srv\nspec:\n  image: busybox\n  entrypoint: [\"/bin/sh\", \"-c\"]\n  command: [\"mkdir -p /www && echo srv-$V > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n  env: {{V: \"{v}\"}}\n  ports: [\"127.0.0.1:{port}:8080/tcp\"]\n  restart: always\n  stopGracePeriod: 1s\n"
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: srv\nspec:\n  image: busybox\n  entrypoint: [\"/bin/sh\", \"-c\"]\n  command: [\"mkdir -p /www && echo srv-$V > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n  env: {{V: \"{v}\"}}\n  ports: [\"127.0.0.1:{port}:8080/tcp\", \"127.0.0.1::9090/tcp\"]\n  restart: always\n  stopGracePeriod: 1s\n"
     )
 }
 
@@ -88,6 +88,15 @@ fn row(d: &Daemon, name: &str) -> Option<Value> {
         .cloned()
 }
 
+/// The host port `agent ps` shows for container port 9090.
+fn random_port(row: &Value) -> Option<u16> {
+    row["ports"].as_array()?.iter().find_map(|p| {
+        let p = p.as_str()?;
+        let host = p.strip_suffix("->9090/tcp")?;
+        host.rsplit(':').next()?.parse().ok()
+    })
+}
+
 fn running(d: &Daemon, name: &str) -> Option<Value> {
     row(d, name).filter(|r| r["state"] == "running")
 }
@@ -129,6 +138,27 @@ fn firewall_listing(d: &Daemon) -> String {
     agent::driver::network::FirewallDriver::list(&fw).unwrap_or_default()
 }
 
+/// Pids of the `agent monitor` processes of state directory `state`.
+fn monitor_pids(state: &Path) -> Vec<i64> {
+    let needle = state.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| {
+                    let pid: i64 = e.file_name().to_str()?.parse().ok()?;
+                    let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                    let args: Vec<String> = cmd
+                        .split(|b| *b == 0)
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect();
+                    (args.get(1).is_some_and(|a| a == "monitor") && args.contains(&needle))
+                        .then_some(pid)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn count(db: &rusqlite::Connection, table: &str) -> i64 {
     db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("count {table}: {e}"))
@@ -160,6 +190,8 @@ fn bridge_ports_links_recreate_and_remove() {
         ports.contains(&format!("127.0.0.1:{port}->8080/tcp")),
         "{ports}"
     );
+    // The random host port of 9090, recorded; it must survive the recreation below.
+    let random = random_port(&first).expect("a random host port for 9090");
 
     // The link: alias `db` resolves to srv's address, and reaches it.
     let ip = d.wait_for("srv's address", Duration::from_secs(10), || {
@@ -191,6 +223,8 @@ fn bridge_ports_links_recreate_and_remove() {
         Some(ip.as_str()),
         "address kept"
     );
+    let again = running(&d, "srv").expect("srv running");
+    assert_eq!(random_port(&again), Some(random), "random host port kept");
     let body = d.wait_for("cli reaches the new db", Duration::from_secs(10), || {
         exec_out(&d, "cli", &["wget", "-q", "-O", "-", "http://db:8080/"])
             .filter(|b| b == "srv-2\n")
@@ -392,4 +426,117 @@ mod ipnet_like {
                 .is_ok_and(|a| u32::from(a) & self.mask == self.base)
         }
     }
+}
+
+#[test]
+fn after_a_simulated_reboot_the_container_comes_back_with_its_network() {
+    if !require_root("after_a_simulated_reboot_the_container_comes_back_with_its_network") {
+        return;
+    }
+    images_present();
+    let port = free_port();
+    let mut d = Daemon::prepare("netboot", "");
+    d.start();
+    d.write("image.yaml", IMAGE);
+    d.write("srv.yaml", &srv(1, port));
+    d.wait_for("srv on 127.0.0.1", Duration::from_secs(90), || {
+        running(&d, "srv")?;
+        (http_get(port)? == "srv-1\n").then_some(())
+    });
+    let ip = own_ip(&d, "srv").expect("srv address");
+    let inspect: Value =
+        serde_json::from_str(&d.cli_ok(&["inspect", "srv"])).expect("inspect is JSON");
+    let rt = &inspect["container"]["runtime"];
+    let pid = rt["container_pid"].as_i64().expect("container pid");
+    let monitors = monitor_pids(&d.state);
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    let netns = rt["netns_path"].as_str().expect("netns path").to_string();
+
+    // "Reboot": the agent, the monitor and the container die without a word, the namespace
+    // (and with it the veth) is gone.
+    d.stop_with(libc::SIGKILL);
+    for p in monitors.into_iter().chain([pid]) {
+        // SAFETY: kill(2) of processes this test's agent started.
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let name = Path::new(&netns)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("netns name");
+    let ok = Command::new("ip")
+        .args(["netns", "del", &name])
+        .status()
+        .expect("ip netns del");
+    assert!(ok.success());
+    // The kernel destroys a namespace asynchronously; a reboot leaves no veth either.
+    std::thread::sleep(Duration::from_secs(1));
+    for v in links_with_prefix(&d.net.veth_prefix) {
+        let _ = Command::new("ip").args(["link", "del", &v]).status();
+    }
+    assert!(http_get(port).is_none());
+
+    // `restart: always` brings it back, attached again with the same address and port.
+    d.start();
+    d.wait_for("srv back on 127.0.0.1", Duration::from_secs(60), || {
+        (http_get(port)? == "srv-1\n").then_some(())
+    });
+    assert_eq!(own_ip(&d, "srv"), Some(ip));
+    assert_eq!(links_with_prefix(&d.net.veth_prefix).len(), 1);
+    assert_eq!(netns_of(&d).len(), 1);
+}
+
+/// A plain bridge-mode container `name` (sleeps).
+fn sleeper(name: &str) -> String {
+    format!(
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sleep\", \"100000\"]\n  restart: always\n  stopGracePeriod: 1s\n"
+    )
+}
+
+#[test]
+fn kill9_while_attaching_converges_to_exactly_what_the_store_explains() {
+    if !require_root("kill9_while_attaching_converges_to_exactly_what_the_store_explains") {
+        return;
+    }
+    images_present();
+    let mut d = Daemon::prepare("netcrash", "");
+    d.start();
+    d.write("image.yaml", IMAGE);
+    d.wait_for("image imported", Duration::from_secs(60), || {
+        d.log_text().contains("import docker-archive").then_some(())
+    });
+    let names: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    for n in &names {
+        d.write(&format!("{n}.yaml"), &sleeper(n));
+    }
+    // Kill -9 right after the second container was attached: the pass is mid-way.
+    d.wait_for("two attached", Duration::from_secs(60), || {
+        (d.log_text().matches("\"attached\"").count() >= 2).then_some(())
+    });
+    d.stop_with(libc::SIGKILL);
+
+    d.start();
+    d.wait_for("all running", Duration::from_secs(90), || {
+        names.iter().all(|n| running(&d, n).is_some()).then_some(())
+    });
+    for l in d.log_text().lines().filter(|l| {
+        l.contains("cleanup") || l.contains("state removing") || l.contains("never completed")
+    }) {
+        eprintln!("after the crash: {l}");
+    }
+    // One veth and one namespace per container, distinct addresses, nothing else.
+    let veths = links_with_prefix(&d.net.veth_prefix);
+    assert_eq!(veths.len(), names.len(), "{veths:?}");
+    assert_eq!(netns_of(&d).len(), names.len(), "{:?}", netns_of(&d));
+    let mut ips: Vec<String> = names
+        .iter()
+        .map(|n| own_ip(&d, n).unwrap_or_else(|| panic!("{n} has no address")))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), names.len(), "{ips:?}");
+    d.stop();
+    let db = rusqlite::Connection::open(d.state.join("state.db")).expect("open state.db");
+    assert_eq!(count(&db, "ip_allocations"), names.len() as i64);
+    assert_eq!(count(&db, "containers"), names.len() as i64);
 }

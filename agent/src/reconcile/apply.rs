@@ -281,9 +281,6 @@ impl Applier {
             now_ms(),
         );
         rec.state = ContainerState::Removing;
-        if let Some(p) = &prior {
-            rec.restart_count = p.restart_count;
-        }
         lock(store).transaction(|tx| tx.upsert_container(&rec))?;
         match self.create_runtime(store, &id, &config, &digest) {
             Ok(netns) => {

@@ -540,6 +540,29 @@ format = "json"
     }
 
     #[test]
+    fn network_names_and_firewall_are_checked() {
+        let c = parse(
+            "[network]\ninstance = \"agentex\"\nveth_prefix = \"agx\"\nfirewall = \"iptables\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.network.instance, "agentex");
+        assert_eq!(c.network.veth_prefix, "agx");
+        assert_eq!(
+            c.network.firewall,
+            crate::driver::network::FirewallChoice::Iptables
+        );
+        let e = parse("[network]\ninstance = \"Bad-Name\"\n").unwrap_err();
+        assert!(e.contains(":2:12: network.instance"), "{e}");
+        let e = parse("[network]\nveth_prefix = \"muchtoolong\"\n").unwrap_err();
+        assert!(e.contains("network.veth_prefix"), "{e}");
+        let e = parse("[network]\nfirewall = \"pf\"\n").unwrap_err();
+        assert!(
+            e.contains(":2:12:") && e.contains("`auto`, `nftables`, `iptables`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_line_and_field() {
         let e = parse("\n[restart]\nstart = \"soon\"\n").unwrap_err();
         assert!(e.contains(":3:9:"), "{e}");

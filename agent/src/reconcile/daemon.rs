@@ -249,6 +249,41 @@ impl PassContext {
         report.failed.extend(failed);
     }
 
+    /// Attaches bridge-mode containers whose restart is due, if they are not attached.
+    fn network_before_restarts(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.applier.as_ref() else {
+            return;
+        };
+        let Ok(net) = &applier.net else {
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .supervisor
+            .due()
+            .filter(|(_, t)| *t <= now)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for name in due {
+            let rec = super::network::lock(&self.store).transaction(|tx| tx.container(&name));
+            let Ok(Some(rec)) = rec else {
+                continue;
+            };
+            if rec.state != crate::store::ContainerState::Restarting {
+                continue;
+            }
+            let Ok(config) = serde_json::from_value::<crate::plan::EffectiveContainer>(rec.config)
+            else {
+                continue;
+            };
+            match net.ensure_attached(&self.store, &applier.state_dir, &rec.id, &config) {
+                Ok(Some(what)) => report.applied.push(format!("network of {name}: {what}")),
+                Ok(None) => {}
+                Err(e) => report.failed.push(format!("network of {name}: {e}")),
+            }
+        }
+    }
+
     /// Exits, restart policies and due restarts (see [`super::supervise`]).
     fn supervise(&mut self, report: &mut PassReport, startup: bool) {
         let occasion = if startup {
@@ -257,14 +292,20 @@ impl PassContext {
             Occasion::Exited
         };
         let store = self.store.clone();
-        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-        let mut findings = match self.supervisor.check(&mut store, occasion) {
+        let mut findings = match self
+            .supervisor
+            .check(&mut super::network::lock(&store), occasion)
+        {
             Ok(f) => f,
             Err(e) => {
                 report.failed.push(format!("checking containers: {e}"));
                 Vec::new()
             }
         };
+        // Containers about to be restarted need their network (detached by a stop, or gone
+        // with a reboot); the store is not locked meanwhile.
+        self.network_before_restarts(report);
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
         match self.supervisor.restart_due(&mut store) {
             Ok(f) => findings.extend(f),
             Err(e) => report.failed.push(format!("restarting containers: {e}")),

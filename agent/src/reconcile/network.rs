@@ -645,6 +645,74 @@ fn exposed_ports(image_config: &serde_json::Value) -> Vec<(u16, Protocol)> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::plan::{Desired, FileInput, FileState, Resolutions};
+
+    /// The desired state of one file holding a busybox image, network `shop` and container
+    /// `web` with `spec` (indented under `spec:`).
+    fn desired(spec: &str) -> Desired {
+        let yaml = format!(
+            "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /x.tar\n---\napiVersion: agent/v1\nkind: Network\nmetadata:\n  name: shop\nspec:\n  subnet: 10.214.7.0/24\n  bridge: agent-shop\n  icc: false\n---\napiVersion: agent/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n  image: busybox\n{spec}"
+        );
+        let path = PathBuf::from("/m/web.yaml");
+        let loaded = crate::manifest::Loaded::from_sources(vec![(path.clone(), yaml.into_bytes())]);
+        let objects = match &loaded.files[0].outcome {
+            Ok(o) => o.iter().map(|o| o.manifest.clone()).collect(),
+            Err(d) => panic!("{d:?}"),
+        };
+        Desired::build(
+            vec![FileInput {
+                path,
+                state: FileState::Loaded(objects),
+            }],
+            &Resolutions::new(),
+        )
+    }
+
+    fn web(spec: &str) -> EffectiveContainer {
+        desired(spec).containers["web"].value.config.clone()
+    }
+
+    #[test]
+    fn hosts_file_gets_the_hostname_and_extra_hosts() {
+        let c = web("  hostname: front\n  extraHosts: [\"kv.local:10.0.0.9\"]\n");
+        let base = "127.0.0.1\tlocalhost\n10.214.7.3\tweb\n";
+        let h = hosts_file(base, &c, Some(Ipv4Addr::new(10, 214, 7, 3)));
+        assert_eq!(
+            h,
+            "127.0.0.1\tlocalhost\n10.214.7.3\tweb\n10.214.7.3\tfront\n10.0.0.9\tkv.local\n"
+        );
+        // No second line when the hostname is the name.
+        let c = web("  hostname: web\n");
+        assert_eq!(
+            hosts_file(base, &c, Some(Ipv4Addr::new(10, 214, 7, 3))),
+            base
+        );
+    }
+
+    #[test]
+    fn resolv_conf_only_when_dns_is_set() {
+        assert_eq!(resolv_conf(&web("")), None);
+        let c = web("  dns: [10.214.7.1, 10.214.7.2]\n  dnsSearch: [shop.local]\n");
+        assert_eq!(
+            resolv_conf(&c).as_deref(),
+            Some("nameserver 10.214.7.1\nnameserver 10.214.7.2\nsearch shop.local\n")
+        );
+    }
+
+    #[test]
+    fn networks_and_modes_translate_for_the_driver() {
+        let d = desired("");
+        let n = driver_network(&d.networks["shop"].value).unwrap();
+        assert_eq!(n.name, "shop");
+        assert_eq!(n.bridge, "agent-shop");
+        assert_eq!(n.subnet.to_string(), "10.214.7.0/24");
+        assert_eq!(n.gateway(), Ipv4Addr::new(10, 214, 7, 1));
+        assert!(!n.icc);
+        n.validate().unwrap();
+        assert!(uses_driver(&web("")), "bridge is the default mode");
+        assert!(!uses_driver(&web("  networkMode: none\n")));
+        assert!(!uses_driver(&web("  networkMode: host\n")));
+    }
 
     #[test]
     fn exposed_ports_are_read_from_the_image_config() {
