@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs the cargo-fuzz targets in fuzz/ (manifest_parse, layer_unpack) on the pinned stable
+# toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs -Zsanitizer; no nightly is installed here).
+#
+#   scripts/fuzz.sh                 short run: 20 s per target (CI smoke run)
+#   scripts/fuzz.sh --long          long run: 30 min per target (FUZZ_SECONDS overrides), 2 jobs
+#   scripts/fuzz.sh TARGET [SECS]   one target
+#
+# The corpus lives in fuzz/corpus/<target> (not committed) and is seeded from fuzz/seeds/<target>,
+# examples/manifests and the test image's small layer. A crash leaves its input in
+# fuzz/artifacts/<target>/ and makes this script fail; reproduce with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
+# Prints each target's executions per second from libFuzzer's final stats.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+long=0
+targets=(manifest_parse layer_unpack)
+seconds=""
+if [ "${1:-}" = "--long" ]; then
+  long=1
+  shift
+fi
+if [ $# -gt 0 ]; then
+  targets=("$1")
+  seconds="${2:-}"
+fi
+if [ -z "$seconds" ]; then
+  if [ "$long" = 1 ]; then seconds="${FUZZ_SECONDS:-1800}"; else seconds="${FUZZ_SECONDS:-20}"; fi
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: cargo-fuzz is not installed; run scripts/setup.d/30-fuzz.sh" >&2
+  exit 1
+fi
+export RUSTC_BOOTSTRAP=1
+
+for t in "${targets[@]}"; do
+  mkdir -p "fuzz/corpus/$t"
+  cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
+done
+if [ -d examples/manifests ]; then
+  cp -n examples/manifests/*.yaml fuzz/corpus/manifest_parse/ 2>/dev/null || true
+fi
+
+echo "fuzz: building targets (release, address sanitizer)"
+cargo fuzz build --fuzz-dir fuzz -O
+status=0
+for t in "${targets[@]}"; do
+  log="fuzz/target/$t.log"
+  mkdir -p fuzz/target "fuzz/artifacts/$t"
+  extra=()
+  if [ "$long" = 1 ]; then extra=(-jobs=2 -workers=2); fi
+  echo "fuzz: $t for ${seconds}s"
+  set +e
+  cargo fuzz run --fuzz-dir fuzz -O "$t" "fuzz/corpus/$t" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+    -print_final_stats=1 "${extra[@]}" >"$log" 2>&1
+  rc=$?
+  set -e
+  runs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{s+=$2} END {print s+0}')
+  eps=$(grep -a 'stat::average_exec_per_sec' "$log" | awk '{s+=$2} END {print s+0}')
+  cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -n 1 | awk '{print $2}')
+  echo "fuzz: $t: ${runs} runs, ${eps} exec/s, coverage ${cov:-?} edges, exit $rc (log: $log)"
+  if [ "$rc" != 0 ]; then
+    tail -n 40 "$log" >&2
+    status=1
+  fi
+done
+exit "$status"
