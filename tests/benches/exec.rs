@@ -42,6 +42,31 @@ fn smaps_kib(pid: i32, key: &str) -> Option<u64> {
     })
 }
 
+/// Private_Dirty per mapping of `pid`, largest first.
+fn dirty_mappings(pid: i32) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for l in text.lines() {
+        let first = l.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            name = format!(
+                "{} {}",
+                f.get(1).unwrap_or(&""),
+                f.get(5).unwrap_or(&"[anon]")
+            );
+        } else if let Some(v) = l.strip_prefix("Private_Dirty:") {
+            let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            if kib > 0 {
+                out.push((kib, name.clone()));
+            }
+        }
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
+    out
+}
+
 fn runc(root: &Path, args: &[&str]) -> std::process::Output {
     Command::new("runc")
         .arg("--root")
@@ -153,6 +178,17 @@ fn main() {
         let pss = smaps_kib(pid, "Pss").unwrap_or(0);
         println!("  monitor {pid}: Private_Dirty {pd} KiB, Rss {rss} KiB, Pss {pss} KiB");
         dirty.push(pd as f64);
+    }
+    if let Some(first) = ids.first()
+        && let Some(pid) = ContainerState::load(&paths::container_dir(&f.state, first))
+            .ok()
+            .flatten()
+            .and_then(|s| s.monitor_pid)
+    {
+        println!("  where the first monitor's private dirty memory is (KiB, mapping):");
+        for (kib, name) in dirty_mappings(pid).into_iter().take(8) {
+            println!("    {kib:6} {name}");
+        }
     }
     let med = median(&mut dirty);
     println!(

@@ -132,6 +132,13 @@ fn monitors_survive_the_agent_and_record_exits_meanwhile() {
             state::is_same_process(mpid, st.monitor_start),
             "monitor of {id} died with the agent"
         );
+        // it waits as the re-executed, lean half (same pid, still the container's parent)
+        let cmdline = std::fs::read(format!("/proc/{mpid}/cmdline")).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("--wait-pid"),
+            "{}",
+            String::from_utf8_lossy(&cmdline)
+        );
     }
 
     // The short container exits while nobody but its monitor watches.

@@ -20,6 +20,12 @@ pub struct MonitorArgs {
     pub state_dir: PathBuf,
     /// The container's id.
     pub id: String,
+    /// Internal: the waiting half after re-exec, with the container's init pid.
+    #[arg(long, hide = true, requires = "wait_fds")]
+    pub wait_pid: Option<i32>,
+    /// Internal: inherited descriptors (stdout pipe, stderr pipe, lock).
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub wait_fds: Vec<i32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,7 +109,10 @@ fn driver(state_dir: &std::path::Path) -> MonitorDriver {
 }
 
 pub fn monitor(args: MonitorArgs) -> crate::Result<Outcome> {
-    let code = exec::monitor::run(&args.state_dir, &args.id)?;
+    let code = match args.wait_pid {
+        Some(pid) => exec::monitor::resume(&args.state_dir, &args.id, pid, &args.wait_fds)?,
+        None => exec::monitor::run(&args.state_dir, &args.id)?,
+    };
     Ok(Outcome(code.clamp(0, 255) as u8))
 }
 

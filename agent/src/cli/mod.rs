@@ -101,10 +101,3 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Apply(args) => daemon::apply(args),
     }
 }
-
-/// The error every command not built yet returns, naming the issue that builds it.
-pub(crate) fn not_yet(what: &str, issue: u32) -> crate::Error {
-    crate::Error::Usage(format!(
-        "`agent {what}` is not available yet (tracked in issue {issue})"
-    ))
-}

@@ -1,17 +1,140 @@
-//! `agent plan DIR`
+//! `agent plan DIR [--state-dir D] [--output text|json]`: what the agent would change to make the
+//! host match the manifests in DIR, against the state recorded in D.
+//!
+//! - DIR is read like the daemon reads it. A file that fails to load keeps its last good
+//!   version (from the store) in force, as the daemon would; its problems are printed and the
+//!   exit code is 1.
+//! - The store is read without touching it: if `D/state.db` does not exist the recorded state
+//!   is empty (nothing is created). Otherwise the database is opened read-only and copied into a
+//!   private temporary directory with `VACUUM INTO` (a consistent snapshot even while the daemon
+//!   writes, and no wait for the daemon's state-directory lock); the copy is read through the
+//!   store's own API and deleted.
+//! - A file the store knows in DIR that the listing no longer shows counts as deleted (the
+//!   listing just succeeded), so the plan shows what the daemon does once it sees the deletion.
+//!   Store-known files outside DIR are left alone.
+//!
+//! Exit codes: 0 no changes, 2 changes pending, 1 errors (invalid manifests, unreadable DIR or
+//! store).
 
-use super::Outcome;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{Outcome, OutputFormat};
+use crate::manifest::{self, Manifest};
+use crate::plan::{self, Actual, Desired, FileInput, FileState};
+use crate::store::{self, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The manifest directory.
     pub dir: std::path::PathBuf,
+    /// The agent's state directory (read only).
     #[arg(long, default_value = "/var/lib/agent")]
     pub state_dir: std::path::PathBuf,
     #[arg(long, value_enum, default_value_t)]
     pub output: super::OutputFormat,
 }
 
-pub fn run(_args: Args) -> crate::Result<Outcome> {
-    Err(super::not_yet("plan", 3))
+pub fn run(args: Args) -> crate::Result<Outcome> {
+    let dir = std::fs::canonicalize(&args.dir).map_err(|source| crate::Error::Io {
+        context: format!("manifest directory {}", args.dir.display()),
+        source,
+    })?;
+    let loaded = manifest::load_paths(std::slice::from_ref(&dir))?;
+    let (actual, last_good) = read_state(&args.state_dir)?;
+
+    let mut inputs =
+        plan::inputs_from_loaded(&loaded, |p| last_good.get(p).cloned().unwrap_or_default());
+    for path in last_good.keys() {
+        let listed = loaded.files.iter().any(|f| &f.path == path);
+        if !listed && path.parent() == Some(dir.as_path()) {
+            inputs.push(FileInput {
+                path: path.clone(),
+                state: FileState::Deleted,
+            });
+        }
+    }
+    let desired = Desired::build(inputs, &actual.resolutions());
+    let plan = plan::plan(&desired, &actual);
+
+    let errors: Vec<&manifest::Diagnostic> = loaded.diagnostics().collect();
+    match args.output {
+        OutputFormat::Text => {
+            print!("{}", plan::render::text(&plan));
+            for d in &errors {
+                eprintln!("error: {d}");
+                if let Some(r) = &d.related {
+                    eprintln!("    (see {r})");
+                }
+            }
+        }
+        OutputFormat::Json => println!("{}", plan::render::json(&plan, &errors)),
+    }
+    Ok(if !errors.is_empty() {
+        Outcome::FAILED
+    } else if plan.is_empty() {
+        Outcome::OK
+    } else {
+        Outcome(2)
+    })
+}
+
+type LastGood = BTreeMap<PathBuf, Vec<Manifest>>;
+
+/// The recorded state and the last good manifests, or empty ones when there is no store.
+fn read_state(state_dir: &Path) -> crate::Result<(Actual, LastGood)> {
+    let db = state_dir.join(store::DB_FILE);
+    if !db.exists() {
+        return Ok((Actual::default(), LastGood::new()));
+    }
+    let snapshot = Snapshot::take(&db)?;
+    let mut store = Store::open(&snapshot.dir)?;
+    let actual = plan::store::actual_from_store(&mut store)?;
+    let last_good = plan::store::last_good_from_store(&mut store)?;
+    drop(store);
+    Ok((actual, last_good))
+}
+
+/// A private copy of the state database, deleted on drop.
+struct Snapshot {
+    dir: PathBuf,
+}
+
+impl Snapshot {
+    fn take(db: &Path) -> crate::Result<Snapshot> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("agent-plan-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| crate::Error::Io {
+                context: format!("create {}", dir.display()),
+                source,
+            })?;
+        let snapshot = Snapshot { dir };
+        let open_err = |source| store::Error::Open {
+            path: db.to_path_buf(),
+            source,
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(store::DEFAULT_BUSY_TIMEOUT)
+            .map_err(open_err)?;
+        let target = snapshot.dir.join(store::DB_FILE);
+        conn.execute("VACUUM INTO ?1", [target.to_string_lossy().as_ref()])
+            .map_err(open_err)?;
+        Ok(snapshot)
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

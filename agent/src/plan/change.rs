@@ -56,7 +56,8 @@ pub enum Change {
         name: String,
     },
     /// Remove a stopped container. With `replaced`, the same name is created again later in
-    /// this plan: keep its store row (address, port bindings, links) for the new one.
+    /// this plan (its network is recreated): keep its store row (address, port bindings) for
+    /// the new one, but drop its outgoing links; the create records the new config's links.
     RemoveContainer {
         name: String,
         replaced: bool,

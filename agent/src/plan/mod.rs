@@ -11,7 +11,7 @@
 //! - [`actual`]: [`Actual`], the same shapes as recorded; [`store`] reads it from the SQLite store
 //!   and defines the JSON forms of the store's opaque columns.
 //! - [`diff`]: field-level reasons; [`planner`]: the decisions and the order; [`change`]: the
-//!   typed [`Change`]s, [`Step`]s and the [`Plan`].
+//!   typed [`Change`]s, [`Step`]s and the [`Plan`]; [`render`]: text and JSON output.
 //!
 //! # Using it (the daemon's pass)
 //!
@@ -53,6 +53,7 @@ pub mod diff;
 pub mod effective;
 pub mod hash;
 pub mod planner;
+pub mod render;
 pub mod store;
 
 pub use actual::{Actual, ActualContainer, ActualNetwork};
@@ -71,6 +72,8 @@ pub use planner::plan;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {}
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]

@@ -209,12 +209,76 @@ impl<'a> Planner<'a> {
             }
         }
 
-        // Removals.
+        // Containers torn down for a recreated network: the desired ones on it (created again
+        // later), the removed ones on it, and, so that those can go before the network does,
+        // the removed containers that use them and the desired ones that use them (torn down and
+        // created again too). `torn` maps a desired container to why it is torn down.
+        let on_recreated = |name: &str| -> Option<&'a str> {
+            let cfg = a.containers.get(name)?.config.as_ref()?;
+            cfg.fixed
+                .networks
+                .iter()
+                .find(|n| recreated_networks.contains(n.as_str()))
+                .map(String::as_str)
+        };
+        let mut torn: BTreeMap<&'a str, String> = BTreeMap::new();
+        for (name, e) in &d.containers {
+            if !e.origin.frozen
+                && let Some(net) = on_recreated(name)
+            {
+                torn.insert(name, format!("network {net} is recreated"));
+            }
+        }
+        let mut early: HashSet<&'a str> = HashSet::new();
+        let mut work: Vec<(&'a str, &'a str)> = removed
+            .iter()
+            .filter_map(|n| on_recreated(n).map(|net| (*n, net)))
+            .collect();
+        while let Some((n, net)) = work.pop() {
+            if !early.insert(n) {
+                continue;
+            }
+            for u in actual_users.get(n).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(u) = removed.get(u) {
+                    work.push((u, net));
+                } else if let Some((u, e)) = d.containers.get_key_value(*u)
+                    && !e.origin.frozen
+                {
+                    torn.entry(u).or_insert_with(|| {
+                        format!("uses {n}, which goes before network {net} is recreated")
+                    });
+                }
+            }
+        }
+        // A removed container that a desired container (not torn down) still uses by its
+        // recorded config goes after the build phase, and so does everything it uses in turn.
+        let mut late: HashSet<&'a str> = HashSet::new();
+        let mut work: Vec<&'a str> = removed
+            .iter()
+            .copied()
+            .filter(|n| {
+                actual_users.get(n).is_some_and(|users| {
+                    users
+                        .iter()
+                        .any(|u| d.containers.contains_key(*u) && !torn.contains_key(*u))
+                })
+            })
+            .collect();
+        while let Some(n) = work.pop() {
+            if early.contains(n) || !late.insert(n) {
+                continue;
+            }
+            if let Some(cfg) = a.containers.get(n).and_then(|c| c.config.as_ref()) {
+                for dep in cfg.dependencies() {
+                    if let Some(dep) = removed.get(dep) {
+                        work.push(dep);
+                    }
+                }
+            }
+        }
         for name in &removed {
             let c = &a.containers[*name];
-            let late = actual_users
-                .get(name)
-                .is_some_and(|users| users.iter().any(|u| d.containers.contains_key(*u)));
+            let late = late.contains(name);
             let level = actual_levels.get(name).copied().unwrap_or(0);
             let reason = vec![self.removal_reason(Kind::Container, name)];
             let bucket = if late {
@@ -259,17 +323,10 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let level = desired_levels.get(name.as_str()).copied().unwrap_or(0);
-            let on_recreated_net = a.containers.get(name).and_then(|c| {
-                let cfg = c.config.as_ref()?;
-                cfg.fixed
-                    .networks
-                    .iter()
-                    .find(|n| recreated_networks.contains(n.as_str()))
-            });
-            match (a.containers.get(name), on_recreated_net) {
-                (Some(c), Some(net)) => {
+            match (a.containers.get(name), torn.get(name.as_str())) {
+                (Some(c), Some(why)) => {
                     replaced.insert(name);
-                    let why = format!("network {net} is recreated");
+                    let why = why.clone();
                     let alevel = actual_levels.get(name.as_str()).copied().unwrap_or(0);
                     if matches!(
                         c.state,

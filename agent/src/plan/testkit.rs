@@ -102,19 +102,33 @@ pub fn apply(actual: &mut Actual, plan: &Plan, inputs: &[FileInput]) {
     }
 }
 
-fn resolved(actual: &Actual, config: &EffectiveContainer) -> EffectiveContainer {
+fn resolved(actual: &Actual, config: &EffectiveContainer) -> Result<EffectiveContainer, String> {
     match actual.images.get(&config.image.key) {
-        Some(d) => config.with_digest(d).0,
-        None => panic!(
+        Some(d) => Ok(config.with_digest(d).0),
+        None => Err(format!(
             "container {} created before its image {} was fetched",
             config.name, config.image.key
-        ),
+        )),
     }
 }
 
-/// Applies one change; panics on a change that the real daemon could not apply (so the
-/// ordering rules are checked too).
+/// Applies one change; panics on a change that the real daemon could not apply.
 pub fn apply_change(actual: &mut Actual, change: &Change) {
+    if let Err(e) = try_apply_change(actual, change) {
+        panic!("{e}");
+    }
+}
+
+/// Applies one change; an error for a change that the real daemon could not apply (so the
+/// ordering rules are checked too).
+pub fn try_apply_change(actual: &mut Actual, change: &Change) -> Result<(), String> {
+    macro_rules! ensure {
+        ($cond:expr, $($arg:tt)+) => {
+            if !$cond {
+                return Err(format!($($arg)+));
+            }
+        };
+    }
     match change {
         Change::PullImage { image, .. } | Change::ImportImage { image, .. } => {
             actual.images.insert(image.clone(), digest_of(image));
@@ -123,13 +137,13 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             actual.volumes.insert(volume.name.clone(), volume.clone());
         }
         Change::RemoveVolume { name } => {
-            assert!(
+            ensure!(
                 actual.volumes.remove(name).is_some(),
                 "remove of absent volume {name}"
             );
         }
         Change::CreateNetwork { network } => {
-            assert!(
+            ensure!(
                 !actual.networks.contains_key(&network.name),
                 "network {} created twice",
                 network.name
@@ -152,11 +166,11 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
                 })
                 .map(|(n, _)| n)
                 .collect();
-            assert!(
+            ensure!(
                 users.is_empty(),
                 "network {name} removed while {users:?} use it"
             );
-            assert!(
+            ensure!(
                 actual.networks.remove(name).is_some(),
                 "remove of absent network {name}"
             );
@@ -166,12 +180,12 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             keep_stopped,
             ..
         } => {
-            assert!(
+            ensure!(
                 !actual.containers.contains_key(&config.name),
                 "container {} created twice",
                 config.name
             );
-            let config = resolved(actual, config);
+            let config = resolved(actual, config)?;
             let state = if *keep_stopped {
                 ContainerState::StoppedByUser
             } else {
@@ -186,14 +200,14 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             let c = actual
                 .containers
                 .get_mut(name)
-                .expect("start of absent container");
+                .ok_or(format!("start of absent container {name}"))?;
             c.state = ContainerState::Running;
         }
         Change::StopContainer { name } => {
             let c = actual
                 .containers
                 .get_mut(name)
-                .expect("stop of absent container");
+                .ok_or(format!("stop of absent container {name}"))?;
             c.state = ContainerState::Exited;
         }
         Change::RemoveContainer { name, replaced } => {
@@ -208,11 +222,11 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
                 })
                 .map(|(n, _)| n)
                 .collect();
-            assert!(
+            ensure!(
                 *replaced || users.is_empty(),
                 "container {name} removed while {users:?} use it"
             );
-            assert!(
+            ensure!(
                 actual.containers.remove(name).is_some(),
                 "remove of absent container {name}"
             );
@@ -223,13 +237,13 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             start,
             ..
         } => {
-            let new = resolved(actual, config);
+            let new = resolved(actual, config)?;
             let old = actual
                 .containers
                 .get(&config.name)
-                .expect("recreate of absent container");
+                .ok_or(format!("recreate of absent container {}", config.name))?;
             if hash.is_none() && old.hash.is_some() && old.hash == new.hash() {
-                return; // pending recreate whose fetched digest changed nothing
+                return Ok(()); // pending recreate whose fetched digest changed nothing
             }
             let state = if *start {
                 ContainerState::Running
@@ -244,23 +258,27 @@ pub fn apply_change(actual: &mut Actual, change: &Change) {
             let c = actual
                 .containers
                 .get_mut(name)
-                .expect("update of absent container");
-            let mut cfg = c.config.clone().expect("update of unreadable config");
+                .ok_or(format!("update of absent container {name}"))?;
+            let mut cfg = c
+                .config
+                .clone()
+                .ok_or(format!("update of unreadable config {name}"))?;
             cfg.live = live.clone();
-            assert_eq!(cfg.hash().as_ref(), Some(hash), "update hash of {name}");
+            ensure!(cfg.hash().as_ref() == Some(hash), "update hash of {name}");
             *c = ActualContainer::new(Some(cfg), c.state);
         }
         Change::RefreshLinks { name, .. } => {
-            assert!(
+            ensure!(
                 actual.containers.contains_key(name),
                 "refresh of absent {name}"
             );
         }
         Change::RemoveImage { image, .. } => {
-            assert!(
+            ensure!(
                 actual.images.remove(image).is_some(),
                 "remove of absent image {image}"
             );
         }
     }
+    Ok(())
 }

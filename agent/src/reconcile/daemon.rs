@@ -47,6 +47,10 @@ pub struct PassContext {
     pub watcher: Arc<Watcher>,
     pub events: watch::Sender<i64>,
     pub supervisor: Supervisor,
+    pub prober: super::prober::Prober,
+    pub applier: Option<super::apply::Applier>,
+    /// Backoff of passes whose changes failed.
+    pub retry: super::restart::Backoff,
     pub passes: u64,
     /// Restart timers already scheduled, so that each is scheduled once.
     pub scheduled: HashMap<String, Instant>,
@@ -103,8 +107,15 @@ impl PassContext {
         match desired {
             Ok(desired) => {
                 pass::report_errors(&mut report, &desired);
-                if let Err(e) = pass::forget_removed(&mut self.store(), &desired.removed_files) {
-                    report.failed.push(format!("forgetting removed files: {e}"));
+                self.plan_and_apply(&desired, &mut report);
+                if report.failed.is_empty() {
+                    let mut store = self.store();
+                    if let Err(e) = pass::mark_applied(&mut store, &desired) {
+                        report.failed.push(format!("recording applied files: {e}"));
+                    }
+                    if let Err(e) = pass::forget_removed(&mut store, &desired.removed_files) {
+                        report.failed.push(format!("forgetting removed files: {e}"));
+                    }
                 }
             }
             Err(e) => {
@@ -127,6 +138,59 @@ impl PassContext {
 }
 
 impl PassContext {
+    /// Plans against the store and applies every step; a failed step is reported and does not
+    /// stop the others (steps that depend on it fail on their own, with their own error).
+    fn plan_and_apply(&mut self, desired: &pass::Desired, report: &mut PassReport) {
+        let store = self.store.clone();
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        let actual = match crate::plan::store::actual_from_store(&mut store) {
+            Ok(a) => a,
+            Err(e) => {
+                report.failed.push(format!("reading the actual state: {e}"));
+                return;
+            }
+        };
+        let wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
+        let plan = crate::plan::plan(&wanted, &actual);
+        if plan.steps.is_empty() {
+            return;
+        }
+        let Some(applier) = self.applier.as_mut() else {
+            report
+                .failed
+                .push("the graph driver could not be opened; see the agent's log".into());
+            return;
+        };
+        for step in &plan.steps {
+            match applier.apply(&mut store, step) {
+                Ok(line) => {
+                    tracing::info!(change = %line, "applied");
+                    if step.change.kind() == crate::manifest::Kind::Container {
+                        self.supervisor.forget(step.change.name());
+                    }
+                    report.applied.push(line);
+                }
+                Err(e) => {
+                    let line = format!("{}: {e}", step.summary());
+                    tracing::warn!(change = %line, "change failed; it is retried with backoff");
+                    let _ = store.transaction(|tx| {
+                        pass::event(
+                            tx,
+                            "change.failed",
+                            &format!(
+                                "{}/{}",
+                                format!("{:?}", step.change.kind()).to_lowercase(),
+                                step.change.name()
+                            ),
+                            serde_json::json!({"reason": step.summary(), "error": e.to_string()}),
+                        )
+                    });
+                    report.failed.push(line);
+                }
+            }
+        }
+    }
+
     /// Exits, restart policies and due restarts (see [`super::supervise`]).
     fn supervise(&mut self, report: &mut PassReport, startup: bool) {
         let occasion = if startup {
@@ -146,6 +210,19 @@ impl PassContext {
         match self.supervisor.restart_due(&mut store) {
             Ok(f) => findings.extend(f),
             Err(e) => report.failed.push(format!("restarting containers: {e}")),
+        }
+        match self.supervisor.stop_unhealthy(&mut store) {
+            Ok(stopped) => report.applied.extend(
+                stopped
+                    .into_iter()
+                    .map(|n| format!("stopped unhealthy {n}")),
+            ),
+            Err(e) => report
+                .failed
+                .push(format!("stopping unhealthy containers: {e}")),
+        }
+        if let Err(e) = self.prober.sync(&mut store) {
+            report.failed.push(format!("health checks: {e}"));
         }
         for f in findings {
             match f {
@@ -295,32 +372,71 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         "agent started"
     );
     notifier.ready();
-    // Watchdog keep-alives at half the interval systemd asked for, only once READY=1 was sent.
+    // Watchdog keep-alives at half the interval systemd asked for.
     if let Some(period) = notifier.watchdog() {
         let n = notifier.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period / 2);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + period / 2, period / 2);
             loop {
                 tick.tick().await;
                 n.keep_alive();
             }
         });
     }
+
     triggers.fire(Trigger::Startup);
 
     let socket = config.socket.clone();
+    let applier = match crate::driver::graph::Graph::open(
+        &config.state_dir,
+        config.graph.driver.to_driver_kind(),
+    ) {
+        Ok(graph) => Some(super::apply::Applier {
+            state_dir: config.state_dir.clone(),
+            graph,
+            exec: crate::driver::exec::select(crate::driver::exec::ExecConfig::new(
+                &config.state_dir,
+            ))
+            .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
+            insecure_registries: config.registries.insecure.clone(),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the graph driver; no changes can be applied");
+            None
+        }
+    };
     let supervisor = Supervisor::new(exec, config.restart.clone());
+    let prober = super::prober::Prober::default();
+    prober.spawn(
+        Arc::new(
+            crate::driver::exec::select(crate::driver::exec::ExecConfig::new(&config.state_dir))
+                .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
+        ),
+        store.clone(),
+        triggers.clone(),
+    );
     let mut ctx = PassContext {
         config,
         store: store.clone(),
         watcher,
         events: events_tx,
         supervisor,
+        prober,
+        applier,
+        retry: super::restart::Backoff::default(),
         passes: 0,
         scheduled: HashMap::new(),
     };
     while let Some(batch) = queue.next_batch().await {
-        ctx = run_batch(ctx, batch).await?;
+        let (next, failed) = run_batch(ctx, batch).await?;
+        ctx = next;
+        if failed {
+            let delay = ctx.retry.next_delay(&ctx.config.restart, Duration::ZERO);
+            triggers.fire_at(Trigger::Retry, tokio::time::Instant::now() + delay);
+        } else {
+            ctx.retry.reset();
+        }
         for (name, at) in ctx.unscheduled() {
             triggers.fire_at(Trigger::RestartDue(name), at.into());
         }
@@ -348,14 +464,17 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
     Ok(())
 }
 
-async fn run_batch(mut ctx: PassContext, batch: Batch<PassReport>) -> Result<PassContext, Error> {
+async fn run_batch(
+    mut ctx: PassContext,
+    batch: Batch<PassReport>,
+) -> Result<(PassContext, bool), Error> {
     let desc = batch.describe();
     let triggers: Vec<String> = batch.triggers.iter().map(ToString::to_string).collect();
     // The timer and `agent apply` look at the directory afresh (drift, missed events).
     let rescan = batch
         .triggers
         .iter()
-        .any(|t| matches!(t, Trigger::Resync | Trigger::Api));
+        .any(|t| matches!(t, Trigger::Resync | Trigger::Api | Trigger::Retry));
     let startup = batch.triggers.contains(&Trigger::Startup);
     let (ctx, report) = tokio::task::spawn_blocking(move || {
         let report = ctx.pass(&desc, triggers, rescan, startup);
@@ -363,8 +482,9 @@ async fn run_batch(mut ctx: PassContext, batch: Batch<PassReport>) -> Result<Pas
     })
     .await
     .map_err(|e| Error::Runtime(format!("reconcile pass panicked: {e}")))?;
+    let failed = !report.failed.is_empty();
     batch.complete(report);
-    Ok(ctx)
+    Ok((ctx, failed))
 }
 
 fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {

@@ -9,14 +9,17 @@
 //! - [`perms`]: sshd-style ownership and mode checks of manifest files.
 //! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
 //! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
+//! - [`supervise`], [`prober`]: exits and restart policies; health checks.
 //! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
 
+pub mod apply;
 pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod logging;
 pub mod pass;
 pub mod perms;
+pub mod prober;
 pub mod restart;
 pub mod sdnotify;
 pub mod supervise;

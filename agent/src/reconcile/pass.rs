@@ -51,6 +51,8 @@ pub struct DesiredFile {
     pub objects: Vec<Manifest>,
     /// True when the file failed to load and these are its last good objects.
     pub stale: bool,
+    /// Why it failed to load.
+    pub error: Option<String>,
 }
 
 /// What the manifests ask for, file by file.
@@ -142,13 +144,14 @@ pub fn record_files(
                         path: f.path.clone(),
                         objects: manifests,
                         stale: false,
+                        error: None,
                     });
                 }
                 Err(diags) => {
                     let text = diagnostics_text(diags);
                     if old.and_then(|o| o.last_error.as_deref()) != Some(text.as_str()) {
                         tx.record_manifest_error(&path, &text, now)?;
-                        event(tx, "manifest.error", &format!("file:{path}"), json!({"error": text}))?;
+                        event(tx, "manifest.error", &format!("file:{path}"), json!({"error": text.clone()}))?;
                         tracing::warn!(file = %path, "manifest file failed to load; its last good version stays in force:\n{text}");
                     }
                     desired.errors.extend(diags.iter().map(ToString::to_string));
@@ -160,6 +163,7 @@ pub fn record_files(
                         path: f.path.clone(),
                         objects: last_good,
                         stale: true,
+                        error: Some(text),
                     });
                 }
             }
@@ -178,6 +182,7 @@ pub fn record_files(
                         path: PathBuf::from(path),
                         objects: serde_json::from_value(rec.objects.clone()).unwrap_or_default(),
                         stale: true,
+                        error: snapshot.dir_error.clone(),
                     });
                 }
             }
@@ -223,4 +228,31 @@ pub fn mark_applied(store: &mut Store, desired: &Desired) -> crate::store::Resul
 /// Fills in the report's file errors.
 pub fn report_errors(report: &mut PassReport, desired: &Desired) {
     report.file_errors = desired.errors.clone();
+}
+
+impl Desired {
+    /// The planner's view of the files (see [`crate::plan::desired`]'s contract).
+    pub fn inputs(&self) -> Vec<crate::plan::FileInput> {
+        use crate::plan::{FileInput, FileState};
+        let mut out: Vec<FileInput> = self
+            .files
+            .iter()
+            .map(|f| FileInput {
+                path: f.path.clone(),
+                state: if f.stale {
+                    FileState::Failed {
+                        error: f.error.clone().unwrap_or_default(),
+                        last_good: f.objects.clone(),
+                    }
+                } else {
+                    FileState::Loaded(f.objects.clone())
+                },
+            })
+            .collect();
+        out.extend(self.removed_files.iter().map(|p| FileInput {
+            path: PathBuf::from(p),
+            state: FileState::Deleted,
+        }));
+        out
+    }
 }

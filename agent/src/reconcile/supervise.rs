@@ -273,6 +273,38 @@ impl Supervisor {
         }
     }
 
+    /// Stops every running container that is `unhealthy` and whose policy restarts (every policy
+    /// but `no`); the exit watcher then sees the exit and the policy restarts it. Returns the
+    /// names stopped.
+    pub fn stop_unhealthy(&mut self, store: &mut Store) -> crate::store::Result<Vec<String>> {
+        let containers = store.transaction(|tx| tx.containers())?;
+        let mut stopped = Vec::new();
+        for c in containers {
+            if c.state != ContainerState::Running
+                || c.health != Some(crate::store::HealthStatus::Unhealthy)
+                || !policy_of(&c.config).restarts_unhealthy()
+                || !self.exec.state(&c.id).is_ok_and(|i| i.status.is_running())
+            {
+                continue;
+            }
+            store.transaction(|tx| {
+                event(
+                    tx,
+                    "container.unhealthy-stop",
+                    &format!("container/{}", c.name),
+                    json!({"reason": "unhealthy; its restart policy restarts it"}),
+                )
+            })?;
+            match self.exec.stop(&c.id, grace_of(&c.config)) {
+                Ok(_) => stopped.push(c.name.clone()),
+                Err(e) => {
+                    tracing::warn!(container = %c.name, error = %e, "cannot stop unhealthy container")
+                }
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Starts every `restarting` container whose delay is over.
     pub fn restart_due(&mut self, store: &mut Store) -> crate::store::Result<Vec<Finding>> {
         let now = Instant::now();

@@ -32,6 +32,8 @@ pub enum Trigger {
     RestartDue(String),
     /// The periodic resync timer.
     Resync,
+    /// Changes of the last pass failed: try again (after a backoff delay).
+    Retry,
     /// `agent apply` (or another API request).
     Api,
 }
@@ -45,6 +47,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Health(n) => write!(f, "container {n} health changed"),
             Trigger::RestartDue(n) => write!(f, "restart of {n} due"),
             Trigger::Resync => f.write_str("periodic resync"),
+            Trigger::Retry => f.write_str("retry of failed changes"),
             Trigger::Api => f.write_str("API request"),
         }
     }

@@ -12,7 +12,9 @@
 //!    in `<dir>`, with stdin on /dev/null and stdout/stderr on pipes, records `running` with the
 //!    pids in `state.json`, writes `ok <pid>` to the driver's pipe (or `error: ...` and records
 //!    `failed`), and puts /dev/null on its own stdio.
-//! 4. It waits in `poll(2)` on the two pipes and a pidfd of the container's init, writing output
+//! 4. It re-executes itself (`--wait-pid`, `--wait-fds`: same pid, so still the parent; pipes and
+//!    lock inherited) so that the waiting half starts from a clean heap and stack, and waits
+//!    in `poll(2)` on the two pipes and a pidfd of the container's init, writing output
 //!    to the rotated JSON log ([`super::logs`]).
 //! 5. When init exits: it reaps it, drains the pipes, reads the OOM-kill count of the cgroup,
 //!    deletes libcontainer's state and the cgroup, records `exited` with code, signal, OOM kill
@@ -25,12 +27,14 @@
 //! the container's init; only after that does the monitor ignore SIGPIPE, SIGHUP, SIGINT and
 //! SIGTERM for itself (stop and kill signal the container, never the monitor).
 //!
-//! Memory: after start the monitor drops everything libcontainer allocated and calls
-//! `malloc_trim`, so that its private memory while waiting is small (bench/exec.sh prints it).
+//! Memory: the waiting half is a fresh image of the binary (step 4), it gives back unused stack
+//! pages and calls `malloc_trim` before it waits; bench/exec.sh prints its private memory and
+//! where it goes (most of it is the executable's relocated read-only data, the price of a PIE).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -85,6 +89,10 @@ pub fn run(state_dir: &Path, id: &str) -> Result<i32, Error> {
         Ok(started) => {
             report.send(&format!("ok {}", started.pid));
             report.close_stdio();
+            // Continue as a fresh image of this binary: everything starting the container
+            // allocated (libcontainer, libseccomp, serde, deep stacks) is gone at once.
+            let err = reexec_waiting(state_dir, id, &started, &lock);
+            tracing::warn!("re-exec for waiting failed ({err}); waiting in this process");
             let code = watch(&dir, started)?;
             drop(lock);
             Ok(code)
@@ -104,6 +112,82 @@ pub fn run(state_dir: &Path, id: &str) -> Result<i32, Error> {
             Ok(1)
         }
     }
+}
+
+/// Replaces this process with `agent monitor --wait-pid P --wait-fds OUT,ERR,LOCK <id>`: same
+/// pid (so still the container's parent), the log pipes and the lock inherited. Returns only on
+/// failure.
+fn reexec_waiting(state_dir: &Path, id: &str, started: &Started, lock: &File) -> std::io::Error {
+    let fds = [
+        started.stdout.as_raw_fd(),
+        started.stderr.as_raw_fd(),
+        lock.as_raw_fd(),
+    ];
+    for fd in fds {
+        // SAFETY: clearing FD_CLOEXEC on descriptors we own so that they survive execve.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    let err = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new("/proc/self/exe")
+            .arg0("agent")
+            .arg("monitor")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--wait-pid")
+            .arg(started.pid.to_string())
+            .arg("--wait-fds")
+            .arg(format!("{},{},{}", fds[0], fds[1], fds[2]))
+            .arg(id),
+    );
+    for fd in fds {
+        // SAFETY: restoring FD_CLOEXEC after the failed exec.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    err
+}
+
+/// The waiting half of the monitor, after [`reexec_waiting`]: adopts the inherited descriptors
+/// and waits for the container. Returns the container's exit code.
+pub fn resume(state_dir: &Path, id: &str, pid: i32, fds: &[i32]) -> Result<i32, Error> {
+    let dir = paths::container_dir(state_dir, id);
+    let [out, err, lock] = fds else {
+        return Err(Error::Runtime {
+            container: id.to_string(),
+            reason: format!("monitor --wait-fds needs three descriptors, got {fds:?}"),
+        });
+    };
+    for fd in [out, err, lock] {
+        // SAFETY: fcntl(F_GETFD) only checks that the descriptor is open.
+        if unsafe { libc::fcntl(*fd, libc::F_GETFD) } < 0 {
+            return Err(Error::Runtime {
+                container: id.to_string(),
+                reason: format!("monitor --wait-fds: descriptor {fd} is not open"),
+            });
+        }
+        // SAFETY: marking our own descriptor close-on-exec again.
+        unsafe { libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: the descriptors were inherited from the starting half and are owned by no one else
+    // in this process.
+    let (stdout, stderr, lock) = unsafe {
+        (
+            OwnedFd::from_raw_fd(*out),
+            OwnedFd::from_raw_fd(*err),
+            File::from_raw_fd(*lock),
+        )
+    };
+    let spec: ContainerSpec = paths::load_spec(&dir)?;
+    let started = Started {
+        pid,
+        stdout,
+        stderr,
+        log: spec.log,
+        cgroups_path: paths::cgroups_path_of(&dir)?,
+    };
+    drop(spec);
+    let code = watch(&dir, started)?;
+    drop(lock);
+    Ok(code)
 }
 
 /// The monitor's stdout while starting: one line for the driver, then /dev/null.
@@ -345,6 +429,41 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// Creating the container ran deep call chains (libcontainer, serde, libseccomp) whose stack pages
+/// stay dirty although nothing below the current frame is live: hand them back to the kernel
+/// (`MADV_DONTNEED`; they read as zero if ever touched again). 16 KiB below the current stack
+/// pointer are kept for the wait loop's own calls. Only the main thread's stack, in this
+/// single-threaded process, with no signal handlers installed.
+#[inline(never)]
+fn release_unused_stack() {
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(range) = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| l.split_whitespace().next())
+    else {
+        return;
+    };
+    let Some((lo, _)) = range.split_once('-') else {
+        return;
+    };
+    let Ok(lo) = usize::from_str_radix(lo, 16) else {
+        return;
+    };
+    let page = 4096;
+    let keep = 16 * 1024;
+    let top = sp.saturating_sub(keep) & !(page - 1);
+    if top > lo {
+        // SAFETY: the range lies in this thread's stack strictly below the live frames (sp
+        // minus a margin); its contents are dead.
+        unsafe { libc::madvise(lo as *mut libc::c_void, top - lo, libc::MADV_DONTNEED) };
+    }
+}
+
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -368,6 +487,7 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
     let mut writer = LogWriter::open(dir, log)?;
     let pidfd = pidfd_open(pid);
     // Give back what creating the container allocated before the long wait.
+    release_unused_stack();
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
     let mut open = [Some(stdout), Some(stderr)];
