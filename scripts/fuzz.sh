@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets in fuzz/ (manifest_parse, layer_unpack) on the pinned stable
-# toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs -Zsanitizer; no nightly is installed here).
+# toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Z flags; no nightly is needed). See
+# docs/fuzz.md.
 #
-#   scripts/fuzz.sh                 short run: 20 s per target (CI smoke run)
-#   scripts/fuzz.sh --long          long run: 30 min per target (FUZZ_SECONDS overrides), 2 jobs
+#   scripts/fuzz.sh                 short run: 30 s per target (CI smoke run)
+#   scripts/fuzz.sh --long          long run: 30 min per target (FUZZ_SECONDS overrides)
 #   scripts/fuzz.sh TARGET [SECS]   one target
+#
+# FUZZ_BUILD="-O" (default: release with debug assertions and AddressSanitizer) or e.g.
+# FUZZ_BUILD="--dev -s none" (faster to build, slower to run). The build goes to
+# target/fuzz (inside the workspace's target directory).
 #
 # The corpus lives in fuzz/corpus/<target> (not committed) and is seeded from fuzz/seeds/<target>,
 # examples/manifests and the test image's small layer. A crash leaves its input in
 # fuzz/artifacts/<target>/ and makes this script fail; reproduce with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz --target-dir target/fuzz -O <target> \
+#     fuzz/artifacts/<target>/<file>
 # Prints each target's executions per second from libFuzzer's final stats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +32,7 @@ if [ $# -gt 0 ]; then
   seconds="${2:-}"
 fi
 if [ -z "$seconds" ]; then
-  if [ "$long" = 1 ]; then seconds="${FUZZ_SECONDS:-1800}"; else seconds="${FUZZ_SECONDS:-20}"; fi
+  if [ "$long" = 1 ]; then seconds="${FUZZ_SECONDS:-1800}"; else seconds="${FUZZ_SECONDS:-30}"; fi
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -43,19 +49,21 @@ if [ -d examples/manifests ]; then
   cp -n examples/manifests/*.yaml fuzz/corpus/manifest_parse/ 2>/dev/null || true
 fi
 
-echo "fuzz: building targets (release, address sanitizer)"
-cargo fuzz build --fuzz-dir fuzz -O
+read -r -a build <<<"${FUZZ_BUILD:--O}"
+build+=(--fuzz-dir fuzz --target-dir target/fuzz)
+echo "fuzz: building targets (cargo fuzz build ${build[*]})"
+start=$(date +%s)
+cargo fuzz build "${build[@]}"
+echo "fuzz: built in $(( $(date +%s) - start )) s"
 status=0
 for t in "${targets[@]}"; do
-  log="fuzz/target/$t.log"
-  mkdir -p fuzz/target "fuzz/artifacts/$t"
-  extra=()
-  if [ "$long" = 1 ]; then extra=(-jobs=2 -workers=2); fi
+  log="target/fuzz/$t.log"
+  mkdir -p "fuzz/artifacts/$t"
   echo "fuzz: $t for ${seconds}s"
   set +e
-  cargo fuzz run --fuzz-dir fuzz -O "$t" "fuzz/corpus/$t" -- \
+  cargo fuzz run "${build[@]}" "$t" "fuzz/corpus/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
-    -print_final_stats=1 "${extra[@]}" >"$log" 2>&1
+    -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
   runs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{s+=$2} END {print s+0}')
