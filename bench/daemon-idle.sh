@@ -4,10 +4,14 @@
 # `cargo build --release --locked` (uses target/release/agent, else target/debug/agent) and
 # scripts/build-test-images.sh.
 #   bench/daemon-idle.sh [IDLE_SECONDS] [CONTAINERS]
+# MODE=bridge gives every container its own namespace, veth and address on the agent's default
+# network (the periodic resync then also checks each container's veths); default MODE=none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 idle=${1:-60}
 count=${2:-20}
+mode=${MODE:-none}
+case "$mode" in none|bridge) ;; *) echo "MODE must be none or bridge" >&2; exit 2 ;; esac
 bin=target/release/agent
 [ -x "$bin" ] || bin=target/debug/agent
 [ -x "$bin" ] || { echo "build the agent first (cargo build --release --locked)" >&2; exit 1; }
@@ -24,17 +28,24 @@ cleanup() {
     "$bin" apply --socket "$work/agent.sock" --state-dir "$work/state" >/dev/null 2>&1 || true
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   fi
+  ip link del "$bridge" 2>/dev/null || true
+  nft delete table ip "$inst" 2>/dev/null || true
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 u=$$
+# Own names: start-up cleanup removes whatever carries the instance's names.
+bridge="agb$((u % 100000))"
+inst="agb$((u % 100000))"
 cat > "$work/config.toml" <<CONF
 stop_containers_on_exit = true
 [network]
-bridge = "agb$((u % 100000))"
+bridge = "$bridge"
 subnet = "10.$((200 + u % 50)).$((u / 50 % 250)).0/24"
+instance = "$inst"
+veth_prefix = "ab$((u % 10000))"
 [log]
 level = "warn"
 format = "json"
@@ -57,7 +68,7 @@ metadata:
 spec:
   image: busybox
   command: ["/bin/sleep", "100000"]
-  networkMode: none
+  networkMode: $mode
   restart: always
   stopGracePeriod: 1s
 Y
@@ -93,6 +104,6 @@ rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
 threads=$(awk '/^Threads/ {print $2}' "/proc/$pid/status")
 cpu_ms=$(( (after - before) * 1000 / ticks ))
-echo "agent idle for ${idle} s with $count containers:"
+echo "agent idle for ${idle} s with $count containers (networkMode $mode):"
 echo "  CPU time: ${cpu_ms} ms ($(awk -v c="$cpu_ms" -v s="$idle" 'BEGIN {printf "%.3f", c / (s * 10)}')% of one core)"
 echo "  RSS: $((rss / 1024)) MiB (${rss} KiB), peak $((hwm / 1024)) MiB, threads $threads"

@@ -1,7 +1,140 @@
 #!/usr/bin/env bash
-# Builds the agent and runs it on examples/manifests. At this stage it validates the examples.
+# Builds the agent and runs it on examples/manifests: network `shop` (bridge agent-shop,
+# 10.214.7.0/24), containers kv and web (web links kv as `db` and publishes 127.0.0.1:18080).
+# Run as root. Ctrl-C stops the agent gracefully; the containers keep running (that is what the
+# agent is for). `scripts/run-example.sh --clean` removes them, the bridge, the firewall rules and
+# the example's state directory.
+#
+# Options: --release (optimised build; slower to build), --clean, --help.
+# Environment: AGENT_EXAMPLE_DIR (default /var/lib/agent-example): state, socket, config and a
+# root-owned copy of the manifests (the agent refuses manifest files others can write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+release=0
+clean=0
+for arg in "$@"; do
+  case "$arg" in
+    --release) release=1 ;;
+    --clean) clean=1 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run-example: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$(id -u)" -ne 0 ]; then
+  echo "run-example: run as root (sudo $0): containers need namespaces, cgroups and bridges" >&2
+  exit 1
+fi
+
+base="${AGENT_EXAMPLE_DIR:-/var/lib/agent-example}"
+state="$base/state"
+socket="$base/agent.sock"
+config="$base/config.toml"
+manifests="$base/manifests"
+port=18080
+
+# 1. What the build and the containers need (Debian packages, the busybox example image).
 scripts/setup.sh
-cargo build --release --locked
-target/release/agent validate examples/manifests
+
+# 2. The agent.
+if [ "$release" = 1 ]; then
+  cargo build --release --locked -p agent --bin agent
+  agent="$PWD/target/release/agent"
+else
+  cargo build --locked -p agent --bin agent
+  agent="$PWD/target/debug/agent"
+fi
+
+# 3. Its own directory, config (own firewall table, namespace and veth names) and manifests.
+install -d -m 0700 "$base"
+install -d -m 0755 "$manifests"
+cat > "$config" <<EOF
+# Written by scripts/run-example.sh.
+resync_interval = "30s"
+[network]
+bridge = "agentex0"
+subnet = "10.215.0.0/24"
+instance = "agentex"
+veth_prefix = "agx"
+[log]
+level = "info"
+format = "human"
+EOF
+run_agent() {
+  "$agent" run --manifests "$1" --state-dir "$state" --socket "$socket" --config "$config" &
+  agent_pid=$!
+}
+cli() {
+  "$agent" "$@" --state-dir "$state" --socket "$socket" --config "$config"
+}
+names_running() {
+  cli ps -o json 2>/dev/null | tr '{' '\n' | grep -c '"state": *"running"' || true
+}
+
+if [ "$clean" = 1 ]; then
+  # The agent on an empty directory removes what the example's files described.
+  empty="$base/empty"
+  install -d -m 0755 "$empty"
+  rm -f "$empty"/*
+  run_agent "$empty"
+  trap 'kill -INT $agent_pid 2>/dev/null || true' INT TERM
+  echo "run-example: removing the example's containers and network (web takes ~10 s to stop)..."
+  for _ in $(seq 1 120); do
+    sleep 1
+    if cli ps -o json 2>/dev/null | grep -q '^\[\]$'; then
+      break
+    fi
+  done
+  sleep 2
+  kill -INT "$agent_pid" 2>/dev/null || true
+  wait "$agent_pid" || true
+  if ip link show agent-shop >/dev/null 2>&1; then
+    echo "run-example: bridge agent-shop is still there; see $base/state and the log above" >&2
+    exit 1
+  fi
+  rm -rf "$base"
+  echo "run-example: clean: containers, bridge agent-shop, firewall table/chains and $base removed"
+  exit 0
+fi
+
+rm -f "$manifests"/*
+install -m 0644 -o root -g root examples/manifests/*.yaml "$manifests/"
+
+echo "run-example: starting the agent on $manifests (state in $state); Ctrl-C stops it"
+run_agent "$manifests"
+trap 'kill -INT $agent_pid 2>/dev/null || true' INT TERM
+
+up=0
+for _ in $(seq 1 120); do
+  if ! kill -0 "$agent_pid" 2>/dev/null; then
+    echo "run-example: the agent exited; see its log above" >&2
+    exit 1
+  fi
+  if [ "$(names_running)" -ge 2 ] && body=$(curl -sf -m 2 "http://127.0.0.1:$port/"); then
+    up=1
+    break
+  fi
+  sleep 1
+done
+if [ "$up" = 1 ]; then
+  echo
+  cli ps || true
+  echo
+  echo "run-example: containers kv and web are up; curl http://127.0.0.1:$port/ answers: $body"
+  if link=$("$agent" exec --state-dir "$state" web -- wget -q -O - http://db:6379/started 2>/dev/null); then
+    echo "run-example: web reaches kv through the link alias db: kv started $link"
+  fi
+  echo "run-example: try: sudo $agent ps --state-dir $state --socket $socket"
+  echo "run-example: Ctrl-C stops the agent (the containers keep running;"
+  echo "             'sudo scripts/run-example.sh --clean' removes them)"
+else
+  echo "run-example: the containers did not come up within 120 s; the agent keeps running" >&2
+fi
+
+set +e
+wait "$agent_pid"
+wait "$agent_pid" 2>/dev/null
+echo
+echo "run-example: the agent stopped. Still running: containers kv and web (bridge agent-shop,"
+echo "             http://127.0.0.1:$port/ keeps answering). Run the script again to adopt them,"
+echo "             or 'sudo scripts/run-example.sh --clean' to remove everything."

@@ -27,6 +27,14 @@ pub struct Daemon {
     pub log: PathBuf,
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
+    /// The network names of this fixture (`[network]` of its config): unique per fixture, and
+    /// everything carrying them is removed in `Drop`.
+    pub net: agent::driver::network::DriverOptions,
+    /// The default bridge (`[network] bridge`) and its subnet.
+    pub bridge: String,
+    pub subnet: String,
+    /// Bridges of `Network` manifests the test wrote (removed in `Drop` as well).
+    pub extra_bridges: Vec<String>,
 }
 
 impl Daemon {
@@ -46,12 +54,13 @@ impl Daemon {
         let state = dir.path().join("state");
         let socket = dir.path().join("agent.sock");
         let config = dir.path().join("config.toml");
-        let pid = std::process::id();
+        // Unique per fixture: instance (firewall table, namespaces), veth prefix, bridge, subnet.
+        let (net, default) =
+            crate::network::TestNet::names(agent::driver::network::FirewallChoice::Auto, true);
+        let (bridge, subnet) = (default.bridge.clone(), default.subnet.to_string());
         let text = format!(
-            "resync_interval = \"60s\"\nstop_containers_on_exit = true\n[network]\nbridge = \"ag{}\"\nsubnet = \"10.{}.{}.0/24\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
-            pid % 100_000,
-            200 + (pid % 50),
-            (pid / 50) % 250,
+            "resync_interval = \"60s\"\nstop_containers_on_exit = true\n[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\ninstance = \"{}\"\nveth_prefix = \"{}\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
+            net.instance, net.veth_prefix,
         );
         std::fs::write(&config, text).expect("write config");
         Daemon {
@@ -63,6 +72,10 @@ impl Daemon {
             config,
             child: None,
             extra_env: Vec::new(),
+            net,
+            bridge,
+            subnet,
+            extra_bridges: Vec::new(),
         }
     }
 
@@ -266,9 +279,48 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Removes everything carrying this fixture's network names: veths, namespaces, firewall
+    /// table or chains, the default bridge and `extra_bridges`. The agent must be stopped.
+    pub fn cleanup_network(&self) {
+        let state = tempfile::tempdir().expect("tempdir");
+        let store = agent::driver::network::FileStore::open(state.path().join("none.json"))
+            .expect("empty network store");
+        if let Ok(d) =
+            agent::driver::network::NetworkDriver::new(self.net.clone(), std::sync::Arc::new(store))
+        {
+            let _ = d.cleanup(Some(&std::collections::HashSet::new()));
+            let _ = agent::driver::network::FirewallDriver::remove_all(d.firewall());
+        }
+        for b in std::iter::once(&self.bridge).chain(&self.extra_bridges) {
+            let _ = Command::new("ip")
+                .args(["link", "del", b])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        self.cleanup_network();
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Unmounts everything mounted below `dir` (container root filesystems left by stopped
+/// containers), deepest first, so that the temporary directory can be removed.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -10,21 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The `agent` binary: `$AGENT_BIN`, else `<target>/debug/agent` of this workspace.
+/// The `agent` binary (built once per test process; see [`crate::agent_bin`]).
 pub fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("AGENT_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("debug").join("agent");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build -p agent` first (or set AGENT_BIN)",
-        p.display()
-    );
-    p
+    crate::agent_bin()
 }
 
 /// Whether we run as root; prints why a test is skipped when not.
@@ -418,4 +406,120 @@ fn relay(
     }
     let _ = c_write.shutdown(Shutdown::Both);
     let _ = up.join();
+}
+
+/// Builds tar archives entry by entry with raw GNU headers: names and link targets are written
+/// as given (no sanitising), so hostile archives can be made.
+#[derive(Default)]
+pub struct RawTar(Vec<u8>);
+
+/// Tar entry types used by [`RawTar`].
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    CharDev(u32, u32),
+    Pax,
+}
+
+impl RawTar {
+    /// Appends one entry. `size` overrides the size field (to lie about it); `data` follows.
+    pub fn entry(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        link: &str,
+        data: &[u8],
+        size: Option<u64>,
+    ) -> &mut Self {
+        let mut h = [0u8; 512];
+        let put = |h: &mut [u8; 512], off: usize, len: usize, v: &[u8]| {
+            let n = v.len().min(len);
+            h[off..off + n].copy_from_slice(&v[..n]);
+        };
+        let octal = |h: &mut [u8; 512], off: usize, len: usize, v: u64| {
+            let s = format!("{v:0width$o}\0", width = len - 1);
+            put(h, off, len, s.as_bytes());
+        };
+        put(&mut h, 0, 100, name.as_bytes());
+        let mode = match kind {
+            Kind::Dir => 0o755,
+            _ => 0o644,
+        };
+        octal(&mut h, 100, 8, mode);
+        octal(&mut h, 108, 8, 0);
+        octal(&mut h, 116, 8, 0);
+        octal(&mut h, 124, 12, size.unwrap_or(data.len() as u64));
+        octal(&mut h, 136, 12, 0);
+        let flag = match kind {
+            Kind::File => b'0',
+            Kind::Hardlink => b'1',
+            Kind::Symlink => b'2',
+            Kind::CharDev(..) => b'3',
+            Kind::Dir => b'5',
+            Kind::Pax => b'x',
+        };
+        h[156] = flag;
+        put(&mut h, 157, 100, link.as_bytes());
+        put(&mut h, 257, 8, b"ustar  \0");
+        if let Kind::CharDev(major, minor) = kind {
+            octal(&mut h, 329, 8, major.into());
+            octal(&mut h, 337, 8, minor.into());
+        }
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        octal(&mut h, 148, 7, sum.into());
+        self.0.extend_from_slice(&h);
+        self.0.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.0.extend(std::iter::repeat_n(0u8, pad));
+        self
+    }
+
+    pub fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
+        self.entry(Kind::File, name, "", data, None)
+    }
+
+    /// The archive with its two zero end blocks.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.0);
+        v.extend(std::iter::repeat_n(0u8, 1024));
+        v
+    }
+}
+
+/// A snapshot of a directory tree: path -> (kind, contents or link target, mode).
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, (String, Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let mode = m.permissions().mode();
+        let entry = if m.file_type().is_symlink() {
+            let t = std::fs::read_link(&p).unwrap_or_default();
+            (
+                "symlink".to_string(),
+                t.into_os_string().into_encoded_bytes(),
+                mode,
+            )
+        } else if m.is_dir() {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                stack.push(e.path());
+            }
+            ("dir".to_string(), Vec::new(), mode)
+        } else {
+            (
+                "file".to_string(),
+                std::fs::read(&p).unwrap_or_default(),
+                mode,
+            )
+        };
+        out.insert(p, entry);
+    }
+    out
 }

@@ -132,13 +132,22 @@ fn monitors_survive_the_agent_and_record_exits_meanwhile() {
             state::is_same_process(mpid, st.monitor_start),
             "monitor of {id} died with the agent"
         );
-        // it waits as the re-executed, lean half (same pid, still the container's parent)
-        let cmdline = std::fs::read(format!("/proc/{mpid}/cmdline")).unwrap_or_default();
-        assert!(
-            String::from_utf8_lossy(&cmdline).contains("--wait-pid"),
-            "{}",
-            String::from_utf8_lossy(&cmdline)
-        );
+        // It waits as the re-executed, lean half (same pid, still the container's parent). The
+        // monitor answers the driver before it re-executes, so on a loaded machine the exec may
+        // still be under way: give it a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let cmdline = std::fs::read(format!("/proc/{mpid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("--wait-pid") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "monitor of {id} never re-executed into its waiting half: {cmdline}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     // The short container exits while nobody but its monitor watches.

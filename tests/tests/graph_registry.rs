@@ -478,3 +478,138 @@ fn credentials_come_from_a_docker_config_json() {
     agent_ok(&args);
     assert_eq!(images(state.path())[0]["id"], imgs.var("CONFIG_DIGEST"));
 }
+
+/// A tmpfs of `size` at a unique path (the state directory of a test), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(tag: &str, size: &str) -> Tmpfs {
+        let p = std::env::temp_dir().join(format!("agent-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}")])
+            .arg(format!("agent-{tag}"))
+            .arg(&p)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount tmpfs at {}", p.display());
+        Tmpfs(p)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn pull_refused_before_downloading_when_the_image_does_not_fit() {
+    if !require_root("pull_refused_before_downloading_when_the_image_does_not_fit") {
+        return;
+    }
+    // An image with a 6 MiB layer of random (incompressible) data, made here and pushed.
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = tmp.path().join("root");
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
+    let mut random = vec![0u8; 6 << 20];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for b in random.iter_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *b = seed as u8;
+    }
+    std::fs::write(data.join("random.bin"), &random).unwrap_or_else(|e| panic!("{e}"));
+    let rootfs = tmp.path().join("rootfs.tar");
+    let ok = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&rootfs)
+        .arg("-C")
+        .arg(&data)
+        .arg(".")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "tar");
+    let build = tmp.path().join("build-state");
+    agent_ok(&[
+        "image",
+        "load",
+        "--state-dir",
+        &s(&build),
+        "--name",
+        "big:1",
+        &s(&rootfs),
+    ]);
+    let saved = tmp.path().join("big.tar");
+    agent_ok(&[
+        "image",
+        "save",
+        "--state-dir",
+        &s(&build),
+        "big:1",
+        "-o",
+        &s(&saved),
+    ]);
+    let reg = Registry::start();
+    reg.push(
+        &format!("oci-archive:{}", saved.display()),
+        "test/big:1",
+        false,
+    );
+    let layer = images(&build)[0]["layers"][0]["blob"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("sha256:")
+        .to_string();
+    assert_eq!(layer.len(), 64);
+
+    // Pull through a recording proxy into a 4 MiB state directory.
+    let proxy = agent_e2e::graph::CutProxy::start(reg.port, usize::MAX, 0);
+    let host = proxy.host();
+    let state = Tmpfs::mount("pull-space", "4m");
+    let r = format!("{host}/test/big:1");
+    let out = agent(&pull_args(&host, &s(&state.0), &r));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let graph = state.0.join("graph");
+    assert!(
+        err.contains(&format!("not enough free space in {}", graph.display()))
+            && err.contains("available"),
+        "{err}"
+    );
+    let need: u64 = err
+        .split("need ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'need N bytes' in: {err}"));
+    assert!(
+        need >= 2 * (6 << 20),
+        "needed {need}: blob and unpacked layer"
+    );
+    // Refused before downloading: the layer was never requested, nothing partial is left.
+    let asked: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|q| q.contains(&layer))
+        .collect();
+    assert!(asked.is_empty(), "the layer was requested: {asked:?}");
+    let left: Vec<_> = files_in(&graph.join("blobs"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&layer) || p.starts_with(graph.join("blobs/tmp")))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(images(&state.0).is_empty());
+
+    // With room, the same pull works.
+    let ok = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&state.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "remount");
+    agent_ok(&pull_args(&host, &s(&state.0), &r));
+    assert_eq!(images(&state.0).len(), 1);
+}

@@ -5,11 +5,12 @@
 //! exec driver (the real `agent monitor`). Then `agent image load` of a root filesystem tarball of
 //! 40 MiB of random data (stored once as a blob and once unpacked: ~80 MiB) runs out of space.
 //! The test checks that:
-//! - the load fails with exit status 1 and an error that says the device is full;
-//! - nothing partial is recorded: `agent image ls` does not list the image, `graph/blobs/tmp` and
-//!   `graph/layers/.tmp-*` are empty, and after `agent image prune` the graph holds exactly the
-//!   files it held before the load (the only leftover is the verified tarball blob, which prune
-//!   removes because no image references it);
+//! - the load fails with exit status 1 and an I/O error (not "unsafe layer entry") that says the
+//!   device is full, names the state directory and gives the bytes needed and available;
+//! - nothing partial is left: `agent image ls` does not list the image, `graph/blobs/tmp` and
+//!   `graph/layers/.tmp-*` are empty, and right after the failed load (and again after
+//!   `agent image prune`) the graph holds exactly the files it held before: the load removed
+//!   the tarball blob it had stored;
 //! - the running container is untouched (same monitor and process, still running, `agent exec`
 //!   works) and the small image still creates new container layers;
 //! - once the tmpfs is remounted bigger, the same load succeeds and both images are listed.
@@ -299,6 +300,33 @@ fn image_load_on_a_full_disk_fails_cleanly_and_succeeds_after_space_is_freed() {
         stderr.contains("No space left on device"),
         "the error must say the disk is full: {stderr}"
     );
+    // an I/O error of the state directory, not a verdict on the (harmless) layer
+    assert!(
+        !stderr.contains("unsafe") && !stderr.contains("rejected"),
+        "a full disk is not an unsafe layer: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("not enough free space in {state}/graph/")),
+        "the error must name the state directory: {stderr}"
+    );
+    // the figures: the layer's uncompressed size is needed, what is free after the cleanup
+    let need: u64 = stderr
+        .split("need ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'need N bytes' in: {stderr}"));
+    assert!(
+        need >= (BIG_MIB as u64) << 20,
+        "needed {need} bytes < the {BIG_MIB} MiB payload: {stderr}"
+    );
+    let avail: u64 = stderr
+        .split("bytes, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'N available' in: {stderr}"));
+    assert!(avail < need, "available {avail} >= needed {need}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // nothing partial recorded
@@ -315,6 +343,11 @@ fn image_load_on_a_full_disk_fails_cleanly_and_succeeds_after_space_is_freed() {
     assert!(
         half_layers.is_empty(),
         "half-unpacked layers left: {half_layers:?}"
+    );
+    assert_eq!(
+        w.graph_tree(),
+        before_tree,
+        "the failed load must leave the graph as it was (no blob, layer or record of it)"
     );
     let prune = agent_ok(&["image", "prune", "--state-dir", &state]);
     assert_eq!(

@@ -105,6 +105,11 @@ pub fn actual_from_tx(tx: &Tx<'_>) -> Result<Actual, store::Error> {
         );
     }
     for n in tx.networks()? {
+        // Names that are not DNS labels (the agent's default bridge network, `_default`) are the
+        // agent's own: no manifest can name them, so the planner must not remove them.
+        if n.name.starts_with('_') {
+            continue;
+        }
         let config = serde_json::from_value::<EffectiveNetwork>(n.config)
             .ok()
             .filter(|c| c.name == n.name);

@@ -12,23 +12,29 @@
 //!   `reclaim: delete`;
 //! - containers: create (container layer from the graph driver, OCI spec from the effective
 //!   config, exec driver create), start, stop, remove, recreate, in-place update of the live
-//!   fields, in network modes `none` and `host`.
-//! - Not yet: bridge networks and attachments (`networkMode: bridge`, the default, and
-//!   `container:`), which need the network driver wired in; such changes fail with an error that
-//!   says so, and everything else goes on.
+//!   fields, in every network mode (see [`super::network`]);
+//! - networks: `Network` manifests become bridges through the network driver; links are
+//!   refreshed when their target is recreated.
+//!
+//! Container creation writes the store row first, in state `removing` (so that a crash before
+//! the runtime object exists makes the next pass recreate it), then attaches the network (the
+//! driver's address records hang off the row), creates the runtime object and writes the row's
+//! final state. The store is locked for one transaction at a time, never across a driver call:
+//! the network driver's records live in the same store.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
+use super::network::{Net, NetError, SharedStore, lock};
 use super::pass::{event, now_ms};
 use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit};
 use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::graph::{Graph, GraphDriver};
-use crate::manifest::NetworkMode;
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
-use crate::store::{ContainerRecord, ContainerState, ImageRecord, Store, VolumeRecord};
+use crate::store::{ContainerRecord, ContainerState, ImageRecord, VolumeRecord};
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,8 @@ pub enum ApplyError {
     Graph(#[from] crate::driver::graph::Error),
     #[error(transparent)]
     Exec(#[from] crate::driver::exec::Error),
+    #[error(transparent)]
+    Network(#[from] NetError),
     #[error("{0}")]
     Other(String),
 }
@@ -49,6 +57,8 @@ pub struct Applier {
     pub graph: Graph,
     pub exec: AnyExecDriver,
     pub insecure_registries: Vec<String>,
+    /// The network driver; `Err` says why it is unavailable (bridge-mode changes fail with it).
+    pub net: Result<Arc<Net>, String>,
 }
 
 fn volume_dir(state: &Path, name: &str) -> PathBuf {
@@ -68,7 +78,7 @@ fn new_id(name: &str) -> String {
 
 impl Applier {
     /// Applies one step; returns a line for the pass report.
-    pub fn apply(&mut self, store: &mut Store, step: &Step) -> Result<String, ApplyError> {
+    pub fn apply(&mut self, store: &SharedStore, step: &Step) -> Result<String, ApplyError> {
         let summary = step.summary();
         match &step.change {
             Change::PullImage {
@@ -103,7 +113,7 @@ impl Applier {
                 self.record_image(store, image, img)?;
             }
             Change::RemoveImage { image, .. } => {
-                store.transaction(|tx| tx.delete_image(image))?;
+                lock(store).transaction(|tx| tx.delete_image(image))?;
             }
             Change::CreateVolume { volume } | Change::UpdateVolume { volume } => {
                 let dir = volume_dir(&self.state_dir, &volume.name);
@@ -116,7 +126,7 @@ impl Applier {
                     labels: volume.labels.clone(),
                     created_at: now_ms(),
                 };
-                store.transaction(|tx| tx.upsert_volume(&rec))?;
+                lock(store).transaction(|tx| tx.upsert_volume(&rec))?;
             }
             Change::RemoveVolume { name } => {
                 let dir = self.state_dir.join("volumes").join(name);
@@ -125,16 +135,24 @@ impl Applier {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(ApplyError::Other(format!("{}: {e}", dir.display()))),
                 }
-                store.transaction(|tx| tx.delete_volume(name))?;
+                lock(store).transaction(|tx| tx.delete_volume(name))?;
             }
             Change::CreateNetwork { network } => {
-                return Err(ApplyError::Other(format!(
-                    "network {}: bridge networks are not wired into the agent yet",
-                    network.name
-                )));
+                self.net()?.create_network(network)?;
+                // The driver recorded its keys; the planner reads the whole effective network.
+                let rec = crate::store::NetworkRecord {
+                    name: network.name.clone(),
+                    bridge: network.bridge.clone(),
+                    subnet: network.subnet.to_string(),
+                    gateway: Some(network.gateway),
+                    config: plan::store::network_config_value(network),
+                    created_at: now_ms(),
+                };
+                lock(store).transaction(|tx| tx.upsert_network(&rec))?;
             }
             Change::RemoveNetwork { name } => {
-                store.transaction(|tx| tx.delete_network(name))?;
+                self.net()?.remove_network(name)?;
+                lock(store).transaction(|tx| tx.delete_network(name))?;
             }
             Change::CreateContainer {
                 config,
@@ -156,7 +174,7 @@ impl Applier {
                     Some(h) => (config.clone(), *h),
                     None => config.with_digest(&digest),
                 };
-                let running = store.transaction(|tx| tx.container(&config.name))?;
+                let running = lock(store).transaction(|tx| tx.container(&config.name))?;
                 if hash.is_none() && running.is_some_and(|r| r.config_hash == new_hash.to_hex()) {
                     return Ok(format!(
                         "{summary} (skipped: unchanged once the image was fetched)"
@@ -169,7 +187,7 @@ impl Applier {
                 }
             }
             Change::UpdateContainer { name, live, hash } => {
-                let Some(mut rec) = store.transaction(|tx| tx.container(name))? else {
+                let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
                     return Err(ApplyError::Other(format!("no such container {name}")));
                 };
                 if let Some(obj) = rec.config.as_object_mut() {
@@ -179,12 +197,10 @@ impl Applier {
                     );
                 }
                 rec.config_hash = hash.to_hex();
-                store.transaction(|tx| tx.upsert_container(&rec))?;
+                lock(store).transaction(|tx| tx.upsert_container(&rec))?;
             }
-            Change::RefreshLinks { .. } => {
-                return Err(ApplyError::Other(
-                    "links need bridge networking, which is not wired into the agent yet".into(),
-                ));
+            Change::RefreshLinks { name, .. } => {
+                self.net()?.refresh_links(store, &self.state_dir, name)?;
             }
         }
         let kind = format!("{:?}.{}", step.change.kind(), step.change.action()).to_lowercase();
@@ -193,13 +209,13 @@ impl Applier {
             format!("{:?}", step.change.kind()).to_lowercase(),
             step.change.name()
         );
-        store.transaction(|tx| event(tx, &kind, &object, json!({"reason": summary})))?;
+        lock(store).transaction(|tx| event(tx, &kind, &object, json!({"reason": summary})))?;
         Ok(summary)
     }
 
     fn record_image(
         &self,
-        store: &mut Store,
+        store: &SharedStore,
         key: &str,
         img: &crate::driver::graph::Image,
     ) -> Result<(), ApplyError> {
@@ -217,20 +233,20 @@ impl Applier {
             size: img.size(),
             created_at: now_ms(),
         };
-        store.transaction(|tx| tx.upsert_image(&rec))?;
+        lock(store).transaction(|tx| tx.upsert_image(&rec))?;
         Ok(())
     }
 
     /// The digest the container's image resolved to (fetched earlier in this plan).
     fn digest_for(
         &self,
-        store: &mut Store,
+        store: &SharedStore,
         config: &EffectiveContainer,
     ) -> Result<String, ApplyError> {
         if let Some(d) = &config.image.digest {
             return Ok(d.clone());
         }
-        store
+        lock(store)
             .transaction(|tx| tx.image(&config.image.key))?
             .map(|i| i.digest)
             .ok_or_else(|| ApplyError::Other(format!("image {} was not fetched", config.image.key)))
@@ -238,7 +254,7 @@ impl Applier {
 
     fn create(
         &mut self,
-        store: &mut Store,
+        store: &SharedStore,
         config: &EffectiveContainer,
         hash: Option<&plan::ConfigHash>,
         keep_stopped: bool,
@@ -249,17 +265,88 @@ impl Applier {
             None => config.with_digest(&digest),
         };
         let name = config.name.clone();
-        let network = match &config.fixed.network_mode {
-            NetworkMode::None => spec::NetworkMode::None,
-            NetworkMode::Host => spec::NetworkMode::Host,
-            other => {
-                return Err(ApplyError::Other(format!(
-                    "container {name}: network mode {other} needs bridge networking, which is not \
-                     wired into the agent yet; use networkMode: none or host"
-                )));
+        if super::network::uses_driver(&config) {
+            self.net()?;
+        }
+        let id = new_id(&name);
+        let prior = lock(store).transaction(|tx| tx.container(&name))?;
+        // The row first, as `removing` until the runtime object exists (see the module docs);
+        // a recreated container's row keeps its name, so its address and ports carry over.
+        let mut rec = ContainerRecord::new(
+            &name,
+            &id,
+            plan::store::container_config_value(&config),
+            hash.to_hex(),
+            &digest,
+            now_ms(),
+        );
+        rec.state = ContainerState::Removing;
+        lock(store).transaction(|tx| tx.upsert_container(&rec))?;
+        match self.create_runtime(store, &id, &config, &digest) {
+            Ok(netns) => {
+                rec.state = if keep_stopped {
+                    ContainerState::StoppedByUser
+                } else {
+                    ContainerState::Created
+                };
+                rec.runtime.netns_path = netns.map(|p| p.to_string_lossy().into_owned());
+                lock(store).transaction(|tx| tx.upsert_container(&rec))?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.exec.delete(&id);
+                let _ = self.graph.driver().unmount(&id);
+                let _ = self.graph.driver().remove(&id);
+                if let Ok(net) = &self.net {
+                    let undo = if prior.is_some() {
+                        net.detach(&id)
+                    } else {
+                        net.release(&id)
+                    };
+                    if let Err(u) = undo {
+                        tracing::warn!(container = %name, error = %u, "undoing a failed create");
+                    }
+                }
+                if prior.is_none() {
+                    lock(store).transaction(|tx| tx.delete_container(&name))?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Root filesystem, network and runtime object of a container whose row is written;
+    /// returns the network namespace it joins.
+    fn create_runtime(
+        &mut self,
+        store: &SharedStore,
+        id: &str,
+        config: &EffectiveContainer,
+        digest: &str,
+    ) -> Result<Option<PathBuf>, ApplyError> {
+        let name = config.name.clone();
+        let wiring = match &self.net {
+            Ok(net) => net.wire(store, id, config)?,
+            Err(_) => {
+                // Without the driver only `none` and `host` work (checked by the caller).
+                let network = match config.fixed.network_mode {
+                    crate::manifest::NetworkMode::Host => spec::NetworkMode::Host,
+                    _ => spec::NetworkMode::None,
+                };
+                super::network::Wiring {
+                    network,
+                    hosts: None,
+                    resolv_conf: None,
+                    env: Vec::new(),
+                    netns: None,
+                    summary: String::new(),
+                }
             }
         };
-        let id = new_id(&name);
+        if !wiring.summary.is_empty() {
+            tracing::info!(container = %name, network = %wiring.summary, "attached");
+        }
+        let (id, digest) = (id.to_string(), digest.to_string());
         self.graph.create_container(&id, &digest)?;
         let rootfs = self.graph.driver().mount(&id)?;
         let mut s = ContainerSpec::new(&id, &name, rootfs);
@@ -281,7 +368,12 @@ impl Applier {
         s.cap_add = f.cap_add.clone();
         s.cap_drop = f.cap_drop.clone();
         s.sysctls = f.sysctls.clone();
-        s.network = network;
+        s.network = wiring.network.clone();
+        s.hosts = wiring.hosts.clone();
+        s.resolv_conf = wiring.resolv_conf.clone();
+        for (k, v) in &wiring.env {
+            s.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         for m in &f.mounts {
             let source = match &m.source {
                 plan::effective::MountSource::Volume(v) => MountSource::Volume {
@@ -324,36 +416,39 @@ impl Applier {
         s.stop_signal = live.stop_signal.as_ref().map(|x| x.to_string());
         s.stop_grace = live.stop_grace_period.0;
         self.exec.create(&s)?;
-        let mut rec = ContainerRecord::new(
-            &name,
-            &id,
-            plan::store::container_config_value(&config),
-            hash.to_hex(),
-            &digest,
-            now_ms(),
-        );
-        if keep_stopped {
-            rec.state = ContainerState::StoppedByUser;
-        }
-        store.transaction(|tx| tx.upsert_container(&rec))?;
-        Ok(())
+        Ok(wiring.netns)
     }
 
-    fn start(&mut self, store: &mut Store, name: &str) -> Result<(), ApplyError> {
-        let Some(mut rec) = store.transaction(|tx| tx.container(name))? else {
+    fn net(&self) -> Result<&Net, ApplyError> {
+        self.net.as_deref().map_err(|e| {
+            ApplyError::Other(format!(
+                "bridge networking is unavailable: the network driver did not start: {e}"
+            ))
+        })
+    }
+
+    fn start(&mut self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+        let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Err(ApplyError::Other(format!("no such container {name}")));
         };
+        // A stopped bridge-mode container was detached: attach it again (same address).
+        if let Ok(config) = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
+            && super::network::uses_driver(&config)
+        {
+            self.net()?
+                .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
+        }
         let pid = self.exec.start(&rec.id)?;
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(pid);
         rec.exit_code = None;
-        store.transaction(|tx| tx.upsert_container(&rec))?;
+        lock(store).transaction(|tx| tx.upsert_container(&rec))?;
         Ok(())
     }
 
-    fn stop(&mut self, store: &mut Store, name: &str) -> Result<(), ApplyError> {
-        let Some(mut rec) = store.transaction(|tx| tx.container(name))? else {
+    fn stop(&mut self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+        let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Ok(());
         };
         let info = self
@@ -369,24 +464,41 @@ impl Applier {
         rec.state = ContainerState::Exited;
         rec.finished_at = Some(now_ms());
         rec.health = None;
-        store.transaction(|tx| tx.upsert_container(&rec))?;
+        lock(store).transaction(|tx| tx.upsert_container(&rec))?;
+        // Its namespace, veths and port rules go; the address stays reserved for its start.
+        if let Ok(net) = &self.net {
+            net.detach(&rec.id)?;
+        }
         Ok(())
     }
 
-    fn remove(&mut self, store: &mut Store, name: &str, replaced: bool) -> Result<(), ApplyError> {
-        let Some(mut rec) = store.transaction(|tx| tx.container(name))? else {
+    fn remove(
+        &mut self,
+        store: &SharedStore,
+        name: &str,
+        replaced: bool,
+    ) -> Result<(), ApplyError> {
+        let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Ok(());
         };
         rec.state = ContainerState::Removing;
-        store.transaction(|tx| tx.upsert_container(&rec))?;
+        lock(store).transaction(|tx| tx.upsert_container(&rec))?;
         let _ = self
             .exec
             .stop(&rec.id, super::supervise::grace_of(&rec.config));
         self.exec.delete(&rec.id)?;
         let _ = self.graph.driver().unmount(&rec.id);
         self.graph.driver().remove(&rec.id)?;
+        if let Ok(net) = &self.net {
+            // Replaced: the new container takes over the address and ports (same row).
+            if replaced {
+                net.detach(&rec.id)?;
+            } else {
+                net.release(&rec.id)?;
+            }
+        }
         if !replaced {
-            store.transaction(|tx| tx.delete_container(name))?;
+            lock(store).transaction(|tx| tx.delete_container(name))?;
         }
         Ok(())
     }

@@ -75,6 +75,16 @@ pub struct NetworkConfig {
     pub subnet: String,
     /// MTU of the bridge and the veth pairs.
     pub mtu: u32,
+    /// Names what the agent creates on the host: its nftables table (`ip <instance>`), iptables
+    /// chain prefix (`<INSTANCE>-FORWARD`, ...) and network namespaces (`<instance>-<id>`).
+    /// Start-up cleanup removes what carries these names and no record explains, so two agents
+    /// on one host need different values. Lowercase letters, digits and `_`, 1 to 16.
+    pub instance: String,
+    /// Prefix of the host-side veth names (`<prefix><8 hex>`), 1 to 6 characters.
+    pub veth_prefix: String,
+    /// Firewall backend: `auto` (nftables when `nft` works, else iptables), `nftables`,
+    /// `iptables`.
+    pub firewall: crate::driver::network::FirewallChoice,
 }
 
 /// Which graph driver container root filesystems use.
@@ -171,6 +181,9 @@ impl Default for NetworkConfig {
             bridge: "agent0".into(),
             subnet: "10.213.0.0/16".into(),
             mtu: 1500,
+            instance: "agent".into(),
+            veth_prefix: "agv".into(),
+            firewall: crate::driver::network::FirewallChoice::Auto,
         }
     }
 }
@@ -331,6 +344,19 @@ impl Config {
                 &["network", "mtu"],
                 format!("{} is out of range; allowed: 68 to 65535", n.mtu),
             );
+        }
+        let opts = crate::driver::network::DriverOptions {
+            instance: n.instance.clone(),
+            veth_prefix: n.veth_prefix.clone(),
+            ..Default::default()
+        };
+        if let Err(crate::driver::network::Error::Options { field, reason }) = opts.validate() {
+            let field = if field == "veth_prefix" {
+                "veth_prefix"
+            } else {
+                "instance"
+            };
+            return fail(&["network", field], reason);
         }
         for reg in &self.registries.insecure {
             if reg.is_empty() || reg.contains('/') || reg.contains("://") {
@@ -511,6 +537,29 @@ format = "json"
         let e = parse("zzzz = 1\n").unwrap_err();
         assert!(!e.contains("did you mean"), "{e}");
         assert!(e.contains("allowed: manifests_dir"), "{e}");
+    }
+
+    #[test]
+    fn network_names_and_firewall_are_checked() {
+        let c = parse(
+            "[network]\ninstance = \"agentex\"\nveth_prefix = \"agx\"\nfirewall = \"iptables\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.network.instance, "agentex");
+        assert_eq!(c.network.veth_prefix, "agx");
+        assert_eq!(
+            c.network.firewall,
+            crate::driver::network::FirewallChoice::Iptables
+        );
+        let e = parse("[network]\ninstance = \"Bad-Name\"\n").unwrap_err();
+        assert!(e.contains(":2:12: network.instance"), "{e}");
+        let e = parse("[network]\nveth_prefix = \"muchtoolong\"\n").unwrap_err();
+        assert!(e.contains("network.veth_prefix"), "{e}");
+        let e = parse("[network]\nfirewall = \"pf\"\n").unwrap_err();
+        assert!(
+            e.contains(":2:12:") && e.contains("`auto`, `nftables`, `iptables`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -98,6 +98,9 @@ impl PassContext {
         if rescan {
             self.watcher.rescan_and_wait();
         }
+        if startup {
+            self.network_startup(&mut report);
+        }
         let snapshot = self.watcher.snapshot();
         let loaded = pass::load_snapshot(&snapshot);
         let desired = {
@@ -125,6 +128,9 @@ impl PassContext {
                     .push(format!("recording manifest status: {e}"));
             }
         }
+        if rescan || startup {
+            self.network_repair(&mut report);
+        }
         self.supervise(&mut report, startup);
         self.bump_events();
         report.finished_at = pass::now_ms();
@@ -142,8 +148,10 @@ impl PassContext {
     /// stop the others (steps that depend on it fail on their own, with their own error).
     fn plan_and_apply(&mut self, desired: &pass::Desired, report: &mut PassReport) {
         let store = self.store.clone();
-        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-        let actual = match crate::plan::store::actual_from_store(&mut store) {
+        // Locked for planning only: applying locks it per transaction (the network driver's
+        // records live in the same store).
+        let actual = match crate::plan::store::actual_from_store(&mut super::network::lock(&store))
+        {
             Ok(a) => a,
             Err(e) => {
                 report.failed.push(format!("reading the actual state: {e}"));
@@ -162,7 +170,7 @@ impl PassContext {
             return;
         };
         for step in &plan.steps {
-            match applier.apply(&mut store, step) {
+            match applier.apply(&store, step) {
                 Ok(line) => {
                     tracing::info!(change = %line, "applied");
                     if step.change.kind() == crate::manifest::Kind::Container {
@@ -173,7 +181,7 @@ impl PassContext {
                 Err(e) => {
                     let line = format!("{}: {e}", step.summary());
                     tracing::warn!(change = %line, "change failed; it is retried with backoff");
-                    let _ = store.transaction(|tx| {
+                    let _ = super::network::lock(&store).transaction(|tx| {
                         pass::event(
                             tx,
                             "change.failed",
@@ -191,6 +199,91 @@ impl PassContext {
         }
     }
 
+    /// Start-up: the network driver removes what no recorded container accounts for.
+    fn network_startup(&mut self, report: &mut PassReport) {
+        let Some(Ok(net)) = self.applier.as_ref().map(|a| a.net.clone()) else {
+            return;
+        };
+        let r = net.startup(&self.store);
+        for line in &r.removed {
+            tracing::info!(removed = %line, "network start-up cleanup");
+        }
+        report.applied.extend(
+            r.removed
+                .into_iter()
+                .map(|l| format!("network cleanup: removed {l}")),
+        );
+        report.failed.extend(
+            r.failures
+                .into_iter()
+                .map(|l| format!("network cleanup: {l}")),
+        );
+    }
+
+    /// Drift: the network of every running bridge-mode container checked and repaired.
+    fn network_repair(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.applier.as_ref() else {
+            return;
+        };
+        let Ok(net) = &applier.net else {
+            return;
+        };
+        let (done, failed) = net.repair(&self.store, &applier.state_dir, &applier.exec);
+        for line in &done {
+            tracing::warn!(repair = %line, "network drift repaired");
+        }
+        if !done.is_empty() {
+            let _ = super::network::lock(&self.store).transaction(|tx| {
+                for line in &done {
+                    pass::event(
+                        tx,
+                        "network.repair",
+                        "network/drift",
+                        serde_json::json!({"reason": line}),
+                    )?;
+                }
+                Ok::<_, crate::store::Error>(())
+            });
+        }
+        report.applied.extend(done);
+        report.failed.extend(failed);
+    }
+
+    /// Attaches bridge-mode containers whose restart is due, if they are not attached.
+    fn network_before_restarts(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.applier.as_ref() else {
+            return;
+        };
+        let Ok(net) = &applier.net else {
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .supervisor
+            .due()
+            .filter(|(_, t)| *t <= now)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for name in due {
+            let rec = super::network::lock(&self.store).transaction(|tx| tx.container(&name));
+            let Ok(Some(rec)) = rec else {
+                continue;
+            };
+            if rec.state != crate::store::ContainerState::Restarting {
+                continue;
+            }
+            let Ok(config) = serde_json::from_value::<crate::plan::EffectiveContainer>(rec.config)
+            else {
+                continue;
+            };
+            match net.ensure_attached(&self.store, &applier.state_dir, &rec.id, &config) {
+                Ok(Some(what)) => report.applied.push(format!("network of {name}: {what}")),
+                Ok(None) => {}
+                Err(e) => report.failed.push(format!("network of {name}: {e}")),
+            }
+        }
+    }
+
     /// Exits, restart policies and due restarts (see [`super::supervise`]).
     fn supervise(&mut self, report: &mut PassReport, startup: bool) {
         let occasion = if startup {
@@ -199,14 +292,20 @@ impl PassContext {
             Occasion::Exited
         };
         let store = self.store.clone();
-        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-        let mut findings = match self.supervisor.check(&mut store, occasion) {
+        let mut findings = match self
+            .supervisor
+            .check(&mut super::network::lock(&store), occasion)
+        {
             Ok(f) => f,
             Err(e) => {
                 report.failed.push(format!("checking containers: {e}"));
                 Vec::new()
             }
         };
+        // Containers about to be restarted need their network (detached by a stop, or gone
+        // with a reboot); the store is not locked meanwhile.
+        self.network_before_restarts(report);
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
         match self.supervisor.restart_due(&mut store) {
             Ok(f) => findings.extend(f),
             Err(e) => report.failed.push(format!("restarting containers: {e}")),
@@ -419,6 +518,11 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             ))
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
             insecure_registries: config.registries.insecure.clone(),
+            net: super::network::Net::open(&config, store.clone())
+                .map(Arc::new)
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "network driver unavailable; bridge-mode containers cannot be created");
+                }),
         }),
         Err(e) => {
             tracing::error!(error = %e, "cannot open the graph driver; no changes can be applied");
@@ -524,11 +628,25 @@ impl PassContext {
     /// `stop_containers_on_exit`: stops every running container (stop signal, grace, SIGKILL)
     /// and records it exited. The restart policy decides at the next start, as after a reboot.
     fn stop_all(&mut self) {
+        let stopped = self.stop_all_containers();
+        // Their namespaces, veths and port rules go too (addresses stay reserved).
+        if let Some(Ok(net)) = self.applier.as_ref().map(|a| &a.net) {
+            for id in stopped {
+                if let Err(e) = net.detach(&id) {
+                    tracing::warn!(container = %id, error = %e, "cannot detach network");
+                }
+            }
+        }
+    }
+
+    /// Stops the running containers; returns the runtime ids stopped.
+    fn stop_all_containers(&mut self) -> Vec<String> {
         use crate::driver::exec::ExecDriver;
+        let mut stopped = Vec::new();
         let store = self.store.clone();
         let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
         let Ok(containers) = store.transaction(|tx| tx.containers()) else {
-            return;
+            return stopped;
         };
         for mut c in containers {
             if !matches!(
@@ -560,9 +678,11 @@ impl PassContext {
                         )
                     });
                     tracing::info!(container = %c.name, "stopped (stop_containers_on_exit)");
+                    stopped.push(c.id.clone());
                 }
                 Err(e) => tracing::warn!(container = %c.name, error = %e, "cannot stop"),
             }
         }
+        stopped
     }
 }

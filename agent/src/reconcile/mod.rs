@@ -10,6 +10,8 @@
 //! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
 //! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
 //! - [`supervise`], [`prober`]: exits and restart policies; health checks.
+//! - [`network`]: the network driver over the store; bridge-mode containers, start-up cleanup and
+//!   drift repair.
 //! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
 
 pub mod apply;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod logging;
+pub mod network;
 pub mod pass;
 pub mod perms;
 pub mod prober;

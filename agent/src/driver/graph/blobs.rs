@@ -63,11 +63,20 @@ impl BlobStore {
         what: &str,
     ) -> Result<(Digest, u64), Error> {
         let tmp = self.tmp_path("put");
-        let result = self.put_inner(reader, &expect, what, &tmp);
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match self.put_inner(reader, &expect, what, &tmp) {
+            Ok(r) => Ok(r),
+            Err(mut e) => {
+                let _ = fs::remove_file(&tmp);
+                if let Error::Storage {
+                    available, source, ..
+                } = &mut e
+                    && super::is_no_space(source)
+                {
+                    *available = super::pull::available_space(&self.root).ok();
+                }
+                Err(e)
+            }
         }
-        result
     }
 
     fn put_inner(
@@ -84,17 +93,29 @@ impl BlobStore {
             .map_err(Error::io("create", tmp))?;
         let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
         let limit = expect.size.map(|s| s.saturating_add(1)).unwrap_or(u64::MAX);
-        io::copy(&mut reader.take(limit), &mut w).map_err(|e| Error::Io {
-            op: "stream blob",
-            path: PathBuf::from(what),
-            source: e,
-        })?;
+        let mut reader = reader.take(limit);
+        let mut buf = vec![0u8; 256 * 1024];
+        // Read errors are the source's; write errors are this store's file system's.
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "stream blob",
+                        path: PathBuf::from(what),
+                        source: e,
+                    });
+                }
+            };
+            w.write_all(&buf[..n])
+                .map_err(|e| self.write_error(what, e, expect.size))?;
+        }
         let (digest, size, buf) = w.finish();
-        let file = buf.into_inner().map_err(|e| Error::Io {
-            op: "write",
-            path: tmp.to_path_buf(),
-            source: e.into_error(),
-        })?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| self.write_error(what, e.into_error(), expect.size))?;
         if let Some(expected) = expect.size
             && expected != size
         {
@@ -117,6 +138,18 @@ impl BlobStore {
         Ok((digest, size))
     }
 
+    /// The error for a failed write into the store: with the space figures when the disk is full.
+    fn write_error(&self, what: &str, e: io::Error, size: Option<u64>) -> Error {
+        let full = super::is_no_space(&e);
+        Error::Storage {
+            op: format!("storing blob {what}"),
+            dir: self.root.clone(),
+            needed: if full { size } else { None },
+            available: None, // filled in by `put` once the partial file is gone
+            source: e,
+        }
+    }
+
     /// Stores a small in-memory blob (manifests, configs).
     pub fn put_bytes(&self, bytes: &[u8], what: &str) -> Result<Digest, Error> {
         let digest = Digest::of(bytes);
@@ -135,7 +168,8 @@ impl BlobStore {
 
     /// Moves an fsynced-or-not temp file already hashed to `digest` into place durably.
     pub(crate) fn commit(&self, file: File, tmp: &Path, digest: &Digest) -> Result<(), Error> {
-        file.sync_all().map_err(Error::io("fsync", tmp))?;
+        file.sync_all()
+            .map_err(|e| Error::storage(format!("fsync {}", tmp.display()), &self.root, e))?;
         drop(file);
         let dst = self.path(digest);
         fs::rename(tmp, &dst).map_err(Error::io("rename into place", &dst))?;

@@ -62,6 +62,14 @@ impl Image {
 pub trait ImageIndex {
     fn list(&self) -> Result<Vec<Image>, Error>;
     fn put(&self, image: Image) -> Result<(), Error>;
+    /// Records several images at once: all of them or (on error) none. The default puts them one
+    /// by one; implementations that can write them in one transaction do.
+    fn put_all(&self, images: Vec<Image>) -> Result<(), Error> {
+        for i in images {
+            self.put(i)?;
+        }
+        Ok(())
+    }
     /// Removes an image by id; gone already is success.
     fn remove(&self, id: &Digest) -> Result<(), Error>;
     /// Removes one name; returns whether it existed.
@@ -157,21 +165,28 @@ impl ImageIndex for JsonImageIndex {
         Ok(self.load()?.images)
     }
 
-    fn put(&self, mut image: Image) -> Result<(), Error> {
+    fn put(&self, image: Image) -> Result<(), Error> {
+        self.put_all(vec![image])
+    }
+
+    /// One atomic rewrite of the file for all of them.
+    fn put_all(&self, images: Vec<Image>) -> Result<(), Error> {
         let mut f = self.load()?;
-        for other in f.images.iter_mut() {
-            other.names.retain(|n| !image.names.contains(n));
-        }
-        if let Some(existing) = f.images.iter_mut().find(|i| i.id == image.id) {
-            for n in existing.names.drain(..) {
-                if !image.names.contains(&n) {
-                    image.names.push(n);
-                }
+        for mut image in images {
+            for other in f.images.iter_mut() {
+                other.names.retain(|n| !image.names.contains(n));
             }
-            image.added = existing.added.min(image.added);
-            *existing = image;
-        } else {
-            f.images.push(image);
+            if let Some(existing) = f.images.iter_mut().find(|i| i.id == image.id) {
+                for n in existing.names.drain(..) {
+                    if !image.names.contains(&n) {
+                        image.names.push(n);
+                    }
+                }
+                image.added = existing.added.min(image.added);
+                *existing = image;
+            } else {
+                f.images.push(image);
+            }
         }
         f.images.iter_mut().for_each(|i| i.names.sort());
         self.save(&f)

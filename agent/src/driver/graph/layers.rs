@@ -3,8 +3,9 @@
 //! A layer is unpacked into `layers/.tmp-*`, its diff id (sha256 of the uncompressed tar) checked
 //! against the image config while it streams, the file system synced, its `layer.json` written,
 //! and only then renamed into place. A directory `layers/<hex>/` with a `layer.json` is therefore
-//! always a complete, verified layer; a leftover `.tmp-*` is garbage that [`LayerStore::open`]
-//! removes.
+//! always a complete, verified layer; a leftover `.tmp-*` is garbage that
+//! [`LayerStore::remove_stale_tmp`] removes (the graph calls it under its lock, before loads,
+//! pulls and prunes; never at open, where another process may be unpacking).
 
 use std::fs;
 use std::io::Read;
@@ -63,20 +64,22 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// Opens (creating) the store and removes unpacks a crash left half-done.
+    /// Opens (creating) the store.
     pub fn open(root: &Path) -> Result<Self, Error> {
         fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
-        for e in fs::read_dir(root)
-            .map_err(Error::io("list", root))?
-            .flatten()
-        {
+        Ok(LayerStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Removes unpacks (and removals) a killed process left half-done. Only call it holding the
+    /// graph lock: every unpack runs under it, so no `.tmp-*` directory is in use then.
+    pub fn remove_stale_tmp(&self) {
+        for e in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(".tmp-") {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
-        Ok(LayerStore {
-            root: root.to_path_buf(),
-        })
     }
 
     fn dir(&self, chain: &Digest) -> PathBuf {
@@ -152,7 +155,31 @@ impl LayerStore {
         fs::create_dir_all(&diff).map_err(Error::io("create directory", &diff))?;
         let (_, plain) = unpack::decompress(blob).map_err(Error::io("decompress", what))?;
         let mut hashing = HashingReader::new(plain);
-        let stats = unpack::unpack_layer(&mut hashing, &diff, Options::default())?;
+        let stats = match unpack::unpack_layer(&mut hashing, &diff, Options::default()) {
+            Ok(s) => s,
+            Err(Error::Storage { op, source, .. }) => {
+                // The disk filled up (or failed): free what this unpack wrote, then say how much
+                // the whole layer needs (its uncompressed tar size, read to the end without
+                // writing) against what is free once the partial layer is gone.
+                let _ = fs::remove_dir_all(tmp);
+                let (needed, available) = if super::is_no_space(&source) {
+                    (
+                        hashing.finish().ok().map(|(_, n)| n),
+                        super::pull::available_space(&self.root).ok(),
+                    )
+                } else {
+                    (None, None)
+                };
+                return Err(Error::Storage {
+                    op: format!("unpacking {what}: {op}"),
+                    dir: self.root.clone(),
+                    needed,
+                    available,
+                    source,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let (diff_id, _) = hashing.finish().map_err(Error::io("read layer", what))?;
         if let Some(exp) = expected
             && *exp != diff_id
@@ -179,7 +206,11 @@ impl LayerStore {
         let f = fs::File::open(&diff).map_err(Error::io("open", &diff))?;
         // SAFETY: plain syscall on a valid fd.
         if unsafe { libc::syncfs(f.as_raw_fd()) } < 0 {
-            return Err(Error::io("syncfs", &diff)(std::io::Error::last_os_error()));
+            return Err(Error::storage(
+                format!("syncing the unpacked {what}"),
+                &self.root,
+                std::io::Error::last_os_error(),
+            ));
         }
         write_atomic(&tmp.join("layer.json"), &json)?;
         let dst = self.dir(&chain);
@@ -292,5 +323,123 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(leftovers, vec![0]);
+    }
+}
+
+/// A full disk is the state directory's problem, not the layer's: tested on a tiny tmpfs.
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+    use crate::driver::graph::blobs::{BlobStore, Expect};
+
+    /// A 1 MiB tmpfs, unmounted on drop.
+    struct Tiny {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tiny {
+        fn mount() -> Option<Tiny> {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                eprintln!("skipped: needs root to mount a tmpfs");
+                return None;
+            }
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            nix::mount::mount(
+                Some("agent-test-tiny"),
+                dir.path(),
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("size=1m"),
+            )
+            .unwrap_or_else(|e| panic!("mount tmpfs: {e}"));
+            Some(Tiny { dir })
+        }
+    }
+
+    impl Drop for Tiny {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    fn big_tar(bytes: usize) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "big.bin", &vec![7u8; bytes][..]).ok();
+        b.into_inner().unwrap_or_default()
+    }
+
+    #[test]
+    fn unpack_on_a_full_disk_is_a_storage_error_with_figures() {
+        let Some(tiny) = Tiny::mount() else { return };
+        let root = tiny.dir.path().join("layers");
+        let store = LayerStore::open(&root).unwrap_or_else(|e| panic!("{e}"));
+        let t = big_tar(3 << 20);
+        let err = store
+            .create(None, Some(&Digest::of(&t)), &t[..], "layer big")
+            .err()
+            .unwrap_or_else(|| panic!("3 MiB unpacked into a 1 MiB tmpfs"));
+        let msg = err.to_string();
+        match &err {
+            Error::Storage {
+                dir,
+                needed,
+                available,
+                source,
+                ..
+            } => {
+                assert_eq!(dir, &root, "{msg}");
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{msg}");
+                assert_eq!(*needed, Some(t.len() as u64), "{msg}");
+                let a = available.unwrap_or_else(|| panic!("no free space figure: {msg}"));
+                assert!(a > 0 && a <= 1 << 20, "{msg}");
+            }
+            other => panic!("expected a storage error, got {other:?}"),
+        }
+        assert!(!msg.contains("unsafe"), "{msg}");
+        assert!(msg.contains(&root.display().to_string()), "{msg}");
+        assert!(msg.contains("No space left on device"), "{msg}");
+        let left: Vec<_> = fs::read_dir(&root)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "partial layer left: {left:?}");
+    }
+
+    #[test]
+    fn blob_on_a_full_disk_is_a_storage_error_with_figures() {
+        let Some(tiny) = Tiny::mount() else { return };
+        let root = tiny.dir.path().join("blobs");
+        let store = BlobStore::open(&root).unwrap_or_else(|e| panic!("{e}"));
+        let data = vec![1u8; 3 << 20];
+        let err = store
+            .put(
+                &data[..],
+                Expect {
+                    digest: None,
+                    size: Some(data.len() as u64),
+                },
+                "big blob",
+            )
+            .err()
+            .unwrap_or_else(|| panic!("3 MiB stored in a 1 MiB tmpfs"));
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, Error::Storage { dir, needed: Some(n), available: Some(_), .. }
+                if *dir == root && *n == 3 << 20),
+            "{err:?}"
+        );
+        assert!(msg.contains("need 3145728 bytes"), "{msg}");
+        assert_eq!(
+            fs::read_dir(store.tmp_dir())
+                .map(|d| d.count())
+                .unwrap_or(99),
+            0,
+            "partial blob left"
+        );
+        assert!(store.list().unwrap_or_default().is_empty());
     }
 }

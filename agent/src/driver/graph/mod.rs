@@ -59,6 +59,17 @@ pub enum Error {
         expected: u64,
         actual: u64,
     },
+    /// The state directory's file system failed or filled up (ENOSPC, EDQUOT, EIO, EROFS, ...):
+    /// not the input's fault. With `needed`/`available` when the disk is full.
+    #[error("{op}: {source}; {}", storage_hint(.dir, .needed, .available))]
+    Storage {
+        op: String,
+        dir: PathBuf,
+        needed: Option<u64>,
+        available: Option<u64>,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("unsafe layer entry {entry:?}: {reason}; the layer was rejected")]
     UnsafeEntry { entry: String, reason: String },
     #[error("reading layer tar: {0}")]
@@ -115,7 +126,58 @@ pub enum Error {
     },
 }
 
+/// The advice part of [`Error::Storage`].
+fn storage_hint(dir: &std::path::Path, needed: &Option<u64>, available: &Option<u64>) -> String {
+    match (needed, available) {
+        (Some(n), Some(a)) => format!(
+            "not enough free space in {}: need {n} bytes, {a} available \
+             (free space there or use another --state-dir)",
+            dir.display()
+        ),
+        (Some(n), None) => format!("not enough free space in {}: need {n} bytes", dir.display()),
+        _ => format!("I/O error in the state directory {}", dir.display()),
+    }
+}
+
+/// Whether an OS error is the state directory's file system failing or filling up rather than
+/// something the input asked for.
+pub fn is_storage_errno(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOSPC
+                | libc::EDQUOT
+                | libc::EIO
+                | libc::EROFS
+                | libc::ENOMEM
+                | libc::EMFILE
+                | libc::ENFILE
+                | libc::EUCLEAN
+        )
+    )
+}
+
+/// Whether an OS error means "the disk (or quota) is full".
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 impl Error {
+    /// A [`Error::Storage`] without space figures (the caller may add them).
+    pub(crate) fn storage(
+        op: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Storage {
+            op: op.into(),
+            dir: dir.into(),
+            needed: None,
+            available: None,
+            source,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

@@ -109,10 +109,78 @@ impl Graph {
         Ok(Lock { _file: f })
     }
 
-    /// Loads the images in an OCI layout (dir or tar), docker archive or rootfs tarball.
+    /// Loads the images in an OCI layout (dir or tar), docker archive or rootfs tarball: all of
+    /// them, or nothing. The images are recorded together once every blob and layer is in place;
+    /// when anything fails, the blobs and layers this load added are removed again (they were
+    /// not in the store before and no image refers to them), so a failed load leaves the graph
+    /// as it found it, without waiting for `agent image prune`.
     pub fn load(&self, path: &Path, name: Option<&str>) -> Result<Vec<Image>, Error> {
         let _l = self.lock()?;
-        archive::load(self, path, name)
+        self.remove_stale_puts();
+        let blobs_before: BTreeSet<Digest> = self.blobs.list()?.into_iter().collect();
+        let layers_before: BTreeSet<Digest> = self
+            .layers
+            .list()?
+            .into_iter()
+            .map(|l| l.chain_id)
+            .collect();
+        let result = archive::load(self, path, name).and_then(|images| {
+            let ids: Vec<Digest> = images.iter().map(|i| i.id.clone()).collect();
+            self.index.put_all(images)?;
+            ids.iter().map(|id| self.index.find(id.as_str())).collect()
+        });
+        if result.is_err() {
+            self.undo_import(&blobs_before, &layers_before);
+        }
+        result
+    }
+
+    /// Removes the layers and blobs that are not in the before sets (what a failed import added:
+    /// the index does not refer to them, as nothing was recorded). Best effort: what cannot be
+    /// removed now is unreferenced and goes with the next prune.
+    fn undo_import(&self, blobs_before: &BTreeSet<Digest>, layers_before: &BTreeSet<Digest>) {
+        let mut used: BTreeSet<Digest> = BTreeSet::new();
+        if let Ok(images) = self.index.list() {
+            for img in images {
+                used.insert(img.id);
+                used.insert(img.manifest_digest);
+                for l in img.layers {
+                    used.insert(l.blob);
+                    used.insert(l.chain_id);
+                }
+            }
+        } else {
+            return; // the index cannot be read: removing anything would be a guess
+        }
+        for info in self.layers.list().unwrap_or_default() {
+            if !layers_before.contains(&info.chain_id)
+                && !used.contains(&info.chain_id)
+                && let Err(e) = self.layers.remove(&info.chain_id)
+            {
+                tracing::warn!(layer = %info.chain_id, error = %e, "undoing a failed load");
+            }
+        }
+        for b in self.blobs.list().unwrap_or_default() {
+            if !blobs_before.contains(&b)
+                && !used.contains(&b)
+                && let Err(e) = self.blobs.remove(&b)
+            {
+                tracing::warn!(blob = %b, error = %e, "undoing a failed load");
+            }
+        }
+    }
+
+    /// Removes `put-*` temporary files and `.tmp-*` layer directories a killed import left
+    /// (every import runs under the graph lock, so the caller, holding it, knows none is in
+    /// progress). Partial pull downloads stay: the next pull resumes them.
+    pub(crate) fn remove_stale_puts(&self) {
+        self.layers.remove_stale_tmp();
+        let tmp = self.blobs.tmp_dir();
+        for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("put-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     pub fn images(&self) -> Result<Vec<Image>, Error> {
@@ -171,6 +239,7 @@ impl Graph {
     /// files (partial downloads a later pull would have resumed).
     pub fn prune(&self, all: bool) -> Result<PruneReport, Error> {
         let _l = self.lock()?;
+        self.layers.remove_stale_tmp();
         let containers = self.containers()?;
         let used: BTreeSet<&Digest> = containers.iter().map(|c| &c.image).collect();
         let mut report = PruneReport::default();
@@ -249,5 +318,169 @@ impl Graph {
             self.driver.unmount(id)?;
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::graph::import::platform::Platform;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A layer whose second entry climbs out of the layer directory.
+    fn evil_layer() -> Vec<u8> {
+        let mut t = tar_of(&[("ok", b"fine"), ("XX/escape", b"pwned")]);
+        // Rename "XX" to ".." in the raw header (tar::Builder refuses to write it).
+        let at = 512 + 512; // second header
+        t[at..at + 2].copy_from_slice(b"..");
+        let mut h = tar::Header::from_byte_slice(&t[at..at + 512]).clone();
+        h.set_cksum();
+        t[at..at + 512].copy_from_slice(h.as_bytes());
+        t
+    }
+
+    fn config(diff_ids: &[Digest]) -> Vec<u8> {
+        let host = Platform::host();
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": host.architecture, "os": host.os, "variant": host.variant,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap_or_default()
+    }
+
+    /// A docker archive with `images`: (config file, tag, layer files); `files` are the members.
+    fn docker_archive(path: &Path, images: &[(&str, &str, &[&str])], files: &[(&str, &[u8])]) {
+        let manifest: Vec<serde_json::Value> = images
+            .iter()
+            .map(|(c, t, l)| serde_json::json!({"Config": c, "RepoTags": [t], "Layers": l}))
+            .collect();
+        let m = serde_json::to_vec(&manifest).unwrap_or_default();
+        let mut all: Vec<(&str, &[u8])> = files.to_vec();
+        all.push(("manifest.json", &m));
+        fs::write(path, tar_of(&all)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Every file under `dir` (relative), minus the lock.
+    fn tree(dir: &Path) -> BTreeSet<String> {
+        fn walk(root: &Path, d: &Path, out: &mut BTreeSet<String>) {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                let p = e.path();
+                let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+                if rel != "lock" {
+                    out.insert(rel);
+                }
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    walk(root, &p, out);
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_failed_load_leaves_the_graph_as_it_was() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let g = Graph::open(&dir.path().join("state"), Some(DriverKind::Vfs))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = tar_of(&[("etc/base", b"base layer")]);
+        let extra = tar_of(&[("etc/extra", b"a layer only the failed load brings")]);
+        let evil = evil_layer();
+        let (d_base, d_extra, d_evil) = (Digest::of(&base), Digest::of(&extra), Digest::of(&evil));
+        let cfg_a = config(std::slice::from_ref(&d_base));
+        let cfg_b = config(&[d_base.clone(), d_extra.clone(), d_evil]);
+        let cfg_c = config(&[d_base.clone(), d_extra]);
+
+        // First an image with the base layer alone: it stays whatever happens next.
+        let good = dir.path().join("good.tar");
+        docker_archive(
+            &good,
+            &[("a.json", "a:1", &["base.tar"])],
+            &[("a.json", &cfg_a), ("base.tar", &base)],
+        );
+        g.load(&good, None).unwrap_or_else(|e| panic!("{e}"));
+        let before = tree(g.root());
+        let index_before = g.images().unwrap_or_default();
+
+        // Then an archive of two images, the second with an evil top layer: image "c" and the
+        // layers under the evil one unpack fine, but the load as a whole fails.
+        let bad = dir.path().join("bad.tar");
+        docker_archive(
+            &bad,
+            &[
+                ("c.json", "c:1", &["base.tar", "extra.tar"]),
+                ("b.json", "b:1", &["base.tar", "extra.tar", "evil.tar"]),
+            ],
+            &[
+                ("b.json", &cfg_b),
+                ("c.json", &cfg_c),
+                ("base.tar", &base),
+                ("extra.tar", &extra),
+                ("evil.tar", &evil),
+            ],
+        );
+        let err = g.load(&bad, None).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("'..'")),
+            "{err:?}"
+        );
+        assert_eq!(
+            g.images().unwrap_or_default(),
+            index_before,
+            "index changed"
+        );
+        assert_eq!(tree(g.root()), before, "the failed load left files behind");
+        assert!(!dir.path().join("state/escape").exists());
+
+        // The same archive without the evil image loads, reusing the base layer.
+        let fixed = dir.path().join("fixed.tar");
+        docker_archive(
+            &fixed,
+            &[("c.json", "c:1", &["base.tar", "extra.tar"])],
+            &[
+                ("c.json", &cfg_c),
+                ("base.tar", &base),
+                ("extra.tar", &extra),
+            ],
+        );
+        let loaded = g.load(&fixed, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].names, vec!["c:1".to_string()]);
+        assert_eq!(g.images().map(|i| i.len()).unwrap_or(0), 2);
+    }
+
+    #[test]
+    fn stale_import_temp_files_go_with_the_next_load() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let g = Graph::open(&dir.path().join("state"), Some(DriverKind::Vfs))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tmp = g.blobs().tmp_dir();
+        fs::write(tmp.join("put-1-0"), b"killed import").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(tmp.join("pull-ab.partial"), b"resumable").unwrap_or_else(|e| panic!("{e}"));
+        let half = g.root().join("layers/.tmp-1-0/diff");
+        fs::create_dir_all(&half).unwrap_or_else(|e| panic!("{e}"));
+        // Opening the graph (another process may be unpacking) removes nothing.
+        let g = Graph::open(&dir.path().join("state"), Some(DriverKind::Vfs))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(half.exists() && tmp.join("put-1-0").exists());
+        // A load, under the lock, does.
+        let missing = dir.path().join("missing.tar");
+        assert!(g.load(&missing, None).is_err());
+        assert!(!tmp.join("put-1-0").exists());
+        assert!(!g.root().join("layers/.tmp-1-0").exists());
+        assert!(tmp.join("pull-ab.partial").exists());
     }
 }

@@ -540,7 +540,15 @@ impl NetworkDriver {
                             reason: format!("bridge {} does not exist", e.bridge),
                         })?;
                 netlink::delete_link(&h, &e.host_veth).await?;
-                netlink::create_veth(&h, &e.host_veth, &e.ifname, &ns, mtu, br).await?;
+                netlink::create_veth(
+                    &h,
+                    &e.host_veth,
+                    (&e.ifname, netlink::mac_for(e.ip)),
+                    &ns,
+                    mtu,
+                    br,
+                )
+                .await?;
             }
             Ok(())
         })?;

@@ -10,7 +10,7 @@
 //! [`links`] (hosts file, link variables), [`firewall`] (the `FirewallDriver` trait and its
 //! nftables and iptables backends), [`bridge`], [`netns`], [`netlink`] (kernel plumbing, every
 //! netlink socket on a thread inside the namespace it manages), [`driver`] (attach, detach,
-//! networks) and [`cleanup`] (start-up). See `docs/network.md` for the whole picture.
+//! networks), [`cleanup`] (start-up) and [`repair`] (drift). See `docs/network.md` for the whole picture.
 
 pub mod bridge;
 pub mod cleanup;
@@ -22,6 +22,7 @@ pub mod links;
 pub mod netlink;
 pub mod netns;
 pub mod ports;
+pub mod repair;
 pub mod types;
 
 pub use cleanup::CleanupReport;
@@ -29,6 +30,7 @@ pub use config::{DriverOptions, FirewallChoice, NetworkConfig};
 pub use driver::NetworkDriver;
 pub use firewall::{AnyFirewall, FirewallDriver, FirewallState};
 pub use ipam::{FileStore, IpamStore, StoreError};
+pub use repair::Repair;
 pub use types::{
     AttachRequest, Attachment, AttachmentRecord, Endpoint, LinkRequest, NetworkMode, PortMapping,
     Protocol, PublishedPort,

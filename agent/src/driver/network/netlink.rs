@@ -217,12 +217,21 @@ pub async fn ensure_bridge(
     Ok(index)
 }
 
+/// The container-side MAC address for `ip`: `02:42` and the four address bytes, as Docker's
+/// bridge driver does. A container recreated with the same address gets the same MAC, so the
+/// neighbour caches of its peers and of the host stay valid (with a random MAC they would send to
+/// the old one until their entry goes stale, up to a minute of lost traffic).
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
 /// Creates the veth pair `host` (on bridge `bridge_index`, up) / `peer_ifname` (created directly
-/// inside the namespace at `netns`, so no rename is needed), both with `mtu`.
+/// inside the namespace at `netns`, so no rename is needed, with MAC `peer_mac`), both with `mtu`.
 pub async fn create_veth(
     h: &Handle,
     host: &str,
-    peer_ifname: &str,
+    (peer_ifname, peer_mac): (&str, [u8; 6]),
     netns: &Path,
     mtu: u32,
     bridge_index: u32,
@@ -235,6 +244,7 @@ pub async fn create_veth(
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(peer_ifname.to_string())
         .mtu(mtu)
+        .address(peer_mac.to_vec())
         .setns_by_fd(ns.as_raw_fd())
         .build();
     let msg = LinkVeth::new(host, peer_ifname)

@@ -81,7 +81,9 @@ pub fn detect(path: &Path) -> Result<ArchiveKind, Error> {
     Ok(kind)
 }
 
-/// Loads every image in `path`. `name`, when given, names the (single) image loaded.
+/// Imports every image in `path` (blobs and layers) and returns them for the caller to record.
+/// `name`, when given, names the (single) image loaded. Use [`Graph::load`], which records them
+/// and undoes a failed load.
 pub fn load(graph: &Graph, path: &Path, name: Option<&str>) -> Result<Vec<Image>, Error> {
     let name = name.map(reference::normalize).transpose()?;
     let source = path.display().to_string();
@@ -276,7 +278,15 @@ fn stream_members(graph: &Graph, path: &Path, oci: bool) -> Result<Members, Erro
             m.json.insert(name, v);
             continue;
         }
-        let (d, size) = graph.blobs().put(&mut e, Expect::default(), &what)?;
+        let size = e.size();
+        let (d, size) = graph.blobs().put(
+            &mut e,
+            Expect {
+                digest: None,
+                size: Some(size),
+            },
+            &what,
+        )?;
         m.files.insert(name, (d, size));
     }
     Ok(m)
@@ -434,7 +444,15 @@ fn load_rootfs(
     source: &str,
 ) -> Result<Image, Error> {
     let f = File::open(path).map_err(Error::io("open", path))?;
-    let (blob, size) = graph.blobs().put(f, Expect::default(), source)?;
+    let len = f.metadata().map_err(Error::io("stat", path))?.len();
+    let (blob, size) = graph.blobs().put(
+        f,
+        Expect {
+            digest: None,
+            size: Some(len),
+        },
+        source,
+    )?;
     let info = graph
         .layers()
         .create(None, None, graph.blobs().open_blob(&blob)?, source)?;

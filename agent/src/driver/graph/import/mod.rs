@@ -1,6 +1,8 @@
 //! Importing images: OCI image layouts (directory or tar), `docker save` archives and root file
 //! system tarballs. Every blob goes through the verifying blob store, every layer through the
-//! safe unpacker, and the image is recorded in the index only when all of it is in place.
+//! safe unpacker. [`import_manifest`] does not record the image: the caller records everything it
+//! imported in one [`super::index::ImageIndex::put_all`] once all of it is in place, so a failed
+//! import records nothing (and [`super::Graph::load`] also removes the blobs and layers it added).
 
 pub mod archive;
 pub mod platform;
@@ -94,7 +96,7 @@ fn fmt_err(src: &dyn BlobSource, reason: impl Into<String>) -> Error {
 }
 
 /// Resolves `desc` (an index or a manifest) to a manifest for this host, brings in its config and
-/// layers, unpacks the layers and records the image under `names`.
+/// layers, unpacks the layers and returns the image (named `names`) for the caller to record.
 pub fn import_manifest(
     graph: &Graph,
     src: &mut dyn BlobSource,
@@ -224,6 +226,5 @@ fn import_single(
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    graph.index().put(image.clone())?;
-    graph.index().find(image.id.as_str())
+    Ok(image)
 }

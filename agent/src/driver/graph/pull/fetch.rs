@@ -143,9 +143,14 @@ impl Partial {
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.file
-            .write_all(bytes)
-            .map_err(Error::io("write partial download", &self.path))?;
+        self.file.write_all(bytes).map_err(|e| {
+            let dir = self.path.parent().unwrap_or(&self.path);
+            Error::storage(
+                format!("writing partial download {}", self.path.display()),
+                dir,
+                e,
+            )
+        })?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
@@ -205,9 +210,20 @@ impl Fetcher {
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    Err(Attempt::Fatal(e)) => {
+                    Err(Attempt::Fatal(mut e)) => {
                         drop(part);
                         let _ = fs::remove_file(&path);
+                        if let Error::Storage {
+                            needed,
+                            available,
+                            source,
+                            ..
+                        } = &mut e
+                            && super::super::is_no_space(source)
+                        {
+                            *needed = Some(size);
+                            *available = super::available_space(&self.store.tmp_dir()).ok();
+                        }
                         return Err(e);
                     }
                 }

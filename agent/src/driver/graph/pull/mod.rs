@@ -110,6 +110,7 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
         .build()
         .map_err(Error::io("start the pull runtime", graph.root()))?;
     let _lock = graph.lock()?;
+    graph.remove_stale_puts();
     let resolved = rt.block_on(fetch_all(graph, opts))?;
     let mut src = InStore {
         name: resolved.reference.clone(),
@@ -121,6 +122,8 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
         vec![resolved.name.clone()],
         &resolved.source,
     )?;
+    graph.index().put(image.clone())?;
+    let image = graph.index().find(image.id.as_str())?;
     Ok(PullReport {
         image,
         resolved: resolved.source,

@@ -77,7 +77,31 @@ fn unsafe_entry(entry: &[u8], reason: impl Into<String>) -> Error {
     }
 }
 
+/// Classifies a failed file system call for entry `name`: the state directory's disk filling up
+/// or failing is [`Error::Storage`] (not the layer's fault); a symlink or non-directory where a
+/// parent should be, and everything else the entry asked for and could not get, is
+/// [`Error::UnsafeEntry`].
+fn entry_io_error(name: &[u8], what: &str, e: io::Error) -> Error {
+    let entry = String::from_utf8_lossy(name).into_owned();
+    if super::is_storage_errno(&e) {
+        return Error::storage(format!("{what} for layer entry {entry:?}"), "", e);
+    }
+    if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+        return Error::UnsafeEntry {
+            entry,
+            reason: format!("{what}: a parent is a symlink or not a directory"),
+        };
+    }
+    Error::UnsafeEntry {
+        entry,
+        reason: format!("{what}: {e}"),
+    }
+}
+
 fn tar_err(e: io::Error) -> Error {
+    if super::is_storage_errno(&e) {
+        return Error::storage("reading the layer", "", e);
+    }
     Error::Tar(e.to_string())
 }
 
@@ -108,7 +132,30 @@ pub fn split_name(name: &[u8]) -> Result<Vec<&[u8]>, Error> {
 }
 
 /// Unpacks the (already decompressed) layer tar `reader` into the existing empty directory `dest`.
+///
+/// Failures of the file system under `dest` (full, read-only, I/O errors) are
+/// [`Error::Storage`] naming `dest`; what the tar itself asks for and may not have is
+/// [`Error::UnsafeEntry`].
 pub fn unpack_layer(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, Error> {
+    unpack_inner(reader, dest, opts).map_err(|e| match e {
+        Error::Storage {
+            op,
+            dir,
+            needed,
+            available,
+            source,
+        } if dir.as_os_str().is_empty() => Error::Storage {
+            op,
+            dir: dest.to_path_buf(),
+            needed,
+            available,
+            source,
+        },
+        other => other,
+    })
+}
+
+fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, Error> {
     let root = fsops::open_dir(dest).map_err(Error::io("open layer directory", dest))?;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(tar_err)?.raw(true);
@@ -267,21 +314,8 @@ fn apply_entry(
         return set_fd_meta(root, meta, name);
     };
     let io_err = |what: &str| {
-        let entry = String::from_utf8_lossy(name).into_owned();
         let what = what.to_string();
-        move |e: io::Error| {
-            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
-                Error::UnsafeEntry {
-                    entry,
-                    reason: format!("{what}: a parent is a symlink or not a directory"),
-                }
-            } else {
-                Error::UnsafeEntry {
-                    entry,
-                    reason: format!("{what}: {e}"),
-                }
-            }
-        }
+        move |e: io::Error| entry_io_error(name, &what, e)
     };
     let parent =
         fsops::walk_dirs(root, parents, true).map_err(io_err("creating parent directories"))?;
@@ -395,7 +429,7 @@ fn apply_entry(
 /// then times, on an open fd.
 fn set_fd_meta(fd: &impl AsRawFd, meta: &Meta, name: &[u8]) -> Result<(), Error> {
     let raw = fd.as_raw_fd();
-    let e = |what: &'static str| move |err: io::Error| unsafe_entry(name, format!("{what}: {err}"));
+    let e = |what: &'static str| move |err: io::Error| entry_io_error(name, what, err);
     fsops::fchown(raw, meta.uid, meta.gid).map_err(e("chown"))?;
     fsops::fchmod(raw, meta.mode).map_err(e("chmod"))?;
     for (k, v) in &meta.xattrs {
@@ -415,7 +449,7 @@ fn set_fd_meta(fd: &impl AsRawFd, meta: &Meta, name: &[u8]) -> Result<(), Error>
 
 /// The same for entries that cannot be opened (fifos, devices): via their parent.
 fn set_path_meta(pfd: i32, cname: &std::ffi::CStr, meta: &Meta, name: &[u8]) -> Result<(), Error> {
-    let e = |what: &'static str| move |err: io::Error| unsafe_entry(name, format!("{what}: {err}"));
+    let e = |what: &'static str| move |err: io::Error| entry_io_error(name, what, err);
     fsops::chown_at(pfd, cname, meta.uid, meta.gid).map_err(e("chown"))?;
     // SAFETY: plain syscall; fchmodat does not follow symlinks for non-symlinks.
     if unsafe { libc::fchmodat(pfd, cname.as_ptr(), meta.mode as libc::mode_t, 0) } < 0 {

@@ -420,3 +420,18 @@ fn detects_compression() {
         assert_eq!(out, data);
     }
 }
+
+#[test]
+fn storage_errors_are_not_unsafe_entries() {
+    for errno in [libc::ENOSPC, libc::EDQUOT, libc::EIO, libc::EROFS] {
+        let e = super::entry_io_error(b"a/b", "write file", io::Error::from_raw_os_error(errno));
+        assert!(matches!(e, Error::Storage { .. }), "errno {errno}: {e:?}");
+    }
+    for errno in [libc::ELOOP, libc::ENOTDIR, libc::EEXIST, libc::EPERM] {
+        let e = super::entry_io_error(b"a/b", "write file", io::Error::from_raw_os_error(errno));
+        assert!(
+            matches!(e, Error::UnsafeEntry { .. }),
+            "errno {errno}: {e:?}"
+        );
+    }
+}
