@@ -485,3 +485,58 @@ fn after_a_simulated_reboot_the_container_comes_back_with_its_network() {
     assert_eq!(links_with_prefix(&d.net.veth_prefix).len(), 1);
     assert_eq!(netns_of(&d).len(), 1);
 }
+
+/// A plain bridge-mode container `name` (sleeps).
+fn sleeper(name: &str) -> String {
+    format!(
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sleep\", \"100000\"]\n  restart: always\n  stopGracePeriod: 1s\n"
+    )
+}
+
+#[test]
+fn kill9_while_attaching_converges_to_exactly_what_the_store_explains() {
+    if !require_root("kill9_while_attaching_converges_to_exactly_what_the_store_explains") {
+        return;
+    }
+    images_present();
+    let mut d = Daemon::prepare("netcrash", "");
+    d.start();
+    d.write("image.yaml", IMAGE);
+    d.wait_for("image imported", Duration::from_secs(60), || {
+        d.log_text().contains("import docker-archive").then_some(())
+    });
+    let names: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    for n in &names {
+        d.write(&format!("{n}.yaml"), &sleeper(n));
+    }
+    // Kill -9 right after the second container was attached: the pass is mid-way.
+    d.wait_for("two attached", Duration::from_secs(60), || {
+        (d.log_text().matches("\"attached\"").count() >= 2).then_some(())
+    });
+    d.stop_with(libc::SIGKILL);
+
+    d.start();
+    d.wait_for("all running", Duration::from_secs(90), || {
+        names.iter().all(|n| running(&d, n).is_some()).then_some(())
+    });
+    for l in d.log_text().lines().filter(|l| {
+        l.contains("cleanup") || l.contains("state removing") || l.contains("never completed")
+    }) {
+        eprintln!("after the crash: {l}");
+    }
+    // One veth and one namespace per container, distinct addresses, nothing else.
+    let veths = links_with_prefix(&d.net.veth_prefix);
+    assert_eq!(veths.len(), names.len(), "{veths:?}");
+    assert_eq!(netns_of(&d).len(), names.len(), "{:?}", netns_of(&d));
+    let mut ips: Vec<String> = names
+        .iter()
+        .map(|n| own_ip(&d, n).unwrap_or_else(|| panic!("{n} has no address")))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), names.len(), "{ips:?}");
+    d.stop();
+    let db = rusqlite::Connection::open(d.state.join("state.db")).expect("open state.db");
+    assert_eq!(count(&db, "ip_allocations"), names.len() as i64);
+    assert_eq!(count(&db, "containers"), names.len() as i64);
+}
