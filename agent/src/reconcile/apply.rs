@@ -489,7 +489,21 @@ impl Applier {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
         }
-        let pid = self.exec.start(&rec.id)?;
+        // Started already by an agent killed before it could record that: adopt the process.
+        let running = match self.exec.state(&rec.id) {
+            Ok(crate::driver::exec::ContainerInfo {
+                status: crate::driver::exec::ContainerStatus::Running { pid, .. },
+                ..
+            }) => Some(pid),
+            _ => None,
+        };
+        let pid = match running {
+            Some(pid) => {
+                tracing::info!(container = %name, pid, "already running (started before a crash); adopted");
+                pid
+            }
+            None => self.exec.start(&rec.id)?,
+        };
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(pid);
