@@ -11,7 +11,7 @@
 //! Threads: a small multi-thread tokio runtime (2 workers) for the API and timers; passes run on
 //! the blocking pool, one at a time; the watcher has its own thread.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -362,12 +362,16 @@ impl PassContext {
 }
 
 /// Watches the exec driver's container states every second and fires `ContainerExit` for each
-/// container that stopped running. Cheap: one small state file per container.
+/// container that stopped running. Cheap: one small state file per container. A container that
+/// was started again and exited between two ticks (a crash loop's quick exits) is caught by its
+/// changed start time: it was never seen running, but it did stop again.
 fn spawn_exit_watcher(exec: crate::driver::exec::AnyExecDriver, triggers: Triggers<PassReport>) {
     use crate::driver::exec::ExecDriver;
     let exec = Arc::new(exec);
     tokio::spawn(async move {
-        let mut running: HashMap<String, String> = HashMap::new();
+        // id -> (name, running, started_at) at the last tick.
+        let mut seen: HashMap<String, (String, bool, Option<String>)> = HashMap::new();
+        let mut first = true;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -376,18 +380,33 @@ fn spawn_exit_watcher(exec: crate::driver::exec::AnyExecDriver, triggers: Trigge
             let Ok(Ok(list)) = tokio::task::spawn_blocking(move || e.list()).await else {
                 continue;
             };
-            let now: HashMap<String, String> = list
+            let now: HashMap<String, (String, bool, Option<String>)> = list
                 .into_iter()
-                .filter(|c| c.status.is_running())
-                .map(|c| (c.id, c.name))
+                .map(|c| {
+                    let running = c.status.is_running();
+                    (c.id, (c.name, running, c.started_at))
+                })
                 .collect();
-            let ids: HashSet<&String> = now.keys().collect();
-            for (id, name) in &running {
-                if !ids.contains(id) {
+            for (id, (name, was_running, started)) in &seen {
+                let stopped = match now.get(id) {
+                    None => *was_running,
+                    Some((_, true, _)) => false,
+                    Some((_, false, started_now)) => *was_running || started_now != started,
+                };
+                if stopped {
                     triggers.fire(Trigger::ContainerExit(name.clone()));
                 }
             }
-            running = now;
+            // New since the last tick and already stopped: started and exited in between.
+            if !first {
+                for (id, (name, running, started)) in &now {
+                    if !seen.contains_key(id) && !running && started.is_some() {
+                        triggers.fire(Trigger::ContainerExit(name.clone()));
+                    }
+                }
+            }
+            first = false;
+            seen = now;
         }
     });
 }
