@@ -5,6 +5,7 @@
 #
 #   bench/run-all.sh            ROUNDS=5 rounds, counts 1,10,50, 30 s idle measurement
 #   ROUNDS=10 COUNTS=1,10,25,50 IDLE_SECONDS=60 bench/run-all.sh
+#   REPORT_ONLY=1 bench/run-all.sh   only rebuild results.md/.tsv/.png from the raw outputs
 #
 # Root, on the host the figures are for. Needs the busybox test images
 # (scripts/build-test-images.sh, run here), runc (scripts/apt/exec.list) and gnuplot
@@ -21,28 +22,35 @@ export IDLE_SECONDS="${IDLE_SECONDS:-30}"
 export NETWORK_MODE="${NETWORK_MODE:-bridge}"
 [ "$(id -u)" = 0 ] || { echo "run-all: needs root" >&2; exit 1; }
 
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-bash scripts/build-test-images.sh >/dev/null
-echo "== building (release)"
-cargo build --release -p agent --locked
-export AGENT_BIN="$PWD/target/release/agent"
+if [ -z "${REPORT_ONLY:-}" ]; then
+  load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+  bash scripts/build-test-images.sh >/dev/null
+  echo "== building (release)"
+  cargo build --release -p agent --locked
+  export AGENT_BIN="$PWD/target/release/agent"
 
-echo "== daemon: file-to-running, bring-up, no-op reconcile, tear-down, idle, monitor memory"
-BENCH_TSV="$out/daemon.tsv" cargo bench -p agent-e2e --bench daemon --locked | tee "$out/daemon.txt"
+  echo "== daemon: file-to-running, bring-up, no-op reconcile, tear-down, idle, monitor memory"
+  BENCH_TSV="$PWD/$out/daemon.tsv" cargo bench -p agent-e2e --bench daemon --locked | tee "$out/daemon.txt"
 
-echo "== exec driver: start latency (spec written -> running) next to runc, monitor memory"
-ROUNDS=20 MONITORS=5 cargo bench -p agent-e2e --bench exec --locked | tee "$out/exec.txt"
+  echo "== exec driver: start latency (spec written -> running) next to runc, monitor memory"
+  ROUNDS=20 MONITORS=5 cargo bench -p agent-e2e --bench exec --locked | tee "$out/exec.txt"
 
-echo "== planner: plan time for 100 / 1,000 / 10,000 containers"
-cargo bench -p agent --bench plan --locked | tee "$out/plan.txt"
+  echo "== planner: plan time for 100 / 1,000 / 10,000 containers"
+  cargo bench -p agent --bench plan --locked | tee "$out/plan.txt"
 
-import_note="bench/import.sh is not on this branch yet: no figure"
-if [ -x bench/import.sh ]; then
-  echo "== image import throughput next to sha256sum"
-  bench/import.sh | tee "$out/import.txt"
-  import_note=""
+  import_note="bench/import.sh is not on this branch yet: no figure"
+  if [ -x bench/import.sh ]; then
+    echo "== image import throughput next to sha256sum"
+    bench/import.sh | tee "$out/import.txt"
+    import_note=""
+  fi
+  load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "$load_start|$load_end" > "$out/load.txt"
 fi
-load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+load_start=$(cut -d'|' -f1 "$out/load.txt" 2>/dev/null || echo "?")
+load_end=$(cut -d'|' -f2 "$out/load.txt" 2>/dev/null || echo "?")
+import_note="bench/import.sh did not run: no figure"
+[ -s "$out/import.txt" ] && import_note=""
 
 # --- results.tsv: every figure in one table -----------------------------------------------------
 {
@@ -53,7 +61,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
        /median Private_Dirty/ {print "exec_monitor_private_dirty\t5\t" $3 "\t\t\tKiB\t5"}' "$out/exec.txt"
   # plan bench: the row of n = 10000, columns "median (min x)": no change, 20% changed, build
   awk '$1 == "10000" {gsub(/[()]/, ""); print "plan_10k_no_change\t10000\t" $2 "\t" $5 "\t\t" $3 "\t"
-                      print "plan_10k_20pct_changed\t10000\t" $6 "\t" $9 "\t\t" $7 "\t"}' "$out/plan.txt"
+                      print "plan_10k_20pct_changed\t10000\t" $7 "\t" $10 "\t\t" $8 "\t"}' "$out/plan.txt"
   if [ -f "$out/import.txt" ] && [ -z "$import_note" ]; then
     # "agent image load : median 1.23 s  195.1 MB/s   (runs: ...)", the same for sha256sum
     awk '/^agent image load *:/ {for (i = 1; i < NF; i++) if ($(i+1) == "MB/s") print "import_agent_image_load\t\t" $i "\t\t\tMB/s\t"}

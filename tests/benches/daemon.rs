@@ -365,8 +365,11 @@ fn main() {
     let mut d = Daemon::prepare("bench", "");
     // The helper's config logs at debug level; a benchmark runs at the default (info).
     let config = std::fs::read_to_string(&d.config).expect("read config");
-    std::fs::write(&d.config, config.replace("level = \"debug\"", "level = \"info\""))
-        .expect("write config");
+    std::fs::write(
+        &d.config,
+        config.replace("level = \"debug\"", "level = \"info\""),
+    )
+    .expect("write config");
     d.start();
     d.write("image.yaml", IMAGE);
     d.write("volume.yaml", VOLUME);

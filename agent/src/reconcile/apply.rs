@@ -438,7 +438,22 @@ impl Applier {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
         }
-        let pid = self.exec.start(&rec.id)?;
+        let pid = match self.exec.start(&rec.id) {
+            Ok(pid) => pid,
+            // Started before the agent was killed, but not recorded: adopt it (starting a
+            // running container is success, like deleting a deleted one).
+            Err(crate::driver::exec::Error::AlreadyRunning(_)) => {
+                match self.exec.state(&rec.id)?.status {
+                    crate::driver::exec::ContainerStatus::Running { pid, .. } => pid,
+                    _ => {
+                        return Err(ApplyError::Other(format!(
+                            "container {name} is neither startable nor running"
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(pid);
