@@ -540,3 +540,41 @@ fn kill9_while_attaching_converges_to_exactly_what_the_store_explains() {
     assert_eq!(count(&db, "ip_allocations"), names.len() as i64);
     assert_eq!(count(&db, "containers"), names.len() as i64);
 }
+
+#[test]
+fn container_mode_follows_its_owner_across_recreation() {
+    if !require_root("container_mode_follows_its_owner_across_recreation") {
+        return;
+    }
+    images_present();
+    let port = free_port();
+    let mut d = Daemon::prepare("netshare", "");
+    d.start();
+    d.write("image.yaml", IMAGE);
+    d.write("srv.yaml", &srv(1, port));
+    d.write(
+        "side.yaml",
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: side\nspec:\n  image: busybox\n  command: [\"/bin/sleep\", \"100000\"]\n  networkMode: container:srv\n  stopGracePeriod: 1s\n",
+    );
+    let local = ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"];
+    d.wait_for(
+        "side reaches srv on its loopback",
+        Duration::from_secs(90),
+        || exec_out(&d, "side", &local).filter(|b| b == "srv-1\n"),
+    );
+    let side = running(&d, "side").expect("side running");
+
+    // srv recreated: side held srv's old namespace, so it is recreated into the new one.
+    d.write("srv.yaml", &srv(2, port));
+    d.wait_for("side reaches the new srv", Duration::from_secs(60), || {
+        exec_out(&d, "side", &local).filter(|b| b == "srv-2\n")
+    });
+    let again = running(&d, "side").expect("side running");
+    assert_ne!(again["id"], side["id"], "side recreated");
+    assert!(
+        d.events().iter().any(|e| e["message"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("recreated side too"))),
+        "the reason names side"
+    );
+}

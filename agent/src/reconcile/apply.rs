@@ -185,6 +185,23 @@ impl Applier {
                 if *start {
                     self.start(store, &config.name)?;
                 }
+                let sharers = self.recreate_sharers(store, &config.name)?;
+                if !sharers.is_empty() {
+                    let line = format!(
+                        "{summary}; recreated {} too: {} its network namespace",
+                        sharers.join(", "),
+                        if sharers.len() == 1 {
+                            "it shares"
+                        } else {
+                            "they share"
+                        }
+                    );
+                    let object = format!("container/{}", config.name);
+                    lock(store).transaction(|tx| {
+                        event(tx, "container.recreate", &object, json!({"reason": line}))
+                    })?;
+                    return Ok(line);
+                }
             }
             Change::UpdateContainer { name, live, hash } => {
                 let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
@@ -419,6 +436,40 @@ impl Applier {
         Ok(wiring.netns)
     }
 
+    /// Recreates the running containers in network mode `container:<target>` after `target`
+    /// was recreated: they hold its old namespace, which is gone (Docker leaves them without a
+    /// network until restarted by hand). Returns their names.
+    fn recreate_sharers(
+        &mut self,
+        store: &SharedStore,
+        target: &str,
+    ) -> Result<Vec<String>, ApplyError> {
+        let mode = crate::manifest::NetworkMode::Container(target.to_string());
+        let all = lock(store).transaction(|tx| tx.containers())?;
+        let mut done = Vec::new();
+        for rec in all {
+            let Ok(cfg) = serde_json::from_value::<EffectiveContainer>(rec.config.clone()) else {
+                continue;
+            };
+            if cfg.fixed.network_mode != mode
+                || !matches!(
+                    rec.state,
+                    ContainerState::Running | ContainerState::Restarting | ContainerState::Created
+                )
+            {
+                continue;
+            }
+            let start = rec.state != ContainerState::Created;
+            self.remove(store, &rec.name, true)?;
+            self.create(store, &cfg, None, false)?;
+            if start {
+                self.start(store, &rec.name)?;
+            }
+            done.push(rec.name);
+        }
+        Ok(done)
+    }
+
     fn net(&self) -> Result<&Net, ApplyError> {
         self.net.as_deref().map_err(|e| {
             ApplyError::Other(format!(
@@ -438,21 +489,20 @@ impl Applier {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
         }
-        let pid = match self.exec.start(&rec.id) {
-            Ok(pid) => pid,
-            // Started before the agent was killed, but not recorded: adopt it (starting a
-            // running container is success, like deleting a deleted one).
-            Err(crate::driver::exec::Error::AlreadyRunning(_)) => {
-                match self.exec.state(&rec.id)?.status {
-                    crate::driver::exec::ContainerStatus::Running { pid, .. } => pid,
-                    _ => {
-                        return Err(ApplyError::Other(format!(
-                            "container {name} is neither startable nor running"
-                        )));
-                    }
-                }
+        // Started already by an agent killed before it could record that: adopt the process.
+        let running = match self.exec.state(&rec.id) {
+            Ok(crate::driver::exec::ContainerInfo {
+                status: crate::driver::exec::ContainerStatus::Running { pid, .. },
+                ..
+            }) => Some(pid),
+            _ => None,
+        };
+        let pid = match running {
+            Some(pid) => {
+                tracing::info!(container = %name, pid, "already running (started before a crash); adopted");
+                pid
             }
-            Err(e) => return Err(e.into()),
+            None => self.exec.start(&rec.id)?,
         };
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
