@@ -20,7 +20,8 @@ fn hundred_containers_leave_nothing(fw: FirewallChoice) {
         let ports = vec![
             port(None, 0, 80, Protocol::Tcp),
             port(None, 0, 53, Protocol::Udp),
-            port(None, 43000 + i, 8080, Protocol::Tcp),
+            // Below the ephemeral range (32768-60999) so that no outgoing connection holds it.
+            port(None, 24000 + i, 8080, Protocol::Tcp),
         ];
         let a = t.attach(&t.req(&id, ports));
         assert_eq!(a.ports.len(), 3);
