@@ -5,12 +5,13 @@
 #
 #   bench/run-all.sh            ROUNDS=5 rounds, counts 1,10,50, 30 s idle measurement
 #   ROUNDS=10 COUNTS=1,10,25,50 IDLE_SECONDS=60 bench/run-all.sh
+#   REPORT_ONLY=1 bench/run-all.sh   only rebuild results.md/.tsv/.png from the raw outputs
 #
 # Root, on the host the figures are for. Needs the busybox test images
 # (scripts/build-test-images.sh, run here), runc (scripts/apt/exec.list) and gnuplot
 # (scripts/apt/bench.list). Medians over the rounds; see tests/benches/daemon.rs for what each
-# figure measures. Containers run in network mode `none`: bridge networking is not wired into the
-# daemon yet.
+# figure measures. Containers run in NETWORK_MODE (default `bridge`: each gets its veth, address
+# and firewall rules on the agent's default network before its process starts; or `none`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results
@@ -18,30 +19,38 @@ mkdir -p "$out"
 export ROUNDS="${ROUNDS:-5}"
 export COUNTS="${COUNTS:-1,10,50}"
 export IDLE_SECONDS="${IDLE_SECONDS:-30}"
+export NETWORK_MODE="${NETWORK_MODE:-bridge}"
 [ "$(id -u)" = 0 ] || { echo "run-all: needs root" >&2; exit 1; }
 
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-bash scripts/build-test-images.sh >/dev/null
-echo "== building (release)"
-cargo build --release -p agent --locked
-export AGENT_BIN="$PWD/target/release/agent"
+if [ -z "${REPORT_ONLY:-}" ]; then
+  load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+  bash scripts/build-test-images.sh >/dev/null
+  echo "== building (release)"
+  cargo build --release -p agent --locked
+  export AGENT_BIN="$PWD/target/release/agent"
 
-echo "== daemon: file-to-running, bring-up, no-op reconcile, tear-down, idle, monitor memory"
-BENCH_TSV="$out/daemon.tsv" cargo bench -p agent-e2e --bench daemon --locked | tee "$out/daemon.txt"
+  echo "== daemon: file-to-running, bring-up, no-op reconcile, tear-down, idle, monitor memory"
+  BENCH_TSV="$PWD/$out/daemon.tsv" cargo bench -p agent-e2e --bench daemon --locked | tee "$out/daemon.txt"
 
-echo "== exec driver: start latency (spec written -> running) next to runc, monitor memory"
-ROUNDS=20 MONITORS=5 cargo bench -p agent-e2e --bench exec --locked | tee "$out/exec.txt"
+  echo "== exec driver: start latency (spec written -> running) next to runc, monitor memory"
+  ROUNDS=20 MONITORS=5 cargo bench -p agent-e2e --bench exec --locked | tee "$out/exec.txt"
 
-echo "== planner: plan time for 100 / 1,000 / 10,000 containers"
-cargo bench -p agent --bench plan --locked | tee "$out/plan.txt"
+  echo "== planner: plan time for 100 / 1,000 / 10,000 containers"
+  cargo bench -p agent --bench plan --locked | tee "$out/plan.txt"
 
-import_note="bench/import.sh is not on this branch yet: no figure"
-if [ -x bench/import.sh ]; then
-  echo "== image import throughput next to sha256sum"
-  bench/import.sh | tee "$out/import.txt"
-  import_note=""
+  import_note="bench/import.sh is not on this branch yet: no figure"
+  if [ -x bench/import.sh ]; then
+    echo "== image import throughput next to sha256sum"
+    bench/import.sh | tee "$out/import.txt"
+    import_note=""
+  fi
+  load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "$load_start|$load_end" > "$out/load.txt"
 fi
-load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+load_start=$(cut -d'|' -f1 "$out/load.txt" 2>/dev/null || echo "?")
+load_end=$(cut -d'|' -f2 "$out/load.txt" 2>/dev/null || echo "?")
+import_note="bench/import.sh did not run: no figure"
+[ -s "$out/import.txt" ] && import_note=""
 
 # --- results.tsv: every figure in one table -----------------------------------------------------
 {
@@ -52,9 +61,11 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
        /median Private_Dirty/ {print "exec_monitor_private_dirty\t5\t" $3 "\t\t\tKiB\t5"}' "$out/exec.txt"
   # plan bench: the row of n = 10000, columns "median (min x)": no change, 20% changed, build
   awk '$1 == "10000" {gsub(/[()]/, ""); print "plan_10k_no_change\t10000\t" $2 "\t" $5 "\t\t" $3 "\t"
-                      print "plan_10k_20pct_changed\t10000\t" $6 "\t" $9 "\t\t" $7 "\t"}' "$out/plan.txt"
+                      print "plan_10k_20pct_changed\t10000\t" $7 "\t" $10 "\t\t" $8 "\t"}' "$out/plan.txt"
   if [ -f "$out/import.txt" ] && [ -z "$import_note" ]; then
-    sed -n 's/^\(import[^:]*\): *\([0-9.]*\) *\(MiB\/s\|MB\/s\).*/\1\t\t\2\t\t\t\3\t/p' "$out/import.txt"
+    # "agent image load : median 1.23 s  195.1 MB/s   (runs: ...)", the same for sha256sum
+    awk '/^agent image load *:/ {for (i = 1; i < NF; i++) if ($(i+1) == "MB/s") print "import_agent_image_load\t\t" $i "\t\t\tMB/s\t"}
+         /^sha256sum *:/ {for (i = 1; i < NF; i++) if ($(i+1) == "MB/s") print "import_sha256sum\t\t" $i "\t\t\tMB/s\t"}' "$out/import.txt"
   fi
 } > "$out/results.tsv"
 
@@ -99,11 +110,11 @@ maxn=$(echo "$COUNTS" | tr ',' '\n' | sort -n | tail -n1)
   echo
   echo "## Figures"
   echo
-  echo "Containers run the busybox test image in network mode \`none\` (bridge networking is not"
-  echo "wired into the daemon yet). \"File to running\" starts when the manifest files are written and"
-  echo "ends when every container's process has written its marker into a shared volume; it includes"
-  echo "the watcher's debounce (200 ms) and settle check (150 ms). Bare runc: \`runc run --detach\` on"
-  echo "the same unpacked root filesystem, N containers one after the other."
+  echo "Containers run the busybox test image in network mode \`$NETWORK_MODE\`$( [ "$NETWORK_MODE" = bridge ] && echo " (veth, address and firewall rules on the agent's default network are set up before the process starts)")."
+  echo "\"File to running\" starts when the manifest files are written and ends when every container's"
+  echo "process has written its marker into a shared volume; it includes the watcher's debounce (200 ms)"
+  echo "and settle check (150 ms). Bare runc: \`runc run --detach\` on the same unpacked root filesystem"
+  echo "(a new network namespace with loopback only), N containers one after the other."
   echo
   echo "| Figure | Median | Range |"
   echo "|---|---|---|"
@@ -124,7 +135,8 @@ maxn=$(echo "$COUNTS" | tr ',' '\n' | sort -n | tail -n1)
   echo "| Plan time, 10,000 containers, nothing to do | $(fig plan_10k_no_change 10000) ms | min $(awk -F'\t' '$1 == "plan_10k_no_change" {print $4}' "$out/results.tsv") ms |"
   echo "| Plan time, 10,000 containers, 20% changed | $(fig plan_10k_20pct_changed 10000) ms | min $(awk -F'\t' '$1 == "plan_10k_20pct_changed" {print $4}' "$out/results.tsv") ms |"
   if [ -z "$import_note" ]; then
-    grep -v '^#' "$out/import.txt" | sed -n 's/^\(.*\): *\([0-9.]* *MiB\/s.*\)$/| \1 | \2 | |/p'
+    echo "| Image import throughput, \`agent image load\` of an OCI layout ($(sed -n 's/^image: //p' "$out/import.txt")) | $(fig import_agent_image_load "") MB/s | |"
+    echo "| sha256sum over the same layer files | $(fig import_sha256sum "") MB/s | |"
   else
     echo "| Image import throughput | $import_note | |"
   fi
@@ -142,7 +154,7 @@ if command -v gnuplot >/dev/null 2>&1; then
   gnuplot <<GP
 set terminal pngcairo size 900,560 noenhanced font ",11"
 set output "$out/latency.png"
-set title "agent: time until N containers run / are gone (median, min-max), network mode none"
+set title "agent: time until N containers run / are gone (median, min-max), network mode $NETWORK_MODE"
 set xlabel "containers"
 set ylabel "milliseconds"
 set key top left

@@ -8,3 +8,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests run the real `agent` binary from target/debug: build it first.
 cargo build --workspace --locked
 cargo test --workspace --locked
+# Fuzz smoke run (docs/fuzz.md): 30 s per target. Unoptimised and without AddressSanitizer to
+# keep the extra build short; `scripts/fuzz.sh --long` is the real (release, ASan) run.
+FUZZ_BUILD="--dev -s none" FUZZ_SECONDS=30 scripts/fuzz.sh

@@ -5,8 +5,8 @@
 //! Measured, each over `ROUNDS` rounds (median, min, max):
 //! - file-to-running latency of one container: the manifest file is written (atomic rename) and
 //!   the clock runs until the container's process has created its marker file in a volume shared
-//!   with the host. Network mode `none` (bridge networking is not wired into the daemon yet). The
-//!   figure includes the watcher's debounce (200 ms) and settle check (150 ms). The workload
+//!   with the host. `NETWORK_MODE` is `none` (default) or `bridge` (the agent's default network:
+//!   veth, address, firewall rules set up before the process starts). The figure includes the watcher's debounce (200 ms) and settle check (150 ms). The workload
 //!   (`sh`, pid 1 of its container) exits on SIGTERM, so tear-down does not wait out the grace
 //!   period as it would for a bare `sleep` (pid 1 ignores signals it has no handler for).
 //! - the same for N containers (`COUNTS`, default 1,10,50): N files written at once, until all N
@@ -83,9 +83,9 @@ impl Results {
     }
 }
 
-fn container(name: &str) -> String {
+fn container(name: &str, mode: &str) -> String {
     format!(
-        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", \"touch $M/$NAME; trap 'exit 0' TERM; sleep 1000000 & wait\"]\n  env: {{NAME: {name}, M: /m}}\n  networkMode: none\n  volumes:\n    - {{volume: marks, target: /m}}\n  restart: always\n  stopGracePeriod: 1s\n"
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", \"touch $M/$NAME; trap 'exit 0' TERM; sleep 1000000 & wait\"]\n  env: {{NAME: {name}, M: /m}}\n  networkMode: {mode}\n  volumes:\n    - {{volume: marks, target: /m}}\n  restart: always\n  stopGracePeriod: 1s\n"
     )
 }
 
@@ -133,12 +133,12 @@ fn clear_markers(dir: &Path) {
 }
 
 /// Writes N container files at once; returns ms until all N processes ran.
-fn bring_up(d: &Daemon, marks: &Path, names: &[String]) -> f64 {
+fn bring_up(d: &Daemon, marks: &Path, names: &[String], mode: &str) -> f64 {
     clear_markers(marks);
     let paths: Vec<PathBuf> = names.iter().map(|n| marks.join(n)).collect();
     let t0 = Instant::now();
     for n in names {
-        d.write(&format!("{n}.yaml"), &container(n));
+        d.write(&format!("{n}.yaml"), &container(n, mode));
     }
     let ms = wait_all(&paths, t0, Duration::from_secs(300), "bring-up");
     // The agent must see them running too before anything else is measured.
@@ -356,18 +356,18 @@ fn main() {
         .collect();
     let max_n = counts.last().copied().unwrap_or(1);
     let have_runc = Command::new("runc").arg("--version").output().is_ok();
+    let mode = std::env::var("NETWORK_MODE").unwrap_or_else(|_| "none".into());
+    assert!(
+        mode == "none" || mode == "bridge",
+        "NETWORK_MODE must be none or bridge, not {mode:?}"
+    );
 
     let mut d = Daemon::prepare("bench", "");
     // The helper's config logs at debug level; a benchmark runs at the default (info).
-    let pid = std::process::id();
+    let config = std::fs::read_to_string(&d.config).expect("read config");
     std::fs::write(
         &d.config,
-        format!(
-            "stop_containers_on_exit = true\n[network]\nbridge = \"agb{}\"\nsubnet = \"10.{}.{}.0/24\"\n[log]\nlevel = \"info\"\nformat = \"json\"\n",
-            pid % 100_000,
-            200 + (pid % 50),
-            (pid / 50) % 250,
-        ),
+        config.replace("level = \"debug\"", "level = \"info\""),
     )
     .expect("write config");
     d.start();
@@ -395,13 +395,13 @@ fn main() {
     let mut idle: Option<(f64, f64, f64, Vec<f64>)> = None;
 
     println!(
-        "daemon bench: {rounds} rounds, counts {counts:?}, agent {}",
+        "daemon bench: {rounds} rounds, counts {counts:?}, network mode {mode}, agent {}",
         agent_e2e::agent_bin().display()
     );
     for round in 0..rounds {
         for (ci, &n) in counts.iter().enumerate() {
             let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-            let ms = bring_up(&d, &marks, &names);
+            let ms = bring_up(&d, &marks, &names, &mode);
             up[ci].push(ms);
             eprintln!("round {round}: {n} up in {ms:.0} ms");
             if n == max_n {
