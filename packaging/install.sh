@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the agent as a systemd service: the binary, the default config (kept if present), the
+# Installs the agent as a systemd service: the binaries (`agent` and `agent-monitor-wait`, the
+# small waiting half of each container's monitor, which `agent` runs from its own directory;
+# --binary names `agent`, the other is taken beside it), the default config (kept if present), the
 # manifest directory and the unit. Run as root from the repository, after
 # `cargo build --release --locked`.
 #   packaging/install.sh [--binary PATH] [--prefix /usr/local] [--no-start]
@@ -27,7 +29,14 @@ if [ ! -x "$binary" ]; then
   exit 1
 fi
 
+wait_binary="$(dirname "$binary")/agent-monitor-wait"
+if [ ! -x "$wait_binary" ]; then
+  echo "install.sh: $wait_binary is missing; run 'cargo build --release --locked' first" >&2
+  exit 1
+fi
+
 install -D -m 0755 "$binary" "$prefix/bin/agent"
+install -D -m 0755 "$wait_binary" "$prefix/bin/agent-monitor-wait"
 install -d -m 0755 /etc/agent /etc/agent.d
 if [ ! -e /etc/agent/config.toml ]; then
   install -m 0644 packaging/config.toml /etc/agent/config.toml

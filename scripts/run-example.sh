@@ -38,10 +38,10 @@ scripts/setup.sh
 
 # 2. The agent.
 if [ "$release" = 1 ]; then
-  cargo build --release --locked -p agent --bin agent
+  cargo build --release --locked -p agent --bins
   agent="$PWD/target/release/agent"
 else
-  cargo build --locked -p agent --bin agent
+  cargo build --locked -p agent --bins
   agent="$PWD/target/debug/agent"
 fi
 

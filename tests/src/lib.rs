@@ -18,8 +18,9 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Path of the `agent` binary, built once per test process with `cargo build -p agent --bin
-/// agent` (a workspace member's binary is not built for another member's integration tests).
+/// Path of the `agent` binary, built once per test process with `cargo build -p agent --bins`
+/// (a workspace member's binary is not built for another member's integration tests; `--bins`
+/// also builds `agent-monitor-wait`, which the monitor execs from the same directory).
 /// Honours `AGENT_BIN` (use that binary, build nothing), `CARGO_TARGET_DIR` and `CARGO`. Panics
 /// if the build fails: no test can run without it.
 pub fn agent_bin() -> PathBuf {
@@ -34,7 +35,7 @@ pub fn agent_bin() -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "agent", "--bin", "agent"])
+            .args(["build", "--quiet", "-p", "agent", "--bins"])
             .current_dir(&root)
             .status();
         match status {

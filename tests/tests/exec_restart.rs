@@ -140,6 +140,13 @@ fn monitors_survive_the_agent_and_record_exits_meanwhile() {
             let cmdline = std::fs::read(format!("/proc/{mpid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains("--wait-pid") {
+                // ... and that half is the small `agent-monitor-wait` beside the agent binary.
+                let exe = std::fs::read_link(format!("/proc/{mpid}/exe")).unwrap_or_default();
+                assert_eq!(
+                    exe.file_name().and_then(|n| n.to_str()),
+                    Some("agent-monitor-wait"),
+                    "monitor of {id} waits in {exe:?}: {cmdline}"
+                );
                 break;
             }
             assert!(

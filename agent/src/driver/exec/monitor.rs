@@ -12,10 +12,13 @@
 //!    in `<dir>`, with stdin on /dev/null and stdout/stderr on pipes, records `running` with the
 //!    pids in `state.json`, writes `ok <pid>` to the driver's pipe (or `error: ...` and records
 //!    `failed`), and puts /dev/null on its own stdio.
-//! 4. It re-executes itself (`--wait-pid`, `--wait-fds`: same pid, so still the parent; pipes and
-//!    lock inherited) so that the waiting half starts from a clean heap and stack, and waits
-//!    in `poll(2)` on the two pipes and a pidfd of the container's init, writing output
-//!    to the rotated JSON log ([`super::logs`]).
+//! 4. It execs the waiting half, [`WAIT_BIN`] (`agent-monitor-wait --wait-pid P --wait-fds
+//!    OUT,ERR,LOCK`, `agent/src/bin/agent-monitor-wait.rs`) from the directory of the running
+//!    `agent` (same pid, so still the parent; pipes and lock inherited). It starts from a clean
+//!    heap and stack and waits in `poll(2)` on the two pipes and a pidfd of the container's init,
+//!    writing output to the rotated JSON log ([`super::logs`]). If that executable is missing the
+//!    monitor warns and re-executes `agent monitor --wait-pid ...` (same code, the whole binary);
+//!    if that fails too it waits in this process.
 //! 5. When init exits: it reaps it, drains the pipes, reads the OOM-kill count of the cgroup,
 //!    deletes libcontainer's state and the cgroup, records `exited` with code, signal, OOM kill
 //!    and time atomically, and exits.
@@ -27,9 +30,16 @@
 //! the container's init; only after that does the monitor ignore SIGPIPE, SIGHUP, SIGINT and
 //! SIGTERM for itself (stop and kill signal the container, never the monitor).
 //!
-//! Memory: the waiting half is a fresh image of the binary (step 4), it gives back unused stack
-//! pages and calls `malloc_trim` before it waits; bench/exec.sh prints its private memory and
-//! where it goes (most of it is the executable's relocated read-only data, the price of a PIE).
+//! Memory: the waiting half is a fresh image (step 4), it gives back unused stack pages and calls
+//! `malloc_trim` before it waits. It is a separate, small executable because both binaries are
+//! position-independent (ASLR kept): the dynamic loader writes the relocated read-only data
+//! (`.data.rel.ro`, GOT) of the whole image in every process, which for the full agent is ~800 KiB
+//! of private memory per monitor; `agent-monitor-wait` links only [`resume`] and what it calls
+//! (this wait loop, logs, state, cgroup reads, libcontainer's delete), ~90 KiB of it. So [`resume`]
+//! and `watch` must not reach the agent's async runtime, CLI or manifest code, and read only
+//! the `log` field of `spec.json`. bench/exec.sh prints the private memory and where it goes.
+//! The waiting half's warnings go through `tracing` in `agent` and straight to stderr (the
+//! container's `monitor.log`) in `agent-monitor-wait`, which has no subscriber.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -114,7 +124,12 @@ pub fn run(state_dir: &Path, id: &str) -> Result<i32, Error> {
     }
 }
 
-/// Replaces this process with `agent monitor --wait-pid P --wait-fds OUT,ERR,LOCK <id>`: same
+/// File name of the waiting half's executable, installed beside `agent`.
+pub const WAIT_BIN: &str = "agent-monitor-wait";
+
+/// Replaces this process with the waiting half: `agent-monitor-wait --state-dir D --wait-pid P
+/// --wait-fds OUT,ERR,LOCK <id>` from the directory of the running `agent` (a small executable,
+/// see the module docs), or, if that is missing, `agent monitor` with the same arguments. Same
 /// pid (so still the container's parent), the log pipes and the lock inherited. Returns only on
 /// failure.
 fn reexec_waiting(state_dir: &Path, id: &str, started: &Started, lock: &File) -> std::io::Error {
@@ -127,23 +142,53 @@ fn reexec_waiting(state_dir: &Path, id: &str, started: &Started, lock: &File) ->
         // SAFETY: clearing FD_CLOEXEC on descriptors we own so that they survive execve.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    let err = std::os::unix::process::CommandExt::exec(
-        std::process::Command::new("/proc/self/exe")
-            .arg0("agent")
-            .arg("monitor")
-            .arg("--state-dir")
+    let args = |cmd: &mut std::process::Command| {
+        cmd.arg("--state-dir")
             .arg(state_dir)
             .arg("--wait-pid")
             .arg(started.pid.to_string())
             .arg("--wait-fds")
             .arg(format!("{},{},{}", fds[0], fds[1], fds[2]))
-            .arg(id),
-    );
+            .arg(id);
+    };
+    let wait_bin = wait_binary();
+    let mut err = match &wait_bin {
+        Some(bin) => {
+            let mut cmd = std::process::Command::new(bin);
+            args(&mut cmd);
+            let e = cmd.exec();
+            tracing::warn!(
+                "cannot run {} ({e}); waiting in a fresh `agent monitor` instead",
+                bin.display()
+            );
+            e
+        }
+        None => {
+            tracing::warn!(
+                "{WAIT_BIN} is not installed beside the agent binary; waiting in a fresh \
+                 `agent monitor` instead (more private memory per container)"
+            );
+            std::io::Error::from(std::io::ErrorKind::NotFound)
+        }
+    };
+    if let Ok(me) = std::env::current_exe() {
+        let mut cmd = std::process::Command::new(me);
+        cmd.arg0("agent").arg("monitor");
+        args(&mut cmd);
+        err = cmd.exec();
+    }
     for fd in fds {
         // SAFETY: restoring FD_CLOEXEC after the failed exec.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     err
+}
+
+/// `agent-monitor-wait` in the directory of the running executable, if it is there.
+fn wait_binary() -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    let bin = me.parent()?.join(WAIT_BIN);
+    bin.is_file().then_some(bin)
 }
 
 /// The waiting half of the monitor, after [`reexec_waiting`]: adopts the inherited descriptors
@@ -176,18 +221,40 @@ pub fn resume(state_dir: &Path, id: &str, pid: i32, fds: &[i32]) -> Result<i32, 
             File::from_raw_fd(*lock),
         )
     };
-    let spec: ContainerSpec = paths::load_spec(&dir)?;
     let started = Started {
         pid,
         stdout,
         stderr,
-        log: spec.log,
+        log: load_log_config(&dir)?,
         cgroups_path: paths::cgroups_path_of(&dir)?,
     };
-    drop(spec);
     let code = watch(&dir, started)?;
     drop(lock);
     Ok(code)
+}
+
+/// The `log` field of `<dir>/spec.json` (only it: the waiting half links no more than it needs).
+fn load_log_config(dir: &Path) -> Result<LogConfig, Error> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        #[serde(default)]
+        log: LogConfig,
+    }
+    let path = dir.join("spec.json");
+    let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+    let p: Partial =
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })?;
+    Ok(p.log)
+}
+
+/// Logs a warning through `tracing` when the process has a subscriber (the `agent` binary), else
+/// on stderr (`agent-monitor-wait`, whose stderr is `monitor.log` too).
+fn warn(msg: std::fmt::Arguments<'_>) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{msg}");
+    } else {
+        eprintln!("WARN monitor: {msg}");
+    }
 }
 
 /// The monitor's stdout while starting: one line for the driver, then /dev/null.
@@ -554,7 +621,7 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
             let r = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if r > 0 {
                 if let Err(e) = writer.feed(stream, &buf[..r as usize]) {
-                    tracing::warn!("log write failed: {e}");
+                    warn(format_args!("log write failed: {e}"));
                 }
             } else if r == 0 {
                 let _ = writer.flush_stream(stream);
@@ -601,10 +668,16 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
     match Container::load(runtime.join(&id)) {
         Ok(mut c) => {
             if let Err(e) = c.delete(true) {
-                tracing::warn!("deleting the runtime state of {id}: {}", chain(&e));
+                warn(format_args!(
+                    "deleting the runtime state of {id}: {}",
+                    chain(&e)
+                ));
             }
         }
-        Err(e) => tracing::warn!("loading the runtime state of {id}: {}", chain(&e)),
+        Err(e) => warn(format_args!(
+            "loading the runtime state of {id}: {}",
+            chain(&e)
+        )),
     }
     st.status = Status::Exited;
     st.exit_code = Some(code);
