@@ -2,7 +2,10 @@
 //! `agent::driver::exec::monitor`). `agent monitor` starts the container and then execs this
 //! small program from its own directory:
 //!
-//! `agent-monitor-wait --state-dir D --wait-pid P --wait-fds OUT,ERR,LOCK ID`
+//! `agent-monitor-wait monitor --state-dir D --wait-pid P --wait-fds OUT,ERR,LOCK ID`
+//!
+//! (the `monitor` word keeps the command line shaped like `agent monitor ...`, so whatever finds
+//! monitors by `argv[1] == "monitor"` and the state directory finds both halves).
 //!
 //! It links only the wait loop, the log writer and the state file, not the whole agent, so its
 //! relocated read-only data (written by the dynamic loader in every process of a PIE, hence
@@ -12,8 +15,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: agent-monitor-wait --state-dir DIR --wait-pid PID --wait-fds OUT,ERR,LOCK ID \
-                     (run by `agent monitor`, not by hand)";
+const USAGE: &str = "usage: agent-monitor-wait monitor --state-dir DIR --wait-pid PID \
+                     --wait-fds OUT,ERR,LOCK ID (run by `agent monitor`, not by hand)";
 
 #[derive(Debug)]
 struct Args {
@@ -23,8 +26,12 @@ struct Args {
     id: String,
 }
 
-fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut state_dir, mut pid, mut fds, mut id) = (None, None, None, None);
+    let mut argv = argv.peekable();
+    if argv.peek().is_some_and(|a| a == "monitor") {
+        argv.next();
+    }
     while let Some(a) = argv.next() {
         let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -90,7 +97,8 @@ mod tests {
 
     #[test]
     fn parses_what_the_monitor_passes() {
-        let a = args("--state-dir /var/lib/agent --wait-pid 42 --wait-fds 3,4,5 c1").unwrap();
+        let a =
+            args("monitor --state-dir /var/lib/agent --wait-pid 42 --wait-fds 3,4,5 c1").unwrap();
         assert_eq!(a.state_dir, PathBuf::from("/var/lib/agent"));
         assert_eq!((a.pid, a.fds, a.id.as_str()), (42, vec![3, 4, 5], "c1"));
     }
@@ -121,6 +129,12 @@ mod tests {
             args("--state-dir d --wait-pid 1 --wait-fds 3,4,5 a b")
                 .unwrap_err()
                 .contains("unexpected")
+        );
+        assert_eq!(
+            args("--state-dir d --wait-pid 1 --wait-fds 3,4,5 c1")
+                .unwrap()
+                .id,
+            "c1"
         );
         assert!(args("--bogus").unwrap_err().contains("unknown option"));
     }

@@ -12,11 +12,11 @@
 //!    in `<dir>`, with stdin on /dev/null and stdout/stderr on pipes, records `running` with the
 //!    pids in `state.json`, writes `ok <pid>` to the driver's pipe (or `error: ...` and records
 //!    `failed`), and puts /dev/null on its own stdio.
-//! 4. It execs the waiting half, [`WAIT_BIN`] (`agent-monitor-wait --wait-pid P --wait-fds
-//!    OUT,ERR,LOCK`, `agent/src/bin/agent-monitor-wait.rs`) from the directory of the running
-//!    `agent` (same pid, so still the parent; pipes and lock inherited). It starts from a clean
-//!    heap and stack and waits in `poll(2)` on the two pipes and a pidfd of the container's init,
-//!    writing output to the rotated JSON log ([`super::logs`]). If that executable is missing the
+//! 4. It execs the waiting half, [`WAIT_BIN`] (`agent-monitor-wait monitor --wait-pid P
+//!    --wait-fds OUT,ERR,LOCK`, `agent/src/bin/agent-monitor-wait.rs`) from the directory of
+//!    the running `agent` (same pid, so still the parent; pipes and lock inherited). It starts
+//!    from a clean heap and stack and waits in `poll(2)` on the two pipes and a pidfd of the
+//!    container's init, writing output to the rotated JSON log ([`super::logs`]). If that executable is missing the
 //!    monitor warns and re-executes `agent monitor --wait-pid ...` (same code, the whole binary);
 //!    if that fails too it waits in this process.
 //! 5. When init exits: it reaps it, drains the pipes, reads the OOM-kill count of the cgroup,
@@ -127,11 +127,11 @@ pub fn run(state_dir: &Path, id: &str) -> Result<i32, Error> {
 /// File name of the waiting half's executable, installed beside `agent`.
 pub const WAIT_BIN: &str = "agent-monitor-wait";
 
-/// Replaces this process with the waiting half: `agent-monitor-wait --state-dir D --wait-pid P
-/// --wait-fds OUT,ERR,LOCK <id>` from the directory of the running `agent` (a small executable,
-/// see the module docs), or, if that is missing, `agent monitor` with the same arguments. Same
-/// pid (so still the container's parent), the log pipes and the lock inherited. Returns only on
-/// failure.
+/// Replaces this process with the waiting half: `agent-monitor-wait monitor --state-dir D
+/// --wait-pid P --wait-fds OUT,ERR,LOCK <id>` from the directory of the running `agent` (a
+/// small executable, see the module docs), or, if that is missing, `agent monitor` with the
+/// same arguments. Same pid (so still the container's parent), the log pipes and the lock
+/// inherited. Returns only on failure.
 fn reexec_waiting(state_dir: &Path, id: &str, started: &Started, lock: &File) -> std::io::Error {
     let fds = [
         started.stdout.as_raw_fd(),
@@ -155,6 +155,8 @@ fn reexec_waiting(state_dir: &Path, id: &str, started: &Started, lock: &File) ->
     let mut err = match &wait_bin {
         Some(bin) => {
             let mut cmd = std::process::Command::new(bin);
+            // `monitor` first, as in `agent monitor ...`: tools find monitors by argv[1].
+            cmd.arg("monitor");
             args(&mut cmd);
             let e = cmd.exec();
             tracing::warn!(
