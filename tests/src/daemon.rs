@@ -27,6 +27,7 @@ pub struct Daemon {
     pub log: PathBuf,
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
+    extra_args: Vec<String>,
     /// The network names of this fixture (`[network]` of its config): unique per fixture, and
     /// everything carrying them is removed in `Drop`.
     pub net: agent::driver::network::DriverOptions,
@@ -41,6 +42,13 @@ impl Daemon {
     /// Directories and a config for test `tag`, the agent not started yet. `extra_config` is
     /// appended to the generated config.toml.
     pub fn prepare(tag: &str, extra_config: &str) -> Daemon {
+        Daemon::prepare_with(tag, extra_config, true)
+    }
+
+    /// As [`Daemon::prepare`]; `stop_on_exit` is the config's `stop_containers_on_exit` (tests
+    /// clean up their containers through it; tests of the default leave it false and clean up
+    /// themselves).
+    pub fn prepare_with(tag: &str, extra_config: &str, stop_on_exit: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix(&format!("agent-daemon-{tag}-"))
             .tempdir()
@@ -59,7 +67,7 @@ impl Daemon {
             crate::network::TestNet::names(agent::driver::network::FirewallChoice::Auto, true);
         let (bridge, subnet) = (default.bridge.clone(), default.subnet.to_string());
         let text = format!(
-            "resync_interval = \"60s\"\nstop_containers_on_exit = true\n[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\ninstance = \"{}\"\nveth_prefix = \"{}\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
+            "resync_interval = \"60s\"\nstop_containers_on_exit = {stop_on_exit}\n[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\ninstance = \"{}\"\nveth_prefix = \"{}\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
             net.instance, net.veth_prefix,
         );
         std::fs::write(&config, text).expect("write config");
@@ -72,6 +80,7 @@ impl Daemon {
             config,
             child: None,
             extra_env: Vec::new(),
+            extra_args: Vec::new(),
             net,
             bridge,
             subnet,
@@ -82,6 +91,16 @@ impl Daemon {
     /// Sets an environment variable for the agent process.
     pub fn env(&mut self, key: &str, value: &str) {
         self.extra_env.push((key.into(), value.into()));
+    }
+
+    /// Forgets the variables set with [`Daemon::env`] (for the next start).
+    pub fn clear_env(&mut self) {
+        self.extra_env.clear();
+    }
+
+    /// Sets the extra arguments of the next `agent run`s (after the generated ones).
+    pub fn args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// Starts `agent run` and waits until its API answers.
@@ -100,6 +119,7 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--config")
             .arg(&self.config)
+            .args(&self.extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -280,6 +300,136 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// The `agent ps -o json` row of container `name` (`Null` if there is none).
+    pub fn ps_row(&self, name: &str) -> serde_json::Value {
+        let v = self.cli_json(&["ps"]);
+        v.as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Events of kind `kind` about container `name`, oldest first.
+    pub fn events_of(&self, name: &str, kind: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["object"] == format!("container/{name}") && e["kind"] == kind)
+            .collect()
+    }
+
+    /// Container ids in the exec driver's state (every container the agent created and has
+    /// not deleted).
+    pub fn runtime_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state.join("exec"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().join("state.json").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Whether the container with runtime id `id` runs (asks the exec driver through
+    /// `agent exec ID -- sh -c true`, which works with or without the agent).
+    pub fn runs(&self, id: &str) -> bool {
+        self.sh_in(id, "true")
+    }
+
+    /// Whether `sh -c script` succeeds in the running container with runtime id `id`.
+    pub fn sh_in(&self, id: &str, script: &str) -> bool {
+        Command::new(crate::agent_bin())
+            .args(["exec", "--state-dir"])
+            .arg(&self.state)
+            .args([id, "--", "/bin/sh", "-c", script])
+            .env("RUST_LOG", "off")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// SIGKILLs every container of this agent (as a host reboot would; monitors then record
+    /// the exit and go) and waits until none runs.
+    pub fn kill_containers(&self) {
+        for id in self.runtime_ids() {
+            let _ = Command::new(crate::agent_bin())
+                .args(["kill", "-s", "KILL", "--state-dir"])
+                .arg(&self.state)
+                .arg(&id)
+                .env("RUST_LOG", "off")
+                .output();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.runtime_ids().iter().any(|id| self.runs(id)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What a host reboot does to this agent's containers, with the agent already gone: every
+    /// `agent monitor` and container process SIGKILLed (no exit recorded), every container
+    /// root filesystem unmounted, the fixture's bridges, veths, namespaces and firewall rules
+    /// and the containers' cgroups removed. Only processes recorded in this test's own state directory are
+    /// touched (each checked against its recorded start time or command line).
+    pub fn simulate_reboot(&self) {
+        let state = self.state.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for id in self.runtime_ids() {
+            let path = self.state.join("exec").join(&id).join("state.json");
+            let Ok(v) = std::fs::read_to_string(&path)
+                .map_err(|_| ())
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
+            else {
+                continue;
+            };
+            if let Some(m) = v["monitor_pid"].as_i64() {
+                let cmdline = std::fs::read(format!("/proc/{m}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains("monitor") && cmdline.contains(&state) {
+                    pids.push(m as i32);
+                }
+            }
+            if let (Some(p), Some(start)) = (v["pid"].as_i64(), v["pid_start"].as_u64())
+                && start_time(p as i32) == Some(start)
+            {
+                pids.push(p as i32);
+            }
+        }
+        for p in &pids {
+            // SAFETY: kill(2) of a process verified above to belong to this test.
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unmount_under(self.dir.path());
+        // Bridges, veths, namespaces and firewall rules do not survive a reboot either.
+        self.cleanup_network();
+        // A reboot starts with empty cgroup hierarchies: remove the dead containers' cgroups.
+        for id in self.runtime_ids() {
+            let config = self.state.join("exec").join(&id).join("config.json");
+            let Some(cg) = std::fs::read_to_string(&config)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
+                .filter(|p| p.starts_with('/') && !p.contains(".."))
+            else {
+                continue;
+            };
+            let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+                roots.extend(rd.flatten().map(|e| e.path()));
+            }
+            for r in roots {
+                let _ = std::fs::remove_dir(r.join(cg.trim_start_matches('/')));
+            }
+        }
+    }
+
     /// Removes everything carrying this fixture's network names: veths, namespaces, firewall
     /// table or chains, the default bridge and `extra_bridges`. The agent must be stopped.
     pub fn cleanup_network(&self) {
@@ -304,6 +454,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        // Whatever the test left running (its own containers only: own state directory).
+        self.kill_containers();
         self.cleanup_network();
         unmount_under(self.dir.path());
     }
@@ -322,6 +474,39 @@ pub fn unmount_under(dir: &Path) {
     for p in points {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// The busybox test image as an Image manifest named `busybox`.
+pub const BUSYBOX_IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
+
+/// A container manifest running `sh -c script` from the busybox image (`networkMode: none`,
+/// 1 s stop grace); `extra` is appended to its spec.
+pub fn container_manifest(name: &str, script: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", {script:?}]\n  networkMode: none\n  stopGracePeriod: 1s\n{extra}"
+    )
+}
+
+/// Panics with a hint when the test images are missing.
+pub fn require_images() {
+    assert!(
+        Path::new("/var/lib/agent-test-images/docker.tar").exists(),
+        "test images missing: run scripts/build-test-images.sh"
+    );
 }
 
 /// Whether `path` is a directory owned by root and closed to writes by others (what the agent

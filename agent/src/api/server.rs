@@ -7,6 +7,11 @@
 //! | `GET /v1/containers/{name}`        | `Inspect`, 404 if there is no such container     |
 //! | `GET /v1/events?after=&limit=&follow=` | JSON lines (`application/x-ndjson`) of `Event`; with `follow=true` the stream stays open and new events follow |
 //! | `POST /v1/apply`                   | `PassReport` of a pass that started after the request |
+//! | `POST /v1/containers/{name}/stop?time=SECS` | `ActionReport`; `agent stop` (stopped-by-user), `time` overrides the grace period |
+//! | `POST /v1/containers/{name}/start` | `ActionReport`; `agent start`                    |
+//!
+//! Stop and start are served by the pass loop between two passes (see
+//! [`crate::reconcile::request`]); the answer comes once the container is stopped or started.
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status. The socket is created `0600` (root only):
 //! whoever can talk to it can make the agent run containers.
@@ -30,6 +35,7 @@ use tokio::sync::watch;
 
 use super::Error;
 use super::types::{self, ErrorBody, PassReport, StatusReport};
+use crate::reconcile::request::{Action, RequestError, Requests};
 use crate::reconcile::trigger::{Trigger, Triggers};
 use crate::store::Store;
 
@@ -38,6 +44,8 @@ use crate::store::Store;
 pub struct ApiState {
     pub store: Arc<Mutex<Store>>,
     pub triggers: Triggers<PassReport>,
+    /// `agent stop` / `agent start` requests, served by the pass loop.
+    pub requests: Requests,
     /// The newest event id; bumped by the agent whenever it appends events.
     pub events: watch::Receiver<i64>,
     /// Set to true when the agent shuts down: open event streams end.
@@ -81,6 +89,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/containers/{name}", get(inspect))
         .route("/v1/events", get(events))
         .route("/v1/apply", post(apply))
+        .route("/v1/containers/{name}/stop", post(stop))
+        .route("/v1/containers/{name}/start", post(start))
         .with_state(state)
 }
 
@@ -270,4 +280,49 @@ async fn apply(State(state): State<ApiState>) -> Response {
             "the agent is shutting down; the request was not served",
         ),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct StopQuery {
+    /// Seconds to wait after the stop signal before SIGKILL.
+    time: Option<f64>,
+}
+
+async fn request(state: &ApiState, action: Action) -> Response {
+    let rx = state.requests.push(action);
+    state.triggers.fire(Trigger::Request);
+    let e = match rx.await {
+        Ok(Ok(report)) => return Json(report).into_response(),
+        Ok(Err(e)) => e,
+        Err(_) => RequestError::ShuttingDown,
+    };
+    let status = match e {
+        RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+        RequestError::Busy { .. } => StatusCode::CONFLICT,
+        RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        RequestError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+async fn stop(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<StopQuery>,
+) -> Response {
+    let grace = match q.time {
+        None => None,
+        Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("time={t}: use a number of seconds >= 0"),
+            );
+        }
+    };
+    request(&state, Action::Stop { name, grace }).await
+}
+
+async fn start(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
+    request(&state, Action::Start { name }).await
 }

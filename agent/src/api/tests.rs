@@ -75,6 +75,7 @@ fn start() -> Running {
     let state = ApiState {
         store: store.clone(),
         triggers: triggers.clone(),
+        requests: crate::reconcile::request::Requests::default(),
         events: events_rx,
         shutdown: shutdown_rx.clone(),
         dir_error: Arc::new(|| None),

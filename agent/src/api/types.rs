@@ -79,6 +79,16 @@ pub struct PassReport {
     pub file_errors: Vec<String>,
 }
 
+/// The answer of `agent stop` / `agent start` for one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionReport {
+    pub name: String,
+    /// Its state afterwards.
+    pub state: String,
+    /// False when it already was as asked (stopped, running).
+    pub changed: bool,
+}
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

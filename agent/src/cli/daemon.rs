@@ -145,7 +145,9 @@ fn absolute(p: PathBuf) -> crate::Result<PathBuf> {
 }
 
 impl ClientOpts {
-    fn resolve(&self) -> crate::Result<(Client, PathBuf)> {
+    /// The client of the agent's socket and the state directory, from the flags, the
+    /// environment and the config file.
+    pub(super) fn resolve(&self) -> crate::Result<(Client, PathBuf)> {
         let cfg = load_config(self.config.as_deref())?;
         let socket = self
             .socket

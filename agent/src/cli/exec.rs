@@ -1,12 +1,13 @@
-//! `agent monitor`, `agent logs`, `agent exec`, `agent stop`, `agent kill`.
+//! `agent monitor`, `agent logs`, `agent exec`, `agent kill`.
 //!
-//! Until the daemon's API exists these commands work on the exec driver's state directly
-//! (`<state-dir>/exec/`): NAME is a container's name or id as recorded there. None of them starts
+//! These commands work on the exec driver's state directly (`<state-dir>/exec/`), with or without
+//! a running agent: NAME is a container's name or id as recorded there. (`agent stop` and
+//! `agent start` go through the agent: see [`super::container`].) None of them starts
 //! an async runtime: `monitor` and `exec` must stay single-threaded (libcontainer forks).
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::Outcome;
 use crate::driver::exec::{self, ExecConfig, ExecDriver, ExecRequest, MonitorDriver, logs, paths};
@@ -75,20 +76,6 @@ pub struct ExecArgs {
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StopArgs {
-    /// The containers' names (or ids).
-    #[arg(required = true)]
-    pub name: Vec<String>,
-    /// Seconds to wait after the stop signal before SIGKILL (default: the container's grace
-    /// period, 10 s unless configured).
-    #[arg(short = 't', long = "time")]
-    pub time: Option<f64>,
-    /// The agent's state directory.
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,30 +187,6 @@ pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
     let code =
         tracing::subscriber::with_default(quiet, || exec::tenant::run(&args.state_dir, &id, &req))?;
     Ok(Outcome(code.clamp(0, 255) as u8))
-}
-
-pub fn stop(args: StopArgs) -> crate::Result<Outcome> {
-    let d = driver(&args.state_dir);
-    let grace = match args.time {
-        Some(t) if t >= 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            return Err(crate::Error::Usage(format!(
-                "-t {t}: use a number of seconds >= 0"
-            )));
-        }
-        None => None,
-    };
-    let mut failed = false;
-    for name in &args.name {
-        match paths::resolve_name(&args.state_dir, name).and_then(|id| d.stop(&id, grace)) {
-            Ok(info) => println!("{}", info.name),
-            Err(e) => {
-                eprintln!("agent: {e}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { Outcome::FAILED } else { Outcome::OK })
 }
 
 pub fn kill(args: KillArgs) -> crate::Result<Outcome> {

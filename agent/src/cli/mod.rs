@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod container;
 pub mod daemon;
 pub mod exec;
 pub mod image;
@@ -62,8 +63,11 @@ pub enum Command {
     Logs(exec::LogsArgs),
     /// Run a command inside a running container.
     Exec(exec::ExecArgs),
-    /// Stop a container: its stop signal, the grace period, then SIGKILL.
-    Stop(exec::StopArgs),
+    /// Stop containers (stop signal, grace period, SIGKILL) and keep them stopped: their restart
+    /// policy leaves them alone (`always` brings them back when the agent restarts).
+    Stop(container::StopArgs),
+    /// Start containers stopped with `agent stop` (or exited) again.
+    Start(container::StartArgs),
     /// Send a signal to a container's main process.
     Kill(exec::KillArgs),
     /// Run the agent: watch the manifests and keep the host equal to them.
@@ -91,7 +95,8 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Monitor(args) => exec::monitor(args),
         Command::Logs(args) => exec::logs(args),
         Command::Exec(args) => exec::exec(args),
-        Command::Stop(args) => exec::stop(args),
+        Command::Stop(args) => container::stop(args),
+        Command::Start(args) => container::start(args),
         Command::Kill(args) => exec::kill(args),
         Command::Run(args) => daemon::run(args),
         Command::Ps(args) => daemon::ps(args),

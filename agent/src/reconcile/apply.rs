@@ -21,6 +21,17 @@
 //! driver's address records hang off the row), creates the runtime object and writes the row's
 //! final state. The store is locked for one transaction at a time, never across a driver call:
 //! the network driver's records live in the same store.
+//!
+//! Starting and removing a container are journalled: an intent (`start-container`,
+//! `remove-container`, with the runtime id) is committed before the runtime is touched and
+//! cleared in the transaction that records the result. An intent still there when the next pass
+//! starts belongs to a step that failed half-way or to an agent that died in the middle; the pass
+//! finishes it first (see [`super::recover`]). Creation needs no intent: its `removing` row is the
+//! journal, and the planner recreates such a container.
+//!
+//! `AGENT_DEBUG_STEP_DELAY_MS` (a debugging aid used by the crash tests) makes every container
+//! create, start and remove pause that long half-way, after the runtime was changed and before
+//! the store records it: the window a crash leaves half-applied.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +45,35 @@ use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit}
 use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::graph::{Graph, GraphDriver};
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
-use crate::store::{ContainerRecord, ContainerState, ImageRecord, VolumeRecord};
+use crate::store::{ContainerRecord, ContainerState, ImageRecord, NewIntent, VolumeRecord};
+
+/// Intent kinds of container steps (object `container/NAME`). Payload `{"id": runtime id}`.
+pub const INTENT_START: &str = "start-container";
+/// Payload `{"id": .., "replaced": bool}`.
+pub const INTENT_REMOVE: &str = "remove-container";
+
+fn new_intent(kind: &str, name: &str, payload: serde_json::Value) -> NewIntent {
+    NewIntent {
+        kind: kind.into(),
+        object: format!("container/{name}"),
+        payload,
+    }
+}
+
+/// `AGENT_DEBUG_STEP_DELAY_MS`: see the module docs.
+fn debug_pause(step: &str, name: &str) {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("AGENT_DEBUG_STEP_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        tracing::info!(step, container = name, delay = ?d, "debug: pausing half-way (AGENT_DEBUG_STEP_DELAY_MS)");
+        std::thread::sleep(*d);
+    }
+}
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +340,7 @@ impl Applier {
         lock(store).transaction(|tx| tx.upsert_container(&rec))?;
         match self.create_runtime(store, &id, &config, &digest) {
             Ok(netns) => {
+                debug_pause("create", &name);
                 rec.state = if keep_stopped {
                     ContainerState::StoppedByUser
                 } else {
@@ -489,6 +529,12 @@ impl Applier {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
         }
+        let intent = lock(store).transaction(|tx| {
+            tx.begin_intent(
+                &new_intent(INTENT_START, name, json!({"id": rec.id})),
+                now_ms(),
+            )
+        })?;
         // Started already by an agent killed before it could record that: adopt the process.
         let running = match self.exec.state(&rec.id) {
             Ok(crate::driver::exec::ContainerInfo {
@@ -504,11 +550,15 @@ impl Applier {
             }
             None => self.exec.start(&rec.id)?,
         };
+        debug_pause("start", name);
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(pid);
         rec.exit_code = None;
-        lock(store).transaction(|tx| tx.upsert_container(&rec))?;
+        lock(store).transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(intent)
+        })?;
         Ok(())
     }
 
@@ -547,23 +597,48 @@ impl Applier {
             return Ok(());
         };
         rec.state = ContainerState::Removing;
-        lock(store).transaction(|tx| tx.upsert_container(&rec))?;
-        let _ = self
-            .exec
-            .stop(&rec.id, super::supervise::grace_of(&rec.config));
-        self.exec.delete(&rec.id)?;
-        let _ = self.graph.driver().unmount(&rec.id);
-        self.graph.driver().remove(&rec.id)?;
-        if let Ok(net) = &self.net {
-            // Replaced: the new container takes over the address and ports (same row).
-            if replaced {
-                net.detach(&rec.id)?;
-            } else {
-                net.release(&rec.id)?;
+        let intent = lock(store).transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.begin_intent(
+                &new_intent(
+                    INTENT_REMOVE,
+                    name,
+                    json!({"id": rec.id, "replaced": replaced}),
+                ),
+                now_ms(),
+            )
+        })?;
+        self.discard(&rec.id, super::supervise::grace_of(&rec.config), replaced)?;
+        debug_pause("remove", name);
+        lock(store).transaction(|tx| {
+            if !replaced {
+                tx.delete_container(name)?;
             }
-        }
-        if !replaced {
-            lock(store).transaction(|tx| tx.delete_container(name))?;
+            tx.finish_intent(intent)
+        })?;
+        Ok(())
+    }
+
+    /// Stops (grace, then SIGKILL) and deletes runtime container `id`, its root filesystem
+    /// layer and its network (kept reserved for the replacement when `replaced`: the new
+    /// container takes over the address and ports of the same row). Whatever is already gone is
+    /// skipped.
+    pub fn discard(
+        &mut self,
+        id: &str,
+        grace: Option<std::time::Duration>,
+        replaced: bool,
+    ) -> Result<(), ApplyError> {
+        let _ = self.exec.stop(id, grace);
+        self.exec.delete(id)?;
+        let _ = self.graph.driver().unmount(id);
+        self.graph.driver().remove(id)?;
+        if let Ok(net) = &self.net {
+            if replaced {
+                net.detach(id)?;
+            } else {
+                net.release(id)?;
+            }
         }
         Ok(())
     }

@@ -4,8 +4,8 @@
 //! bind the API socket, tell systemd `READY=1`, run the start-up pass; then one pass per batch of
 //! triggers until SIGTERM/SIGINT.
 //!
-//! Shutdown: no new pass starts; the pass in progress finishes its current change; the API
-//! socket is removed. Containers keep running (their monitors are separate processes in their own
+//! Shutdown: no new pass starts; the pass in progress finishes its current change and skips the
+//! rest of its plan (the next start plans it again); the API socket is removed. Containers keep running (their monitors are separate processes in their own
 //! sessions, and the systemd unit uses `KillMode=process`) unless `stop_containers_on_exit`.
 //!
 //! Threads: a small multi-thread tokio runtime (2 workers) for the API and timers; passes run on
@@ -54,6 +54,10 @@ pub struct PassContext {
     pub passes: u64,
     /// Restart timers already scheduled, so that each is scheduled once.
     pub scheduled: HashMap<String, Instant>,
+    /// `agent stop` / `agent start` requests from the API.
+    pub requests: super::request::Requests,
+    /// Set by SIGTERM/SIGINT: the pass in progress stops after its current change.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PassContext {
@@ -95,6 +99,8 @@ impl PassContext {
         let span = tracing::info_span!("pass", n = self.passes);
         let _g = span.enter();
         tracing::debug!(triggers = batch_desc, "pass starts");
+        self.recover(&mut report, startup);
+        self.serve_requests(&mut report);
         if rescan {
             self.watcher.rescan_and_wait();
         }
@@ -144,6 +150,58 @@ impl PassContext {
 }
 
 impl PassContext {
+    /// Settles the intents a failed step or a crash left (and, at start-up, orphans): see
+    /// [`super::recover`].
+    fn recover(&mut self, report: &mut PassReport, startup: bool) {
+        let Some(applier) = self.applier.as_mut() else {
+            return;
+        };
+        // Not locked here: the network driver takes the store's lock itself.
+        let store = &self.store;
+        let mut r = super::recover::Recovered::default();
+        if startup {
+            r = super::recover::remount(applier, store);
+        }
+        let i = super::recover::intents(applier, store);
+        r.done.extend(i.done);
+        r.failed.extend(i.failed);
+        if startup {
+            let o = super::recover::sweep_orphans(applier, store);
+            r.done.extend(o.done);
+            r.failed.extend(o.failed);
+        }
+        report.applied.extend(r.done);
+        report.failed.extend(r.failed);
+    }
+
+    /// Serves the queued `agent stop` / `agent start` requests, before the plan (which then sees
+    /// their result).
+    fn serve_requests(&mut self, report: &mut PassReport) {
+        for p in self.requests.take() {
+            let result = {
+                let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+                super::request::serve(&mut store, self.supervisor.exec(), &p.action)
+            };
+            if result.as_ref().is_ok_and(|r| r.changed) {
+                // A pending restart is cancelled; a start begins a fresh backoff.
+                self.supervisor.forget(p.action.name());
+            }
+            match &result {
+                Ok(r) => report.applied.push(format!(
+                    "{} {}: {}",
+                    match p.action {
+                        super::request::Action::Stop { .. } => "agent stop",
+                        super::request::Action::Start { .. } => "agent start",
+                    },
+                    r.name,
+                    r.state
+                )),
+                Err(e) => tracing::warn!(error = %e, "request failed"),
+            }
+            let _ = p.reply.send(result);
+        }
+    }
+
     /// Plans against the store and applies every step; a failed step is reported and does not
     /// stop the others (steps that depend on it fail on their own, with their own error).
     fn plan_and_apply(&mut self, desired: &pass::Desired, report: &mut PassReport) {
@@ -169,7 +227,18 @@ impl PassContext {
                 .push("the graph driver could not be opened; see the agent's log".into());
             return;
         };
-        for step in &plan.steps {
+        for (done, step) in plan.steps.iter().enumerate() {
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                let left = plan.steps.len() - done;
+                tracing::info!(
+                    left,
+                    "shutting down after the current change; {left} change(s) left for the next start"
+                );
+                report.failed.push(format!(
+                    "shutting down: {left} change(s) left for the next start"
+                ));
+                break;
+            }
             match applier.apply(&store, step) {
                 Ok(line) => {
                     tracing::info!(change = %line, "applied");
@@ -449,9 +518,11 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
 
     let listener = server::bind(&config.socket).await?;
     let w = watcher.clone();
+    let requests = super::request::Requests::default();
     let api = ApiState {
         store: store.clone(),
         triggers: triggers.clone(),
+        requests: requests.clone(),
         events: events_rx,
         shutdown: shutdown_rx.clone(),
         dir_error: Arc::new(move || w.snapshot().dir_error.clone()),
@@ -481,7 +552,8 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
         triggers.clone(),
     );
-    spawn_signal_handler(triggers.clone())?;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_signal_handler(triggers.clone(), stopping.clone())?;
 
     tracing::info!(
         manifests = %config.manifests_dir.display(),
@@ -550,6 +622,8 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         retry: super::restart::Backoff::default(),
         passes: 0,
         scheduled: HashMap::new(),
+        requests,
+        stopping,
     };
     while let Some(batch) = queue.next_batch().await {
         let (next, failed) = run_batch(ctx, batch).await?;
@@ -564,6 +638,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             triggers.fire_at(Trigger::RestartDue(name), at.into());
         }
     }
+    ctx.requests.close();
     if ctx.config.stop_containers_on_exit {
         let ctx2 = tokio::task::spawn_blocking(move || {
             ctx.stop_all();
@@ -610,7 +685,10 @@ async fn run_batch(
     Ok((ctx, failed))
 }
 
-fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {
+fn spawn_signal_handler(
+    triggers: Triggers<PassReport>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Runtime(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Runtime(e.to_string()))?;
@@ -619,6 +697,7 @@ fn spawn_signal_handler(triggers: Triggers<PassReport>) -> Result<(), Error> {
             _ = term.recv() => tracing::info!("SIGTERM: finishing the current change, then exiting"),
             _ = int.recv() => tracing::info!("SIGINT: finishing the current change, then exiting"),
         }
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         triggers.close();
     });
     Ok(())

@@ -12,6 +12,9 @@
 //! - [`supervise`], [`prober`]: exits and restart policies; health checks.
 //! - [`network`]: the network driver over the store; bridge-mode containers, start-up cleanup and
 //!   drift repair.
+//! - [`recover`]: finishing or undoing half-applied changes (intents), orphans at start-up.
+//! - [`request`]: `agent stop` / `agent start` (stopped-by-user, as Docker's restart policies
+//!   define "stopped").
 //! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
 
 pub mod apply;
@@ -23,6 +26,8 @@ pub mod network;
 pub mod pass;
 pub mod perms;
 pub mod prober;
+pub mod recover;
+pub mod request;
 pub mod restart;
 pub mod sdnotify;
 pub mod supervise;

@@ -3,8 +3,11 @@
 //! [`super::health::Health`] state machine.
 //!
 //! One task ticks every 500 ms and starts the probes that are due, each on the blocking pool with
-//! its timeout (a probe that times out counts as a failure; its process is left to finish on its
-//! own, as the exec driver cannot cancel it). A status change is written to the store
+//! its timeout. A probe that exceeds its timeout counts as a failure and is killed, as Docker
+//! does: the exec driver runs it as an `agent exec` child of this process, so [`kill_probe`]
+//! SIGKILLs that child and every process under it (the command inside the container and what it
+//! started), found through `/proc` by parent pid, and the prober waits for it to go before the
+//! next probe of that container can start. Timed-out probes never pile up. A status change is written to the store
 //! (`containers.health_status`, a `container.health` event) and fires
 //! [`Trigger::Health`](super::trigger::Trigger): the next pass stops an `unhealthy` container whose
 //! restart policy restarts (every policy but `no`), and the exit is then handled like any other.
@@ -211,9 +214,18 @@ async fn probe(
         argv: command,
         ..ExecRequest::default()
     };
-    let job = tokio::task::spawn_blocking(move || exec.exec(&id, &req, ExecStdio::Capture));
-    match tokio::time::timeout(timeout, job).await {
-        Err(_) => ProbeResult::TimedOut,
+    let target = id.clone();
+    let mut job = tokio::task::spawn_blocking(move || exec.exec(&id, &req, ExecStdio::Capture));
+    match tokio::time::timeout(timeout, &mut job).await {
+        Err(_) => {
+            let killed = tokio::task::spawn_blocking(move || kill_probe(&target))
+                .await
+                .unwrap_or(0);
+            tracing::debug!(killed, "health probe timed out; its processes were killed");
+            // The exec returns once its process is gone; wait (bounded) so probes never pile up.
+            let _ = tokio::time::timeout(Duration::from_secs(5), job).await;
+            ProbeResult::TimedOut
+        }
         Ok(Err(e)) => ProbeResult::Error(e.to_string()),
         Ok(Ok(Err(e))) => ProbeResult::Error(e.to_string()),
         Ok(Ok(Ok(out))) if out.exit_code == 0 => ProbeResult::Passed,
@@ -236,10 +248,129 @@ async fn probe(
     }
 }
 
+/// A process seen in `/proc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    args: Vec<String>,
+}
+
+fn processes() -> Vec<Proc> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid = rest.split(' ').nth(1)?.parse().ok()?;
+            let args = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some(Proc { pid, ppid, args })
+        })
+        .collect()
+}
+
+/// The probe processes of container `id` among `procs`: this process's `agent exec` children for
+/// that container and all their descendants, deepest first (so nothing is re-parented away).
+fn probe_tree(procs: &[Proc], me: i32, id: &str) -> Vec<i32> {
+    let roots: Vec<i32> = procs
+        .iter()
+        .filter(|p| {
+            p.ppid == me
+                && p.args.iter().any(|a| a == "exec")
+                && p.args.iter().any(|a| a == id)
+                && p.args.iter().any(|a| a == "--")
+        })
+        .map(|p| p.pid)
+        .collect();
+    let mut order = Vec::new();
+    let mut frontier = roots;
+    while !frontier.is_empty() {
+        order.extend(frontier.iter().copied());
+        frontier = procs
+            .iter()
+            .filter(|p| frontier.contains(&p.ppid) && !order.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect();
+    }
+    order.reverse();
+    order
+}
+
+/// SIGKILLs the running probe of container `id` and everything it started; returns how many
+/// processes were signalled.
+pub fn kill_probe(id: &str) -> usize {
+    let me = std::process::id() as i32;
+    let pids = probe_tree(&processes(), me, id);
+    for pid in &pids {
+        // SAFETY: kill(2) of a process found above as a descendant of our own probe child.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    pids.len()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn p(pid: i32, ppid: i32, args: &str) -> Proc {
+        Proc {
+            pid,
+            ppid,
+            args: args.split(' ').map(String::from).collect(),
+        }
+    }
+
+    #[test]
+    fn probe_tree_is_our_exec_child_and_its_descendants() {
+        let procs = [
+            p(100, 1, "agent run"),
+            p(200, 100, "agent exec --state-dir /s web-1 -- sh -c sleep"),
+            p(201, 200, "sh -c sleep"),
+            p(202, 201, "sleep 30"),
+            p(300, 100, "agent exec --state-dir /s db-1 -- true"),
+            p(301, 300, "true"),
+            p(400, 1, "agent exec --state-dir /s web-1 -- sh"),
+            p(500, 100, "agent monitor --state-dir /s web-1"),
+        ];
+        assert_eq!(probe_tree(&procs, 100, "web-1"), [202, 201, 200]);
+        assert_eq!(probe_tree(&procs, 100, "db-1"), [301, 300]);
+        assert!(probe_tree(&procs, 100, "nope").is_empty());
+    }
+
+    #[test]
+    fn kill_probe_kills_a_real_child_tree() {
+        // A stand-in for `agent exec ... ID -- ...`: a shell whose argv matches, with a child.
+        let id = format!("probe-test-{}", std::process::id());
+        let mut child = std::process::Command::new("/bin/sh")
+            // `wait $!` ends with the sleep's status (137) if the shell outlives it.
+            .args(["-c", "sleep 30 & wait $!", "exec", &id, "--"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while probe_tree(&processes(), std::process::id() as i32, &id).len() < 2 {
+            assert!(Instant::now() < deadline, "child tree did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = Instant::now();
+        assert_eq!(kill_probe(&id), 2);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the sleep was not killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(probe_tree(&processes(), std::process::id() as i32, &id).is_empty());
+    }
 
     #[test]
     fn healthcheck_from_stored_config() {

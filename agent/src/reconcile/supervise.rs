@@ -305,15 +305,21 @@ impl Supervisor {
         Ok(stopped)
     }
 
-    /// Starts every `restarting` container whose delay is over.
+    /// Starts every `restarting` container whose delay is over, in dependency order (link
+    /// targets, volumesFrom sources and `container:` network peers before their users), so that
+    /// after a host reboot, when all come back at once, each finds what it needs running.
     pub fn restart_due(&mut self, store: &mut Store) -> crate::store::Result<Vec<Finding>> {
         let now = Instant::now();
-        let due: Vec<String> = self
+        let mut due: Vec<String> = self
             .due
             .iter()
             .filter(|(_, t)| **t <= now)
             .map(|(n, _)| n.clone())
             .collect();
+        if due.len() > 1 {
+            let levels = dependency_levels(&store.transaction(|tx| tx.containers())?);
+            due.sort_by_key(|n| (levels.get(n).copied().unwrap_or(0), n.clone()));
+        }
         let mut findings = Vec::new();
         for name in due {
             self.due.remove(&name);
@@ -370,10 +376,117 @@ impl Supervisor {
     }
 }
 
+/// Dependency level of each container from its stored effective config: 0 without
+/// dependencies, else one more than its deepest dependency (a cycle, which validation refuses,
+/// counts as no dependency).
+pub fn dependency_levels(containers: &[ContainerRecord]) -> HashMap<String, u32> {
+    let deps: HashMap<&str, Vec<String>> = containers
+        .iter()
+        .map(|c| {
+            let d = serde_json::from_value::<crate::plan::EffectiveContainer>(c.config.clone())
+                .map(|cfg| cfg.dependencies().iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default();
+            (c.name.as_str(), d)
+        })
+        .collect();
+    fn level<'a>(
+        n: &'a str,
+        deps: &'a HashMap<&str, Vec<String>>,
+        memo: &mut HashMap<String, u32>,
+        visiting: &mut Vec<&'a str>,
+    ) -> u32 {
+        if let Some(l) = memo.get(n) {
+            return *l;
+        }
+        if visiting.contains(&n) {
+            return 0;
+        }
+        visiting.push(n);
+        let l = deps
+            .get(n)
+            .map(|ds| {
+                ds.iter()
+                    .filter(|d| deps.contains_key(d.as_str()))
+                    .map(|d| level(d, deps, memo, visiting) + 1)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        visiting.pop();
+        memo.insert(n.to_string(), l);
+        l
+    }
+    let mut memo = HashMap::new();
+    for c in containers {
+        level(&c.name, &deps, &mut memo, &mut Vec::new());
+    }
+    memo
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Container records with the effective configs of `specs` (name, spec lines).
+    fn records(specs: &[(&str, &str)]) -> Vec<ContainerRecord> {
+        let text: String = specs
+            .iter()
+            .map(|(n, extra)| {
+                format!(
+                    "---\napiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {n}\nspec:\n  image: 127.0.0.1:5000/busybox\n  networkMode: none\n{extra}"
+                )
+            })
+            .collect();
+        let loaded =
+            manifest::Loaded::from_sources(vec![("/m/all.yaml".into(), text.into_bytes())]);
+        let objects: Vec<manifest::Manifest> = match &loaded.files[0].outcome {
+            Ok(o) => o.iter().map(|o| o.manifest.clone()).collect(),
+            Err(e) => panic!("{e:?}"),
+        };
+        let inputs = vec![crate::plan::FileInput {
+            path: "/m/all.yaml".into(),
+            state: crate::plan::FileState::Loaded(objects),
+        }];
+        let desired =
+            crate::plan::Desired::build(inputs, &crate::plan::Actual::default().resolutions());
+        desired
+            .containers
+            .iter()
+            .map(|(n, e)| {
+                ContainerRecord::new(
+                    n,
+                    format!("{n}-1"),
+                    crate::plan::store::container_config_value(&e.value.config),
+                    "h",
+                    "sha256:ab",
+                    1,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dependency_levels_put_targets_first() {
+        let recs = records(&[
+            ("app", "  volumesFrom: [data]\n"),
+            ("data", "  volumesFrom: [base]\n"),
+            ("base", ""),
+            ("side", ""),
+            ("top", "  volumesFrom: [app, side]\n"),
+        ]);
+        assert_eq!(recs.len(), 5);
+        let l = dependency_levels(&recs);
+        assert_eq!(l["base"], 0);
+        assert_eq!(l["side"], 0);
+        assert_eq!(l["data"], 1);
+        assert_eq!(l["app"], 2);
+        assert_eq!(l["top"], 3);
+        // An unreadable config has no known dependencies.
+        let mut recs = recs;
+        recs[0].config = json!({"garbage": true});
+        assert!(dependency_levels(&recs).values().all(|v| *v <= 3));
+    }
 
     #[test]
     fn policy_from_stored_config() {

@@ -36,6 +36,8 @@ pub enum Trigger {
     Retry,
     /// `agent apply` (or another API request).
     Api,
+    /// `agent stop` / `agent start`: queued requests to serve (see [`super::request`]).
+    Request,
 }
 
 impl std::fmt::Display for Trigger {
@@ -49,6 +51,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Resync => f.write_str("periodic resync"),
             Trigger::Retry => f.write_str("retry of failed changes"),
             Trigger::Api => f.write_str("API request"),
+            Trigger::Request => f.write_str("agent stop/start request"),
         }
     }
 }

@@ -1,0 +1,286 @@
+//! `agent stop` and `agent start`: a user's requests on one container.
+//!
+//! While the agent runs, the CLI sends them to the API; the API queues them in [`Requests`] and
+//! fires [`Trigger::Request`](super::trigger::Trigger); the pass loop serves the queue at the
+//! start of its next pass, so a request never races a change being applied. When no agent runs,
+//! the CLI calls [`stop`] and [`start`] itself on the store and the exec driver.
+//!
+//! Semantics (Docker's `docker stop` / `docker start`):
+//! - `stop` sends the container's stop signal, waits its grace period (or `-t`), then SIGKILL, and
+//!   records the container `stopped-by-user`. A stopped-by-user container is never restarted by
+//!   its policy while the agent runs; at the next agent start (an agent restart or a host reboot)
+//!   `unless-stopped` leaves it stopped and `always` brings it back, as Docker's daemon does at
+//!   its restart (see [`super::restart`]). Stopping a container that waits for its restart delay
+//!   cancels the restart; stopping one that already exited marks it stopped-by-user all the same
+//!   (the user said "keep it down").
+//! - `start` starts it again (its exit and stop records are cleared, its restart count and
+//!   backoff start over, as a manual `docker start` resets the restart manager). Starting a running
+//!   container changes nothing.
+//! - Neither changes the manifests: the planner keeps a stopped-by-user container stopped, also
+//!   across a recreate, until it is started.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::pass::{event, now_ms};
+use crate::api::types::ActionReport;
+use crate::driver::exec::{ContainerStatus, ExecDriver};
+use crate::store::{ContainerState, Store};
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `agent stop [-t SECS] NAME`.
+    Stop {
+        name: String,
+        grace: Option<Duration>,
+    },
+    /// `agent start NAME`.
+    Start { name: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &str {
+        match self {
+            Action::Stop { name, .. } | Action::Start { name } => name,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no such container: {0} (see `agent ps`)")]
+    NotFound(String),
+    #[error("container {name} is {state}; wait until the agent has finished with it")]
+    Busy { name: String, state: ContainerState },
+    #[error("container {name}: {error}")]
+    Failed { name: String, error: String },
+    #[error("the agent is shutting down; the request was not served")]
+    ShuttingDown,
+}
+
+/// A queued request and where its answer goes.
+pub struct Pending {
+    pub action: Action,
+    pub reply: oneshot::Sender<Result<ActionReport, RequestError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    closed: bool,
+}
+
+/// The queue between the API and the pass loop; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Requests {
+    inner: Arc<Mutex<Queue>>,
+}
+
+impl Requests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `action`; the answer arrives once a pass served it (or at once after
+    /// [`Requests::close`]).
+    pub fn push(&self, action: Action) -> oneshot::Receiver<Result<ActionReport, RequestError>> {
+        let (reply, rx) = oneshot::channel();
+        let mut q = self.lock();
+        if q.closed {
+            let _ = reply.send(Err(RequestError::ShuttingDown));
+        } else {
+            q.pending.push(Pending { action, reply });
+        }
+        rx
+    }
+
+    /// Everything queued, oldest first.
+    pub fn take(&self) -> Vec<Pending> {
+        std::mem::take(&mut self.lock().pending)
+    }
+
+    /// Refuses further requests and answers the queued ones "shutting down".
+    pub fn close(&self) {
+        let pending = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.pending)
+        };
+        for p in pending {
+            let _ = p.reply.send(Err(RequestError::ShuttingDown));
+        }
+    }
+}
+
+/// Serves one request.
+pub fn serve<E: ExecDriver>(
+    store: &mut Store,
+    exec: &E,
+    action: &Action,
+) -> Result<ActionReport, RequestError> {
+    match action {
+        Action::Stop { name, grace } => stop(store, exec, name, *grace),
+        Action::Start { name } => start(store, exec, name),
+    }
+}
+
+fn failed(name: &str, e: impl std::fmt::Display) -> RequestError {
+    RequestError::Failed {
+        name: name.to_string(),
+        error: e.to_string(),
+    }
+}
+
+/// `agent stop`: see the module docs. `grace` overrides the container's stop grace period.
+pub fn stop<E: ExecDriver>(
+    store: &mut Store,
+    exec: &E,
+    name: &str,
+    grace: Option<Duration>,
+) -> Result<ActionReport, RequestError> {
+    let Some(mut rec) = store
+        .transaction(|tx| tx.container(name))
+        .map_err(|e| failed(name, e))?
+    else {
+        return Err(RequestError::NotFound(name.to_string()));
+    };
+    let was = rec.state;
+    match was {
+        ContainerState::Removing | ContainerState::Dead => {
+            return Err(RequestError::Busy {
+                name: name.to_string(),
+                state: was,
+            });
+        }
+        ContainerState::StoppedByUser => {
+            return Ok(ActionReport {
+                name: name.to_string(),
+                state: was.to_string(),
+                changed: false,
+            });
+        }
+        _ => {}
+    }
+    // A container recorded as exited may still run when the store lags behind (an exit not
+    // noticed yet, a start not recorded): stop whatever runs.
+    let running = exec.state(&rec.id).is_ok_and(|i| i.status.is_running());
+    if running {
+        let grace = grace.or_else(|| super::supervise::grace_of(&rec.config));
+        let info = exec.stop(&rec.id, grace).map_err(|e| failed(name, e))?;
+        if let ContainerStatus::Exited {
+            exit_code,
+            signal,
+            oom_killed,
+        } = info.status
+        {
+            rec.exit_code = Some(exit_code);
+            rec.signal = signal;
+            rec.oom_killed = oom_killed;
+        }
+        rec.finished_at = Some(now_ms());
+    }
+    rec.state = ContainerState::StoppedByUser;
+    rec.health = None;
+    store
+        .transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            event(
+                tx,
+                "container.stop",
+                &format!("container/{name}"),
+                json!({"reason": "agent stop", "was": was.as_str(), "exitCode": rec.exit_code}),
+            )
+        })
+        .map_err(|e| failed(name, e))?;
+    tracing::info!(container = name, was = %was, "stopped by the user (agent stop)");
+    Ok(ActionReport {
+        name: name.to_string(),
+        state: rec.state.to_string(),
+        changed: true,
+    })
+}
+
+/// `agent start`: see the module docs.
+pub fn start<E: ExecDriver>(
+    store: &mut Store,
+    exec: &E,
+    name: &str,
+) -> Result<ActionReport, RequestError> {
+    let Some(mut rec) = store
+        .transaction(|tx| tx.container(name))
+        .map_err(|e| failed(name, e))?
+    else {
+        return Err(RequestError::NotFound(name.to_string()));
+    };
+    let was = rec.state;
+    match was {
+        ContainerState::Removing | ContainerState::Dead => {
+            return Err(RequestError::Busy {
+                name: name.to_string(),
+                state: was,
+            });
+        }
+        ContainerState::Running if exec.state(&rec.id).is_ok_and(|i| i.status.is_running()) => {
+            return Ok(ActionReport {
+                name: name.to_string(),
+                state: was.to_string(),
+                changed: false,
+            });
+        }
+        _ => {}
+    }
+    let pid = exec.start(&rec.id).map_err(|e| failed(name, e))?;
+    rec.state = ContainerState::Running;
+    rec.started_at = Some(now_ms());
+    rec.runtime.container_pid = Some(pid);
+    rec.exit_code = None;
+    rec.signal = None;
+    rec.oom_killed = false;
+    rec.restart_count = 0;
+    rec.health = None;
+    store
+        .transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            event(
+                tx,
+                "container.start",
+                &format!("container/{name}"),
+                json!({"reason": "agent start", "was": was.as_str()}),
+            )
+        })
+        .map_err(|e| failed(name, e))?;
+    tracing::info!(container = name, was = %was, "started by the user (agent start)");
+    Ok(ActionReport {
+        name: name.to_string(),
+        state: rec.state.to_string(),
+        changed: true,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queue_answers_after_close() {
+        let q = Requests::default();
+        let a = q.push(Action::Start { name: "a".into() });
+        assert_eq!(q.take().len(), 1);
+        drop(a);
+        let b = q.push(Action::Stop {
+            name: "b".into(),
+            grace: None,
+        });
+        q.close();
+        assert_eq!(b.await.unwrap(), Err(RequestError::ShuttingDown));
+        let c = q.push(Action::Start { name: "c".into() });
+        assert_eq!(c.await.unwrap(), Err(RequestError::ShuttingDown));
+        assert!(q.take().is_empty());
+    }
+}
