@@ -16,9 +16,9 @@
 //!    --wait-fds OUT,ERR,LOCK`, `agent/src/bin/agent-monitor-wait.rs`) from the directory of
 //!    the running `agent` (same pid, so still the parent; pipes and lock inherited). It starts
 //!    from a clean heap and stack and waits in `poll(2)` on the two pipes and a pidfd of the
-//!    container's init, writing output to the rotated JSON log ([`super::logs`]). If that executable is missing the
-//!    monitor warns and re-executes `agent monitor --wait-pid ...` (same code, the whole binary);
-//!    if that fails too it waits in this process.
+//!    container's init, writing output to the rotated JSON log ([`super::logs`]). If that
+//!    executable is missing the monitor warns and re-executes `agent monitor --wait-pid ...`
+//!    (same code, the whole binary); if that fails too it waits in this process.
 //! 5. When init exits: it reaps it, drains the pipes, reads the OOM-kill count of the cgroup,
 //!    deletes libcontainer's state and the cgroup, records `exited` with code, signal, OOM kill
 //!    and time atomically, and exits.
