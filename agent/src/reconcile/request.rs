@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use super::pass::{event, now_ms};
 use crate::api::types::ActionReport;
 use crate::driver::exec::{ContainerStatus, ExecDriver};
-use crate::store::{ContainerState, Store};
+use crate::store::{ContainerRecord, ContainerState, Store};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +136,31 @@ fn failed(name: &str, e: impl std::fmt::Display) -> RequestError {
     }
 }
 
+/// The record of the container a stop or start request names; refused while the agent is
+/// removing it.
+fn request_target(store: &mut Store, name: &str) -> Result<ContainerRecord, RequestError> {
+    let rec = store
+        .transaction(|tx| tx.container(name))
+        .map_err(|e| failed(name, e))?
+        .ok_or_else(|| RequestError::NotFound(name.to_string()))?;
+    match rec.state {
+        ContainerState::Removing | ContainerState::Dead => Err(RequestError::Busy {
+            name: name.to_string(),
+            state: rec.state,
+        }),
+        _ => Ok(rec),
+    }
+}
+
+/// The answer to a request that had nothing to do.
+fn unchanged(name: &str, state: ContainerState) -> ActionReport {
+    ActionReport {
+        name: name.to_string(),
+        state: state.to_string(),
+        changed: false,
+    }
+}
+
 /// `agent stop`: see the module docs. `grace` overrides the container's stop grace period.
 pub fn stop<E: ExecDriver>(
     store: &mut Store,
@@ -143,28 +168,10 @@ pub fn stop<E: ExecDriver>(
     name: &str,
     grace: Option<Duration>,
 ) -> Result<ActionReport, RequestError> {
-    let Some(mut rec) = store
-        .transaction(|tx| tx.container(name))
-        .map_err(|e| failed(name, e))?
-    else {
-        return Err(RequestError::NotFound(name.to_string()));
-    };
+    let mut rec = request_target(store, name)?;
     let was = rec.state;
-    match was {
-        ContainerState::Removing | ContainerState::Dead => {
-            return Err(RequestError::Busy {
-                name: name.to_string(),
-                state: was,
-            });
-        }
-        ContainerState::StoppedByUser => {
-            return Ok(ActionReport {
-                name: name.to_string(),
-                state: was.to_string(),
-                changed: false,
-            });
-        }
-        _ => {}
+    if was == ContainerState::StoppedByUser {
+        return Ok(unchanged(name, was));
     }
     // A container recorded as exited may still run when the store lags behind (an exit not
     // noticed yet, a start not recorded): stop whatever runs.
@@ -211,28 +218,10 @@ pub fn start<E: ExecDriver>(
     exec: &E,
     name: &str,
 ) -> Result<ActionReport, RequestError> {
-    let Some(mut rec) = store
-        .transaction(|tx| tx.container(name))
-        .map_err(|e| failed(name, e))?
-    else {
-        return Err(RequestError::NotFound(name.to_string()));
-    };
+    let mut rec = request_target(store, name)?;
     let was = rec.state;
-    match was {
-        ContainerState::Removing | ContainerState::Dead => {
-            return Err(RequestError::Busy {
-                name: name.to_string(),
-                state: was,
-            });
-        }
-        ContainerState::Running if exec.state(&rec.id).is_ok_and(|i| i.status.is_running()) => {
-            return Ok(ActionReport {
-                name: name.to_string(),
-                state: was.to_string(),
-                changed: false,
-            });
-        }
-        _ => {}
+    if was == ContainerState::Running && exec.state(&rec.id).is_ok_and(|i| i.status.is_running()) {
+        return Ok(unchanged(name, was));
     }
     let pid = exec.start(&rec.id).map_err(|e| failed(name, e))?;
     rec.state = ContainerState::Running;
