@@ -405,19 +405,60 @@ mod tests {
         assert_eq!(moved[1], first[1]);
     }
 
+    /// Candidate ports outside the kernel's ephemeral range
+    /// (`/proc/sys/net/ipv4/ip_local_port_range`), starting at a pid-derived offset. A test
+    /// running in parallel that binds port 0 is never handed one of these, so a port released
+    /// here stays free unless someone binds it by number.
+    fn non_ephemeral_ports() -> impl Iterator<Item = u16> {
+        let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| {
+                let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((32768, 60999));
+        let mut ports: Vec<u16> = (1024..lo).chain(hi.saturating_add(1)..=u16::MAX).collect();
+        if ports.is_empty() {
+            // The whole unprivileged range is ephemeral: fall back to it (retries still help).
+            ports = (1024..=u16::MAX).collect();
+        }
+        let start = std::process::id() as usize % ports.len();
+        ports.rotate_left(start);
+        // Spread the tries so that a neighbour's fixed port block is left quickly.
+        ports.into_iter().step_by(97)
+    }
+
     #[test]
     fn probe_detects_a_listener_on_loopback() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        assert!(probe_bind(Some(Ipv4Addr::LOCALHOST), port, Protocol::Tcp).is_err());
-        assert!(
-            probe_bind(None, port, Protocol::Tcp).is_err(),
-            "0.0.0.0 overlaps 127.0.0.1"
-        );
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         let uport = u.local_addr().unwrap().port();
         assert!(probe_bind(Some(Ipv4Addr::LOCALHOST), uport, Protocol::Udp).is_err());
-        drop(l);
-        assert!(probe_bind(Some(Ipv4Addr::LOCALHOST), port, Protocol::Tcp).is_ok());
+
+        // TCP: a held port is busy on its address and on 0.0.0.0, and free again once released
+        // (for the next probe too).
+        // Only a bind by number can take the released port before the last probe; if that
+        // happens (the probe then rightly says busy) the next candidate port is tried.
+        let mut released_but_busy = Vec::new();
+        for port in non_ephemeral_ports().take(20) {
+            let Ok(l) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+                continue;
+            };
+            assert!(probe_bind(Some(Ipv4Addr::LOCALHOST), port, Protocol::Tcp).is_err());
+            assert!(
+                probe_bind(None, port, Protocol::Tcp).is_err(),
+                "0.0.0.0 overlaps 127.0.0.1"
+            );
+            drop(l);
+            // Twice: the probe itself must not keep the port.
+            if probe_bind(Some(Ipv4Addr::LOCALHOST), port, Protocol::Tcp).is_ok()
+                && probe_bind(None, port, Protocol::Tcp).is_ok()
+            {
+                return;
+            }
+            released_but_busy.push(port);
+        }
+        panic!(
+            "the probe never reported a released port free (busy after release: {released_but_busy:?})"
+        );
     }
 }
