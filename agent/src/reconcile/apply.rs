@@ -42,7 +42,7 @@ use sha2::{Digest as _, Sha256};
 use super::network::{Net, NetError, SharedStore, lock};
 use super::pass::{event, now_ms};
 use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit};
-use crate::driver::exec::{AnyExecDriver, ExecDriver};
+use crate::driver::exec::{AnyExecDriver, ExecDriver, LiveUpdate};
 use crate::driver::graph::{Graph, GraphDriver};
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
 use crate::store::{ContainerRecord, ContainerState, ImageRecord, NewIntent, VolumeRecord};
@@ -105,6 +105,33 @@ fn volume_dir(state: &Path, name: &str) -> PathBuf {
 }
 
 /// A new runtime id for container `name`: the name and 12 hex digits (unique per creation).
+/// The exec driver's form of the live part of a container's config (cgroup limits in Docker's
+/// units: `cpus` becomes a CFS quota over a 100 ms period, as `docker run --cpus` does).
+fn live_update(live: &plan::effective::LiveConfig) -> LiveUpdate {
+    let r = &live.resources;
+    let mut res = spec::Resources {
+        memory: r.memory.map(|b| b.0 as i64),
+        memory_reservation: r.memory_reservation.map(|b| b.0 as i64),
+        memory_swap: r.memory_swap.map(|m| match m {
+            crate::manifest::MemorySwap::Limit(b) => b.0 as i64,
+            crate::manifest::MemorySwap::Unlimited => -1,
+        }),
+        cpu_shares: r.cpu_shares,
+        cpuset_cpus: r.cpuset.clone(),
+        pids: r.pids.map(|p| p as i64),
+        ..spec::Resources::default()
+    };
+    if let Some(n) = r.nano_cpus {
+        res.cpu_period = Some(100_000);
+        res.cpu_quota = Some((n / 10_000) as i64);
+    }
+    LiveUpdate {
+        resources: res,
+        stop_signal: live.stop_signal.as_ref().map(|x| x.to_string()),
+        stop_grace: live.stop_grace_period.0,
+    }
+}
+
 fn new_id(name: &str) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
@@ -246,6 +273,12 @@ impl Applier {
                 let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
                     return Err(ApplyError::Other(format!("no such container {name}")));
                 };
+                // Limits first: if the kernel refuses them (memory below what the container
+                // uses), the record keeps the old config and the pass retries with backoff.
+                match self.exec.update(&rec.id, &live_update(live)) {
+                    Ok(()) | Err(crate::driver::exec::Error::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 if let Some(obj) = rec.config.as_object_mut() {
                     obj.insert(
                         "live".into(),
@@ -455,23 +488,10 @@ impl Applier {
                 hard: u.hard.unwrap_or(u64::MAX),
             });
         }
-        let live = &config.live;
-        let r = &live.resources;
-        s.resources.memory = r.memory.map(|b| b.0 as i64);
-        s.resources.memory_reservation = r.memory_reservation.map(|b| b.0 as i64);
-        s.resources.memory_swap = r.memory_swap.map(|m| match m {
-            crate::manifest::MemorySwap::Limit(b) => b.0 as i64,
-            crate::manifest::MemorySwap::Unlimited => -1,
-        });
-        s.resources.cpu_shares = r.cpu_shares;
-        s.resources.cpuset_cpus = r.cpuset.clone();
-        s.resources.pids = r.pids.map(|p| p as i64);
-        if let Some(n) = r.nano_cpus {
-            s.resources.cpu_period = Some(100_000);
-            s.resources.cpu_quota = Some((n / 10_000) as i64);
-        }
-        s.stop_signal = live.stop_signal.as_ref().map(|x| x.to_string());
-        s.stop_grace = live.stop_grace_period.0;
+        let live = live_update(&config.live);
+        s.resources = live.resources;
+        s.stop_signal = live.stop_signal;
+        s.stop_grace = live.stop_grace;
         self.exec.create(&s)?;
         Ok(wiring.netns)
     }

@@ -1,13 +1,23 @@
-//! Reading a container's cgroup: OOM kills and resource use, on cgroup v1 and v2.
+//! A container's cgroup: OOM kills, resource use and changing the limits of a running container,
+//! on cgroup v1 and v2.
 //!
-//! libcontainer (libcgroups, systemd off) creates and removes the cgroups and applies the limits;
-//! this module only reads. Paths: v1 `<mount of controller>/<cgroups_path>` (the mount found in
-//! `/proc/self/mountinfo`), v2 `/sys/fs/cgroup/<cgroups_path>`.
+//! libcontainer (libcgroups, systemd off) creates and removes the cgroups and applies the limits
+//! at start. [`update`] changes them later, as `runc update` / `youki update` do: libcgroups'
+//! manager writes the limits that are set, and this module resets the ones the new spec drops,
+//! which libcgroups leaves alone (a limit that is not set means "do not touch" there, while here
+//! it means "unlimited", as when the container was created without it). Paths: v1
+//! `<mount of controller>/<cgroups_path>` (the mount found in `/proc/self/mountinfo`), v2
+//! `/sys/fs/cgroup/<cgroups_path>`.
 //!
 //! OOM kills: v1 `memory.oom_control` line `oom_kill N` (kernel 4.13+), v2 `memory.events` line
 //! `oom_kill N`. Any OOM kill in the container's cgroup counts as "OOM killed", as in Docker.
 
 use std::path::{Path, PathBuf};
+
+use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt};
+use oci_spec::runtime::LinuxResources;
+
+use super::spec::Resources;
 
 /// Which cgroup layout the host has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -121,6 +131,139 @@ pub fn stats(version: CgroupVersion, cgroups_path: &str) -> Stats {
     }
 }
 
+/// A file write of [`resets`]: `controller`'s `file` gets `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: ResetValue,
+}
+
+/// What a [`Reset`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetValue {
+    Text(&'static str),
+    /// The same file of the parent cgroup (v1 cpuset: an empty set is refused while tasks run).
+    FromParent,
+}
+
+/// The writes that return the limits `old` sets and `new` drops to the kernel's defaults, in
+/// order (v1 memory+swap before memory: the kernel keeps `memsw >= limit`).
+pub fn resets(version: CgroupVersion, old: &Resources, new: &Resources) -> Vec<Reset> {
+    use ResetValue::{FromParent, Text};
+    let v1 = version == CgroupVersion::V1;
+    let dropped = |o: bool, n: bool| o && !n;
+    let mut out = Vec::new();
+    let mut put = |controller, file, value| {
+        out.push(Reset {
+            controller,
+            file,
+            value,
+        })
+    };
+    if dropped(old.memory.is_some(), new.memory.is_some()) {
+        if v1 {
+            put("memory", "memory.memsw.limit_in_bytes", Text("-1"));
+            put("memory", "memory.limit_in_bytes", Text("-1"));
+        } else {
+            put("memory", "memory.swap.max", Text("max"));
+            put("memory", "memory.max", Text("max"));
+        }
+    }
+    if dropped(
+        old.memory_reservation.is_some(),
+        new.memory_reservation.is_some(),
+    ) {
+        if v1 {
+            put("memory", "memory.soft_limit_in_bytes", Text("-1"));
+        } else {
+            put("memory", "memory.low", Text("0"));
+        }
+    }
+    if dropped(old.cpu_quota.is_some(), new.cpu_quota.is_some()) {
+        if v1 {
+            put("cpu", "cpu.cfs_quota_us", Text("-1"));
+        } else {
+            put("cpu", "cpu.max", Text("max 100000"));
+        }
+    }
+    if v1 && dropped(old.cpu_period.is_some(), new.cpu_period.is_some()) {
+        put("cpu", "cpu.cfs_period_us", Text("100000"));
+    }
+    if dropped(old.cpu_shares.is_some(), new.cpu_shares.is_some()) {
+        if v1 {
+            put("cpu", "cpu.shares", Text("1024"));
+        } else {
+            put("cpu", "cpu.weight", Text("100"));
+        }
+    }
+    // v2: an empty set means "the parent's".
+    let cpuset = if v1 { FromParent } else { Text("") };
+    if dropped(old.cpuset_cpus.is_some(), new.cpuset_cpus.is_some()) {
+        put("cpuset", "cpuset.cpus", cpuset.clone());
+    }
+    if dropped(old.cpuset_mems.is_some(), new.cpuset_mems.is_some()) {
+        put("cpuset", "cpuset.mems", cpuset);
+    }
+    if dropped(old.pids.is_some(), new.pids.is_some()) {
+        put("pids", "pids.max", Text("max"));
+    }
+    out
+}
+
+/// Changes the limits of the running container in `cgroups_path` from `old` to `new`; `built`
+/// is the runtime spec's form of `new` (validated). Errors say which file or limit failed.
+pub fn update(
+    cgroups_path: &str,
+    built: &LinuxResources,
+    old: &Resources,
+    new: &Resources,
+) -> Result<(), String> {
+    let version = version();
+    for r in resets(version, old, new) {
+        let Some(d) = dir(version, r.controller, cgroups_path) else {
+            return Err(format!(
+                "the {} cgroup controller is not mounted",
+                r.controller
+            ));
+        };
+        let value = match r.value {
+            ResetValue::Text(t) => t.to_string(),
+            ResetValue::FromParent => {
+                let p = d.parent().unwrap_or(&d).join(r.file);
+                std::fs::read_to_string(&p)
+                    .map_err(|e| format!("read {}: {e}", p.display()))?
+                    .trim()
+                    .to_string()
+            }
+        };
+        let path = d.join(r.file);
+        if r.file.contains("sw") && !path.exists() {
+            continue; // memsw / swap.max: no swap accounting on this host
+        }
+        std::fs::write(&path, format!("{value}\n"))
+            .map_err(|e| format!("write {value:?} to {}: {e}", path.display()))?;
+    }
+    // The devices rules stay as created: writing them again would deny every device for an
+    // instant before allowing the defaults back.
+    let mut set = built.clone();
+    set.set_devices(None);
+    let manager = libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path: PathBuf::from(cgroups_path),
+        systemd_cgroup: false,
+        container_name: String::new(),
+    })
+    .map_err(|e| format!("opening the cgroup {cgroups_path}: {e}"))?;
+    manager
+        .apply(&ControllerOpt {
+            resources: &set,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| format!("applying the limits to the cgroup {cgroups_path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +284,56 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
         );
         assert_eq!(v1_mount_in(MOUNTINFO, "pids"), None);
+    }
+
+    #[test]
+    fn dropped_limits_are_reset_to_the_defaults() {
+        let old = Resources {
+            memory: Some(64 << 20),
+            memory_reservation: Some(32 << 20),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            pids: Some(50),
+            ..Resources::default()
+        };
+        let files = |v, new: &Resources| -> Vec<(&str, ResetValue)> {
+            resets(v, &old, new)
+                .into_iter()
+                .map(|r| (r.file, r.value))
+                .collect()
+        };
+        // Nothing dropped: nothing reset (changed values are libcgroups' job).
+        let mut same = old.clone();
+        same.memory = Some(128 << 20);
+        assert!(files(CgroupVersion::V1, &same).is_empty());
+        use ResetValue::{FromParent, Text};
+        assert_eq!(
+            files(CgroupVersion::V1, &Resources::default()),
+            vec![
+                ("memory.memsw.limit_in_bytes", Text("-1")),
+                ("memory.limit_in_bytes", Text("-1")),
+                ("memory.soft_limit_in_bytes", Text("-1")),
+                ("cpu.cfs_quota_us", Text("-1")),
+                ("cpu.cfs_period_us", Text("100000")),
+                ("cpu.shares", Text("1024")),
+                ("cpuset.cpus", FromParent),
+                ("pids.max", Text("max")),
+            ]
+        );
+        assert_eq!(
+            files(CgroupVersion::V2, &Resources::default()),
+            vec![
+                ("memory.swap.max", Text("max")),
+                ("memory.max", Text("max")),
+                ("memory.low", Text("0")),
+                ("cpu.max", Text("max 100000")),
+                ("cpu.weight", Text("100")),
+                ("cpuset.cpus", Text("")),
+                ("pids.max", Text("max")),
+            ]
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! Every method blocks (file I/O, waiting for a monitor, a stop grace period): an async caller runs
 //! them with `tokio::task::spawn_blocking`. None of them calls libcontainer code that clones or
 //! changes process attributes in the calling process: start spawns `agent monitor`, exec spawns
-//! `agent exec`; pause/unpause only write freezer files, kill only signals a verified pid. So the
-//! driver is safe to use from the multi-threaded agent.
+//! `agent exec`; pause/unpause only write freezer files, update only writes cgroup limit files,
+//! kill only signals a verified pid. So the driver is safe to use from the multi-threaded agent.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::cgroups::{self, CgroupVersion, Stats};
 use super::monitor::{self, RUNTIME_DIR};
-use super::spec::{ContainerSpec, HostInfo};
+use super::spec::{self, ContainerSpec, HostInfo, Resources};
 use super::state::{ContainerState, Status, is_same_process};
 use super::{Error, bundle, paths};
 
@@ -144,6 +144,17 @@ pub trait ExecDriver {
     fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
     /// Current resource use.
     fn stats(&self, id: &str) -> Result<Stats, Error>;
+    /// Changes what can change without recreating the container: its cgroup limits (applied at
+    /// once if it runs) and stop settings. Recorded in its bundle, so a restart keeps them.
+    fn update(&self, id: &str, update: &LiveUpdate) -> Result<(), Error>;
+}
+
+/// What [`ExecDriver::update`] changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveUpdate {
+    pub resources: Resources,
+    pub stop_signal: Option<String>,
+    pub stop_grace: Duration,
 }
 
 /// The closed set of exec drivers.
@@ -204,6 +215,9 @@ impl ExecDriver for AnyExecDriver {
     }
     fn stats(&self, id: &str) -> Result<Stats, Error> {
         self.inner().stats(id)
+    }
+    fn update(&self, id: &str, update: &LiveUpdate) -> Result<(), Error> {
+        self.inner().update(id, update)
     }
 }
 
@@ -629,6 +643,55 @@ impl ExecDriver for MonitorDriver {
             cgroups::version(),
             &paths::cgroups_path_of(&dir)?,
         ))
+    }
+
+    fn update(&self, id: &str, update: &LiveUpdate) -> Result<(), Error> {
+        let (dir, st) = self.load(id)?;
+        let old = paths::load_spec(&dir)?;
+        let mut new = old.clone();
+        new.resources = update.resources.clone();
+        new.stop_signal = update.stop_signal.clone();
+        new.stop_grace = update.stop_grace;
+        if new == old {
+            return Ok(());
+        }
+        let host = HostInfo::detect(&self.config.cgroup_parent);
+        let built = spec::build::resources(&new, &host)?;
+        let config_path = dir.join("config.json");
+        let mut oci = oci_spec::runtime::Spec::load(&config_path).map_err(|e| Error::Runtime {
+            container: st.name.clone(),
+            reason: format!("reading {}: {e}", config_path.display()),
+        })?;
+        let running = self.info(&dir, st.clone()).status.is_running();
+        if running && new.resources != old.resources {
+            let cgroups_path = paths::cgroups_path_of(&dir)?;
+            if let Err(reason) =
+                cgroups::update(&cgroups_path, &built, &old.resources, &new.resources)
+            {
+                // Put back what was there: some controllers may have taken the new limits.
+                if let Ok(before) = spec::build::resources(&old, &host) {
+                    let _ = cgroups::update(&cgroups_path, &before, &new.resources, &old.resources);
+                }
+                return Err(Error::Runtime {
+                    container: st.name,
+                    reason: format!("changing the limits of the running container: {reason}"),
+                });
+            }
+        }
+        if let Some(linux) = oci.linux_mut() {
+            linux.set_resources(Some(built));
+        }
+        let json = serde_json::to_vec_pretty(&oci).map_err(|source| Error::Json {
+            path: config_path.clone(),
+            source,
+        })?;
+        bundle::write_atomic(&config_path, &json)?;
+        let spec_path = dir.join("spec.json");
+        let json = serde_json::to_vec_pretty(&new).map_err(|source| Error::Json {
+            path: spec_path.clone(),
+            source,
+        })?;
+        bundle::write_atomic(&spec_path, &json)
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`monitor`] (`agent monitor <id>`) creates the container with youki's libcontainer, stays its
 //!   parent, writes [`logs`] and records the end in [`state`].
 //! - [`tenant`] runs a command inside a running container (`agent exec`).
-//! - [`cgroups`] reads OOM kills and resource use (v1 and v2); [`time`] formats timestamps.
+//! - [`cgroups`] reads OOM kills and resource use and changes a running container's limits (v1
+//!   and v2); [`time`] formats timestamps.
 //!
 //! cgroup v1 and v2: libcontainer (pinned, systemd off) creates the cgroups on either; this
 //! module's own reads handle both layouts. See `docs/exec.md` for what is tested where.
@@ -29,7 +30,7 @@ use std::path::PathBuf;
 
 pub use driver::{
     AnyExecDriver, ContainerInfo, ContainerStatus, ExecConfig, ExecDriver, ExecOutput, ExecRequest,
-    ExecStdio, MonitorDriver, select,
+    ExecStdio, LiveUpdate, MonitorDriver, select,
 };
 pub use spec::ContainerSpec;
 

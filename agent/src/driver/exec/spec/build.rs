@@ -497,8 +497,8 @@ fn check_sysctl(spec: &ContainerSpec, key: &str) -> Result<(), Error> {
     }
 }
 
-/// The cgroup resources.
-fn resources(
+/// The cgroup resources (validated: errors name the `resources.*` field).
+pub fn resources(
     spec: &ContainerSpec,
     host: &HostInfo,
 ) -> Result<oci_spec::runtime::LinuxResources, Error> {
