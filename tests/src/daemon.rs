@@ -243,6 +243,26 @@ impl Daemon {
         std::fs::remove_file(self.manifests.join(name)).expect("remove manifest");
     }
 
+    /// Removes every file of the manifest directory (the agent then removes what they asked for).
+    pub fn remove_all_manifests(&self) {
+        for e in std::fs::read_dir(&self.manifests)
+            .expect("manifests")
+            .flatten()
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+
+    /// Removes every manifest and waits until `agent ps` lists no container (asking for a pass
+    /// with `agent apply` on each poll); panics with the log after `timeout`.
+    pub fn remove_all_and_wait(&self, timeout: Duration) {
+        self.remove_all_manifests();
+        self.wait_for("containers removed", timeout, || {
+            let _ = self.cli(&["apply"]);
+            self.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
+        });
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.manifests.join(name)
     }
@@ -302,10 +322,21 @@ impl Daemon {
 impl Daemon {
     /// The `agent ps -o json` row of container `name` (`Null` if there is none).
     pub fn ps_row(&self, name: &str) -> serde_json::Value {
-        let v = self.cli_json(&["ps"]);
-        v.as_array()
-            .and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
-            .unwrap_or(serde_json::Value::Null)
+        self.try_ps_row(name).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The `agent ps -o json` row of container `name`, if `ps` lists it.
+    pub fn try_ps_row(&self, name: &str) -> Option<serde_json::Value> {
+        self.cli_json(&["ps"])
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+    }
+
+    /// The network namespaces of this fixture's instance (`<instance>-*`), sorted.
+    pub fn netns(&self) -> Vec<String> {
+        crate::network::netns_of_instance(&self.net)
     }
 
     /// Events of kind `kind` about container `name`, oldest first.

@@ -209,24 +209,29 @@ fn remove_cgroup_tree(d: &Path) {
     let _ = std::fs::remove_dir(d);
 }
 
+/// Unpauses (a frozen process cannot die) and SIGKILLs container `id`, then waits up to 10 s
+/// until the driver no longer reports it running. Errors are ignored: this is for cleanup.
+pub fn kill_and_wait(driver: &MonitorDriver, id: &str) {
+    let _ = driver.unpause(id);
+    let _ = driver.kill(id, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && driver
+            .state(id)
+            .map(|i| i.status.is_running())
+            .unwrap_or(false)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         for id in &self.containers {
             if let Ok(info) = self.driver.state(id)
                 && info.status.is_running()
             {
-                let _ = self.driver.unpause(id);
-                let _ = self.driver.kill(id, libc::SIGKILL);
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline
-                    && self
-                        .driver
-                        .state(id)
-                        .map(|i| i.status.is_running())
-                        .unwrap_or(false)
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                kill_and_wait(&self.driver, id);
             }
             if std::env::var_os("AGENT_TEST_KEEP").is_none() {
                 let _ = self.driver.delete(id);

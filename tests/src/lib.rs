@@ -6,6 +6,7 @@ pub mod graph;
 pub mod manifest;
 pub mod network;
 pub mod store;
+pub mod torture;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;

@@ -246,17 +246,7 @@ impl TestNet {
 
     /// Namespaces of this test's instance.
     pub fn netns_files(&self) -> Vec<String> {
-        let prefix = format!("{}-", self.opts.instance);
-        let mut v: Vec<String> = std::fs::read_dir(&self.opts.netns_dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&prefix))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        netns_of_instance(&self.opts)
     }
 
     /// This instance's firewall rules as listed by the backend.
@@ -308,6 +298,21 @@ impl Drop for TestNet {
             }
         }
     }
+}
+
+/// The network namespaces (in `netns_dir`) of the driver instance `opts.instance`, sorted.
+pub fn netns_of_instance(opts: &DriverOptions) -> Vec<String> {
+    let prefix = format!("{}-", opts.instance);
+    let mut v: Vec<String> = std::fs::read_dir(&opts.netns_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Names of links starting with `prefix`.

@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use agent_e2e::daemon::{Daemon, require_root};
-use serde_json::Value;
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
 
-const IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
 const VOLUME: &str =
     "apiVersion: agent/v1\nkind: Volume\nmetadata:\n  name: data\nspec:\n  reclaim: retain\n";
 
@@ -16,29 +14,19 @@ fn app(level: &str) -> String {
     )
 }
 
-fn row(d: &Daemon, name: &str) -> Option<Value> {
-    d.cli_json(&["ps"])
-        .as_array()?
-        .iter()
-        .find(|r| r["name"] == name)
-        .cloned()
-}
-
 #[test]
 fn add_change_break_fix_remove() {
     if !require_root("add_change_break_fix_remove") {
         return;
     }
-    if !std::path::Path::new("/var/lib/agent-test-images/docker.tar").exists() {
-        panic!("test images missing: run scripts/build-test-images.sh");
-    }
+    require_images();
     let mut d = Daemon::prepare("containers", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("volume.yaml", VOLUME);
     d.write("app.yaml", &app("one"));
     let first = d.wait_for("app running", Duration::from_secs(60), || {
-        let r = row(&d, "app")?;
+        let r = d.try_ps_row("app")?;
         (r["state"] == "running").then_some(r)
     });
     let data = d.state.join("volumes/data/_data/log");
@@ -49,7 +37,7 @@ fn add_change_break_fix_remove() {
     // Change: recreated, with the field in the reason.
     d.write("app.yaml", &app("two"));
     let second = d.wait_for("app recreated", Duration::from_secs(30), || {
-        let r = row(&d, "app")?;
+        let r = d.try_ps_row("app")?;
         (r["state"] == "running" && r["id"] != first["id"]).then_some(r)
     });
     let recreate = d
@@ -88,14 +76,14 @@ fn add_change_break_fix_remove() {
             .contains("app.yaml:12:"),
         "{f}"
     );
-    let r = row(&d, "app").expect("app");
+    let r = d.try_ps_row("app").expect("app");
     assert_eq!(r["id"], second["id"]);
     assert_eq!(r["state"], "running");
 
     // Fix it again.
     d.write("app.yaml", &app("three"));
     d.wait_for("app recreated again", Duration::from_secs(30), || {
-        let r = row(&d, "app")?;
+        let r = d.try_ps_row("app")?;
         (r["state"] == "running" && r["id"] != second["id"]).then_some(())
     });
     assert_eq!(d.cli(&["status"]).status.code(), Some(0));
@@ -103,7 +91,7 @@ fn add_change_break_fix_remove() {
     // Remove: the container goes, the volume's data stays.
     d.remove("app.yaml");
     d.wait_for("app removed", Duration::from_secs(30), || {
-        row(&d, "app").is_none().then_some(())
+        d.try_ps_row("app").is_none().then_some(())
     });
     d.remove("volume.yaml");
     d.remove("image.yaml");

@@ -173,15 +173,6 @@ fn kill_9_mid_apply_and_sigterm_mid_pass_converge() {
         "a graceful stop left something half-applied"
     );
 
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
-    d.wait_for("containers removed", Duration::from_secs(60), || {
-        let _ = d.cli(&["apply"]);
-        d.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
-    });
+    d.remove_all_and_wait(Duration::from_secs(60));
     assert!(d.runtime_ids().is_empty());
 }

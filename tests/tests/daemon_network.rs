@@ -14,18 +14,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
 use agent_e2e::network::links_with_prefix;
 use serde_json::Value;
-
-const IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
-
-fn images_present() {
-    assert!(
-        Path::new("/var/lib/agent-test-images/docker.tar").exists(),
-        "test images missing: run scripts/build-test-images.sh"
-    );
-}
 
 /// An HTTP server container publishing 8080 on 127.0.0.1:`port`, serving `srv-<v>`.
 fn srv(v: u32, port: u16) -> String {
@@ -80,14 +71,6 @@ fn exec_out(d: &Daemon, name: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-fn row(d: &Daemon, name: &str) -> Option<Value> {
-    d.cli_json(&["ps"])
-        .as_array()?
-        .iter()
-        .find(|r| r["name"] == name)
-        .cloned()
-}
-
 /// The host port `agent ps` shows for container port 9090.
 fn random_port(row: &Value) -> Option<u16> {
     row["ports"].as_array()?.iter().find_map(|p| {
@@ -98,7 +81,7 @@ fn random_port(row: &Value) -> Option<u16> {
 }
 
 fn running(d: &Daemon, name: &str) -> Option<Value> {
-    row(d, name).filter(|r| r["state"] == "running")
+    d.try_ps_row(name).filter(|r| r["state"] == "running")
 }
 
 /// The IPv4 address of `eth0` inside the container.
@@ -116,20 +99,6 @@ fn hosts_ip(d: &Daemon, name: &str, host: &str) -> Option<String> {
         .find(|l| l.split_whitespace().skip(1).any(|w| w == host))
         .and_then(|l| l.split_whitespace().next())
         .map(str::to_string)
-}
-
-fn netns_of(d: &Daemon) -> Vec<String> {
-    let prefix = format!("{}-", d.net.instance);
-    let mut v: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 fn firewall_listing(d: &Daemon) -> String {
@@ -169,11 +138,11 @@ fn bridge_ports_links_recreate_and_remove() {
     if !require_root("bridge_ports_links_recreate_and_remove") {
         return;
     }
-    images_present();
+    require_images();
     let port = free_port();
     let mut d = Daemon::prepare("net", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("srv.yaml", &srv(1, port));
     d.write("cli.yaml", CLI);
     let first = d.wait_for("srv and cli running", Duration::from_secs(90), || {
@@ -231,24 +200,20 @@ fn bridge_ports_links_recreate_and_remove() {
     });
     assert_eq!(body, "srv-2\n");
     assert_eq!(links_with_prefix(&d.net.veth_prefix).len(), 2);
-    assert_eq!(netns_of(&d).len(), 2, "{:?}", netns_of(&d));
+    assert_eq!(d.netns().len(), 2, "{:?}", d.netns());
 
     // Remove both: no veth, no namespace, no rule for the port or the address.
     d.remove("cli.yaml");
     d.remove("srv.yaml");
     d.wait_for("containers removed", Duration::from_secs(60), || {
-        (row(&d, "srv").is_none() && row(&d, "cli").is_none()).then_some(())
+        (d.try_ps_row("srv").is_none() && d.try_ps_row("cli").is_none()).then_some(())
     });
     assert!(
         links_with_prefix(&d.net.veth_prefix).is_empty(),
         "veths left: {:?}",
         links_with_prefix(&d.net.veth_prefix)
     );
-    assert!(
-        netns_of(&d).is_empty(),
-        "namespaces left: {:?}",
-        netns_of(&d)
-    );
+    assert!(d.netns().is_empty(), "namespaces left: {:?}", d.netns());
     let fw = firewall_listing(&d);
     assert!(
         !fw.contains(&port.to_string()) && !fw.contains(&ip),
@@ -269,11 +234,11 @@ fn kill9_restart_cleans_leaks_and_repairs_a_deleted_veth() {
     if !require_root("kill9_restart_cleans_leaks_and_repairs_a_deleted_veth") {
         return;
     }
-    images_present();
+    require_images();
     let port = free_port();
     let mut d = Daemon::prepare("netkill", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("srv.yaml", &srv(1, port));
     let before = d.wait_for("srv running", Duration::from_secs(90), || {
         running(&d, "srv")
@@ -312,7 +277,7 @@ fn kill9_restart_cleans_leaks_and_repairs_a_deleted_veth() {
     let mark = d.log_text().len();
     d.start();
     d.wait_for("leaks removed", Duration::from_secs(20), || {
-        (links_with_prefix(&d.net.veth_prefix) == veths && netns_of(&d).len() == 1).then_some(())
+        (links_with_prefix(&d.net.veth_prefix) == veths && d.netns().len() == 1).then_some(())
     });
     let after = running(&d, "srv").expect("srv still running");
     assert_eq!(after["id"], before["id"]);
@@ -354,7 +319,7 @@ fn example_manifests_come_up_linked_and_reachable() {
     if !require_root("example_manifests_come_up_linked_and_reachable") {
         return;
     }
-    images_present();
+    require_images();
     let port = free_port();
     let mut d = Daemon::prepare("example", "");
     // The examples' bridge, subnet and port, rewritten to this fixture's own.
@@ -393,7 +358,7 @@ fn example_manifests_come_up_linked_and_reachable() {
     });
     assert!(!started.is_empty());
     d.wait_for("kv healthy", Duration::from_secs(40), || {
-        (row(&d, "kv")?["health"] == "healthy").then_some(())
+        (d.try_ps_row("kv")?["health"] == "healthy").then_some(())
     });
 }
 
@@ -433,11 +398,11 @@ fn after_a_simulated_reboot_the_container_comes_back_with_its_network() {
     if !require_root("after_a_simulated_reboot_the_container_comes_back_with_its_network") {
         return;
     }
-    images_present();
+    require_images();
     let port = free_port();
     let mut d = Daemon::prepare("netboot", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("srv.yaml", &srv(1, port));
     d.wait_for("srv on 127.0.0.1", Duration::from_secs(90), || {
         running(&d, "srv")?;
@@ -483,7 +448,7 @@ fn after_a_simulated_reboot_the_container_comes_back_with_its_network() {
     });
     assert_eq!(own_ip(&d, "srv"), Some(ip));
     assert_eq!(links_with_prefix(&d.net.veth_prefix).len(), 1);
-    assert_eq!(netns_of(&d).len(), 1);
+    assert_eq!(d.netns().len(), 1);
 }
 
 /// A plain bridge-mode container `name` (sleeps).
@@ -498,10 +463,10 @@ fn kill9_while_attaching_converges_to_exactly_what_the_store_explains() {
     if !require_root("kill9_while_attaching_converges_to_exactly_what_the_store_explains") {
         return;
     }
-    images_present();
+    require_images();
     let mut d = Daemon::prepare("netcrash", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.wait_for("image imported", Duration::from_secs(60), || {
         d.log_text().contains("import docker-archive").then_some(())
     });
@@ -527,7 +492,7 @@ fn kill9_while_attaching_converges_to_exactly_what_the_store_explains() {
     // One veth and one namespace per container, distinct addresses, nothing else.
     let veths = links_with_prefix(&d.net.veth_prefix);
     assert_eq!(veths.len(), names.len(), "{veths:?}");
-    assert_eq!(netns_of(&d).len(), names.len(), "{:?}", netns_of(&d));
+    assert_eq!(d.netns().len(), names.len(), "{:?}", d.netns());
     let mut ips: Vec<String> = names
         .iter()
         .map(|n| own_ip(&d, n).unwrap_or_else(|| panic!("{n} has no address")))
@@ -546,11 +511,11 @@ fn container_mode_follows_its_owner_across_recreation() {
     if !require_root("container_mode_follows_its_owner_across_recreation") {
         return;
     }
-    images_present();
+    require_images();
     let port = free_port();
     let mut d = Daemon::prepare("netshare", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("srv.yaml", &srv(1, port));
     d.write(
         "side.yaml",

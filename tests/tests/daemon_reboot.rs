@@ -154,14 +154,5 @@ fn reboot_brings_containers_back_in_dependency_order() {
     assert!(d.sh_in(&id_of("base"), "echo hi > /data/f"));
     assert!(d.sh_in(&id_of("aaa"), "test \"$(cat /data/f)\" = hi"));
 
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
-    d.wait_for("containers removed", Duration::from_secs(60), || {
-        let _ = d.cli(&["apply"]);
-        d.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
-    });
+    d.remove_all_and_wait(Duration::from_secs(60));
 }

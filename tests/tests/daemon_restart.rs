@@ -3,60 +3,19 @@
 
 use std::time::Duration;
 
-use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, container_manifest, require_images, require_root};
 use serde_json::{Value, json};
 
-const IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
-
-/// A container manifest running `sh -c script`; `extra` is appended to its spec.
-fn container(name: &str, script: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", {script:?}]\n  networkMode: none\n  stopGracePeriod: 1s\n{extra}"
-    )
-}
-
 fn daemon(tag: &str) -> Daemon {
-    assert!(
-        std::path::Path::new("/var/lib/agent-test-images/docker.tar").exists(),
-        "test images missing: run scripts/build-test-images.sh"
-    );
+    require_images();
     // Short backoff cap and reset so the test sees growth, the cap and the reset quickly.
     let mut d = Daemon::prepare(
         tag,
         "[restart]\nstart = \"100ms\"\nfactor = 2.0\ncap = \"800ms\"\nreset_after = \"1500ms\"\n",
     );
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d
-}
-
-fn events_of(d: &Daemon, name: &str, kind: &str) -> Vec<Value> {
-    d.events()
-        .into_iter()
-        .filter(|e| e["object"] == format!("container/{name}") && e["kind"] == kind)
-        .collect()
-}
-
-fn ps_row(d: &Daemon, name: &str) -> Value {
-    let v = d.cli_json(&["ps"]);
-    v.as_array()
-        .and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
-        .unwrap_or(Value::Null)
-}
-
-/// Removes every manifest and waits until the agent removed every container.
-fn teardown(d: &mut Daemon) {
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
-    d.wait_for("containers removed", Duration::from_secs(60), || {
-        let _ = d.cli(&["apply"]);
-        d.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
-    });
-    d.stop();
 }
 
 #[test]
@@ -67,15 +26,15 @@ fn policies_backoff_growth_cap_and_reset() {
     let mut d = daemon("restart");
     d.write(
         "crash.yaml",
-        &container("crash", "exit 3", "  restart: always\n"),
+        &container_manifest("crash", "exit 3", "  restart: always\n"),
     );
     d.write(
         "slow.yaml",
-        &container("slow", "sleep 2; exit 1", "  restart: always\n"),
+        &container_manifest("slow", "sleep 2; exit 1", "  restart: always\n"),
     );
     d.write(
         "twice.yaml",
-        &container(
+        &container_manifest(
             "twice",
             "exit 1",
             "  restart: {policy: on-failure, maxRetries: 2}\n",
@@ -83,20 +42,20 @@ fn policies_backoff_growth_cap_and_reset() {
     );
     d.write(
         "clean.yaml",
-        &container("clean", "exit 0", "  restart: on-failure\n"),
+        &container_manifest("clean", "exit 0", "  restart: on-failure\n"),
     );
     d.write(
         "never.yaml",
-        &container("never", "exit 1", "  restart: \"no\"\n"),
+        &container_manifest("never", "exit 1", "  restart: \"no\"\n"),
     );
     d.write(
         "unless.yaml",
-        &container("unless", "exit 7", "  restart: unless-stopped\n"),
+        &container_manifest("unless", "exit 7", "  restart: unless-stopped\n"),
     );
 
     // crash: always, quick exits: the delays double up to the cap.
     let delays = d.wait_for("6 restarts of crash", Duration::from_secs(60), || {
-        let ev = events_of(&d, "crash", "container.restart-scheduled");
+        let ev = d.events_of("crash", "container.restart-scheduled");
         (ev.len() >= 6).then(|| {
             ev.iter()
                 .map(|e| e["message"]["delayMs"].as_u64())
@@ -114,13 +73,13 @@ fn policies_backoff_growth_cap_and_reset() {
             Some(800)
         ]
     );
-    assert!(ps_row(&d, "crash")["restarts"].as_u64().unwrap_or(0) >= 5);
+    assert!(d.ps_row("crash")["restarts"].as_u64().unwrap_or(0) >= 5);
 
     // slow: each run lasts 2 s >= reset_after: the delay stays at the start. On a loaded
     // machine its first run can end before the agent is up; start-up then restarts it at once
     // (delay 0, like crash above), so the first delay is 0 or 100 and every later one is 100.
     let delays = d.wait_for("4 restarts of slow", Duration::from_secs(40), || {
-        let ev = events_of(&d, "slow", "container.restart-scheduled");
+        let ev = d.events_of("slow", "container.restart-scheduled");
         (ev.len() >= 4).then(|| {
             ev.iter()
                 .map(|e| e["message"]["delayMs"].as_u64())
@@ -136,7 +95,7 @@ fn policies_backoff_growth_cap_and_reset() {
 
     // twice: on-failure:2 restarts exactly twice, then gives up.
     let stays = d.wait_for("twice gives up", Duration::from_secs(30), || {
-        events_of(&d, "twice", "container.stays-exited")
+        d.events_of("twice", "container.stays-exited")
             .first()
             .cloned()
     });
@@ -146,8 +105,8 @@ fn policies_backoff_growth_cap_and_reset() {
             .is_some_and(|r| r.contains("gave up after 2 restart(s)")),
         "{stays}"
     );
-    assert_eq!(events_of(&d, "twice", "container.restart").len(), 2);
-    let row = ps_row(&d, "twice");
+    assert_eq!(d.events_of("twice", "container.restart").len(), 2);
+    let row = d.ps_row("twice");
     assert_eq!(row["state"], "exited");
     assert_eq!(row["exit_code"], 1);
     assert_eq!(row["restarts"], 2);
@@ -158,9 +117,7 @@ fn policies_backoff_growth_cap_and_reset() {
         ("never", 1, "restart policy is no"),
     ] {
         let stays = d.wait_for(name, Duration::from_secs(20), || {
-            events_of(&d, name, "container.stays-exited")
-                .first()
-                .cloned()
+            d.events_of(name, "container.stays-exited").first().cloned()
         });
         assert!(
             stays["message"]["reason"]
@@ -168,7 +125,7 @@ fn policies_backoff_growth_cap_and_reset() {
                 .is_some_and(|r| r.contains(why)),
             "{stays}"
         );
-        let row = ps_row(&d, name);
+        let row = d.ps_row(name);
         assert_eq!(row["state"], "exited");
         assert_eq!(row["exit_code"], code);
         assert_eq!(row["restarts"], 0);
@@ -176,9 +133,10 @@ fn policies_backoff_growth_cap_and_reset() {
 
     // unless-stopped restarts like always.
     d.wait_for("unless restarted", Duration::from_secs(20), || {
-        (events_of(&d, "unless", "container.restart").len() >= 2).then_some(())
+        (d.events_of("unless", "container.restart").len() >= 2).then_some(())
     });
-    teardown(&mut d);
+    d.remove_all_and_wait(Duration::from_secs(60));
+    d.stop();
 }
 
 #[test]
@@ -189,50 +147,51 @@ fn agent_kill_9_adopts_running_and_records_exits_while_down() {
     let mut d = daemon("adopt");
     d.write(
         "long.yaml",
-        &container("long", "exec sleep 1000", "  restart: always\n"),
+        &container_manifest("long", "exec sleep 1000", "  restart: always\n"),
     );
     d.write(
         "brief.yaml",
-        &container("brief", "sleep 4; exit 5", "  restart: always\n"),
+        &container_manifest("brief", "sleep 4; exit 5", "  restart: always\n"),
     );
     d.write(
         "once.yaml",
-        &container("once", "sleep 4; exit 6", "  restart: \"no\"\n"),
+        &container_manifest("once", "sleep 4; exit 6", "  restart: \"no\"\n"),
     );
     d.wait_for("all running", Duration::from_secs(60), || {
         ["long", "brief", "once"]
             .iter()
-            .all(|n| ps_row(&d, n)["state"] == "running")
+            .all(|n| d.ps_row(n)["state"] == "running")
             .then_some(())
     });
-    let long_id = ps_row(&d, "long")["id"].clone();
+    let long_id = d.ps_row("long")["id"].clone();
     // kill -9 the agent: the monitors live on; brief and once exit while it is down.
     d.stop_with(libc::SIGKILL);
     std::thread::sleep(Duration::from_secs(5));
     d.start();
     d.wait_for("exits recorded", Duration::from_secs(20), || {
-        (!events_of(&d, "brief", "container.exit").is_empty()
-            && !events_of(&d, "once", "container.exit").is_empty())
+        (!d.events_of("brief", "container.exit").is_empty()
+            && !d.events_of("once", "container.exit").is_empty())
         .then_some(())
     });
     // long was adopted: same container, no restart, no exit recorded.
-    let row = ps_row(&d, "long");
+    let row = d.ps_row("long");
     assert_eq!(row["id"], long_id);
     assert_eq!(row["state"], "running");
     assert_eq!(row["restarts"], 0);
-    assert!(events_of(&d, "long", "container.exit").is_empty());
+    assert!(d.events_of("long", "container.exit").is_empty());
     // brief (always) came back; once (no) stays exited with its code.
     assert_eq!(
-        events_of(&d, "brief", "container.exit")[0]["message"]["exitCode"],
+        d.events_of("brief", "container.exit")[0]["message"]["exitCode"],
         5
     );
     d.wait_for("brief restarted", Duration::from_secs(20), || {
-        (!events_of(&d, "brief", "container.restart").is_empty()).then_some(())
+        (!d.events_of("brief", "container.restart").is_empty()).then_some(())
     });
-    let row = ps_row(&d, "once");
+    let row = d.ps_row("once");
     assert_eq!(row["state"], "exited");
     assert_eq!(row["exit_code"], 6);
-    teardown(&mut d);
+    d.remove_all_and_wait(Duration::from_secs(60));
+    d.stop();
 }
 
 #[test]
@@ -246,33 +205,35 @@ fn unhealthy_containers_restart_per_policy() {
     let check = "  healthcheck:\n    command: [\"/bin/sh\", \"-c\", \"test -f /tmp/ok\"]\n    interval: 500ms\n    timeout: 2s\n    retries: 2\n";
     d.write(
         "sick.yaml",
-        &container("sick", script, &format!("  restart: always\n{check}")),
+        &container_manifest("sick", script, &format!("  restart: always\n{check}")),
     );
     d.write(
         "kept.yaml",
-        &container("kept", script, &format!("  restart: \"no\"\n{check}")),
+        &container_manifest("kept", script, &format!("  restart: \"no\"\n{check}")),
     );
     d.wait_for("sick healthy", Duration::from_secs(60), || {
-        (ps_row(&d, "sick")["health"] == "healthy").then_some(())
+        (d.ps_row("sick")["health"] == "healthy").then_some(())
     });
     // Unhealthy: stopped and restarted by its policy, healthy again afterwards.
     d.wait_for("sick stopped as unhealthy", Duration::from_secs(20), || {
-        (!events_of(&d, "sick", "container.unhealthy-stop").is_empty()).then_some(())
+        (!d.events_of("sick", "container.unhealthy-stop").is_empty()).then_some(())
     });
     d.wait_for("sick healthy again", Duration::from_secs(30), || {
-        let row = ps_row(&d, "sick");
+        let row = d.ps_row("sick");
         (row["health"] == "healthy" && row["restarts"] == 1).then_some(())
     });
     // Policy no: left running, shown unhealthy.
     d.wait_for("kept unhealthy", Duration::from_secs(20), || {
-        (ps_row(&d, "kept")["health"] == "unhealthy").then_some(())
+        (d.ps_row("kept")["health"] == "unhealthy").then_some(())
     });
-    assert_eq!(ps_row(&d, "kept")["state"], "running");
-    assert!(events_of(&d, "kept", "container.unhealthy-stop").is_empty());
-    let health: Vec<Value> = events_of(&d, "kept", "container.health")
+    assert_eq!(d.ps_row("kept")["state"], "running");
+    assert!(d.events_of("kept", "container.unhealthy-stop").is_empty());
+    let health: Vec<Value> = d
+        .events_of("kept", "container.health")
         .iter()
         .map(|e| e["message"]["status"].clone())
         .collect();
     assert_eq!(health, [json!("healthy"), json!("unhealthy")]);
-    teardown(&mut d);
+    d.remove_all_and_wait(Duration::from_secs(60));
+    d.stop();
 }

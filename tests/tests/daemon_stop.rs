@@ -21,21 +21,6 @@ fn running(d: &Daemon, names: &[&str]) {
     );
 }
 
-/// Removes every manifest and waits until the agent removed every container.
-fn teardown(d: &mut Daemon) {
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
-    d.wait_for("containers removed", Duration::from_secs(60), || {
-        let _ = d.cli(&["apply"]);
-        d.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
-    });
-    d.stop();
-}
-
 #[test]
 fn stop_and_start_follow_docker_restart_policies() {
     if !require_root("stop_and_start_follow_docker_restart_policies") {
@@ -154,5 +139,6 @@ fn stop_and_start_follow_docker_restart_policies() {
     d.start();
     running(&d, &["keep", "al"]);
     assert_eq!(d.ps_row("us")["state"], "stopped-by-user");
-    teardown(&mut d);
+    d.remove_all_and_wait(Duration::from_secs(60));
+    d.stop();
 }

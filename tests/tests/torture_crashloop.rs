@@ -14,19 +14,14 @@
 
 use std::time::{Duration, Instant};
 
-use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
+use agent_e2e::torture::{self, env_num};
 use serde_json::Value;
-
-const IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
 
 fn container(name: &str, script: &str) -> String {
     format!(
         "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", {script:?}]\n  networkMode: none\n  restart: always\n  stopGracePeriod: 1s\n"
     )
-}
-
-fn env_secs(key: &str) -> Option<u64> {
-    std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
 
 /// utime + stime of `pid` in clock ticks.
@@ -71,12 +66,9 @@ fn crash_loop_next_to_healthy_containers() {
     if !require_root("crash_loop_next_to_healthy_containers") {
         return;
     }
-    assert!(
-        std::path::Path::new("/var/lib/agent-test-images/docker.tar").exists(),
-        "test images missing: run scripts/build-test-images.sh"
-    );
-    let long = std::env::var_os("TORTURE_LONG").is_some_and(|v| v == "1");
-    let secs = env_secs("TORTURE_CRASHLOOP_SECONDS").unwrap_or(if long { 300 } else { 30 });
+    require_images();
+    let long = torture::long();
+    let secs = env_num("TORTURE_CRASHLOOP_SECONDS").unwrap_or(if long { 300 } else { 30 });
     let cap_ms = std::env::var("TORTURE_RESTART_CAP")
         .ok()
         .and_then(|v| v.strip_suffix("ms").map(str::to_string).or(Some(v)))
@@ -89,7 +81,7 @@ fn crash_loop_next_to_healthy_containers() {
         ),
     );
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     let healthy = ["ok1", "ok2", "ok3"];
     for h in healthy {
         d.write(&format!("{h}.yaml"), &container(h, "exec sleep 100000"));
@@ -204,14 +196,5 @@ fn crash_loop_next_to_healthy_containers() {
         cpu_s / elapsed * 100.0
     );
 
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
-    d.wait_for("containers removed", Duration::from_secs(60), || {
-        let _ = d.cli(&["apply"]);
-        d.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
-    });
+    d.remove_all_and_wait(Duration::from_secs(60));
 }

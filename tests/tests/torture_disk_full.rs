@@ -19,12 +19,12 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent::driver::exec::spec::{ContainerSpec, image_config};
 use agent::driver::exec::{ContainerStatus, ExecConfig, ExecDriver, MonitorDriver};
 use agent::driver::graph::{Graph, GraphDriver};
-use agent_e2e::exec::remove_cgroup_parent;
+use agent_e2e::exec::{kill_and_wait, remove_cgroup_parent};
 use agent_e2e::graph::{TestImages, agent, agent_bin, agent_ok, images, require_root};
 
 /// Size of the random payload of the big image, and of the tmpfs before and after "freeing space".
@@ -150,17 +150,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
 impl Drop for World {
     fn drop(&mut self) {
         for id in &self.containers {
-            let _ = self.driver.kill(id, libc::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline
-                && self
-                    .driver
-                    .state(id)
-                    .map(|i| i.status.is_running())
-                    .unwrap_or(false)
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            kill_and_wait(&self.driver, id);
             let _ = self.driver.delete(id);
             if let Some(g) = &self.graph {
                 let _ = g.driver().remove(id);

@@ -32,9 +32,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
+use agent_e2e::torture::{self, Rng, env_num};
 
-const IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
 const VOLUME: &str =
     "apiVersion: agent/v1\nkind: Volume\nmetadata:\n  name: marks\nspec:\n  reclaim: retain\n";
 const FILES: usize = 5;
@@ -56,17 +56,6 @@ fn broken(i: usize, version: u64, r: u64) -> String {
         1 => good.replace("  image:", "  imagee:"),
         2 => good.replace("restart: always", "restart: 5"),
         _ => good[..good.len() / 2].to_string(),
-    }
-}
-
-/// xorshift64*: a reproducible sequence without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
@@ -140,29 +129,22 @@ fn converge(
     }
 }
 
-fn env_num(key: &str) -> Option<u64> {
-    std::env::var(key).ok().and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn edit_storm_ends_in_last_valid_versions() {
     if !require_root("edit_storm_ends_in_last_valid_versions") {
         return;
     }
-    assert!(
-        Path::new("/var/lib/agent-test-images/docker.tar").exists(),
-        "test images missing: run scripts/build-test-images.sh"
-    );
-    let long = std::env::var_os("TORTURE_LONG").is_some_and(|v| v == "1");
+    require_images();
+    let long = torture::long();
     let edits = env_num("TORTURE_EDITS").unwrap_or(if long { 2000 } else { 500 });
     let secs = env_num("TORTURE_EDIT_SECONDS").unwrap_or(if long { 40 } else { 10 });
-    let seed = env_num("TORTURE_SEED").unwrap_or(u64::from(std::process::id()) | 1);
+    let seed = torture::seed();
     println!("edit storm: {edits} edits in {secs} s on {FILES} files, seed {seed}");
     let mut rng = Rng(seed);
 
     let mut d = Daemon::prepare("storm", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("volume.yaml", VOLUME);
     let marks = d.state.join("volumes/marks/_data");
     let mut last_valid: BTreeMap<usize, u64> = BTreeMap::new();
@@ -212,7 +194,10 @@ fn edit_storm_ends_in_last_valid_versions() {
             } else if before_last {
                 ((n - k - 1) as usize % FILES, 5)
             } else {
-                ((rng.next() % FILES as u64) as usize, rng.next() % 10)
+                (
+                    (rng.next_u64() % FILES as u64) as usize,
+                    rng.next_u64() % 10,
+                )
             };
             version += 1;
             let name = format!("f{i}.yaml");
@@ -221,8 +206,8 @@ fn edit_storm_ends_in_last_valid_versions() {
                 stalls += 1;
             }
             if r < 3 {
-                let text = broken(i, version, rng.next());
-                if rng.next().is_multiple_of(2) {
+                let text = broken(i, version, rng.next_u64());
+                if rng.next_u64().is_multiple_of(2) {
                     d.write(&name, &text);
                 } else {
                     write_in_place(&path, &text);
@@ -306,14 +291,5 @@ fn edit_storm_ends_in_last_valid_versions() {
         "{changes} settled changes for {bursts} quiet periods and {stalls} stalls of the writer: the watcher took unsettled content"
     );
 
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
-    d.wait_for("containers removed", Duration::from_secs(60), || {
-        let _ = d.cli(&["apply"]);
-        d.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
-    });
+    d.remove_all_and_wait(Duration::from_secs(60));
 }

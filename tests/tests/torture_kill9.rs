@@ -19,10 +19,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
 use agent_e2e::network::links_with_prefix;
-
-const IMAGE: &str = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /var/lib/agent-test-images/docker.tar\n";
+use agent_e2e::torture::{self, Rng, env_num};
 
 fn files(i: usize, gen_: u64) -> String {
     let link = if i.is_multiple_of(5) {
@@ -33,32 +32,6 @@ fn files(i: usize, gen_: u64) -> String {
     format!(
         "apiVersion: agent/v1\nkind: Volume\nmetadata:\n  name: v{i}\nspec:\n  reclaim: retain\n---\napiVersion: agent/v1\nkind: Container\nmetadata:\n  name: c{i}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", \"echo $GEN > /data/gen; trap 'exit 0' TERM; sleep 100000 & wait\"]\n  env: {{GEN: \"{gen_}\"}}\n  ports: [\"127.0.0.1::80/tcp\"]\n{link}  volumes:\n    - {{volume: v{i}, target: /data}}\n  restart: always\n  stopGracePeriod: 1s\n"
     )
-}
-
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn env_num(key: &str) -> Option<u64> {
-    std::env::var(key).ok().and_then(|v| v.parse().ok())
-}
-
-fn netns_of(d: &Daemon) -> usize {
-    let prefix = format!("{}-", d.net.instance);
-    std::fs::read_dir("/run/netns")
-        .map(|r| {
-            r.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 fn firewall_rules(d: &Daemon) -> usize {
@@ -128,7 +101,7 @@ fn leaks(d: &Daemon, n: usize, rules: Option<usize>) -> Option<String> {
     if veths.len() != n {
         return Some(format!("{} veths, expected {n}: {veths:?}", veths.len()));
     }
-    let ns = netns_of(d);
+    let ns = d.netns().len();
     if ns != n {
         return Some(format!("{ns} network namespaces, expected {n}"));
     }
@@ -207,20 +180,17 @@ fn kill9_during_apply_cycles_converges_without_leaks() {
     if !require_root("kill9_during_apply_cycles_converges_without_leaks") {
         return;
     }
-    assert!(
-        Path::new("/var/lib/agent-test-images/docker.tar").exists(),
-        "test images missing: run scripts/build-test-images.sh"
-    );
-    let long = std::env::var_os("TORTURE_LONG").is_some_and(|v| v == "1");
+    require_images();
+    let long = torture::long();
     let n = env_num("TORTURE_KILL9_CONTAINERS").unwrap_or(20) as usize;
     let cycles = env_num("TORTURE_KILL9_CYCLES").unwrap_or(if long { 200 } else { 10 });
-    let seed = env_num("TORTURE_SEED").unwrap_or(u64::from(std::process::id()) | 1);
+    let seed = torture::seed();
     println!("kill -9 torture: {n} containers, {cycles} cycles, seed {seed}");
     let mut rng = Rng(seed);
 
     let mut d = Daemon::prepare("kill9", "");
     d.start();
-    d.write("image.yaml", IMAGE);
+    d.write("image.yaml", BUSYBOX_IMAGE);
     let mut gens = vec![0u64; n];
     for i in 0..n {
         d.write(&format!("c{i}.yaml"), &files(i, 0));
@@ -239,12 +209,12 @@ fn kill9_during_apply_cycles_converges_without_leaks() {
     let t = Instant::now();
     for cycle in 1..=cycles {
         for _ in 0..3 {
-            let i = (rng.next() % n as u64) as usize;
+            let i = (rng.next_u64() % n as u64) as usize;
             gens[i] = cycle;
             d.write(&format!("c{i}.yaml"), &files(i, cycle));
         }
         // The agent is running: it has started on the changes. Kill it mid-way.
-        let wait = Duration::from_millis(rng.next() % 2500);
+        let wait = Duration::from_millis(rng.next_u64() % 2500);
         std::thread::sleep(wait);
         d.stop_with(libc::SIGKILL);
         kills += 1;
@@ -262,12 +232,7 @@ fn kill9_during_apply_cycles_converges_without_leaks() {
         t.elapsed().as_secs_f64()
     );
 
-    for e in std::fs::read_dir(&d.manifests)
-        .expect("manifests")
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
-    }
+    d.remove_all_manifests();
     d.wait_for("everything removed", Duration::from_secs(120), || {
         let _ = d.cli(&["apply"]);
         let empty = d.cli_json(&["ps"]).as_array()?.is_empty();
