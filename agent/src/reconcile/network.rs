@@ -467,6 +467,8 @@ impl Net {
             Ok(c) => c,
             Err(e) => return (done, vec![format!("reading containers: {e}")]),
         };
+        // One read of the attachments and links serves every container until something changes.
+        let mut snapshot = None;
         for rec in containers {
             if !matches!(
                 rec.state,
@@ -481,7 +483,11 @@ impl Net {
             if !uses_driver(&config) {
                 continue;
             }
-            match self.driver.repair(&rec.id) {
+            let outcome = self.driver.repair_with(&rec.id, &mut snapshot);
+            if !matches!(outcome, Ok(Repair::Intact)) {
+                snapshot = None;
+            }
+            match outcome {
                 Ok(Repair::Intact) => {}
                 Ok(Repair::Repaired(what)) => done.push(format!(
                     "repaired network of {}: {}",

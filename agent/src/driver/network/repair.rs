@@ -28,16 +28,46 @@ pub enum Repair {
     NamespaceGone,
 }
 
+/// The recorded attachments and the host's link names, read once to check many containers
+/// ([`NetworkDriver::repair_with`]): a check per container that dumps every link is quadratic
+/// in the number of containers (50 containers: 50 dumps of 100+ links per resync).
+#[derive(Debug, Default)]
+pub struct RepairSnapshot {
+    attachments: Vec<super::types::AttachmentRecord>,
+    links: HashSet<String>,
+}
+
 impl NetworkDriver {
     /// Checks a container's recorded attachment against the kernel and puts back missing
     /// bridges and veths (see the module docs).
     pub fn repair(&self, container_id: &str) -> Result<Repair, Error> {
+        self.repair_with(container_id, &mut None)
+    }
+
+    /// [`NetworkDriver::repair`] with what it reads kept in `snapshot` for the next container
+    /// (read when `None`). The caller sets it to `None` after anything that changes attachments
+    /// or links (a re-attach); a repair here does so itself.
+    pub fn repair_with(
+        &self,
+        container_id: &str,
+        snapshot: &mut Option<RepairSnapshot>,
+    ) -> Result<Repair, Error> {
         let _g = self.guard()?;
-        let Some(rec) = self
-            .store()
-            .attachments()?
-            .into_iter()
+        let snap = match snapshot {
+            Some(s) => s,
+            None => snapshot.insert(RepairSnapshot {
+                attachments: self.store().attachments()?,
+                links: netlink::run_in(None, |h| async move { netlink::list_links(&h).await })?
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect(),
+            }),
+        };
+        let Some(rec) = snap
+            .attachments
+            .iter()
             .find(|r| r.container_id == container_id && r.complete)
+            .cloned()
         else {
             return Ok(Repair::NotAttached);
         };
@@ -51,6 +81,16 @@ impl NetworkDriver {
         if !matches!(rec.mode, NetworkMode::Bridge(_)) {
             return Ok(Repair::Intact);
         }
+        let present = &snap.links;
+        if rec
+            .endpoints
+            .iter()
+            .all(|e| present.contains(&e.bridge) && present.contains(&e.host_veth))
+        {
+            return Ok(Repair::Intact);
+        }
+        // Something is missing: work on fresh facts, and make the next check read them again.
+        *snapshot = None;
         let present: HashSet<String> =
             netlink::run_in(None, |h| async move { netlink::list_links(&h).await })?
                 .into_iter()
