@@ -3,7 +3,9 @@
 //! Decisions:
 //! - One inotify watch on the *directory* (notify + notify-debouncer-full), not one per file:
 //!   editors and GitOps tools replace files by rename, which per-file watches lose.
-//! - Events are only a hint. Any event, an overflow (`Rescan`) or a watcher error makes the
+//! - Events are only a hint. Any event that can mean a change (not the `IN_OPEN` / read
+//!   `Access` events notify also reports: the scan itself opens every file, and taking those as
+//!   hints made an idle agent rescan the directory several times a second), an overflow (`Rescan`) or a watcher error makes the
 //!   watcher thread re-list the directory ([`Scanner::scan`]) and compare every manifest file's
 //!   content hash (SHA-256) with the previous scan. Only a difference fires a trigger, so a save
 //!   that produced ten events, or a scan that raced a second batch of events for the same change,
@@ -24,11 +26,13 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify_debouncer_full::notify::RecursiveMode;
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use sha2::{Digest, Sha256};
 
 /// Timing of the watcher.
@@ -273,6 +277,7 @@ enum Msg {
 pub struct Watcher {
     tx: mpsc::Sender<Msg>,
     snapshot: Arc<Mutex<Arc<Snapshot>>>,
+    scans: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -292,9 +297,17 @@ impl Watcher {
         let snapshot = Arc::new(Mutex::new(Arc::new(scanner.snapshot().clone())));
         let shared = snapshot.clone();
         let event_tx = tx.clone();
+        let scans = Arc::new(AtomicU64::new(1));
+        let counter = scans.clone();
+        let on_scan = move |changes: &Changes| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            if !changes.is_empty() {
+                on_change(changes);
+            }
+        };
         let thread = std::thread::Builder::new()
             .name("agent-watch".into())
-            .spawn(move || watch_loop(scanner, armed, timing, rx, event_tx, shared, on_change))
+            .spawn(move || watch_loop(scanner, armed, timing, rx, event_tx, shared, on_scan))
             .ok();
         if thread.is_none() {
             tracing::error!(
@@ -304,8 +317,14 @@ impl Watcher {
         Watcher {
             tx,
             snapshot,
+            scans,
             thread,
         }
+    }
+
+    /// How many scans of the directory were made (the first at spawn included).
+    pub fn scans(&self) -> u64 {
+        self.scans.load(Ordering::Relaxed)
     }
 
     /// The latest settled snapshot.
@@ -350,8 +369,10 @@ fn arm(dir: &Path, timing: WatchTiming, tx: &mpsc::Sender<Msg>) -> Option<(Debou
     let meta = std::fs::metadata(dir).ok()?;
     let tx = Mutex::new(tx.clone());
     let handler = move |res: notify_debouncer_full::DebounceEventResult| {
-        if let Err(errors) = &res {
-            tracing::debug!(?errors, "watch error; rescanning");
+        match &res {
+            Err(errors) => tracing::debug!(?errors, "watch error; rescanning"),
+            Ok(events) if !events.iter().any(|e| may_change(&e.event.kind)) => return,
+            Ok(_) => {}
         }
         let _ = tx
             .lock()
@@ -376,6 +397,16 @@ fn arm(dir: &Path, timing: WatchTiming, tx: &mpsc::Sender<Msg>) -> Option<(Debou
     Some((debouncer, (meta.dev(), meta.ino())))
 }
 
+/// Whether an event can mean that a file changed: everything but opening or reading a file
+/// (a close after writing counts).
+fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 fn watch_loop(
     mut scanner: Scanner,
     mut armed: Option<(Debouncer, (u64, u64))>,
@@ -383,7 +414,7 @@ fn watch_loop(
     rx: mpsc::Receiver<Msg>,
     tx: mpsc::Sender<Msg>,
     shared: Arc<Mutex<Arc<Snapshot>>>,
-    on_change: impl Fn(&Changes),
+    on_scan: impl Fn(&Changes),
 ) {
     let dir = scanner.dir.clone();
     while let Ok(msg) = rx.recv() {
@@ -417,8 +448,8 @@ fn watch_loop(
             tracing::debug!(?changes, "manifest files changed");
             *shared.lock().unwrap_or_else(|e| e.into_inner()) =
                 Arc::new(scanner.snapshot().clone());
-            on_change(&changes);
         }
+        on_scan(&changes);
     }
     if let Some((debouncer, _)) = armed {
         debouncer.stop_nonblocking();

@@ -12,6 +12,7 @@
 //! OOM kills: v1 `memory.oom_control` line `oom_kill N` (kernel 4.13+), v2 `memory.events` line
 //! `oom_kill N`. Any OOM kill in the container's cgroup counts as "OOM killed", as in Docker.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt};
@@ -52,15 +53,27 @@ pub fn v1_mount_in(mountinfo: &str, controller: &str) -> Option<PathBuf> {
     })
 }
 
+/// The v1 mount point of `controller`. Found ones are remembered (status checks ask for them
+/// every second per container, and mountinfo is long); a miss reads mountinfo again.
+fn v1_mount(controller: &str) -> Option<PathBuf> {
+    static FOUND: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = found.get(controller) {
+        return Some(p.clone());
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let p = v1_mount_in(&mi, controller)?;
+    found.insert(controller.to_string(), p.clone());
+    Some(p)
+}
+
 /// The directory of `cgroups_path` for `controller` (v1) or the unified one (v2).
 pub fn dir(version: CgroupVersion, controller: &str, cgroups_path: &str) -> Option<PathBuf> {
     let rel = cgroups_path.trim_start_matches('/');
     match version {
         CgroupVersion::V2 => Some(Path::new("/sys/fs/cgroup").join(rel)),
-        CgroupVersion::V1 => {
-            let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-            Some(v1_mount_in(&mi, controller)?.join(rel))
-        }
+        CgroupVersion::V1 => Some(v1_mount(controller)?.join(rel)),
     }
 }
 

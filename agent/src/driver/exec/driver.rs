@@ -317,7 +317,7 @@ fn status_of(dir: &Path, st: ContainerState) -> (ContainerStatus, ContainerState
             let monitored = monitor::monitor_alive(dir);
             match st.pid {
                 Some(pid) if is_same_process(pid, st.pid_start) => {
-                    if frozen(dir, &st.id) {
+                    if frozen(dir, &st) {
                         ContainerStatus::Paused { pid }
                     } else {
                         ContainerStatus::Running { pid, monitored }
@@ -365,8 +365,16 @@ fn reread_exited(dir: &Path) -> Option<ContainerState> {
 }
 
 /// Whether the container's freezer says frozen.
-fn frozen(dir: &Path, _id: &str) -> bool {
-    let Ok(cg) = paths::cgroups_path_of(dir) else {
+/// The container's cgroups path: from its state record, else from its bundle.
+fn cgroups_path(dir: &Path, st: &ContainerState) -> Result<String, Error> {
+    match &st.cgroups_path {
+        Some(p) => Ok(p.clone()),
+        None => paths::cgroups_path_of(dir),
+    }
+}
+
+fn frozen(dir: &Path, st: &ContainerState) -> bool {
+    let Ok(cg) = cgroups_path(dir, st) else {
         return false;
     };
     let v = cgroups::version();
@@ -418,8 +426,14 @@ impl ExecDriver for MonitorDriver {
             });
         }
         let host = HostInfo::detect(&self.config.cgroup_parent);
-        bundle::write(&dir, spec, &host)?;
-        ContainerState::new(&spec.id, &spec.name).save(&dir)
+        let oci = bundle::write(&dir, spec, &host)?;
+        let mut st = ContainerState::new(&spec.id, &spec.name);
+        st.cgroups_path = oci
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned());
+        st.save(&dir)
     }
 
     fn start(&self, id: &str) -> Result<i32, Error> {

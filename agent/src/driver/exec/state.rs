@@ -68,6 +68,10 @@ pub struct ContainerState {
     /// Why starting failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// The bundle's `linux.cgroupsPath`, recorded at create so that status checks need not
+    /// parse `config.json` (absent in records of older agents: read it from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups_path: Option<String>,
 }
 
 impl ContainerState {
@@ -88,6 +92,7 @@ impl ContainerState {
             signal: None,
             oom_killed: false,
             error: None,
+            cgroups_path: None,
         }
     }
 

@@ -288,3 +288,32 @@ fn rescan_notices_changes_the_watch_missed() {
     std::thread::sleep(Duration::from_millis(900));
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn reading_the_files_does_not_cause_scans() {
+    let h = Harness::new(|d| {
+        for i in 0..5 {
+            std::fs::write(d.join(format!("m{i}.yaml")), format!("i: {i}")).unwrap();
+        }
+    });
+    h.watcher.rescan_and_wait();
+    h.settle();
+    // Each scan opens every file (inotify IN_OPEN); those events must not feed another scan.
+    let before = h.watcher.scans();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        h.watcher.scans(),
+        before,
+        "the watcher rescans on its own reads"
+    );
+    // Neither do reads by others.
+    for i in 0..5 {
+        std::fs::read(h.path(&format!("m{i}.yaml"))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(h.watcher.scans(), before, "a read caused a scan");
+    // A write still does.
+    std::fs::write(h.path("m0.yaml"), "i: changed").unwrap();
+    assert_eq!(h.settle(), 1);
+    assert!(h.watcher.scans() > before);
+}
