@@ -80,25 +80,31 @@ fn limits(pid: i32) -> (Option<u64>, Option<u64>, Option<u64>) {
     }
 }
 
-#[test]
-fn resource_edits_change_the_running_container_in_place() {
-    if !require_root("resource_edits_change_the_running_container_in_place") {
-        return;
-    }
+/// A daemon running container `lim` with `resources`; its runtime id and init pid.
+fn start_lim(tag: &str, resources: &str) -> (Daemon, String, i32) {
     require_images();
-    let mut d = Daemon::prepare("update", "");
+    let mut d = Daemon::prepare(tag, "");
     d.start();
     d.write("image.yaml", BUSYBOX_IMAGE);
-    d.write(
-        "lim.yaml",
-        &manifest("  resources: {memory: 64Mi, pids: 50, cpus: 0.5}\n"),
-    );
+    d.write("lim.yaml", &manifest(resources));
     let row = d.wait_for("lim running", Duration::from_secs(60), || {
         let r = d.ps_row("lim");
         (r["state"] == "running").then_some(r)
     });
     let id = row["id"].as_str().unwrap_or_default().to_string();
     let pid = pid_of(&d, &id);
+    (d, id, pid)
+}
+
+#[test]
+fn resource_edits_change_the_running_container_in_place() {
+    if !require_root("resource_edits_change_the_running_container_in_place") {
+        return;
+    }
+    let (d, id, pid) = start_lim(
+        "update",
+        "  resources: {memory: 64Mi, pids: 50, cpus: 0.5}\n",
+    );
     assert_eq!(limits(pid), (Some(64 * MIB), Some(50), Some(50_000)));
 
     // Raise every limit: applied to the running cgroup, same container, same process.
@@ -158,20 +164,7 @@ fn a_limit_the_kernel_refuses_keeps_the_container_and_is_reported() {
     if !require_root("a_limit_the_kernel_refuses_keeps_the_container_and_is_reported") {
         return;
     }
-    require_images();
-    let mut d = Daemon::prepare("update-refused", "");
-    d.start();
-    d.write("image.yaml", BUSYBOX_IMAGE);
-    d.write(
-        "lim.yaml",
-        &manifest("  resources: {memory: 64Mi, pids: 50}\n"),
-    );
-    let row = d.wait_for("lim running", Duration::from_secs(60), || {
-        let r = d.ps_row("lim");
-        (r["state"] == "running").then_some(r)
-    });
-    let id = row["id"].as_str().unwrap_or_default().to_string();
-    let pid = pid_of(&d, &id);
+    let (d, id, pid) = start_lim("update-refused", "  resources: {memory: 64Mi, pids: 50}\n");
 
     // CPU 1000 does not exist: the kernel refuses the cpuset (on v1 and v2 alike). The other
     // limits of the same edit must not stay half-applied: the dropped pids limit (reset before
