@@ -598,7 +598,7 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         for d in &dirs {
-            remove_cgroup_tree(d);
+            crate::exec::remove_cgroup_tree(d);
         }
     }
 }
@@ -663,18 +663,6 @@ fn cgroup_pids(dir: &Path) -> Vec<i32> {
         }
     }
     pids
-}
-
-/// Removes cgroup `dir`, children first (a cgroup directory goes with rmdir, not unlink).
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// Unmounts everything mounted below `dir` (container root filesystems left by stopped
