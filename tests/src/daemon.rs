@@ -17,7 +17,10 @@ pub fn require_root(test: &str) -> bool {
     root
 }
 
-/// A running agent and its directories. Dropping it stops the agent (SIGTERM, then SIGKILL).
+/// A running agent and its directories. Dropping it, after a failed test too, stops the agent
+/// (SIGTERM, then SIGKILL), kills the containers and monitors it left, removes their cgroups,
+/// network names and mounts, and the temporary directory: all found through this fixture's own
+/// state directory and names, never another test's.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub manifests: PathBuf,
@@ -441,34 +444,20 @@ impl Daemon {
         // Bridges, veths, namespaces and firewall rules do not survive a reboot either.
         self.cleanup_network();
         // A reboot starts with empty cgroup hierarchies: remove the dead containers' cgroups.
-        for id in self.runtime_ids() {
-            let config = self.state.join("exec").join(&id).join("config.json");
-            let Some(cg) = std::fs::read_to_string(&config)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
-                .filter(|p| p.starts_with('/') && !p.contains(".."))
-            else {
-                continue;
-            };
-            let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-                roots.extend(rd.flatten().map(|e| e.path()));
-            }
-            for r in roots {
-                let _ = std::fs::remove_dir(r.join(cg.trim_start_matches('/')));
-            }
-        }
+        self.remove_cgroups();
     }
 
     /// Removes everything carrying this fixture's network names: veths, namespaces, firewall
     /// table or chains, the default bridge and `extra_bridges`. The agent must be stopped.
     pub fn cleanup_network(&self) {
-        let state = tempfile::tempdir().expect("tempdir");
-        let store = agent::driver::network::FileStore::open(state.path().join("none.json"))
-            .expect("empty network store");
-        if let Ok(d) =
-            agent::driver::network::NetworkDriver::new(self.net.clone(), std::sync::Arc::new(store))
+        // No panics here: `Drop` calls this while a failed test unwinds.
+        if let Ok(state) = tempfile::tempdir()
+            && let Ok(store) =
+                agent::driver::network::FileStore::open(state.path().join("none.json"))
+            && let Ok(d) = agent::driver::network::NetworkDriver::new(
+                self.net.clone(),
+                std::sync::Arc::new(store),
+            )
         {
             let _ = d.cleanup(Some(&std::collections::HashSet::new()));
             let _ = agent::driver::network::FirewallDriver::remove_all(d.firewall());
@@ -482,14 +471,198 @@ impl Daemon {
     }
 }
 
+/// How long `Drop` lets monitors finish their own cleanup (record the exit, remove the cgroup)
+/// before it kills them and cleans up after them.
+const MONITOR_GRACE: Duration = Duration::from_secs(15);
+
+impl Daemon {
+    /// The cgroup path (`linux.cgroupsPath`, e.g. `/agent/<id>`) of every container bundle in
+    /// this fixture's state directory, running or not. Only paths whose last component is the
+    /// bundle's own id are returned: ids are unique per container (name, time and pid hashed),
+    /// so these cgroups belong to this fixture and to no parallel test.
+    pub fn container_cgroups(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.state.join("exec")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(e.path().join("config.json")).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let cg = v["linux"]["cgroupsPath"].as_str()?.to_string();
+                let p = Path::new(&cg);
+                (p.is_absolute()
+                    && p.components().all(|c| {
+                        matches!(
+                            c,
+                            std::path::Component::RootDir | std::path::Component::Normal(_)
+                        )
+                    })
+                    && p.file_name().is_some_and(|n| n.to_string_lossy() == id))
+                .then_some(cg)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The directories of this fixture's container cgroups that exist: in every v1 hierarchy
+    /// and in the unified (v2) one, whichever the host mounts.
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let roots = cgroup_roots();
+        self.container_cgroups()
+            .iter()
+            .flat_map(|cg| {
+                roots
+                    .iter()
+                    .map(move |r| r.join(cg.trim_start_matches('/')))
+            })
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Thaws frozen containers of this fixture (a frozen process does not die of SIGKILL).
+    fn thaw_containers(&self) {
+        for d in self.cgroup_dirs() {
+            for (file, value) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+                if d.join(file).is_file() {
+                    let _ = std::fs::write(d.join(file), value);
+                }
+            }
+        }
+    }
+
+    /// Pids of this fixture's container monitors, both halves (`agent monitor` and
+    /// `agent-monitor-wait monitor`): `argv[1]` is `monitor` and `--state-dir` lies inside this
+    /// fixture's state directory, whether or not a `state.json` recorded the monitor.
+    pub fn monitor_pids(&self) -> Vec<i32> {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i32> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                let raw = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+                args.get(1) == Some(&&b"monitor"[..])
+                    && args.windows(2).any(|w| {
+                        w[0] == b"--state-dir"
+                            && Path::new(std::ffi::OsStr::from_bytes(w[1])).starts_with(&self.state)
+                    })
+                    && !is_zombie(*p)
+            })
+            .collect();
+        pids.sort();
+        pids
+    }
+
+    /// Waits up to `grace` for this fixture's monitors to leave, then SIGKILLs the rest.
+    fn end_monitors(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while !self.monitor_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let left = self.monitor_pids();
+        if !left.is_empty() {
+            eprintln!(
+                "{}: monitors {left:?} still there after {grace:?}: SIGKILL",
+                self.dir.path().display()
+            );
+        }
+        for p in &left {
+            // SAFETY: kill(2) of a monitor of this fixture (checked by its arguments just above).
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.monitor_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Removes this fixture's container cgroups (see [`Daemon::container_cgroups`]) in every
+    /// hierarchy, first killing whatever still runs in them. A monitor removes its container's
+    /// cgroup itself when the container exits; this is for monitors that were killed.
+    pub fn remove_cgroups(&self) {
+        let dirs = self.cgroup_dirs();
+        for d in &dirs {
+            for p in cgroup_pids(d) {
+                // SAFETY: kill(2) of a process inside a cgroup of this fixture's own container.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dirs.iter().any(|d| !cgroup_pids(d).is_empty()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for d in &dirs {
+            crate::exec::remove_cgroup_tree(d);
+        }
+    }
+}
+
 impl Drop for Daemon {
+    /// Runs after a failed test too, so nothing here may panic (a panic while unwinding aborts
+    /// and leaves everything behind). Touches only what this fixture's state directory and
+    /// network names identify.
     fn drop(&mut self) {
         self.stop();
+        self.thaw_containers();
         // Whatever the test left running (its own containers only: own state directory).
         self.kill_containers();
+        self.end_monitors(MONITOR_GRACE);
+        self.remove_cgroups();
         self.cleanup_network();
         unmount_under(self.dir.path());
+        // `TempDir` ignores a failed removal; retry (a late writer, a lazy unmount) and say so.
+        let mut result = Ok(());
+        for _ in 0..10 {
+            result = std::fs::remove_dir_all(self.dir.path());
+            match &result {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    unmount_under(self.dir.path());
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = result
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("leftover {}: {e}", self.dir.path().display());
+        }
     }
+}
+
+/// The mount points of the host's cgroup hierarchies (each v1 controller, the unified one).
+fn cgroup_roots() -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            matches!(f.get(2), Some(&"cgroup") | Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .collect()
+}
+
+/// Pids in cgroup `dir` and its descendants.
+fn cgroup_pids(dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                pids.extend(cgroup_pids(&e.path()));
+            }
+        }
+    }
+    pids
 }
 
 /// Unmounts everything mounted below `dir` (container root filesystems left by stopped

@@ -198,7 +198,8 @@ pub fn remove_cgroup_parent(parent: &str) {
     }
 }
 
-fn remove_cgroup_tree(d: &Path) {
+/// Removes cgroup directory `d`, children first (cgroup directories go with rmdir only).
+pub fn remove_cgroup_tree(d: &Path) {
     if let Ok(rd) = std::fs::read_dir(d) {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
