@@ -246,19 +246,25 @@ impl EffectiveContainer {
     /// The containers this one needs first: link targets, volumesFrom sources and the
     /// container whose network namespace it joins. Sorted, without repeats.
     pub fn dependencies(&self) -> Vec<&str> {
-        let mut deps: Vec<&str> = self
-            .fixed
+        let mut deps: Vec<&str> = self.dependency_names().collect();
+        deps.sort_unstable();
+        deps.dedup();
+        deps
+    }
+
+    /// The same names as [`Self::dependencies`], unsorted and possibly repeated, without
+    /// allocating (the planner calls this once or twice per container per plan).
+    pub fn dependency_names(&self) -> impl Iterator<Item = &str> {
+        let mode = match &self.fixed.network_mode {
+            NetworkMode::Container(c) => Some(c.as_str()),
+            _ => None,
+        };
+        self.fixed
             .links
             .iter()
             .map(|l| l.container.as_str())
             .chain(self.fixed.volumes_from.iter().map(String::as_str))
-            .collect();
-        if let NetworkMode::Container(c) = &self.fixed.network_mode {
-            deps.push(c);
-        }
-        deps.sort_unstable();
-        deps.dedup();
-        deps
+            .chain(mode)
     }
 
     /// The named volumes it mounts.
