@@ -195,4 +195,35 @@ fn a_limit_the_kernel_refuses_keeps_the_container_and_is_reported() {
     assert_eq!(cpus.trim(), "0");
     assert_eq!(pid_of(&d, &id), pid);
     assert_eq!(d.ps_row("lim")["restarts"], 0);
+
+    // Dropping the cpuset gives the container every CPU its parent cgroup has again.
+    let cpuset = cgroup_dir(pid, "cpuset");
+    let parent_cpus = || {
+        let p = cpuset
+            .parent()
+            .unwrap_or(&cpuset)
+            .join("cpuset.cpus.effective");
+        std::fs::read_to_string(&p)
+            .or_else(|_| {
+                std::fs::read_to_string(cpuset.parent().unwrap_or(&cpuset).join("cpuset.cpus"))
+            })
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    d.write(
+        "lim.yaml",
+        &manifest("  resources: {memory: 32Mi, pids: 40}\n"),
+    );
+    d.wait_for("cpuset dropped", Duration::from_secs(30), || {
+        let now = std::fs::read_to_string(cpuset.join("cpuset.cpus")).ok()?;
+        let now = if now.trim().is_empty() {
+            // v2: an empty set means the parent's.
+            std::fs::read_to_string(cpuset.join("cpuset.cpus.effective")).ok()?
+        } else {
+            now
+        };
+        (now.trim() == parent_cpus()).then_some(())
+    });
+    assert_eq!(pid_of(&d, &id), pid);
 }

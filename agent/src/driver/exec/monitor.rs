@@ -25,10 +25,13 @@
 //!
 //! Single-threaded: no async runtime, no threads; libcontainer clones without exec and changes the
 //! caller's process attributes (cwd for the notify socket, dumpable), which is why it runs here and
-//! never in the multi-threaded agent. Signal dispositions: Rust ignores SIGPIPE at start-up and an
-//! ignored signal survives `execve`, so SIGPIPE is reset to default before libcontainer clones
-//! the container's init; only after that does the monitor ignore SIGPIPE, SIGHUP, SIGINT and
-//! SIGTERM for itself (stop and kill signal the container, never the monitor).
+//! never in the multi-threaded agent. Signal dispositions: an ignored signal survives `execve`,
+//! and the monitor can inherit ignored signals (Rust ignores SIGPIPE at start-up; an agent started
+//! under `nohup` ignores SIGHUP, one started with `&` from a script SIGINT and SIGQUIT), so every
+//! ignored signal is reset to default before libcontainer clones the container's init
+//! ([`default_signal_dispositions`]; a container's `trap ... HUP` would otherwise silently do
+//! nothing); only after that does the monitor ignore SIGPIPE, SIGHUP, SIGINT and SIGTERM for
+//! itself (stop and kill signal the container, never the monitor).
 //!
 //! Memory: the waiting half is a fresh image (step 4), it gives back unused stack pages and calls
 //! `malloc_trim` before it waits. It is a separate, small executable because both binaries are
@@ -319,6 +322,61 @@ pub fn monitor_alive(dir: &Path) -> bool {
     !got
 }
 
+/// The kernel's `struct sigaction` (x86_64, aarch64; larger than the kernel's where it has no
+/// `sa_restorer`, which only matters for reading fields after `handler`).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets every ignored signal of this process back to its default disposition and unblocks
+/// every signal, so that a process it starts (through `execve`) begins in the standard state.
+/// Handlers are left alone (`execve` resets them anyway). Raw `rt_sigaction`, because glibc's
+/// `sigaction` refuses its internal signals 32 and 33, which glibc's `posix_spawn` (how the
+/// agent's `Command` starts the monitor) leaves ignored in the new program. Call it only from a
+/// single-threaded process (the monitor, `agent exec`).
+pub(crate) fn default_signal_dispositions() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction::default();
+        // SAFETY: rt_sigaction with no new action only writes `old`, which is at least as large
+        // as the kernel's struct; 8 is the size of the kernel's signal set.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        if got == 0 && old.handler == libc::SIG_IGN {
+            let default = KernelSigaction::default();
+            // SAFETY: as above; an all-zero action is SIG_DFL with no flags and an empty mask.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
+
 struct Started {
     pid: i32,
     stdout: OwnedFd,
@@ -374,9 +432,8 @@ fn start(dir: &Path, id: &str) -> Result<Started, Error> {
         container: spec.name.clone(),
         reason: chain(&e),
     };
-    // The container's processes must not inherit an ignored SIGPIPE (see the module docs).
-    // SAFETY: setting a signal disposition to its default has no preconditions.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // The container's processes must not inherit ignored signals (see the module docs).
+    default_signal_dispositions();
     let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(&runtime)
         .map_err(lc)?

@@ -29,7 +29,6 @@ use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec, UserBuilder};
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -218,9 +217,8 @@ fn run_tenant(
     } else {
         None
     };
-    // The exec'd process must not inherit Rust's ignored SIGPIPE.
-    // SAFETY: setting a disposition to default has no preconditions.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // The exec'd process must not inherit ignored signals (Rust's SIGPIPE, an agent's nohup).
+    super::monitor::default_signal_dispositions();
     let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(dir.join(RUNTIME_DIR))
         .map_err(lc)?
