@@ -242,7 +242,7 @@ fn orphan_then_delete(f: &mut Fixture, name: &str, drop_libcontainer_record: boo
     s.command = Some(vec!["sleep".into(), "1000".into()]);
     let id = f.run(&s);
     assert!(
-        !cgroup_dirs(&f, &id).is_empty(),
+        !cgroup_dirs(f, &id).is_empty(),
         "no cgroup for a running container"
     );
     let st = state::ContainerState::load(&f.dir(&id))
@@ -277,7 +277,7 @@ fn orphan_then_delete(f: &mut Fixture, name: &str, drop_libcontainer_record: boo
         .unwrap_or_else(|e| panic!("delete: {e}"));
     assert!(!f.dir(&id).exists(), "state directory left");
     assert_eq!(
-        cgroup_dirs(&f, &id),
+        cgroup_dirs(f, &id),
         Vec::<PathBuf>::new(),
         "cgroup left behind"
     );
