@@ -208,3 +208,77 @@ fn monitors_survive_the_agent_and_record_exits_meanwhile() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!info.status.is_running());
 }
+
+/// The container's cgroup directories that exist (every v1 hierarchy, or the v2 one).
+fn cgroup_dirs(f: &Fixture, id: &str) -> Vec<PathBuf> {
+    let rel = format!("{}/{}", f.cgroup_parent.trim_start_matches('/'), id);
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    roots
+        .into_iter()
+        .map(|r| r.join(&rel))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+#[test]
+fn delete_after_the_monitor_was_killed_removes_the_cgroup() {
+    if !require_root("delete_after_the_monitor_was_killed_removes_the_cgroup") {
+        return;
+    }
+    let mut f = Fixture::new("orphan");
+    orphan_then_delete(&mut f, "orphan", false);
+    // libcontainer's own record gone too (a monitor killed in the middle of a start): the
+    // driver removes the cgroup directories itself.
+    orphan_then_delete(&mut f, "norecord", true);
+}
+
+/// Starts `name`, kills its monitor and then the container, optionally removes libcontainer's
+/// record, deletes it through the driver and checks that nothing is left.
+fn orphan_then_delete(f: &mut Fixture, name: &str, drop_libcontainer_record: bool) {
+    let mut s = f.spec(name);
+    s.command = Some(vec!["sleep".into(), "1000".into()]);
+    let id = f.run(&s);
+    assert!(
+        !cgroup_dirs(f, &id).is_empty(),
+        "no cgroup for a running container"
+    );
+    let st = state::ContainerState::load(&f.dir(&id))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state"));
+    // The monitor dies first (as in a crash or an OOM kill of the monitor), then the container.
+    let monitor = st.monitor_pid.unwrap_or_else(|| panic!("no monitor pid"));
+    // SAFETY: signalling a pid this test started.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let pid = st.pid.unwrap_or_else(|| panic!("no pid"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{monitor}")).exists()
+        && std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "monitor {monitor} did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    while f.driver.state(&id).is_ok_and(|i| i.status.is_running()) {
+        assert!(Instant::now() < deadline, "container {pid} did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if drop_libcontainer_record {
+        let record = f.dir(&id).join(agent::driver::exec::monitor::RUNTIME_DIR);
+        std::fs::remove_dir_all(&record).unwrap_or_else(|e| panic!("{}: {e}", record.display()));
+    }
+    f.driver
+        .delete(&id)
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    assert!(!f.dir(&id).exists(), "state directory left");
+    assert_eq!(
+        cgroup_dirs(f, &id),
+        Vec::<PathBuf>::new(),
+        "cgroup left behind"
+    );
+}

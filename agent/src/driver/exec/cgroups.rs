@@ -77,6 +77,40 @@ pub fn dir(version: CgroupVersion, controller: &str, cgroups_path: &str) -> Opti
     }
 }
 
+/// Removes the (empty) cgroup directories of `cgroups_path` that are left: in every v1
+/// hierarchy, or the v2 one. libcontainer removes them when a container is deleted; this covers
+/// a libcontainer state that could not be loaded (a monitor killed in the middle of a start).
+/// Returns the directories that could not be removed, with why (a process still in them).
+pub fn remove_leftovers(version: CgroupVersion, cgroups_path: &str) -> Vec<String> {
+    let rel = cgroups_path.trim_start_matches('/');
+    if rel.is_empty() {
+        return Vec::new();
+    }
+    let dirs: Vec<PathBuf> = match version {
+        CgroupVersion::V2 => vec![Path::new("/sys/fs/cgroup").join(rel)],
+        CgroupVersion::V1 => std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                if post.split_whitespace().next()? != "cgroup" {
+                    return None;
+                }
+                Some(PathBuf::from(pre.split_whitespace().nth(4)?).join(rel))
+            })
+            .collect(),
+    };
+    let mut failed = Vec::new();
+    for d in dirs {
+        match std::fs::remove_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => failed.push(format!("{}: {e}", d.display())),
+        }
+    }
+    failed
+}
+
 /// The value of `key` in a flat keyed file (`key value` lines).
 pub fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {

@@ -566,6 +566,12 @@ impl ExecDriver for MonitorDriver {
         {
             let _ = c.delete(true);
         }
+        // And what libcontainer could not remove (its state unreadable): the cgroup directories.
+        if let Ok(cg) = paths::cgroups_path_of(&dir) {
+            for line in cgroups::remove_leftovers(cgroups::version(), &cg) {
+                tracing::warn!(container = id, cgroup = %line, "cgroup left behind");
+            }
+        }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
