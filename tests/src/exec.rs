@@ -142,6 +142,15 @@ impl Fixture {
         (info.status, self.log_text(&id))
     }
 
+    /// Waits up to 10 s until the container's log contains `needle`.
+    pub fn wait_log(&self, id: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log_text(id).contains(needle) {
+            assert!(Instant::now() < deadline, "{id} never logged {needle:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// All log text of a container (both streams, in order).
     pub fn log_text(&self, id: &str) -> String {
         let dir = paths::container_dir(&self.state, id);

@@ -105,11 +105,7 @@ fn stop_honours_the_grace_period_then_kills() {
     ]);
     let hup = f.run(&s);
     for id in [&stubborn, &polite, &hup] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f.log_text(id).contains("ready") {
-            assert!(Instant::now() < deadline, "{id} never got ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        f.wait_log(id, "ready");
     }
 
     let t = Instant::now();

@@ -62,11 +62,7 @@ fn containers_do_not_inherit_ignored_signals() {
         "trap 'echo got-hup; exit 3' HUP; echo ready; while true; do sleep 0.1; done".into(),
     ]);
     let id = f.run(&s);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !f.log_text(&id).contains("ready") {
-        assert!(std::time::Instant::now() < deadline, "never got ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    f.wait_log(&id, "ready");
     let info = f
         .driver
         .stop(&id, Some(Duration::from_secs(10)))
