@@ -138,17 +138,18 @@ pub fn write(
     if !wd.exists() && !spec.read_only {
         fs::create_dir_all(&wd).map_err(Error::io("create workdir", &wd))?;
     }
-    let json = serde_json::to_vec_pretty(&oci).map_err(|source| Error::Json {
-        path: dir.join("config.json"),
-        source,
-    })?;
-    write_atomic(&dir.join("config.json"), &json)?;
-    let json = serde_json::to_vec_pretty(spec).map_err(|source| Error::Json {
-        path: dir.join("spec.json"),
-        source,
-    })?;
-    write_atomic(&dir.join("spec.json"), &json)?;
+    write_json(&dir.join("config.json"), &oci)?;
+    write_json(&dir.join("spec.json"), spec)?;
     Ok(oci)
+}
+
+/// Writes `value` as pretty JSON to `path` atomically ([`write_atomic`]).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
+    let json = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &json)
 }
 
 #[cfg(test)]

@@ -684,7 +684,7 @@ impl ExecDriver for MonitorDriver {
         })?;
         let running = self.info(&dir, st.clone()).status.is_running();
         if running && new.resources != old.resources {
-            let cgroups_path = paths::cgroups_path_of(&dir)?;
+            let cgroups_path = cgroups_path(&dir, &st)?;
             if let Err(reason) =
                 cgroups::update(&cgroups_path, &built, &old.resources, &new.resources)
             {
@@ -701,17 +701,8 @@ impl ExecDriver for MonitorDriver {
         if let Some(linux) = oci.linux_mut() {
             linux.set_resources(Some(built));
         }
-        let json = serde_json::to_vec_pretty(&oci).map_err(|source| Error::Json {
-            path: config_path.clone(),
-            source,
-        })?;
-        bundle::write_atomic(&config_path, &json)?;
-        let spec_path = dir.join("spec.json");
-        let json = serde_json::to_vec_pretty(&new).map_err(|source| Error::Json {
-            path: spec_path.clone(),
-            source,
-        })?;
-        bundle::write_atomic(&spec_path, &json)
+        bundle::write_json(&config_path, &oci)?;
+        bundle::write_json(&dir.join("spec.json"), &new)
     }
 }
 
