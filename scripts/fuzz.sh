@@ -49,6 +49,12 @@ if [ -d examples/manifests ]; then
   cp -n examples/manifests/*.yaml fuzz/corpus/manifest_parse/ 2>/dev/null || true
 fi
 
+# Sandboxes of the targets (layer_unpack's <box> per fuzzing process) go in a directory of this
+# run, removed at the end: libFuzzer ends a run by exiting, so the targets cannot clean up.
+fuzz_tmp=$(mktemp -d /tmp/agent-fuzz-XXXXXX)
+trap 'rm -rf "$fuzz_tmp"' EXIT
+export AGENT_FUZZ_TMP="$fuzz_tmp"
+
 read -r -a build <<<"${FUZZ_BUILD:--O}"
 build+=(--fuzz-dir fuzz --target-dir target/fuzz)
 echo "fuzz: building targets (cargo fuzz build ${build[*]})"
