@@ -56,32 +56,49 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     Planner::new(desired, actual).run()
 }
 
-/// A container step with its sort key: (dependency level, name, order within the container).
-/// The level is the container's slot (see [`Slots`]) until [`slots_to_levels`] replaces it.
-type Ordered<'a> = (u32, &'a str, u8, Step);
+/// A container step: the container's slot (see [`Slots`]), the order of the step among the
+/// container's steps, the step. Sorted by dependency level, then name (= slot), then that order.
+type Ordered = (u32, u8, Step);
 
 #[derive(Default)]
-struct Phases<'a> {
+struct Phases {
     fetch: Vec<Step>,
     prepare: Vec<Step>,
-    teardown: Vec<Ordered<'a>>,
+    teardown: Vec<Ordered>,
     networks: Vec<Step>,
-    build: Vec<Ordered<'a>>,
-    late_teardown: Vec<Ordered<'a>>,
+    build: Vec<Ordered>,
+    late_teardown: Vec<Ordered>,
     cleanup: Vec<Step>,
 }
 
-fn slots_to_levels(steps: &mut [Ordered<'_>], levels: &[u32]) {
-    for s in steps {
-        s.0 = levels[s.0 as usize];
-    }
+/// The steps of a container phase in order: by dependency level (`deepest_first` for
+/// teardowns), then name, then the order among a container's steps; equal keys keep the order
+/// they were planned in. Sorts small keys, not the (large) steps.
+fn ordered(steps: Vec<Ordered>, levels: &[u32], deepest_first: bool) -> impl Iterator<Item = Step> {
+    let mut keys: Vec<(u32, u32, u8, u32)> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (slot, order, _))| {
+            let level = levels[*slot as usize];
+            let level = if deepest_first {
+                u32::MAX - level
+            } else {
+                level
+            };
+            (level, *slot, *order, i as u32)
+        })
+        .collect();
+    keys.sort_unstable();
+    let mut steps: Vec<Option<Step>> = steps.into_iter().map(|(_, _, s)| Some(s)).collect();
+    keys.into_iter()
+        .map(move |k| steps[k.3 as usize].take().expect("each step is taken once"))
 }
 
 struct Planner<'a> {
     desired: &'a Desired,
     actual: &'a Actual,
     held: Vec<Held>,
-    phases: Phases<'a>,
+    phases: Phases,
 }
 
 fn step(change: Change, reasons: Vec<String>) -> Step {
@@ -312,7 +329,6 @@ impl<'a> Planner<'a> {
             ) {
                 bucket.push((
                     slot,
-                    name,
                     0,
                     step(
                         Change::StopContainer {
@@ -324,7 +340,6 @@ impl<'a> Planner<'a> {
             }
             bucket.push((
                 slot,
-                name,
                 1,
                 step(
                     Change::RemoveContainer {
@@ -353,7 +368,6 @@ impl<'a> Planner<'a> {
                     ) {
                         self.phases.teardown.push((
                             slot,
-                            name,
                             0,
                             step(
                                 Change::StopContainer {
@@ -365,7 +379,6 @@ impl<'a> Planner<'a> {
                     }
                     self.phases.teardown.push((
                         slot,
-                        name,
                         1,
                         step(
                             Change::RemoveContainer {
@@ -430,7 +443,6 @@ impl<'a> Planner<'a> {
             )];
             self.phases.build.push((
                 slot,
-                name,
                 3,
                 step(
                     Change::RefreshLinks {
@@ -442,21 +454,21 @@ impl<'a> Planner<'a> {
             ));
         }
 
-        // The container steps hold their slot so far; now their dependency slot. Levels are
-        // computed only for a side that has steps.
-        let phases = &mut self.phases;
-        if !phases.build.is_empty() {
-            let levels = slots.levels(|i| slots.want[i].map(|e| Some(&e.value.config)));
-            slots_to_levels(&mut phases.build, &levels);
-        }
-        if !phases.teardown.is_empty() || !phases.late_teardown.is_empty() {
-            let levels = slots.levels(|i| slots.have[i].map(|c| c.config.as_ref()));
-            slots_to_levels(&mut phases.teardown, &levels);
-            slots_to_levels(&mut phases.late_teardown, &levels);
-        }
+        // Dependency levels, only for a side that has steps.
+        let phases = &self.phases;
+        let desired_levels = if phases.build.is_empty() {
+            Vec::new()
+        } else {
+            slots.levels(|i| slots.want[i].map(|e| Some(&e.value.config)))
+        };
+        let actual_levels = if phases.teardown.is_empty() && phases.late_teardown.is_empty() {
+            Vec::new()
+        } else {
+            slots.levels(|i| slots.have[i].map(|c| c.config.as_ref()))
+        };
 
         self.images(&held_containers, &in_use);
-        self.assemble()
+        self.assemble(&desired_levels, &actual_levels)
     }
 
     /// Create (and start) a container.
@@ -470,7 +482,6 @@ impl<'a> Planner<'a> {
     ) {
         self.phases.build.push((
             slot,
-            name,
             1,
             step(
                 Change::CreateContainer {
@@ -484,7 +495,6 @@ impl<'a> Planner<'a> {
         if !keep_stopped {
             self.phases.build.push((
                 slot,
-                name,
                 2,
                 step(
                     Change::StartContainer {
@@ -508,7 +518,6 @@ impl<'a> Planner<'a> {
         let recreate = |reasons: Vec<String>| {
             (
                 slot,
-                name,
                 1u8,
                 step(
                     Change::RecreateContainer {
@@ -546,7 +555,6 @@ impl<'a> Planner<'a> {
             if have.state == ContainerState::Created {
                 self.phases.build.push((
                     slot,
-                    name,
                     2,
                     step(
                         Change::StartContainer {
@@ -563,7 +571,6 @@ impl<'a> Planner<'a> {
             Some(hash) if diff.fixed.is_empty() && !diff.live.is_empty() => {
                 self.phases.build.push((
                     slot,
-                    name,
                     1,
                     step(
                         Change::UpdateContainer {
@@ -577,7 +584,6 @@ impl<'a> Planner<'a> {
                 if have.state == ContainerState::Created {
                     self.phases.build.push((
                         slot,
-                        name,
                         2,
                         step(
                             Change::StartContainer {
@@ -813,19 +819,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn assemble(self) -> Plan {
+    fn assemble(self, desired_levels: &[u32], actual_levels: &[u32]) -> Plan {
         let Phases {
             fetch,
             prepare,
-            mut teardown,
+            teardown,
             networks,
-            mut build,
-            mut late_teardown,
+            build,
+            late_teardown,
             cleanup,
         } = self.phases;
-        teardown.sort_by(|x, y| (y.0, x.1, x.2).cmp(&(x.0, y.1, y.2)));
-        late_teardown.sort_by(|x, y| (y.0, x.1, x.2).cmp(&(x.0, y.1, y.2)));
-        build.sort_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
         let mut steps = Vec::with_capacity(
             fetch.len()
                 + prepare.len()
@@ -837,10 +840,10 @@ impl<'a> Planner<'a> {
         );
         steps.extend(fetch);
         steps.extend(prepare);
-        steps.extend(teardown.into_iter().map(|t| t.3));
+        steps.extend(ordered(teardown, actual_levels, true));
         steps.extend(networks);
-        steps.extend(build.into_iter().map(|t| t.3));
-        steps.extend(late_teardown.into_iter().map(|t| t.3));
+        steps.extend(ordered(build, desired_levels, false));
+        steps.extend(ordered(late_teardown, actual_levels, true));
         steps.extend(cleanup);
         let mut held = self.held;
         held.sort_by(|x, y| (x.kind, &x.name).cmp(&(y.kind, &y.name)));
