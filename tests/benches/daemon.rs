@@ -304,21 +304,6 @@ fn smaps_kib(pid: i32, key: &str) -> Option<f64> {
     })
 }
 
-/// utime + stime of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime 15.
-    let get = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(14) + get(15)
-}
-
 fn status_kib(pid: u32, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -465,10 +450,10 @@ fn measure_idle(d: &Daemon, secs: u64) -> (f64, f64, f64, Vec<f64>) {
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let before = cpu_ticks(pid);
+    let before = agent_e2e::cpu_ticks(pid);
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let used = (cpu_ticks(pid) - before) as f64 / ticks;
+    let used = (agent_e2e::cpu_ticks(pid) - before) as f64 / ticks;
     let cpu_pct = used / t.elapsed().as_secs_f64() * 100.0;
     let rss = status_kib(pid, "VmRSS");
     let hwm = status_kib(pid, "VmHWM");

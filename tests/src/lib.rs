@@ -46,3 +46,18 @@ pub fn agent_bin() -> PathBuf {
     });
     target.join("debug").join("agent")
 }
+
+/// utime + stime of process `pid` in clock ticks (0 if it cannot be read).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest's first field is field 3 of stat(5); utime and stime are fields 14 and 15.
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}

@@ -24,20 +24,6 @@ fn container(name: &str, script: &str) -> String {
     )
 }
 
-/// utime + stime of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest's first field is field 3 of stat(5); utime and stime are fields 14 and 15.
-    let get = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(14) + get(15)
-}
-
 /// (container id, host pid, started_at, restarts, state) of `name`.
 fn identity(d: &Daemon, name: &str) -> (String, i64, i64, u64, String) {
     let out = d.cli_ok(&["inspect", name]);
@@ -100,7 +86,7 @@ fn crash_loop_next_to_healthy_containers() {
     let before: Vec<_> = healthy.iter().map(|h| identity(&d, h)).collect();
 
     let pid = d.pid().expect("agent pid");
-    let cpu0 = cpu_ticks(pid);
+    let cpu0 = agent_e2e::cpu_ticks(pid);
     let t0 = Instant::now();
     d.write("crash.yaml", &container("crash", "exit 1"));
     while t0.elapsed() < Duration::from_secs(secs) {
@@ -117,7 +103,7 @@ fn crash_loop_next_to_healthy_containers() {
     let elapsed = t0.elapsed().as_secs_f64();
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu_s = (cpu_ticks(pid) - cpu0) as f64 / ticks;
+    let cpu_s = (agent_e2e::cpu_ticks(pid) - cpu0) as f64 / ticks;
 
     // Healthy containers: same identity, never restarted.
     for (h, b) in healthy.iter().zip(&before) {
