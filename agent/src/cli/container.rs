@@ -40,15 +40,6 @@ pub struct StartArgs {
     pub client: ClientOpts,
 }
 
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Without the agent: the store's bookkeeping when the store knows `name`, else the exec
 /// driver alone.
 fn offline(
@@ -121,7 +112,7 @@ pub fn stop(args: StopArgs) -> crate::Result<Outcome> {
         &args.name,
         &args.client,
         |name| {
-            let mut p = format!("/v1/containers/{}/stop", url_escape(name));
+            let mut p = format!("/v1/containers/{}/stop", super::daemon::url_escape(name));
             if let Some(g) = grace {
                 p.push_str(&format!("?time={}", g.as_secs_f64()));
             }
@@ -142,7 +133,7 @@ pub fn start(args: StartArgs) -> crate::Result<Outcome> {
     each(
         &args.name,
         &args.client,
-        |name| format!("/v1/containers/{}/start", url_escape(name)),
+        |name| format!("/v1/containers/{}/start", super::daemon::url_escape(name)),
         |state, name| {
             offline(
                 state,

@@ -354,7 +354,8 @@ pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
     Ok(Outcome::OK)
 }
 
-fn url_escape(s: &str) -> String {
+/// `s` percent-encoded for a URL path segment (unreserved characters kept).
+pub(super) fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

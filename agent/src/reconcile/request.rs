@@ -193,23 +193,10 @@ pub fn stop<E: ExecDriver>(
     }
     rec.state = ContainerState::StoppedByUser;
     rec.health = None;
-    store
-        .transaction(|tx| {
-            tx.upsert_container(&rec)?;
-            event(
-                tx,
-                "container.stop",
-                &format!("container/{name}"),
-                json!({"reason": "agent stop", "was": was.as_str(), "exitCode": rec.exit_code}),
-            )
-        })
-        .map_err(|e| failed(name, e))?;
+    let message = json!({"reason": "agent stop", "was": was.as_str(), "exitCode": rec.exit_code});
+    let report = record(store, &rec, "container.stop", message)?;
     tracing::info!(container = name, was = %was, "stopped by the user (agent stop)");
-    Ok(ActionReport {
-        name: name.to_string(),
-        state: rec.state.to_string(),
-        changed: true,
-    })
+    Ok(report)
 }
 
 /// `agent start`: see the module docs.
@@ -232,18 +219,26 @@ pub fn start<E: ExecDriver>(
     rec.oom_killed = false;
     rec.restart_count = 0;
     rec.health = None;
+    let message = json!({"reason": "agent start", "was": was.as_str()});
+    let report = record(store, &rec, "container.start", message)?;
+    tracing::info!(container = name, was = %was, "started by the user (agent start)");
+    Ok(report)
+}
+
+/// Saves the changed record with its event `kind` in one transaction; the answer says it changed.
+fn record(
+    store: &mut Store,
+    rec: &ContainerRecord,
+    kind: &str,
+    message: serde_json::Value,
+) -> Result<ActionReport, RequestError> {
+    let name = rec.name.as_str();
     store
         .transaction(|tx| {
-            tx.upsert_container(&rec)?;
-            event(
-                tx,
-                "container.start",
-                &format!("container/{name}"),
-                json!({"reason": "agent start", "was": was.as_str()}),
-            )
+            tx.upsert_container(rec)?;
+            event(tx, kind, &format!("container/{name}"), message)
         })
         .map_err(|e| failed(name, e))?;
-    tracing::info!(container = name, was = %was, "started by the user (agent start)");
     Ok(ActionReport {
         name: name.to_string(),
         state: rec.state.to_string(),
