@@ -320,6 +320,8 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
                 &spec("user"),
                 format!("invalid user {u:?}: expected user, uid, user:group or uid:gid"),
             );
+        } else if let Err(e) = crate::driver::exec::spec::user::check_numeric_ids(u) {
+            c.err(&spec("user"), format!("invalid user {u:?}: {e}"));
         }
     }
     if let Some(h) = &s.hostname

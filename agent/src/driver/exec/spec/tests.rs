@@ -180,6 +180,40 @@ fn user_resolution() {
     assert!(resolve_with(Some("user:"), PASSWD, GROUP).is_err());
 }
 
+/// `(uid_t)-1` means "unchanged" to setresuid: ids above 2147483647 are refused from every
+/// source, as runc does.
+#[test]
+fn user_ids_above_max_are_refused() {
+    let err = |u: &str, passwd: &str, group: &str| {
+        resolve_with(Some(u), passwd, group)
+            .err()
+            .unwrap_or_else(|| panic!("{u:?} was accepted"))
+    };
+    for u in [
+        "4294967295",
+        "2147483648",
+        "99999999999999999999",
+        "0:4294967295",
+        "user:2147483648",
+    ] {
+        let e = err(u, PASSWD, GROUP);
+        assert!(e.contains("0-2147483647"), "{u}: {e}");
+    }
+    let r = resolve_with(Some("2147483647:2147483647"), PASSWD, GROUP)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((r.uid, r.gid), (2147483647, 2147483647));
+    // from the image's files
+    let passwd =
+        "evil:x:4294967295:0::/:/bin/sh\nbadgid:x:5:4294967295::/:/bin/sh\nok:x:6:6::/:/bin/sh\n";
+    let group = "wide:x:4294967294:ok\n";
+    assert!(err("evil", passwd, group).contains("uid 4294967295"));
+    assert!(err("badgid", passwd, group).contains("gid 4294967295"));
+    assert!(err("ok", passwd, group).contains("gid 4294967294"));
+    assert!(err("ok:wide", passwd, group).contains("gid 4294967294"));
+    assert!(super::user::check_numeric_ids("user:group").is_ok());
+    assert!(super::user::check_numeric_ids("2147483648").is_err());
+}
+
 #[test]
 fn secure_join_stays_inside_root() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -8,9 +8,36 @@
 //!
 //! Files are read inside the root filesystem with symlinks resolved against the container's root
 //! ([`secure_join`]), so that an image cannot point `/etc/passwd` at a host file.
+//!
+//! Ids above [`MAX_ID`] (2147483647) are refused wherever they come from: the manifest's `user`,
+//! the image's `User`, `agent exec -u`, or a passwd or group entry inside the image. As in runc
+//! (`user.ErrRange`) and so Docker: `(uid_t)-1` (4294967295) means "leave unchanged" to
+//! `setresuid`, so such a user would silently keep running as root.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
+
+/// The largest user or group id accepted (runc's `maxID`, `1 << 31 - 1`).
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// The rule for ids, for error messages.
+pub const ID_RULE: &str = "user and group ids must be 0-2147483647";
+
+/// Checks the numeric parts of a user string (`uid`, `uid:gid`, `name:gid`, ...) against
+/// [`MAX_ID`] without the image's files: what `agent validate` and `agent exec -u` can say before
+/// anything runs. Names are checked later, when they are resolved.
+pub fn check_numeric_ids(user: &str) -> Result<(), String> {
+    for (i, part) in user.trim().splitn(2, ':').enumerate() {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            let what = if i == 0 { "uid" } else { "gid" };
+            match part.parse::<u64>() {
+                Ok(n) if n <= u64::from(MAX_ID) => {}
+                _ => return Err(format!("{what} {part} is out of range: {ID_RULE}")),
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Who the container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +111,7 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 /// not found and where it was looked for.
 pub fn resolve_with(user: Option<&str>, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
     let spec = user.unwrap_or("").trim();
+    check_numeric_ids(spec).map_err(|e| format!("user {spec:?}: {e}"))?;
     let (user_part, group_part) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -140,6 +168,19 @@ pub fn resolve_with(user: Option<&str>, passwd: &str, group: &str) -> Result<Res
                 }
             }
         }
+    }
+    if uid > MAX_ID {
+        return Err(format!(
+            "user {spec:?} resolves to uid {uid} in the image's /etc/passwd: {ID_RULE}"
+        ));
+    }
+    if let Some(g) = std::iter::once(gid)
+        .chain(additional.iter().copied())
+        .find(|g| *g > MAX_ID)
+    {
+        return Err(format!(
+            "user {spec:?} resolves to gid {g} in the image's /etc/passwd or /etc/group: {ID_RULE}"
+        ));
     }
     Ok(ResolvedUser {
         uid,
