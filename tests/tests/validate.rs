@@ -276,3 +276,38 @@ fn reference_docs_mention_every_schema_field() {
         "docs/manifest.md does not mention {missing:?}"
     );
 }
+
+/// `agent validate` reads with the daemon's intake: the same permission rule (a group-writable
+/// file or a writable manifest directory is refused, as the daemon refuses it) and the same
+/// file-name rule (emacs' `#x.yaml` is not a manifest).
+#[test]
+fn permission_and_name_rules_are_the_daemons() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = tmp.path();
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let good = "apiVersion: agent/v1\nkind: Volume\nmetadata:\n  name: data\n";
+    std::fs::write(p.join("data.yaml"), good).expect("write");
+    std::fs::write(p.join("#data.yaml"), "not: [valid").expect("write");
+    chmod(&p.join("data.yaml"), 0o664);
+    let (code, out, err) = validate(&[p]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("data.yaml:1:1: refused: mode 0664 lets its group change it"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 1 file(s) invalid"), "{out}");
+    chmod(&p.join("data.yaml"), 0o644);
+    chmod(p, 0o777);
+    let (code, out, err) = validate(&[p]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refused: mode 0777 lets group and others change it"),
+        "{err}"
+    );
+    chmod(p, 0o755);
+    let (code, out, err) = validate(&[p]);
+    assert_eq!(code, 0, "{out}{err}");
+}

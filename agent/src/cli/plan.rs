@@ -1,7 +1,7 @@
 //! `agent plan DIR [--state-dir D] [--output text|json]`: what the agent would change to make the
 //! host match the manifests in DIR, against the state recorded in D.
 //!
-//! - DIR is read like the daemon reads it. A file that fails to load keeps its last good
+//! - DIR is read like the daemon reads it (the same intake, [`crate::manifest::source`]). A file that fails to load keeps its last good
 //!   version (from the store) in force, as the daemon would; its problems are printed and the
 //!   exit code is 1.
 //! - The store is read without touching it: if `D/state.db` does not exist the recorded state

@@ -1,7 +1,10 @@
 //! `agent validate DIR|FILE...`: load and check manifests without touching the host.
 //!
-//! Exit codes: 0 every file is valid, 1 some file is invalid, 2 usage error (bad arguments, a
-//! path that does not exist or cannot be read). Text output prints one line per problem,
+//! Paths are read by the daemon's intake ([`crate::manifest::source`]): the same file-name rule,
+//! permission rule and parser, so what `agent validate` accepts the daemon loads.
+//!
+//! Exit codes: 0 every file is valid, 1 some file is invalid or a directory is refused by the
+//! permission rule, 2 usage error (bad arguments, a path that does not exist or cannot be read). Text output prints one line per problem,
 //! `file:line:col: field: message`, then a summary; `--output json` prints one JSON object:
 //! `{"valid": bool, "files": [{"path", "sha256", "valid", "objects": [{"kind", "name", "line",
 //! "column"}], "errors": [{"file", "line", "column", "field", "message", "related"}]}]}`.
@@ -23,8 +26,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> crate::Result<Outcome> {
-    let loaded =
-        manifest::load_paths(&args.paths).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let loaded = manifest::load_paths(&args.paths).map_err(|e| match e {
+        manifest::Error::Read { .. } => crate::Error::Usage(e.to_string()),
+        other => other.into(),
+    })?;
     match args.output {
         OutputFormat::Text => print_text(&loaded),
         OutputFormat::Json => {

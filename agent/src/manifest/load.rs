@@ -1,6 +1,6 @@
-//! Loading manifest files: which files count, reading them safely, one result per file.
+//! Parsing manifest files: bytes to typed, checked objects, one result per file. Which files
+//! count and how they are read is [`super::source`]'s job.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::de::{did_you_mean, from_node};
 use super::node::{Node, NodeKind, Step, parse_documents};
 use super::types::{Kind, Manifest};
-use super::{Diagnostic, Error, validate};
+use super::{Diagnostic, validate};
 
 /// Files larger than this are refused without being parsed.
 pub const MAX_FILE_SIZE: u64 = 1 << 20;
@@ -82,6 +82,16 @@ impl FileResult {
     pub fn is_ok(&self) -> bool {
         self.outcome.is_ok()
     }
+
+    /// A file that could not be read or was refused, with why (reported at its line 1).
+    pub fn failed(path: &Path, message: String) -> FileResult {
+        FileResult {
+            path: path.to_path_buf(),
+            sha256: String::new(),
+            outcome: Err(vec![file_diag(path, message)]),
+            declared: Vec::new(),
+        }
+    }
 }
 
 impl Loaded {
@@ -114,106 +124,6 @@ impl Loaded {
         validate::check_across(&mut loaded);
         loaded
     }
-}
-
-/// Whether a directory entry named `name` is a manifest file: `*.yaml` or `*.yml`, not hidden,
-/// not an editor backup or swap file.
-pub fn is_manifest_file(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !name.starts_with('.')
-        && !name.ends_with('~')
-        && (lower.ends_with(".yaml") || lower.ends_with(".yml"))
-        && !lower.ends_with(".swp")
-        && !lower.ends_with(".bak")
-        && !lower.ends_with(".tmp")
-}
-
-/// Loads every manifest file of a directory (not recursive) and checks them together.
-pub fn load_dir(dir: &Path) -> Result<Loaded, Error> {
-    load_paths(&[dir.to_path_buf()])
-}
-
-/// Loads files and directories: a directory contributes its manifest files
-/// ([`is_manifest_file`]); a file named directly is read whatever its name. Unreadable paths are
-/// errors; unreadable or bad files become failing [`FileResult`]s.
-pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Error> {
-    let mut files: Vec<PathBuf> = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| Error::Read {
-            path: p.clone(),
-            source,
-        })?;
-        if meta.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|source| Error::Read {
-                path: p.clone(),
-                source,
-            })?;
-            for entry in rd {
-                let entry = entry.map_err(|source| Error::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let path = entry.path();
-                if is_manifest_file(name) && path.is_file() {
-                    files.push(path);
-                }
-            }
-        } else {
-            files.push(p.clone());
-        }
-    }
-    files.sort();
-    files.dedup();
-    let sources = files.into_iter().map(|path| {
-        let bytes = read_capped(&path);
-        (path, bytes)
-    });
-    let mut read_errors = Vec::new();
-    let sources: Vec<(PathBuf, Vec<u8>)> = sources
-        .filter_map(|(path, r)| match r {
-            Ok(b) => Some((path, b)),
-            Err(e) => {
-                read_errors.push((path, e));
-                None
-            }
-        })
-        .collect();
-    let mut loaded = Loaded::from_sources(sources);
-    for (path, e) in read_errors {
-        loaded.files.push(FileResult {
-            sha256: String::new(),
-            declared: Vec::new(),
-            outcome: Err(vec![file_diag(&path, e)]),
-            path,
-        });
-    }
-    loaded.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(loaded)
-}
-
-/// Reads at most `MAX_FILE_SIZE + 1` bytes, enough to tell a too-large file.
-/// Refuses files every user may write (DESIGN.md, security defaults): anyone could change what
-/// runs as root.
-fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let cannot = |e: std::io::Error| format!("cannot read the file: {e}");
-    let f = std::fs::File::open(path).map_err(cannot)?;
-    // Checked on the open file, so a rename in between cannot swap in another one.
-    let mode = f.metadata().map_err(cannot)?.permissions().mode();
-    if mode & 0o002 != 0 {
-        return Err(format!(
-            "refused: the file is writable by every user (mode {:04o}), so anyone could change what runs; fix with `chmod o-w {}`",
-            mode & 0o7777,
-            path.display()
-        ));
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    Ok(bytes)
 }
 
 fn file_diag(path: &Path, message: String) -> Diagnostic {
@@ -437,48 +347,6 @@ fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Diagnos
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn which_files_count() {
-        for yes in ["web.yaml", "web.yml", "Web.YAML", "a.b.yaml"] {
-            assert!(is_manifest_file(yes), "{yes}");
-        }
-        for no in [
-            ".web.yaml",
-            "web.yaml~",
-            "web.yaml.swp",
-            ".web.yaml.swp",
-            "web.yaml.bak",
-            "web.yaml.tmp",
-            "web.json",
-            "web",
-            "yaml",
-        ] {
-            assert!(!is_manifest_file(no), "{no}");
-        }
-    }
-
-    #[test]
-    fn world_writable_files_are_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("v.yaml");
-        std::fs::write(
-            &file,
-            "apiVersion: agent/v1\nkind: Volume\nmetadata: {name: v}\n",
-        )
-        .expect("write");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-        let loaded = load_dir(dir.path()).expect("load");
-        let d: Vec<String> = loaded.diagnostics().map(ToString::to_string).collect();
-        assert_eq!(d.len(), 1, "{d:?}");
-        assert!(
-            d[0].contains("v.yaml:1:1: refused: the file is writable by every user (mode 0666)"),
-            "{d:?}"
-        );
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(load_dir(dir.path()).expect("load").is_valid());
-    }
 
     #[test]
     fn position_counts_characters() {

@@ -1,5 +1,5 @@
-//! Manifests: the typed model (serde + schemars), loading a directory, validation with
-//! `file:line:col` errors.
+//! Manifests: the typed model (serde + schemars), the intake of a directory ([`source`]: listing,
+//! permissions, watching, reading), parsing and validation with `file:line:col` errors.
 //!
 //! # Public API (what the planner and the CLI use)
 //!
@@ -24,6 +24,9 @@
 //!   its [`Object`]s (each a typed [`Manifest`] plus its [`Source`] file, line and document
 //!   index), or `Err` with every [`Diagnostic`] found in it. `sha256` is the hex digest of the
 //!   file's bytes (also for failing files), so a watcher can tell whether a file changed.
+//! - [`source`] is the one intake: [`load_paths`] for `agent plan` / `agent validate`, and the
+//!   daemon's [`source::Watcher`] whose snapshots [`source::load`] turns into a [`Loaded`]. Both
+//!   apply the same file-name rule, permission rule and parser.
 //! - [`parse_bytes`] reads one file's bytes (no I/O), [`Loaded::from_sources`] reads a set of
 //!   in-memory files and runs the checks across them: handy in tests of later stages.
 //! - The typed model is in [`types`] (documents, Image/Volume/Network specs), [`container`]
@@ -31,9 +34,11 @@
 //!
 //! # Reading a file
 //!
-//! 1. Only `*.yaml` / `*.yml` files count in a directory; dotfiles, `~` backups, `.swp`, `.bak`,
-//!    `.tmp` are ignored ([`is_manifest_file`]). Directories are not descended into.
-//! 2. A file every user may write (mode `o+w`), over [`MAX_FILE_SIZE`] (1 MiB), not UTF-8,
+//! 1. Only `*.yaml` / `*.yml` files count in a directory; dotfiles, `#` files, `~` backups,
+//!    `.swp`, `.bak`, `.tmp` are ignored ([`is_manifest_name`]). Directories are not descended
+//!    into.
+//! 2. A file (or the directory really holding it, or the manifest directory) that someone other
+//!    than root may change ([`source::perms`]), over [`MAX_FILE_SIZE`] (1 MiB), not UTF-8,
 //!    containing NUL bytes, or holding no document (empty, comments only, a lone `---`) is
 //!    refused.
 //! 3. The YAML is parsed into a position-keeping tree ([`node`]) under hard budgets (depth 32,
@@ -55,6 +60,7 @@ pub mod net;
 pub mod node;
 pub mod ports;
 pub mod schema;
+pub mod source;
 pub mod types;
 pub mod units;
 pub mod validate;
@@ -65,6 +71,7 @@ use std::path::PathBuf;
 pub use container::*;
 pub use load::*;
 pub use ports::{PortMapping, PortRange, Protocol};
+pub use source::{is_manifest_name, load_dir, load_paths};
 pub use types::*;
 pub use units::{ByteSize, Duration};
 
@@ -78,6 +85,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A directory given to load may be changed by someone other than root.
+    #[error(transparent)]
+    Refused(#[from] source::perms::PermError),
 }
 
 /// One problem in a manifest file: where, which field, what is wrong and what is allowed.

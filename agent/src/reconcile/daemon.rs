@@ -24,9 +24,9 @@ use super::restart::Occasion;
 use super::sdnotify::Notifier;
 use super::supervise::{Finding, Supervisor};
 use super::trigger::{self, Batch, Trigger, Triggers};
-use super::watch::{WatchTiming, Watcher};
 use crate::api::server::{self, ApiState};
 use crate::api::types::PassReport;
+use crate::manifest::source::{WatchTiming, Watcher};
 use crate::store::{self, Store};
 
 /// Runs the agent until a termination signal. Builds its own runtime.

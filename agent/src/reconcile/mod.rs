@@ -5,8 +5,6 @@
 //! - [`restart`]: Docker's restart policies and the exponential restart backoff.
 //! - [`health`]: the health-check state machine (starting, healthy, unhealthy).
 //! - [`trigger`]: triggers coalesced so that one pass runs at a time.
-//! - [`watch`]: the manifest directory watcher (settled changes, content hashes).
-//! - [`perms`]: sshd-style ownership and mode checks of manifest files.
 //! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
 //! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
 //! - [`supervise`], [`prober`]: exits and restart policies; health checks.
@@ -24,7 +22,6 @@ pub mod health;
 pub mod logging;
 pub mod network;
 pub mod pass;
-pub mod perms;
 pub mod prober;
 pub mod recover;
 pub mod request;
@@ -32,7 +29,6 @@ pub mod restart;
 pub mod sdnotify;
 pub mod supervise;
 pub mod trigger;
-pub mod watch;
 
 pub use config::{Config, ConfigError};
 

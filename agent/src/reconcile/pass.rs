@@ -16,9 +16,9 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::watch::Snapshot;
 use crate::api::types::PassReport;
-use crate::manifest::{self, Diagnostic, FileResult, Manifest};
+use crate::manifest::source::Snapshot;
+use crate::manifest::{self, Diagnostic, Manifest};
 use crate::store::{ManifestFileRecord, NewEvent, Store, Tx};
 
 /// Unix milliseconds now.
@@ -67,30 +67,7 @@ pub struct Desired {
 
 /// Loads the snapshot into typed objects; refused or unreadable files become failed files.
 pub fn load_snapshot(snapshot: &Snapshot) -> manifest::Loaded {
-    let mut sources = Vec::new();
-    let mut refused = Vec::new();
-    for f in snapshot.files.values() {
-        match &f.content {
-            Ok(bytes) => sources.push((f.path.clone(), bytes.to_vec())),
-            Err(e) => refused.push(FileResult {
-                path: f.path.clone(),
-                sha256: String::new(),
-                outcome: Err(vec![Diagnostic {
-                    file: f.path.clone(),
-                    line: 1,
-                    column: 1,
-                    field: String::new(),
-                    message: e.clone(),
-                    related: None,
-                }]),
-                declared: Vec::new(),
-            }),
-        }
-    }
-    let mut loaded = manifest::Loaded::from_sources(sources);
-    loaded.files.extend(refused);
-    loaded.files.sort_by(|a, b| a.path.cmp(&b.path));
-    loaded
+    manifest::source::load(snapshot)
 }
 
 fn diagnostics_text(d: &[Diagnostic]) -> String {

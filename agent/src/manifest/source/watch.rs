@@ -13,12 +13,10 @@
 //! - A change is taken only once it has settled: the listing (names, sizes, mtimes, inodes) is
 //!   taken twice, `settle` apart, until two agree (bounded by `max_settle`). This covers partial
 //!   writes and vim's rename-then-write save, where the file is briefly missing.
-//! - Files count when their name ends in `.yaml` or `.yml` and does not start with `.` or `#`:
-//!   vim's `.x.yaml.swp` and `x.yaml~`, emacs' `#x.yaml#` and `.#x.yaml`, `x.yaml.bak`, `4913`
-//!   probe files and Kubernetes' `..data` directory are all ignored as files. Top-level symlinks
-//!   are followed, so a Kubernetes-style `x.yaml -> ..data/x.yaml` with an atomic `..data` swap is
-//!   one change of every file at once.
-//! - Each counted file passes [`super::perms::check_file`] first; a refused or unreadable file is
+//! - Files count by [`super::is_manifest_name`]. Top-level symlinks are followed, so a
+//!   Kubernetes-style `x.yaml -> ..data/x.yaml` with an atomic `..data` swap is one change of
+//!   every file at once.
+//! - Each counted file is read by [`super::read_file`] (the permission rule of [`super::perms`]); a refused or unreadable file is
 //!   kept in the snapshot with its error (it "failed to load", its objects stay as they were).
 //! - The periodic resync calls [`Watcher::rescan`], which also re-arms the inotify watch if the
 //!   directory itself was replaced or did not exist at start.
@@ -33,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
-use sha2::{Digest, Sha256};
+
+use super::list::{Listing, list};
+use super::read::{ManifestFile, read_file};
 
 /// Timing of the watcher.
 #[derive(Debug, Clone, Copy)]
@@ -54,17 +54,6 @@ impl Default for WatchTiming {
             max_settle: Duration::from_secs(10),
         }
     }
-}
-
-/// One manifest file as last read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestFile {
-    /// Path as listed (in the manifest directory, symlinks not resolved).
-    pub path: PathBuf,
-    /// Hex SHA-256 of the content (empty when it could not be read).
-    pub hash: String,
-    /// The whole content, or why it was refused or could not be read.
-    pub content: Result<Arc<Vec<u8>>, String>,
 }
 
 /// The manifest directory at one moment.
@@ -93,42 +82,6 @@ impl Changes {
             && self.removed.is_empty()
             && !self.dir_error_changed
     }
-}
-
-/// Whether a directory entry counts as a manifest file, by name.
-pub fn is_manifest_name(name: &str) -> bool {
-    !name.starts_with('.')
-        && !name.starts_with('#')
-        && (name.ends_with(".yaml") || name.ends_with(".yml"))
-        && name.len() > ".yml".len()
-}
-
-/// (size, mtime ns, inode, dev) per counted name, following symlinks; the "has it settled" key.
-type Listing = BTreeMap<String, Option<(u64, i128, u64, u64)>>;
-
-fn list(dir: &Path) -> std::io::Result<Listing> {
-    let mut out = Listing::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if !is_manifest_name(&name) {
-            continue;
-        }
-        let key = std::fs::metadata(entry.path()).ok().and_then(|m| {
-            m.is_file().then(|| {
-                let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-                (m.len(), mtime, m.ino(), m.dev())
-            })
-        });
-        // Directories named *.yaml are not files; dangling symlinks are listed as unreadable.
-        if key.is_none() && entry.path().is_dir() {
-            continue;
-        }
-        out.insert(name, key);
-    }
-    Ok(out)
 }
 
 /// Lists and reads a manifest directory, remembering the last result.
@@ -218,21 +171,6 @@ fn same(a: &std::io::Result<Listing>, b: &std::io::Result<Listing>) -> bool {
         (Ok(a), Ok(b)) => a == b,
         (Err(a), Err(b)) => a.kind() == b.kind(),
         _ => false,
-    }
-}
-
-fn read_file(path: &Path) -> ManifestFile {
-    let content = super::perms::check_file(path)
-        .map_err(|e| e.to_string())
-        .and_then(|()| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())));
-    let hash = match &content {
-        Ok(bytes) => hex::encode(Sha256::digest(bytes)),
-        Err(_) => String::new(),
-    };
-    ManifestFile {
-        path: path.to_path_buf(),
-        hash,
-        content: content.map(Arc::new),
     }
 }
 

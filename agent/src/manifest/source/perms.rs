@@ -1,43 +1,96 @@
-//! Ownership and mode checks of manifest files, as sshd's `StrictModes` does for
-//! `authorized_keys`: manifests run code as root, so a file that someone other than root can
-//! change is refused.
+//! Ownership and mode checks, as sshd's `StrictModes` does for `authorized_keys`: manifests run
+//! code as root, so a file that someone other than root can change is refused.
 //!
 //! Rules: the manifest directory, each file (after following symlinks, as Kubernetes' `..data`
 //! layout uses them) and the directory that really holds the file must be owned by root (or by the
 //! user the agent runs as) and must not be writable by group or others. A refused file is treated
-//! like a file that fails to load: `agent status` shows the reason, and what it described before
-//! stays as it was.
+//! like a file that fails to load: `agent validate` and `agent plan` report it, the daemon's
+//! `agent status` shows the reason, and what it described before stays as it was.
+//!
+//! The same rule holds for what the agent reads on a manifest's word, which runs as root just the
+//! same: image archives (`dockerArchive`, `rootfsTar`, an `ociLayout` tar) and OCI layout
+//! directories ([`check_archive`]).
 
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// What a checked path is, for the reason given in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A manifest file or the manifest directory.
+    Manifest,
+    /// An image archive or OCI layout named by a manifest.
+    Archive,
+}
+
+impl Subject {
+    fn why(self) -> &'static str {
+        match self {
+            Subject::Manifest => "manifests run code as root",
+            Subject::Archive => "the image it holds runs as root",
+        }
+    }
+}
 
 /// Why a file or directory was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PermError {
+    #[error("{path}: refused: owned by uid {uid}, not root; {why} (fix: chown root {path})")]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        why: &'static str,
+    },
     #[error(
-        "{path}: refused: owned by uid {uid}, not root; manifests run code as root \
-         (fix: chown root {path})"
-    )]
-    Owner { path: PathBuf, uid: u32 },
-    #[error(
-        "{path}: refused: mode {mode:04o} lets {who} change it; manifests run code as root \
-         (fix: chmod go-w {path})"
+        "{path}: refused: mode {mode:04o} lets {who} change it; {why} (fix: chmod go-w {path})"
     )]
     Writable {
         path: PathBuf,
         mode: u32,
         who: &'static str,
+        why: &'static str,
     },
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
 }
 
-fn check_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), PermError> {
+impl PermError {
+    /// The path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            PermError::Owner { path, .. }
+            | PermError::Writable { path, .. }
+            | PermError::Io { path, .. } => path,
+        }
+    }
+
+    /// The message for a report about `file`: without the leading path when it is `file`
+    /// itself (the report names it already).
+    pub fn about(&self, file: &Path) -> String {
+        let text = self.to_string();
+        if self.path() == file {
+            let prefix = format!("{}: ", file.display());
+            if let Some(rest) = text.strip_prefix(&prefix) {
+                return rest.to_string();
+            }
+        }
+        text
+    }
+}
+
+/// Checks the owner and mode of one file or directory.
+pub fn check_meta(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    subject: Subject,
+) -> Result<(), PermError> {
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != me {
         return Err(PermError::Owner {
             path: path.to_path_buf(),
             uid: meta.uid(),
+            why: subject.why(),
         });
     }
     let mode = meta.mode() & 0o7777;
@@ -51,10 +104,11 @@ fn check_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), PermError> {
         path: path.to_path_buf(),
         mode,
         who,
+        why: subject.why(),
     })
 }
 
-fn io(path: &Path, e: std::io::Error) -> PermError {
+fn io(path: &Path, e: &std::io::Error) -> PermError {
     PermError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -63,20 +117,34 @@ fn io(path: &Path, e: std::io::Error) -> PermError {
 
 /// Checks a directory (the manifest directory).
 pub fn check_dir(dir: &Path) -> Result<(), PermError> {
-    let meta = std::fs::metadata(dir).map_err(|e| io(dir, e))?;
-    check_meta(dir, &meta)
+    let meta = std::fs::metadata(dir).map_err(|e| io(dir, &e))?;
+    check_meta(dir, &meta, Subject::Manifest)
+}
+
+/// Checks the directory that really holds `path` (symlinks resolved): whoever may write it may
+/// replace the file.
+fn check_parent(path: &Path, subject: Subject) -> Result<(), PermError> {
+    let real = std::fs::canonicalize(path).map_err(|e| io(path, &e))?;
+    if let Some(parent) = real.parent() {
+        let pmeta = std::fs::metadata(parent).map_err(|e| io(parent, &e))?;
+        check_meta(parent, &pmeta, subject)?;
+    }
+    Ok(())
 }
 
 /// Checks a manifest file, following symlinks: the target and the directory holding it.
 pub fn check_file(path: &Path) -> Result<(), PermError> {
-    let real = std::fs::canonicalize(path).map_err(|e| io(path, e))?;
-    let meta = std::fs::metadata(&real).map_err(|e| io(path, e))?;
-    check_meta(path, &meta)?;
-    if let Some(parent) = real.parent() {
-        let pmeta = std::fs::metadata(parent).map_err(|e| io(parent, e))?;
-        check_meta(parent, &pmeta)?;
-    }
-    Ok(())
+    let meta = std::fs::metadata(path).map_err(|e| io(path, &e))?;
+    check_meta(path, &meta, Subject::Manifest)?;
+    check_parent(path, Subject::Manifest)
+}
+
+/// Checks a file already opened from `path`: the open file itself (so that a rename in between
+/// cannot swap in another one) and the directory really holding it.
+pub fn check_open(path: &Path, file: &File, subject: Subject) -> Result<(), PermError> {
+    let meta = file.metadata().map_err(|e| io(path, &e))?;
+    check_meta(path, &meta, subject)?;
+    check_parent(path, subject)
 }
 
 #[cfg(test)]

@@ -1,0 +1,85 @@
+//! The one intake of manifest files, used by the daemon, `agent plan` and `agent validate`
+//! alike (kubelet's `sourceFile` is the model: list, filter, check, read, parse).
+//!
+//! - [`list`]: which directory entries count ([`is_manifest_name`]: `*.yaml` / `*.yml`, no
+//!   dotfiles, no editor swap or backup files, no subdirectories).
+//! - [`perms`]: who may have written what the agent reads (sshd's `StrictModes`: owned by root
+//!   or the agent's user, not writable by group or others), for manifest files, their directory
+//!   and the image archives they name.
+//! - [`read_file`]: one file read whole (capped at [`MAX_FILE_SIZE`] + 1 bytes), permission
+//!   checked on the open file, hashed.
+//! - [`watch`]: the daemon's watcher ([`Watcher`], [`Scanner`]): settled [`Snapshot`]s of the
+//!   directory.
+//! - [`load`] / [`load_paths`]: files to a [`Loaded`] (each file parsed and checked on its own,
+//!   then all files checked together).
+//!
+//! [`MAX_FILE_SIZE`]: crate::manifest::MAX_FILE_SIZE
+
+mod list;
+pub mod perms;
+mod read;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+
+pub use list::{FileKey, Listing, is_manifest_name, list};
+pub use read::{ManifestFile, read_file};
+pub use watch::{Changes, Scanner, Snapshot, WatchTiming, Watcher};
+
+use super::{Error, FileResult, Loaded};
+
+/// Loads a watcher snapshot: every file's objects or problems, checked together.
+pub fn load(snapshot: &Snapshot) -> Loaded {
+    load_files(snapshot.files.values())
+}
+
+/// Loads files already read: a file that was refused or could not be read fails with that reason
+/// at its line 1.
+pub fn load_files<'a>(files: impl IntoIterator<Item = &'a ManifestFile>) -> Loaded {
+    let mut sources = Vec::new();
+    let mut failed = Vec::new();
+    for f in files {
+        match &f.content {
+            Ok(bytes) => sources.push((f.path.clone(), bytes.to_vec())),
+            Err(e) => failed.push(FileResult::failed(&f.path, e.clone())),
+        }
+    }
+    let mut loaded = Loaded::from_sources(sources);
+    loaded.files.extend(failed);
+    loaded.files.sort_by(|a, b| a.path.cmp(&b.path));
+    loaded
+}
+
+/// Loads every manifest file of a directory (not recursive) and checks them together.
+pub fn load_dir(dir: &Path) -> Result<Loaded, Error> {
+    load_paths(&[dir.to_path_buf()])
+}
+
+/// Loads files and directories, read like the daemon reads its directory: a directory must pass
+/// the permission rule and contributes its manifest files ([`is_manifest_name`]); a file named
+/// directly is read whatever its name. Paths that do not exist or cannot be listed, and refused
+/// directories, are errors; unreadable, refused or bad files become failing [`FileResult`]s.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Error> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let read_err = |source| Error::Read {
+            path: p.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(p).map_err(read_err)?;
+        if meta.is_dir() {
+            perms::check_dir(p)?;
+            files.extend(list(p).map_err(read_err)?.into_keys().map(|n| p.join(n)));
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    let read: Vec<ManifestFile> = files.iter().map(|p| read_file(p)).collect();
+    Ok(load_files(&read))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
