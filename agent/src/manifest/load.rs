@@ -115,10 +115,15 @@ impl Loaded {
     }
     /// Reads in-memory files (path, bytes) and checks them together. No I/O.
     pub fn from_sources(sources: impl IntoIterator<Item = (PathBuf, Vec<u8>)>) -> Loaded {
-        let mut files: Vec<FileResult> = sources
-            .into_iter()
-            .map(|(p, b)| parse_bytes(&p, &b))
-            .collect();
+        Loaded::from_files(
+            sources
+                .into_iter()
+                .map(|(p, b)| parse_bytes(&p, &b))
+                .collect(),
+        )
+    }
+    /// Checks files already parsed one by one ([`parse_bytes`]) together. No I/O.
+    pub fn from_files(mut files: Vec<FileResult>) -> Loaded {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut loaded = Loaded { files };
         validate::check_across(&mut loaded);
@@ -158,7 +163,11 @@ fn position(text: &[u8], at: usize) -> (u32, u32) {
 /// Reads one file's bytes into its objects, checking each object on its own (checks across
 /// files are [`Loaded::from_sources`]' job). No I/O.
 pub fn parse_bytes(path: &Path, bytes: &[u8]) -> FileResult {
-    let sha256 = hex::encode(Sha256::digest(bytes));
+    parse_hashed(path, bytes, hex::encode(Sha256::digest(bytes)))
+}
+
+/// [`parse_bytes`] for bytes whose hex SHA-256 the caller already has.
+pub(crate) fn parse_hashed(path: &Path, bytes: &[u8], sha256: String) -> FileResult {
     let mut declared = Vec::new();
     let outcome = parse_checked(path, bytes, &mut declared);
     FileResult {

@@ -7,7 +7,10 @@
 //!   or the agent's user, not writable by group or others), for manifest files, their directory
 //!   and the image archives they name.
 //! - [`read_file`]: one file read whole (capped at [`MAX_FILE_SIZE`] + 1 bytes), permission
-//!   checked on the open file, hashed.
+//!   checked on the open file, hashed, parsed and checked on its own. The parse cache: the
+//!   watcher's [`Scanner`] re-reads only files whose metadata changed or that had an event, and
+//!   re-parses only files whose path and SHA-256 differ from its last snapshot; [`load`] then
+//!   runs only the checks across files.
 //! - [`watch`]: the daemon's watcher ([`Watcher`], [`Scanner`]): settled [`Snapshot`]s of the
 //!   directory.
 //! - [`load`] / [`load_paths`]: files to a [`Loaded`] (each file parsed and checked on its own,
@@ -26,9 +29,12 @@ pub use list::{FileKey, Listing, is_manifest_name, list};
 pub use read::{ManifestFile, read_file};
 pub use watch::{Changes, Scanner, Snapshot, WatchTiming, Watcher};
 
-use super::{Error, FileResult, Loaded};
+use super::{Error, Loaded};
 
-/// Loads a watcher snapshot: every file's objects or problems, checked together.
+/// Loads a watcher snapshot: every file's objects or problems, checked together. Each file was
+/// parsed when it was read (and only when its content changed), so this re-parses nothing; the
+/// checks across files (duplicate names, dangling references, cycles, conflicts) run over the
+/// whole set every time.
 pub fn load(snapshot: &Snapshot) -> Loaded {
     load_files(snapshot.files.values())
 }
@@ -36,18 +42,7 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
 /// Loads files already read: a file that was refused or could not be read fails with that reason
 /// at its line 1.
 pub fn load_files<'a>(files: impl IntoIterator<Item = &'a ManifestFile>) -> Loaded {
-    let mut sources = Vec::new();
-    let mut failed = Vec::new();
-    for f in files {
-        match &f.content {
-            Ok(bytes) => sources.push((f.path.clone(), bytes.to_vec())),
-            Err(e) => failed.push(FileResult::failed(&f.path, e.clone())),
-        }
-    }
-    let mut loaded = Loaded::from_sources(sources);
-    loaded.files.extend(failed);
-    loaded.files.sort_by(|a, b| a.path.cmp(&b.path));
-    loaded
+    Loaded::from_files(files.into_iter().map(|f| (*f.parsed).clone()).collect())
 }
 
 /// Loads every manifest file of a directory (not recursive) and checks them together.

@@ -1,6 +1,7 @@
 //! The intake as `agent plan` / `agent validate` use it: one name rule, one permission rule.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 use super::*;
 
@@ -100,4 +101,57 @@ fn snapshot_and_paths_load_alike() {
         from_paths[0].contains("duplicate Volume name \"v\""),
         "{from_paths:?}"
     );
+}
+
+#[test]
+fn only_changed_files_are_parsed_and_checks_across_files_still_run() {
+    let volume =
+        |name: &str| format!("apiVersion: agent/v1\nkind: Volume\nmetadata: {{name: {name}}}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let write = |file: &str, name: &str| std::fs::write(p.join(file), volume(name)).unwrap();
+    write("a.yaml", "a");
+    write("b.yaml", "b");
+    write("c.yaml", "c");
+    let mut s = Scanner::new(
+        p,
+        WatchTiming {
+            settle: std::time::Duration::from_millis(1),
+            ..WatchTiming::default()
+        },
+    );
+    s.scan();
+    assert_eq!(s.parses(), 3);
+    assert!(load(s.snapshot()).is_valid());
+    let c_parsed = s.snapshot().files["c.yaml"].parsed.clone();
+
+    // The same bytes again (new mtime): nothing parsed.
+    write("b.yaml", "b");
+    s.scan();
+    assert_eq!(s.parses(), 3);
+
+    // b now clashes with a: only b is parsed, and the check across files still sees the clash.
+    write("b.yaml", "a");
+    s.scan();
+    assert_eq!(s.parses(), 4);
+    let d = problems(&load(s.snapshot()));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].contains("b.yaml") && d[0].contains("duplicate Volume name \"a\""),
+        "{d:?}"
+    );
+
+    // a renames its volume: only a is parsed, and b is fine again without being parsed.
+    write("a.yaml", "x");
+    s.scan();
+    assert_eq!(s.parses(), 5);
+    assert!(load(s.snapshot()).is_valid());
+    assert!(Arc::ptr_eq(&c_parsed, &s.snapshot().files["c.yaml"].parsed));
+
+    // A file that goes and comes back with other bytes is parsed again.
+    std::fs::remove_file(p.join("c.yaml")).unwrap();
+    s.scan();
+    write("c.yaml", "c2");
+    s.scan();
+    assert_eq!(s.parses(), 6);
 }

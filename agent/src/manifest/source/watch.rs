@@ -33,7 +33,7 @@ use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 
 use super::list::{Listing, list};
-use super::read::{ManifestFile, read_file};
+use super::read::{ManifestFile, read_file_reusing};
 
 /// Timing of the watcher.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +90,7 @@ pub struct Scanner {
     dir: PathBuf,
     timing: WatchTiming,
     last: Snapshot,
+    parses: u64,
 }
 
 impl Scanner {
@@ -98,7 +99,13 @@ impl Scanner {
             dir: dir.to_path_buf(),
             timing,
             last: Snapshot::default(),
+            parses: 0,
         }
+    }
+
+    /// How many files were parsed so far (a file is parsed only when its path or content is new).
+    pub fn parses(&self) -> u64 {
+        self.parses
     }
 
     /// The last snapshot taken.
@@ -118,7 +125,7 @@ impl Scanner {
         changes
     }
 
-    fn read_settled(&self) -> Snapshot {
+    fn read_settled(&mut self) -> Snapshot {
         if let Err(e) = super::perms::check_dir(&self.dir) {
             return Snapshot {
                 files: BTreeMap::new(),
@@ -145,10 +152,13 @@ impl Scanner {
                         };
                     }
                 };
-                let files = listing
-                    .keys()
-                    .map(|name| (name.clone(), read_file(&self.dir.join(name))))
-                    .collect();
+                let mut files = BTreeMap::new();
+                for name in listing.keys() {
+                    let (file, parsed) =
+                        read_file_reusing(&self.dir.join(name), self.last.files.get(name));
+                    self.parses += u64::from(parsed);
+                    files.insert(name.clone(), file);
+                }
                 // A change that began while the files were read (a symlink swap between two
                 // reads) would leave a mix of old and new: read again once it settled.
                 let check = list(&self.dir);
