@@ -1,5 +1,6 @@
 //! The `agent` binary: parse arguments, set up logging, run the command, map errors to exit codes.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,11 +18,12 @@ fn main() -> ExitCode {
     match agent::cli::dispatch(cli) {
         Ok(outcome) => ExitCode::from(outcome.0),
         Err(agent::Error::Usage(msg)) => {
-            eprintln!("agent: {msg}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "agent: {msg}");
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("agent: {e}");
+            let _ = writeln!(std::io::stderr(), "agent: {e}");
             ExitCode::from(1)
         }
     }

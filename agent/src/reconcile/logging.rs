@@ -9,10 +9,18 @@
 //! `log.format` in the config forces one of them. The level comes from `RUST_LOG` when it is
 //! set, else from `log.level` (default `info`). Only `agent run` uses these rules; the short-lived
 //! commands keep plain human-readable warnings on stderr.
+//!
+//! A log write never fails and never panics: [`Stderr`] swallows write errors (EPIPE once the
+//! reader of stderr is gone, ENOSPC on a full disk, EIO on a hung-up terminal) and counts the
+//! lines it lost. tracing-subscriber would otherwise report the error with its own `eprintln!`,
+//! which panics on the same dead stderr and takes down the task that logged (the signal handler
+//! among them). When a write succeeds again, one line `N log lines dropped` (in the log's own
+//! format) comes first.
 
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -76,10 +84,11 @@ pub fn init(settings: &LogSettings) {
         Ok(v) if !v.is_empty() => EnvFilter::builder().parse_lossy(v),
         _ => EnvFilter::builder().parse_lossy(&settings.level),
     };
+    let format = resolve(settings.format, settings.daemon);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match resolve(settings.format, settings.daemon) {
+        .with_writer(Stderr::new(format));
+    let _ = match format {
         LogFormat::Human | LogFormat::Auto => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
@@ -95,6 +104,77 @@ pub fn init(settings: &LogSettings) {
             .event_format(JournaldFormat)
             .try_init(),
     };
+}
+
+/// The log's writer: stderr whose write errors are swallowed and counted (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Stderr {
+    format: LogFormat,
+}
+
+/// Log lines lost to failed writes since the last successful one.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+impl Stderr {
+    pub fn new(format: LogFormat) -> Stderr {
+        Stderr { format }
+    }
+
+    /// Log lines lost to failed writes and not yet reported by a marker line.
+    pub fn dropped() -> u64 {
+        DROPPED.load(Ordering::Relaxed)
+    }
+}
+
+/// The line that says `n` log lines were lost, in the log's format.
+fn dropped_marker(format: LogFormat, n: u64) -> String {
+    let msg = format!("{n} log lines dropped: stderr was not writable");
+    match format {
+        LogFormat::Json => format!(
+            "{}\n",
+            serde_json::json!({"level": "WARN", "target": "agent::logging", "message": msg, "dropped": n})
+        ),
+        LogFormat::Journald => format!("<4>agent::logging: {msg}\n"),
+        LogFormat::Human | LogFormat::Auto => format!(" WARN agent::logging: {msg}\n"),
+    }
+}
+
+/// Writes one formatted log line (tracing-subscriber hands over whole lines) to `out`; on
+/// failure counts it in [`DROPPED`]. Always reports success.
+fn write_line(out: &mut impl Write, format: LogFormat, buf: &[u8]) {
+    let pending = DROPPED.load(Ordering::Relaxed);
+    if pending > 0 {
+        if out
+            .write_all(dropped_marker(format, pending).as_bytes())
+            .is_err()
+        {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        DROPPED.fetch_sub(pending, Ordering::Relaxed);
+    }
+    if out.write_all(buf).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        write_line(&mut std::io::stderr().lock(), self.format, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        *self
+    }
 }
 
 /// `<prio>target: message key=value ...` lines for journald.
@@ -192,6 +272,49 @@ mod tests {
             "{out}"
         );
         assert!(lines[1].starts_with("<7>"), "{out}");
+    }
+
+    /// A writer that fails while `fail` is set.
+    struct Flaky<'a> {
+        out: &'a mut Vec<u8>,
+        fail: bool,
+    }
+    impl Write for Flaky<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.fail {
+                return Err(std::io::Error::from_raw_os_error(libc::EPIPE));
+            }
+            self.out.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_counted_then_reported_once() {
+        let mut out = Vec::new();
+        let before = DROPPED.load(Ordering::Relaxed);
+        {
+            let mut w = Flaky {
+                out: &mut out,
+                fail: true,
+            };
+            write_line(&mut w, LogFormat::Json, b"{\"a\":1}\n");
+            write_line(&mut w, LogFormat::Json, b"{\"a\":2}\n");
+            assert!(Stderr::dropped() >= before + 2);
+            w.fail = false;
+            write_line(&mut w, LogFormat::Json, b"{\"a\":3}\n");
+            write_line(&mut w, LogFormat::Json, b"{\"a\":4}\n");
+        }
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let marker: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert!(marker["dropped"].as_u64().unwrap() >= 2, "{text}");
+        assert_eq!(lines[1], "{\"a\":3}");
+        assert_eq!(lines[2], "{\"a\":4}");
     }
 
     #[test]
