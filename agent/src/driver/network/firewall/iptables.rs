@@ -2,6 +2,8 @@
 //! `DOCKER`, `DOCKER-FORWARD` and friends.
 //!
 //! - filter `<P>-FORWARD`, jumped to from `FORWARD`;
+//! - filter `<P>-INPUT`, jumped to from `INPUT`: drops traffic from the agent's bridges to
+//!   127.0.0.0/8 that is not the reply of a published port (Kubernetes' `KUBE-FIREWALL`);
 //! - nat `<P>-PORTS` (DNAT of published ports), jumped to from `PREROUTING` and `OUTPUT` for
 //!   packets to a local address (`-m addrtype --dst-type LOCAL`);
 //! - nat `<P>-POSTROUTING` (masquerade), jumped to from `POSTROUTING`.
@@ -30,6 +32,9 @@ impl Iptables {
     fn forward(&self) -> String {
         format!("{}-FORWARD", self.prefix)
     }
+    fn input(&self) -> String {
+        format!("{}-INPUT", self.prefix)
+    }
     fn ports(&self) -> String {
         format!("{}-PORTS", self.prefix)
     }
@@ -51,6 +56,7 @@ impl Iptables {
         };
         vec![
             ("filter", "FORWARD", vec!["-j".into(), self.forward()]),
+            ("filter", "INPUT", vec!["-j".into(), self.input()]),
             ("nat", "PREROUTING", local(self.ports())),
             ("nat", "OUTPUT", local(self.ports())),
             ("nat", "POSTROUTING", vec!["-j".into(), self.postrouting()]),
@@ -60,7 +66,8 @@ impl Iptables {
     /// The `iptables-restore --noflush` input for `state`.
     pub fn render(&self, state: &FirewallState) -> String {
         let (fwd, ports, post) = (self.forward(), self.ports(), self.postrouting());
-        let mut f = format!("*filter\n:{fwd} - [0:0]\n");
+        let inp = self.input();
+        let mut f = format!("*filter\n:{fwd} - [0:0]\n:{inp} - [0:0]\n");
         let mut n = format!("*nat\n:{ports} - [0:0]\n:{post} - [0:0]\n");
         for net in &state.networks {
             let b = &net.bridge;
@@ -91,6 +98,12 @@ impl Iptables {
             f.push_str(&format!("-A {fwd} -i {b} -o {b} -j {icc}\n"));
             f.push_str(&format!("-A {fwd} -i {b} -j ACCEPT\n"));
             f.push_str(&format!("-A {fwd} -o {b} -j DROP\n"));
+            // CVE-2020-8558: no container reaches host services on 127.0.0.0/8; replies of
+            // DNATed (published) traffic pass.
+            f.push_str(&format!(
+                "-A {inp} -d {} -i {b} -m conntrack ! --ctstate DNAT -j DROP\n",
+                loopback_net()
+            ));
             n.push_str(&format!(
                 "-A {post} -s {} ! -o {b} -j MASQUERADE\n",
                 net.subnet.trunc()
@@ -125,9 +138,10 @@ impl Iptables {
     }
 
     /// The names of this instance's chains.
-    fn chains(&self) -> [(&'static str, String); 3] {
+    fn chains(&self) -> [(&'static str, String); 4] {
         [
             ("filter", self.forward()),
+            ("filter", self.input()),
             ("nat", self.ports()),
             ("nat", self.postrouting()),
         ]
@@ -228,11 +242,13 @@ mod tests {
         let expected = "\
 *filter
 :AT1-FORWARD - [0:0]
+:AT1-INPUT - [0:0]
 -A AT1-FORWARD -o bra -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A AT1-FORWARD -d 10.99.1.2/32 ! -i bra -o bra -p tcp -m tcp --dport 80 -j ACCEPT
 -A AT1-FORWARD -i bra -o bra -j ACCEPT
 -A AT1-FORWARD -i bra -j ACCEPT
 -A AT1-FORWARD -o bra -j DROP
+-A AT1-INPUT -d 127.0.0.0/8 -i bra -m conntrack ! --ctstate DNAT -j DROP
 -A AT1-FORWARD -o brb -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A AT1-FORWARD -d 10.99.2.2/32 ! -i brb -o brb -p udp -m udp --dport 53 -j ACCEPT
 -A AT1-FORWARD -s 10.99.2.3/32 -d 10.99.2.2/32 -i brb -o brb -p udp -m udp --dport 53 -j ACCEPT
@@ -240,6 +256,7 @@ mod tests {
 -A AT1-FORWARD -i brb -o brb -j DROP
 -A AT1-FORWARD -i brb -j ACCEPT
 -A AT1-FORWARD -o brb -j DROP
+-A AT1-INPUT -d 127.0.0.0/8 -i brb -m conntrack ! --ctstate DNAT -j DROP
 COMMIT
 *nat
 :AT1-PORTS - [0:0]
@@ -258,12 +275,12 @@ COMMIT
     #[test]
     fn hooks_jump_to_own_chains_only() {
         let hooks = Iptables::new("AGENT").hooks();
-        assert_eq!(hooks.len(), 4);
+        assert_eq!(hooks.len(), 5);
         assert!(
             hooks
                 .iter()
                 .all(|(_, _, spec)| spec.last().unwrap().starts_with("AGENT-"))
         );
-        assert!(hooks[1].2.contains(&"LOCAL".to_string()));
+        assert!(hooks[2].2.contains(&"LOCAL".to_string()));
     }
 }

@@ -18,6 +18,8 @@
 //!               iif B, oif B                              accept | drop  (icc)
 //!               iif B                                     accept   (outbound)
 //!               oif B                                     drop     (unsolicited inbound)
+//! input:        iif B, daddr 127.0.0.0/8, ct status dnat       accept   (replies, published ports)
+//!               iif B, daddr 127.0.0.0/8                  drop     (CVE-2020-8558)
 //! nat:          prerouting and output: daddr is a local address -> jump ports
 //! ports:        [daddr H] dport HP                        dnat to C:P
 //! postrouting:  saddr S, oif != B                         masquerade   (outbound NAT)
@@ -29,6 +31,11 @@
 //! allows with `net.ipv4.conf.<bridge>.route_localnet=1` (set on the agent's own bridges only,
 //! see `bridge.rs`), and the source is masqueraded to the bridge address so the container can
 //! answer. This is what Docker does with `userland-proxy: false`; no proxy process is needed.
+//!
+//! The same sysctl would let a container reach the host's own services on 127.0.0.0/8 (send a
+//! packet to 127.0.0.1 with the gateway's MAC address: CVE-2020-8558), so the input rules drop
+//! everything from the agent's bridges to 127.0.0.0/8 except the replies of connections that
+//! were DNATed, which is Kubernetes' `KUBE-FIREWALL` rule (`! --ctstate RELATED,ESTABLISHED,DNAT`).
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -22,6 +22,7 @@ pub struct Nftables {
 }
 
 const FORWARD: &str = "forward";
+const INPUT: &str = "input";
 const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
 const POSTROUTING: &str = "postrouting";
@@ -127,6 +128,7 @@ impl Nftables {
             NfObject::CmdObject(NfCmd::Delete(self.table_obj())),
             NfObject::CmdObject(NfCmd::Add(self.table_obj())),
             self.chain(FORWARD, Some((NfChainType::Filter, NfHook::Forward, 0))),
+            self.chain(INPUT, Some((NfChainType::Filter, NfHook::Input, 0))),
             self.chain(
                 PREROUTING,
                 Some((NfChainType::NAT, NfHook::Prerouting, -100)),
@@ -206,6 +208,28 @@ impl Nftables {
             ));
             o.push(self.rule(FORWARD, vec![iif(b), accept()]));
             o.push(self.rule(FORWARD, vec![oif(b), Statement::Drop(None)]));
+
+            // CVE-2020-8558: with route_localnet on the bridge, a container could reach host
+            // services on 127.0.0.0/8; only the replies of DNATed (published) traffic may pass.
+            let to_loopback = || eq(payload("ip", "daddr"), prefix(loopback_net()));
+            o.push(self.rule(
+                INPUT,
+                vec![
+                    iif(b),
+                    to_loopback(),
+                    m(
+                        Expression::Named(NamedExpression::CT(CT {
+                            key: "status".into(),
+                            family: None,
+                            dir: None,
+                        })),
+                        Operator::IN,
+                        s("dnat"),
+                    ),
+                    accept(),
+                ],
+            ));
+            o.push(self.rule(INPUT, vec![iif(b), to_loopback(), Statement::Drop(None)]));
 
             o.push(self.rule(
                 POSTROUTING,
@@ -333,6 +357,11 @@ mod tests {
         assert!(post[0].contains(r#""addr":"10.99.1.0","len":24"#));
         assert!(post[1].contains(r#""addr":"127.0.0.0","len":8"#));
         assert_eq!(rules(&v, PREROUTING).len(), 1);
+        let input = rules(&v, INPUT);
+        assert_eq!(input.len(), 4, "{input:#?}");
+        assert!(input[0].contains(r#""addr":"127.0.0.0","len":8"#) && input[0].contains("bra"));
+        assert!(input[0].contains(r#""ct":{"key":"status"}"#) && input[0].contains("dnat"));
+        assert!(input[1].contains(r#"{"drop":null}"#) && !input[1].contains("dnat"));
         assert!(rules(&v, OUTPUT)[0].contains(r#""fib":{"flags":["daddr"],"result":"type"}"#));
     }
 
@@ -340,6 +369,7 @@ mod tests {
     fn empty_state_still_has_the_hooks() {
         let v = serde_json::to_value(Nftables::new("t").render(&FirewallState::default())).unwrap();
         assert!(rules(&v, FORWARD).is_empty());
+        assert!(rules(&v, INPUT).is_empty());
         assert_eq!(rules(&v, PREROUTING).len(), 1);
     }
 
