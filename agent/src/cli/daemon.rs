@@ -35,6 +35,11 @@ pub struct RunArgs {
     /// Stop every container when the agent exits (default: leave them running).
     #[arg(long)]
     pub stop_containers_on_exit: bool,
+    /// Remove the containers and container layers found on disk that the store does not
+    /// account for (state.db lost or replaced), instead of refusing to start (empty store) or
+    /// leaving them alone. Their writable layers are deleted.
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 /// Where the running agent (or its store) is.
@@ -130,6 +135,7 @@ pub fn run(args: RunArgs) -> crate::Result<Outcome> {
         state_dir: args.state_dir.map(absolute).transpose()?,
         socket: args.socket.map(absolute).transpose()?,
         stop_containers_on_exit: args.stop_containers_on_exit,
+        remove_orphans: args.remove_orphans,
     });
     // SAFETY: no thread has been started yet; the runtime is built inside `daemon::run`.
     let notifier = unsafe { Notifier::from_env() };

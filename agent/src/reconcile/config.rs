@@ -46,6 +46,11 @@ pub struct Config {
     pub registries: RegistriesConfig,
     /// Logging.
     pub log: LogConfig,
+    /// `agent run --remove-orphans` (command line only, for one start): containers and layers
+    /// that the store does not account for are removed instead of refused or kept (see
+    /// [`super::recover`]).
+    #[serde(skip)]
+    pub remove_orphans: bool,
 }
 
 /// Exponential backoff between automatic restarts (Docker's restart manager: 100 ms, doubling).
@@ -160,6 +165,7 @@ impl Default for Config {
             graph: GraphConfig::default(),
             registries: RegistriesConfig::default(),
             log: LogConfig::default(),
+            remove_orphans: false,
         }
     }
 }
@@ -222,6 +228,7 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
     pub stop_containers_on_exit: bool,
+    pub remove_orphans: bool,
 }
 
 impl Config {
@@ -276,6 +283,7 @@ impl Config {
         if o.stop_containers_on_exit {
             self.stop_containers_on_exit = true;
         }
+        self.remove_orphans = o.remove_orphans;
     }
 
     /// Checks value ranges. Returns the failing field's path and what is allowed.

@@ -166,7 +166,7 @@ impl PassContext {
         r.done.extend(i.done);
         r.failed.extend(i.failed);
         if startup {
-            let o = super::recover::sweep_orphans(applier, store);
+            let o = super::recover::sweep_orphans(applier, store, self.config.remove_orphans);
             r.done.extend(o.done);
             r.failed.extend(o.failed);
         }
@@ -496,6 +496,9 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             other => break other?,
         }
     };
+    let mut store = store;
+    super::recover::refuse_lost_store(&config.state_dir, &mut store, config.remove_orphans)
+        .map_err(Error::Refused)?;
     let store = Arc::new(Mutex::new(store));
     let (triggers, mut queue) = trigger::channel::<PassReport>();
 

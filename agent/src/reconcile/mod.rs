@@ -43,4 +43,7 @@ pub enum Error {
     Api(#[from] crate::api::Error),
     #[error("agent runtime: {0}")]
     Runtime(String),
+    /// Start-up refused (the message says why and the way out).
+    #[error("{0}")]
+    Refused(String),
 }

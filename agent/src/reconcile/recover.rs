@@ -19,11 +19,29 @@
 //!
 //! At start-up, [`remount`] mounts the root filesystem of every recorded container again (a
 //! host reboot unmounted them; a container restarted by its policy needs it), and after the
-//! intents, [`sweep_orphans`] removes runtime containers and container
-//! layers that no container row names (made by a step whose intent was lost with a damaged
-//! store, say), so that a crash never leaves a duplicate container behind.
+//! intents, [`sweep_orphans`] looks for runtime containers and container layers that no
+//! container row names.
+//!
+//! # Containers the store does not account for
+//!
+//! A container the agent made always has a row before its runtime object exists (see above), so
+//! one without a row means the store lost it: `state.db` deleted, emptied, replaced by an older
+//! backup. Such a container may be running and its writable layer may hold the only copy of
+//! files written inside it, so the agent never deletes it on its own:
+//!
+//! - [`refuse_lost_store`], before the API or any pass starts: when the store records no container
+//!   at all but container bundles or layers are on disk, the agent refuses to start, naming
+//!   `state.db`, what was found and the ways out (restore the store from a backup, or start once
+//!   with `agent run --remove-orphans`). Refusing is safer than adopting: an adopted container
+//!   carries no manifest or config hash, so the planner would create a second one beside it (same
+//!   ports, same volumes), and a guess at which manifest it belonged to could be wrong.
+//! - [`sweep_orphans`], when the store does record containers: the unknown ones are left as they
+//!   are, reported in the log and the event log (`recovery.orphan-kept`).
+//! - With `--remove-orphans` (an explicit, one-start choice of the operator), both remove them:
+//!   stop (grace, SIGKILL), runtime container, layer and network (`recovery.orphan-removed`).
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -32,7 +50,7 @@ use super::network::{SharedStore, lock};
 use super::pass::event;
 use crate::driver::exec::ExecDriver;
 use crate::driver::graph::GraphDriver;
-use crate::store::{ContainerState, Intent};
+use crate::store::{ContainerState, Intent, Store};
 
 /// What was done, one line each, and what failed.
 #[derive(Debug, Default)]
@@ -150,9 +168,91 @@ fn settle(
     Ok(line)
 }
 
-/// Removes runtime containers and container layers that no container row names (start-up
-/// only: no step is in flight then).
-pub fn sweep_orphans(applier: &mut Applier, store: &SharedStore) -> Recovered {
+/// Runtime containers (with whether they run) and container layers on disk that no id in
+/// `known` names, sorted by id.
+fn unaccounted(
+    running: impl IntoIterator<Item = (String, bool)>,
+    layers: impl IntoIterator<Item = String>,
+    known: &HashSet<String>,
+) -> Vec<(String, bool)> {
+    let mut out: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    for (id, r) in running {
+        *out.entry(id).or_default() |= r;
+    }
+    for id in layers {
+        out.entry(id).or_default();
+    }
+    out.into_iter()
+        .filter(|(id, _)| !known.contains(id))
+        .collect()
+}
+
+/// Start-up, before the API and the first pass: refuses an empty store while container bundles
+/// or layers are on disk, unless `remove_orphans` (see the module docs). Reads the drivers'
+/// directories under `state_dir` directly; nothing is changed.
+pub fn refuse_lost_store(
+    state_dir: &Path,
+    store: &mut Store,
+    remove_orphans: bool,
+) -> Result<(), String> {
+    let db = store.path().display().to_string();
+    let rows = store
+        .transaction(|tx| tx.containers())
+        .map_err(|e| format!("{db}: reading containers: {e}"))?;
+    if !rows.is_empty() || remove_orphans {
+        return Ok(());
+    }
+    let exec_root = crate::driver::exec::paths::exec_root(state_dir);
+    let exec =
+        crate::driver::exec::MonitorDriver::new(crate::driver::exec::ExecConfig::new(state_dir));
+    let runtime = exec.list().map_err(|e| {
+        format!(
+            "listing container bundles under {}: {e}",
+            exec_root.display()
+        )
+    })?;
+    let layer_root = state_dir.join("graph").join("containers");
+    let layers = crate::driver::graph::rootfs::list(&layer_root).map_err(|e| {
+        format!(
+            "listing container layers under {}: {e}",
+            layer_root.display()
+        )
+    })?;
+    if runtime.is_empty() && layers.is_empty() {
+        return Ok(());
+    }
+    let running = runtime.iter().filter(|c| c.status.is_running()).count();
+    let mut names: Vec<String> = runtime
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.id))
+        .collect();
+    names.truncate(10);
+    if runtime.len() > names.len() {
+        names.push(format!("and {} more", runtime.len() - names.len()));
+    }
+    Err(format!(
+        "{db} records no containers, but {} container bundle(s) are under {} ({running} running{}) \
+         and {} container layer(s) under {}: the store that accounted for them is missing, empty \
+         or was replaced. Refusing to start rather than delete them. Either restore {db} from a \
+         backup (the agent must not be running), or start once with `agent run --remove-orphans` \
+         to stop and remove these containers with their writable layers (files written inside \
+         them are lost); the manifests then create them anew",
+        runtime.len(),
+        exec_root.display(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        },
+        layers.len(),
+        layer_root.display(),
+    ))
+}
+
+/// Runtime containers and container layers that no container row names (start-up only: no step
+/// is in flight then): left alone and reported, or removed when `remove` (`agent run
+/// --remove-orphans`). See the module docs.
+pub fn sweep_orphans(applier: &mut Applier, store: &SharedStore, remove: bool) -> Recovered {
     let mut out = Recovered::default();
     let known: HashSet<String> = match lock(store).transaction(|tx| tx.containers()) {
         Ok(c) => c.into_iter().map(|c| c.id).collect(),
@@ -161,21 +261,42 @@ pub fn sweep_orphans(applier: &mut Applier, store: &SharedStore) -> Recovered {
             return out;
         }
     };
-    let mut ids: Vec<String> = Vec::new();
+    let mut runtime = Vec::new();
     match applier.exec.list() {
-        Ok(list) => ids.extend(list.into_iter().map(|c| c.id)),
+        Ok(list) => runtime.extend(list.into_iter().map(|c| (c.id, c.status.is_running()))),
         Err(e) => out.failed.push(format!("listing runtime containers: {e}")),
     }
+    let mut layers = Vec::new();
     match applier.graph.containers() {
-        Ok(list) => ids.extend(list.into_iter().map(|c| c.id)),
+        Ok(list) => layers.extend(list.into_iter().map(|c| c.id)),
         Err(e) => out.failed.push(format!("listing container layers: {e}")),
     }
-    ids.sort();
-    ids.dedup();
-    for id in ids.into_iter().filter(|id| !known.contains(id)) {
+    for (id, running) in unaccounted(runtime, layers, &known) {
+        let what = if running { "running" } else { "not running" };
+        if !remove {
+            let line = format!(
+                "runtime container {id} ({what}) is not in the store; left alone (the agent never \
+                 removes what the store does not account for; `agent run --remove-orphans` \
+                 removes it)"
+            );
+            tracing::warn!("{line}");
+            let _ = lock(store).transaction(|tx| {
+                event(
+                    tx,
+                    "recovery.orphan-kept",
+                    &format!("runtime/{id}"),
+                    json!({"reason": line}),
+                )
+            });
+            out.done.push(line);
+            continue;
+        }
         match applier.discard(&id, None, false) {
             Ok(()) => {
-                let line = format!("orphan runtime container {id} (no container row) removed");
+                let line = format!(
+                    "orphan runtime container {id} ({what}, no container row) removed \
+                     (--remove-orphans)"
+                );
                 tracing::info!("{line}");
                 let _ = lock(store).transaction(|tx| {
                     event(
@@ -234,4 +355,27 @@ pub fn remount(applier: &mut Applier, store: &SharedStore) -> Recovered {
         out.done.push(line);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unaccounted_keeps_unknown_ids_once_with_their_running_flag() {
+        let known: HashSet<String> = ["a".to_string()].into();
+        let got = unaccounted(
+            [("a".into(), true), ("b".into(), true), ("c".into(), false)],
+            ["a".into(), "b".into(), "d".into()],
+            &known,
+        );
+        assert_eq!(
+            got,
+            vec![
+                ("b".to_string(), true),
+                ("c".to_string(), false),
+                ("d".to_string(), false)
+            ]
+        );
+    }
 }

@@ -111,6 +111,17 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "{path}: the state database cannot be read: {source}. The agent does not start on a \
+         damaged store: restore the file from a backup (with the agent stopped), or move it away \
+         to start from an empty store (which refuses to start while containers are on disk; see \
+         `agent run --remove-orphans`)"
+    )]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("{path}: {setting} could not be enabled (got {got:?})")]
     Setting {
         path: PathBuf,
@@ -231,8 +242,17 @@ impl Store {
             options: sanitise(options),
             _lock: Some(lock),
         };
-        store.configure(true)?;
-        schema::migrate(&mut store.conn, &store.path)?;
+        // A damaged file fails here ("file is not a database"): name it and the way out.
+        let db = store.path.clone();
+        let named = |e: Error| match e {
+            Error::Sqlite(source) => Error::Unreadable {
+                path: db.clone(),
+                source,
+            },
+            other => other,
+        };
+        store.configure(true).map_err(named)?;
+        schema::migrate(&mut store.conn, &store.path).map_err(named)?;
         Ok(store)
     }
 
