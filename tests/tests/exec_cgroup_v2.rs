@@ -77,6 +77,39 @@ fn helper(unified: &str) {
     let seen = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(seen.lines().any(|l| l == "0::/"), "{seen}");
     assert!(seen.lines().all(|l| l.ends_with(":/")), "{seen}");
+    // its cgroup2 mount is read-only and rooted at its own cgroup (no other cgroup in it)
+    let o = f
+        .driver
+        .exec(
+            &id,
+            &ExecRequest {
+                argv: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "mkdir /sys/fs/cgroup/x && echo made; echo max > /sys/fs/cgroup/pids.max && echo wrote; \
+                     find /sys/fs/cgroup -mindepth 1 -type d; grep ' /sys/fs/cgroup ' /proc/self/mountinfo"
+                        .into(),
+                ],
+                ..ExecRequest::default()
+            },
+            ExecStdio::Capture,
+        )
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let seen = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mount: Vec<&str> = seen.lines().filter(|l| l.contains(" cgroup2 ")).collect();
+    assert_eq!(mount.len(), 1, "{seen}");
+    assert!(
+        mount[0]
+            .split_whitespace()
+            .nth(5)
+            .is_some_and(|o| o.starts_with("ro")),
+        "{seen}"
+    );
+    assert_eq!(
+        seen.lines().count(),
+        1,
+        "writable or other cgroups visible: {seen}"
+    );
     // pause and unpause through cgroup.freeze
     f.driver.pause(&id).unwrap_or_else(|e| panic!("pause: {e}"));
     assert_eq!(

@@ -3,6 +3,9 @@
 //! cgroup files, `capAdd: [ALL]` beyond the agent's bounding set, writable submounts under a
 //! read-only bind.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use agent::driver::exec::ExecDriver;
 use agent_e2e::exec::{Fixture, require_root};
 
@@ -76,4 +79,142 @@ fn user_ids_above_2147483647_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `/bin/sh -c script` in container `name` through `agent exec`: (exit code, stdout,
+/// stderr).
+fn sh(f: &Fixture, name: &str, script: &str) -> (Option<i32>, String, String) {
+    let out = f.agent(&["exec", name, "--", "/bin/sh", "-c", script]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The container's cgroup directory in the host's v1 `controller` hierarchy.
+fn host_cgroup(f: &Fixture, controller: &str, id: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(f.cgroup_parent.trim_start_matches('/'))
+        .join(id)
+}
+
+/// The mounts a process sees, from its mountinfo: (mount point, per-mount options). A later
+/// mount at or above a path hides what was mounted there before.
+fn visible_mounts(mountinfo: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for l in mountinfo.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(point), Some(opts)) = (f.get(4), f.get(5)) else {
+            continue;
+        };
+        out.retain(|(p, _)| !Path::new(p).starts_with(point));
+        out.push((point.to_string(), opts.to_string()));
+    }
+    out
+}
+
+fn is_cgroup_v2_only() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// On cgroup v1, libcontainer's own cgroup mount bound every hierarchy read-write (and
+/// `name=systemd` at the host's root): `echo -1 > memory.limit_in_bytes` lifted the limit. A
+/// default container now sees read-only binds of its own cgroups only; a child cgroup (which it
+/// can no longer make) is removed recursively on the next start and on delete.
+#[test]
+fn cgroup_files_are_read_only_and_show_only_the_container() {
+    if !require_root("cgroup_files_are_read_only_and_show_only_the_container") {
+        return;
+    }
+    if is_cgroup_v2_only() {
+        eprintln!("skipped: a cgroup v1 test (the v2 mounts are checked by exec_cgroup_v2.rs)");
+        return;
+    }
+    let mut f = Fixture::new("cgro");
+    let mut s = f.spec("cg");
+    s.resources.memory = Some(32 << 20);
+    s.resources.pids = Some(50);
+    s.resources.cpu_quota = Some(50_000);
+    s.command = Some(vec!["sleep".into(), "1000".into()]);
+    let id = f.run(&s);
+
+    // the container's own limits are what it sees
+    let (_, limit, err) = sh(&f, "cg", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
+    assert_eq!(limit, "33554432\n", "{err}");
+    // and it cannot change them
+    // (values the kernel would take: memory stays below memory+swap, 64 MiB)
+    for (file, value, want) in [
+        ("memory/memory.limit_in_bytes", "41943040", "33554432"),
+        ("pids/pids.max", "max", "50"),
+        ("cpu/cpu.cfs_quota_us", "-1", "50000"),
+    ] {
+        let (code, out, err) = sh(&f, "cg", &format!("echo {value} > /sys/fs/cgroup/{file}"));
+        assert_ne!(code, Some(0), "writing {file} succeeded: {out}{err}");
+        let (controller, name) = file.split_once('/').unwrap_or_default();
+        let host = host_cgroup(&f, controller, &id).join(name);
+        let value = std::fs::read_to_string(&host).unwrap_or_default();
+        assert_eq!(value.trim(), want, "{}", host.display());
+    }
+    // no cgroup directory of anyone else, no named or unified hierarchy, no release_agent
+    let (_, dirs, err) = sh(&f, "cg", "find /sys/fs/cgroup/ -mindepth 2 -type d");
+    assert_eq!(dirs, "", "{err}");
+    let (_, top, _) = sh(&f, "cg", "ls /sys/fs/cgroup");
+    assert!(top.contains("memory") && top.contains("devices"), "{top}");
+    assert!(
+        !top.contains("systemd") && !top.contains("unified"),
+        "{top}"
+    );
+    let (_, ra, _) = sh(&f, "cg", "find /sys/fs/cgroup/ -name release_agent");
+    assert_eq!(ra, "");
+    // every mount at or below /sys/fs/cgroup that the container can see is read-only (the
+    // read-only bind of the tmpfs covers the tmpfs and the binds made in it)
+    let (_, mi, _) = sh(&f, "cg", "cat /proc/self/mountinfo");
+    let visible = visible_mounts(&mi);
+    let cg_mounts: Vec<&(String, String)> = visible
+        .iter()
+        .filter(|(p, _)| p.starts_with("/sys/fs/cgroup"))
+        .collect();
+    assert!(cg_mounts.len() > 3, "{mi}");
+    for (p, opts) in &cg_mounts {
+        assert!(
+            opts.split(',').any(|o| o == "ro"),
+            "{p} is writable: {opts}\n{mi}"
+        );
+    }
+    // no child cgroups from inside
+    let (code, _, _) = sh(&f, "cg", "mkdir /sys/fs/cgroup/devices/x");
+    assert_ne!(code, Some(0), "mkdir of a child cgroup succeeded");
+    assert!(!host_cgroup(&f, "devices", &id).join("x").exists());
+
+    // A child cgroup made from outside (as a container given SYS_ADMIN could): the next start
+    // works and delete removes it, in every hierarchy.
+    for c in ["devices", "memory"] {
+        let child = host_cgroup(&f, c, &id).join("x/y");
+        std::fs::create_dir_all(&child).unwrap_or_else(|e| panic!("{}: {e}", child.display()));
+    }
+    f.driver
+        .kill(&id, libc::SIGKILL)
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    f.wait_exit(&id, Duration::from_secs(10));
+    f.driver
+        .start(&id)
+        .unwrap_or_else(|e| panic!("start after a child cgroup was left: {e}"));
+    let (_, limit, err) = sh(&f, "cg", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
+    assert_eq!(limit, "33554432\n", "{err}");
+    let child = host_cgroup(&f, "devices", &id).join("x/y");
+    std::fs::create_dir_all(&child).unwrap_or_else(|e| panic!("{}: {e}", child.display()));
+    f.driver
+        .kill(&id, libc::SIGKILL)
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    f.wait_exit(&id, Duration::from_secs(10));
+    f.driver
+        .delete(&id)
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    for c in ["devices", "memory", "pids", "cpu"] {
+        let d = host_cgroup(&f, c, &id);
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
 }

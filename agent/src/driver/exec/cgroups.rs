@@ -53,6 +53,66 @@ pub fn v1_mount_in(mountinfo: &str, controller: &str) -> Option<PathBuf> {
     })
 }
 
+/// The v1 controllers libcgroups manages: it makes the container's directory in each
+/// hierarchy that has one of them (and in no other: not `name=systemd`, `rdma`, `misc`).
+pub const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
+];
+
+/// One cgroup v1 hierarchy of the host in which each container gets a cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Hierarchy {
+    /// Where the host mounts it (`/sys/fs/cgroup/cpu,cpuacct`).
+    pub mount: PathBuf,
+    /// The controllers it carries, of [`V1_CONTROLLERS`] (`cpu`, `cpuacct`).
+    pub controllers: Vec<String>,
+}
+
+/// The v1 hierarchies under `/sys/fs/cgroup` that carry a controller of [`V1_CONTROLLERS`],
+/// from mountinfo text, in mount order; a hierarchy mounted twice is listed once.
+pub fn v1_hierarchies_in(mountinfo: &str) -> Vec<V1Hierarchy> {
+    let mut out: Vec<V1Hierarchy> = Vec::new();
+    for l in mountinfo.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let (Some(_source), Some(opts)) = (post.next(), post.next()) else {
+            continue;
+        };
+        let Some(mount) = pre.split_whitespace().nth(4).map(PathBuf::from) else {
+            continue;
+        };
+        let controllers: Vec<String> = opts
+            .split(',')
+            .filter(|o| V1_CONTROLLERS.contains(o))
+            .map(str::to_string)
+            .collect();
+        if controllers.is_empty()
+            || mount.parent() != Some(Path::new("/sys/fs/cgroup"))
+            || out.iter().any(|h| h.controllers == controllers)
+        {
+            continue;
+        }
+        out.push(V1Hierarchy { mount, controllers });
+    }
+    out
+}
+
 /// The v1 mount point of `controller`. Found ones are remembered (status checks ask for them
 /// every second per container, and mountinfo is long); a miss reads mountinfo again.
 fn v1_mount(controller: &str) -> Option<PathBuf> {
@@ -77,9 +137,10 @@ pub fn dir(version: CgroupVersion, controller: &str, cgroups_path: &str) -> Opti
     }
 }
 
-/// Removes the (empty) cgroup directories of `cgroups_path` that are left: in every v1
-/// hierarchy, or the v2 one. libcontainer removes them when a container is deleted; this covers
-/// a libcontainer state that could not be loaded (a monitor killed in the middle of a start).
+/// Removes the cgroup directories of `cgroups_path` that are left, with any child cgroups below
+/// them: in every v1 hierarchy, or the v2 one. libcontainer removes the container's own directory
+/// when a container is deleted, but not one that has children; this also covers a libcontainer
+/// state that could not be loaded (a monitor killed in the middle of a start).
 /// Returns the directories that could not be removed, with why (a process still in them).
 pub fn remove_leftovers(version: CgroupVersion, cgroups_path: &str) -> Vec<String> {
     let rel = cgroups_path.trim_start_matches('/');
@@ -102,13 +163,37 @@ pub fn remove_leftovers(version: CgroupVersion, cgroups_path: &str) -> Vec<Strin
     };
     let mut failed = Vec::new();
     for d in dirs {
-        match std::fs::remove_dir(&d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => failed.push(format!("{}: {e}", d.display())),
-        }
+        remove_tree(&d, 0, &mut failed);
     }
     failed
+}
+
+/// Removes cgroup directory `d` and every child cgroup below it, children first (a cgroup
+/// directory goes only with `rmdir`, and only once it has no children). A child made inside the
+/// container would otherwise keep the container's cgroup alive, and on v1 make every later start
+/// with the same cgroup fail (`devices.deny` refuses a cgroup that has children). Does not follow
+/// symlinks (cgroupfs has none) and stops 64 levels down.
+fn remove_tree(d: &Path, depth: usize, failed: &mut Vec<String>) {
+    if depth > 64 {
+        failed.push(format!("{}: nested too deep", d.display()));
+        return;
+    }
+    match std::fs::read_dir(d) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&e.path(), depth + 1, failed);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(_) => {}
+    }
+    match std::fs::remove_dir(d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => failed.push(format!("{}: {e}", d.display())),
+    }
 }
 
 /// The value of `key` in a flat keyed file (`key value` lines).
@@ -331,6 +416,51 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
         );
         assert_eq!(v1_mount_in(MOUNTINFO, "pids"), None);
+    }
+
+    #[test]
+    fn lists_v1_hierarchies_with_managed_controllers() {
+        let mi = format!(
+            "{MOUNTINFO}41 31 0:35 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+             42 31 0:36 / /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup rw,net_cls,net_prio\n\
+             43 31 0:37 / /sys/fs/cgroup/rdma rw - cgroup cgroup rw,rdma\n\
+             44 1 0:32 / /mnt/again rw - cgroup cgroup rw,memory\n"
+        );
+        let h = v1_hierarchies_in(&mi);
+        let got: Vec<(&str, Vec<&str>)> = h
+            .iter()
+            .map(|h| {
+                (
+                    h.mount.to_str().unwrap_or(""),
+                    h.controllers.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/sys/fs/cgroup/memory", vec!["memory"]),
+                ("/sys/fs/cgroup/cpu,cpuacct", vec!["cpu", "cpuacct"]),
+                (
+                    "/sys/fs/cgroup/net_cls,net_prio",
+                    vec!["net_cls", "net_prio"]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn removes_child_cgroups_first() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let top = dir.path().join("agent/c1");
+        std::fs::create_dir_all(top.join("x/y")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(top.join("z")).unwrap_or_else(|e| panic!("{e}"));
+        let mut failed = Vec::new();
+        remove_tree(&top, 0, &mut failed);
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(!top.exists() && dir.path().join("agent").exists());
+        remove_tree(&top, 0, &mut failed);
+        assert!(failed.is_empty(), "gone is success: {failed:?}");
     }
 
     #[test]

@@ -441,6 +441,13 @@ impl ExecDriver for MonitorDriver {
         if self.info(&dir, st.clone()).status.is_running() {
             return Err(Error::AlreadyRunning(st.name));
         }
+        // What the last run left of the cgroup: libcontainer removes it only when it has no
+        // child cgroups, and on v1 a cgroup with children refuses the new start (`devices.deny`).
+        if let Ok(cg) = cgroups_path(&dir, &st) {
+            for line in cgroups::remove_leftovers(cgroups::version(), &cg) {
+                tracing::warn!(container = id, cgroup = %line, "cgroup left behind");
+            }
+        }
         let log_path = dir.join("monitor.log");
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -12,7 +12,8 @@
 //! - Namespaces: pid, ipc, uts, mount, network (new and empty, a path, or the host's); the
 //!   cgroup namespace on cgroup v2 only (as Docker).
 //! - Root propagation `private` (with MS_REC: rprivate, as runc's default); `/proc` paths
-//!   masked and read-only as Docker; `/sys` read-only; devices: deny all but the
+//!   masked and read-only as Docker; `/sys` read-only; `/sys/fs/cgroup` read-only and showing
+//!   only the container's own cgroups on v1 and v2 ([`cgroup_mounts`]); devices: deny all but the
 //!   standard set (libcgroups adds the allowed defaults after our deny-all rule).
 //! - rlimits: `nofile` defaults to 1024:1024 (containerd's default) when not given; a hard limit
 //!   above the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE
@@ -38,6 +39,7 @@ use oci_spec::runtime::{
 use super::user::ResolvedUser;
 use super::{ContainerSpec, MountSource, NetworkMode, SeccompMode, caps, seccomp};
 use crate::driver::exec::Error;
+use crate::driver::exec::cgroups::{self, V1Hierarchy};
 
 /// What the spec builder needs to know about the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct HostInfo {
     pub can_raise_rlimits: bool,
     /// Parent of every container's cgroup (`/agent`).
     pub cgroup_parent: String,
+    /// The v1 hierarchies the container gets a cgroup in (empty on a v2-only host).
+    pub cgroup_v1: Vec<V1Hierarchy>,
 }
 
 /// `ulimit` names (Docker's) and their rlimit.
@@ -127,6 +131,13 @@ impl HostInfo {
             rlimit_hard,
             can_raise_rlimits: has_cap_sys_resource(),
             cgroup_parent: cgroup_parent.to_string(),
+            cgroup_v1: if cgroup_v2 {
+                Vec::new()
+            } else {
+                cgroups::v1_hierarchies_in(
+                    &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+                )
+            },
         }
     }
 }
@@ -311,6 +322,59 @@ fn check_target(spec: &ContainerSpec, target: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The container's cgroup path (`<cgroup parent>/<id>`).
+pub fn cgroups_path(spec: &ContainerSpec, host: &HostInfo) -> String {
+    format!("{}/{}", host.cgroup_parent.trim_end_matches('/'), spec.id)
+}
+
+/// `/sys/fs/cgroup`: read-only, and showing the container only its own cgroups.
+///
+/// - v2 (unified only): a `cgroup` mount, which libcontainer makes a `cgroup2` mount inside the
+///   container's cgroup namespace (see [`build`]): its root is the container's own cgroup.
+/// - v1: libcontainer's own v1 `cgroup` mount is not used. Without a cgroup namespace it binds
+///   every hierarchy read-write at the path the container's init is in (for `name=systemd`, the
+///   monitor's: the host's root), ignoring `ro`. Instead, as runc does for Docker on v1: a tmpfs,
+///   then in it one read-only bind of the container's own directory per hierarchy
+///   (`<host mount>/<cgroups path>`, made by libcgroups before the mounts), at the hierarchy's
+///   name and, for co-mounted controllers, at each controller's name too (Docker makes those
+///   symlinks; a spec cannot). The tmpfs is made read-only after the binds by listing it in
+///   `linux.readonlyPaths` ([`build`]). Named hierarchies (`name=systemd`) and controllers
+///   libcgroups does not manage get no cgroup of the container's, so they are not shown at all,
+///   and neither is the hybrid layout's `unified` hierarchy.
+pub fn cgroup_mounts(spec: &ContainerSpec, host: &HostInfo) -> Result<Vec<OciMount>, Error> {
+    let opts = ["nosuid", "noexec", "nodev", "relatime", "ro"];
+    if host.cgroup_v2 {
+        return Ok(vec![mount("/sys/fs/cgroup", "cgroup", "cgroup", &opts)?]);
+    }
+    let mut out = vec![mount(
+        "/sys/fs/cgroup",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
+    )?];
+    let rel = cgroups_path(spec, host);
+    let rel = rel.trim_start_matches('/');
+    let mut seen = BTreeSet::new();
+    for h in &host.cgroup_v1 {
+        let Some(name) = h.mount.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let source = h.mount.join(rel);
+        let names = std::iter::once(name).chain(h.controllers.iter().map(String::as_str));
+        for n in names {
+            if seen.insert(n.to_string()) {
+                out.push(mount(
+                    &format!("/sys/fs/cgroup/{n}"),
+                    "bind",
+                    &source.to_string_lossy(),
+                    &["bind", "nosuid", "noexec", "nodev", "ro"],
+                )?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Mounts: the standard file systems, `/dev/shm`, the user's mounts, then the `/etc` files.
 pub fn mounts(
     spec: &ContainerSpec,
@@ -355,12 +419,7 @@ pub fn mounts(
             &["nosuid", "noexec", "nodev", "ro"],
         )?);
     }
-    out.push(mount(
-        "/sys/fs/cgroup",
-        "cgroup",
-        "cgroup",
-        &["nosuid", "noexec", "nodev", "relatime", "ro"],
-    )?);
+    out.extend(cgroup_mounts(spec, host)?);
     out.push(mount(
         "/dev/mqueue",
         "mqueue",
@@ -457,6 +516,17 @@ const READONLY_PATHS: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+
+/// Docker's read-only paths, and on v1 the tmpfs that holds the cgroup binds
+/// ([`cgroup_mounts`]): it must stay writable until the binds are made, and libcontainer applies
+/// read-only paths after every mount.
+fn readonly_paths(host: &HostInfo) -> Vec<String> {
+    let mut out: Vec<String> = READONLY_PATHS.iter().map(|s| s.to_string()).collect();
+    if !host.cgroup_v2 {
+        out.push("/sys/fs/cgroup".into());
+    }
+    out
+}
 
 /// Checks a sysctl the way Docker does: only namespaced ones, and `net.*` not with the host's
 /// network.
@@ -691,11 +761,7 @@ pub fn build(
     }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .cgroups_path(PathBuf::from(format!(
-            "{}/{}",
-            host.cgroup_parent.trim_end_matches('/'),
-            spec.id
-        )))
+        .cgroups_path(PathBuf::from(cgroups_path(spec, host)))
         .resources(resources(spec, host)?)
         .masked_paths(
             MASKED_PATHS
@@ -703,12 +769,7 @@ pub fn build(
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .readonly_paths(readonly_paths(host))
         .rootfs_propagation("private");
     if !spec.sysctls.is_empty() {
         linux = linux.sysctl(

@@ -21,6 +21,12 @@ fn host() -> HostInfo {
         rlimit_hard: BTreeMap::from([("nofile".to_string(), 20000), ("nproc".to_string(), 96000)]),
         can_raise_rlimits: false,
         cgroup_parent: "/agent".into(),
+        cgroup_v1: crate::driver::exec::cgroups::v1_hierarchies_in(
+            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+             41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+        ),
     }
 }
 
@@ -339,6 +345,98 @@ fn capabilities_default_add_drop() {
             .unwrap_or_default()
             .len(),
         0
+    );
+}
+
+/// (destination, type, source, options) of the mounts under /sys/fs/cgroup.
+fn cgroup_mounts_of(out: &Spec) -> Vec<(String, String, String, Vec<String>)> {
+    out.mounts()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.destination().starts_with("/sys/fs/cgroup"))
+        .map(|m| {
+            (
+                m.destination().display().to_string(),
+                m.typ().clone().unwrap_or_default(),
+                m.source()
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                m.options().clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// v1: a tmpfs made read-only after the binds, one read-only bind of the container's own cgroup
+/// per managed hierarchy (and per co-mounted controller name); no systemd or unified hierarchy.
+#[test]
+fn cgroup_v1_mounts_are_read_only_binds_of_the_container_cgroup() {
+    let out = build_ok(&spec());
+    let m = cgroup_mounts_of(&out);
+    let dests: Vec<&str> = m.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        dests,
+        vec![
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup/cpu",
+            "/sys/fs/cgroup/cpuacct",
+            "/sys/fs/cgroup/memory"
+        ]
+    );
+    assert_eq!(m[0].1, "tmpfs");
+    for (dest, typ, source, opts) in &m[1..] {
+        assert_eq!(typ, "bind", "{dest}");
+        assert!(opts.contains(&"ro".to_string()), "{dest}: {opts:?}");
+        assert!(source.ends_with("/agent/c1"), "{dest}: {source}");
+    }
+    assert_eq!(m[4].2, "/sys/fs/cgroup/memory/agent/c1");
+    assert!(
+        !m.iter().any(|m| m.1 == "cgroup"),
+        "libcontainer's v1 mount ignores ro"
+    );
+    let linux = out.linux().clone().unwrap_or_default();
+    assert!(
+        linux
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+            .contains(&"/sys/fs/cgroup".to_string())
+    );
+}
+
+/// v2-only host: a read-only cgroup2 mount inside a cgroup namespace, rooted at the container's
+/// own cgroup.
+#[test]
+fn cgroup_v2_mount_is_read_only_in_a_cgroup_namespace() {
+    let mut v2 = host();
+    v2.cgroup_v2 = true;
+    v2.cgroup_v1 = Vec::new();
+    let out = build(&spec(), &v2, &root(), Path::new("/e")).unwrap_or_else(|e| panic!("{e}"));
+    let m = cgroup_mounts_of(&out);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(
+        (m[0].0.as_str(), m[0].1.as_str()),
+        ("/sys/fs/cgroup", "cgroup")
+    );
+    assert!(m[0].3.contains(&"ro".to_string()), "{m:?}");
+    let linux = out.linux().clone().unwrap_or_default();
+    assert!(
+        linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
+    );
+    assert!(
+        !linux
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+            .contains(&"/sys/fs/cgroup".to_string())
     );
 }
 
