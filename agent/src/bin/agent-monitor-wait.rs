@@ -12,6 +12,7 @@
 //! private memory) is small. No argument parser crate and no logging subscriber for the same
 //! reason: warnings go to stderr, which is the container's `monitor.log`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,14 +74,15 @@ fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("agent-monitor-wait: {e}\n{USAGE}");
+            // Not `eprintln!`: it panics when stderr (monitor.log) cannot be written.
+            let _ = writeln!(std::io::stderr(), "agent-monitor-wait: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     match agent::driver::exec::monitor::resume(&args.state_dir, &args.id, args.pid, &args.fds) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("agent-monitor-wait: {e}");
+            let _ = writeln!(std::io::stderr(), "agent-monitor-wait: {e}");
             ExitCode::from(1)
         }
     }

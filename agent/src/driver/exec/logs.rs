@@ -8,6 +8,13 @@
 //! written in 16 KiB pieces without a trailing newline (as Docker does), so that one endless line
 //! cannot hold unbounded memory in the monitor. Invalid UTF-8 is replaced (U+FFFD).
 //!
+//! A failed write (a full disk, an exhausted quota, an I/O error) never stops the monitor: the
+//! record is dropped and counted, a partly written line is cut off again (the file is truncated
+//! back to its last whole record), and the next write tries again. The first record written
+//! after a failure is preceded by one `stderr` record of the agent's own,
+//! `agent: N log lines dropped (<error>)`, so a reader sees where and how many records are
+//! missing. The container never waits for the disk: its output pipes are always drained.
+//!
 //! [`LogWriter`] is what the monitor uses; [`read`] and [`follow`] are what `agent logs` uses.
 
 use std::fs::{self, File, OpenOptions};
@@ -45,36 +52,61 @@ pub struct Record {
 pub struct LogWriter {
     dir: PathBuf,
     cfg: LogConfig,
-    file: File,
+    /// The current log file; `None` when opening it failed (tried again at the next record).
+    file: Option<File>,
+    /// Bytes of whole records in the current file.
     size: u64,
     /// Incomplete line per stream (stdout, stderr).
     pending: [Vec<u8>; 2],
+    /// Records dropped since the last successful write, and the last error.
+    dropped: u64,
+    last_error: Option<std::io::Error>,
+}
+
+/// The text of the record that reports `n` dropped records.
+pub fn dropped_marker(n: u64, error: &str) -> String {
+    format!("agent: {n} log lines dropped ({error})\n")
 }
 
 impl LogWriter {
-    /// Opens (appends to) `<dir>/container.log`.
-    pub fn open(dir: &Path, cfg: LogConfig) -> Result<LogWriter, Error> {
-        let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(Error::io("open log", &path))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter {
+    /// Opens (appends to) `<dir>/container.log`. Never fails: if the file cannot be opened now
+    /// (a full disk), records are dropped and counted until it can.
+    pub fn open(dir: &Path, cfg: LogConfig) -> LogWriter {
+        let mut w = LogWriter {
             dir: dir.to_path_buf(),
             cfg: LogConfig {
                 max_size: cfg.max_size.max(1),
                 max_files: cfg.max_files.max(1),
             },
-            file,
-            size,
+            file: None,
+            size: 0,
             pending: [Vec::new(), Vec::new()],
-        })
+            dropped: 0,
+            last_error: None,
+        };
+        if let Err(e) = w.reopen() {
+            w.last_error = Some(e);
+        }
+        w
+    }
+
+    /// Records dropped since the last successful write.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn reopen(&mut self) -> std::io::Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(LOG_FILE))?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(file);
+        Ok(())
     }
 
     /// Feeds raw output of `stream`; complete lines (and 16 KiB pieces) are written.
-    pub fn feed(&mut self, stream: Stream, data: &[u8]) -> Result<(), Error> {
+    pub fn feed(&mut self, stream: Stream, data: &[u8]) {
         let idx = stream as usize;
         let mut rest = data;
         while !rest.is_empty() {
@@ -84,79 +116,130 @@ impl LogWriter {
             if let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
                 self.pending[idx].extend_from_slice(&chunk[..=nl]);
                 rest = &rest[nl + 1..];
-                self.flush_stream(stream)?;
+                self.flush_stream(stream);
             } else {
                 self.pending[idx].extend_from_slice(chunk);
                 rest = &rest[take..];
                 if self.pending[idx].len() >= MAX_LINE {
-                    self.flush_stream(stream)?;
+                    self.flush_stream(stream);
                 }
             }
         }
-        Ok(())
     }
 
     /// Writes what is pending of `stream` as one record (used at end of output too).
-    pub fn flush_stream(&mut self, stream: Stream) -> Result<(), Error> {
+    pub fn flush_stream(&mut self, stream: Stream) {
         let idx = stream as usize;
         if self.pending[idx].is_empty() {
-            return Ok(());
+            return;
         }
         let buf = std::mem::take(&mut self.pending[idx]);
-        self.write_record(stream, &buf, SystemTime::now())?;
+        self.write_record(stream, &buf, SystemTime::now());
         // Keep the allocation small: a long line once must not pin 16 KiB forever.
         self.pending[idx] = Vec::new();
-        Ok(())
     }
 
-    fn write_record(&mut self, stream: Stream, text: &[u8], time: SystemTime) -> Result<(), Error> {
+    /// At the end of the container's output: writes the dropped-records marker if records were
+    /// dropped and none could be written since. Returns how many records stay unreported.
+    pub fn finish(&mut self) -> u64 {
+        if self.dropped > 0 {
+            let marker = self.marker(SystemTime::now());
+            if self.append(&marker).is_ok() {
+                self.dropped = 0;
+            }
+        }
+        self.dropped
+    }
+
+    fn encode(text: &[u8], stream: Stream, time: SystemTime) -> Vec<u8> {
         let rec = Record {
             log: String::from_utf8_lossy(text).into_owned(),
             stream,
             time: super::time::format(time),
         };
-        let mut line = serde_json::to_vec(&rec).map_err(|source| Error::Json {
-            path: self.dir.join(LOG_FILE),
-            source,
-        })?;
+        // Serialising a struct of strings cannot fail; an empty line would be skipped by readers.
+        let mut line = serde_json::to_vec(&rec).unwrap_or_default();
         line.push(b'\n');
+        line
+    }
+
+    fn marker(&self, time: SystemTime) -> Vec<u8> {
+        let error = self
+            .last_error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "write failed".into());
+        Self::encode(
+            dropped_marker(self.dropped, &error).as_bytes(),
+            Stream::Stderr,
+            time,
+        )
+    }
+
+    fn write_record(&mut self, stream: Stream, text: &[u8], time: SystemTime) {
+        let line = Self::encode(text, stream, time);
+        // The marker and the record go in one write, all or nothing: on a disk with a few bytes
+        // free, markers alone must not fill the log.
+        let buf = if self.dropped > 0 {
+            let mut buf = self.marker(time);
+            buf.extend_from_slice(&line);
+            buf
+        } else {
+            line
+        };
+        match self.append(&buf) {
+            Ok(()) => self.dropped = 0,
+            Err(e) => {
+                self.dropped += 1;
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    /// Appends one whole record (rotating first if it would not fit). On failure the file is
+    /// cut back to its last whole record.
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            self.reopen()?;
+        }
         if self.size > 0 && self.size + line.len() as u64 > self.cfg.max_size {
             self.rotate()?;
         }
-        let path = self.dir.join(LOG_FILE);
-        self.file
-            .write_all(&line)
-            .map_err(Error::io("write log", &path))?;
+        let Some(file) = self.file.as_mut() else {
+            return Err(std::io::Error::other("log file not open"));
+        };
+        if let Err(e) = file.write_all(line) {
+            // A torn line would also spoil the next record: cut it off.
+            let _ = file.set_len(self.size);
+            return Err(e);
+        }
         self.size += line.len() as u64;
         Ok(())
     }
 
-    fn rotate(&mut self) -> Result<(), Error> {
-        let cur = self.dir.join(LOG_FILE);
+    fn rotate(&mut self) -> std::io::Result<()> {
         let n = self.cfg.max_files;
         if n <= 1 {
-            self.file
-                .set_len(0)
-                .map_err(Error::io("truncate log", &cur))?;
+            if let Some(f) = &self.file {
+                f.set_len(0)?;
+            }
             self.size = 0;
             return Ok(());
         }
+        let cur = self.dir.join(LOG_FILE);
         let name = |i: u32| self.dir.join(format!("{LOG_FILE}.{i}"));
         let _ = fs::remove_file(name(n - 1));
         for i in (1..n - 1).rev() {
             let from = name(i);
             if from.exists() {
-                fs::rename(&from, name(i + 1)).map_err(Error::io("rotate log", &from))?;
+                fs::rename(&from, name(i + 1))?;
             }
         }
-        fs::rename(&cur, name(1)).map_err(Error::io("rotate log", &cur))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cur)
-            .map_err(Error::io("open log", &cur))?;
+        fs::rename(&cur, name(1))?;
+        // From here the current name is free: a failed open is retried at the next record.
+        self.file = None;
         self.size = 0;
-        Ok(())
+        self.reopen()
     }
 }
 
@@ -298,18 +381,12 @@ mod tests {
     #[test]
     fn lines_are_split_and_tagged() {
         let d = dir();
-        let mut w =
-            LogWriter::open(d.path(), LogConfig::default()).unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stdout, b"hello\nwor")
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stderr, b"oops\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stdout, b"ld\n\xff\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stdout, b"no newline")
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.flush_stream(Stream::Stdout)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = LogWriter::open(d.path(), LogConfig::default());
+        w.feed(Stream::Stdout, b"hello\nwor");
+        w.feed(Stream::Stderr, b"oops\n");
+        w.feed(Stream::Stdout, b"ld\n\xff\n");
+        w.feed(Stream::Stdout, b"no newline");
+        w.flush_stream(Stream::Stdout);
         let recs = read(d.path(), &Filter::default()).unwrap_or_else(|e| panic!("{e}"));
         let logs: Vec<(&str, Stream)> = recs.iter().map(|r| (r.log.as_str(), r.stream)).collect();
         assert_eq!(
@@ -345,14 +422,47 @@ mod tests {
     }
 
     #[test]
+    fn failed_writes_are_dropped_counted_and_reported_when_writing_resumes() {
+        let d = dir();
+        let mut w = LogWriter::open(d.path(), LogConfig::default());
+        w.feed(Stream::Stdout, b"before\n");
+        // A full disk: /dev/full fails every write with ENOSPC.
+        w.file = Some(
+            OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap_or_else(|e| panic!("/dev/full: {e}")),
+        );
+        for i in 0..5 {
+            w.feed(Stream::Stdout, format!("lost {i}\n").as_bytes());
+        }
+        assert_eq!(w.dropped(), 5);
+        // Space is back (the file is opened afresh).
+        w.file = None;
+        w.feed(Stream::Stderr, b"after\n");
+        assert_eq!(w.dropped(), 0);
+        assert_eq!(w.finish(), 0);
+        let recs = read(d.path(), &Filter::default()).unwrap_or_else(|e| panic!("{e}"));
+        let logs: Vec<(&str, Stream)> = recs.iter().map(|r| (r.log.as_str(), r.stream)).collect();
+        assert_eq!(
+            logs,
+            vec![
+                ("before\n", Stream::Stdout),
+                (
+                    "agent: 5 log lines dropped (No space left on device (os error 28))\n",
+                    Stream::Stderr
+                ),
+                ("after\n", Stream::Stderr),
+            ]
+        );
+    }
+
+    #[test]
     fn long_lines_are_cut() {
         let d = dir();
-        let mut w =
-            LogWriter::open(d.path(), LogConfig::default()).unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stdout, &vec![b'a'; MAX_LINE * 2 + 10])
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stdout, b"\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = LogWriter::open(d.path(), LogConfig::default());
+        w.feed(Stream::Stdout, &vec![b'a'; MAX_LINE * 2 + 10]);
+        w.feed(Stream::Stdout, b"\n");
         let recs = read(d.path(), &Filter::default()).unwrap_or_default();
         let lens: Vec<usize> = recs.iter().map(|r| r.log.len()).collect();
         assert_eq!(lens, vec![MAX_LINE, MAX_LINE, 11]);
@@ -365,10 +475,9 @@ mod tests {
             max_size: 4096,
             max_files: 3,
         };
-        let mut w = LogWriter::open(d.path(), cfg).unwrap_or_else(|e| panic!("{e}"));
+        let mut w = LogWriter::open(d.path(), cfg);
         for i in 0..2000 {
-            w.feed(Stream::Stdout, format!("line {i:05}\n").as_bytes())
-                .unwrap_or_else(|e| panic!("{e}"));
+            w.feed(Stream::Stdout, format!("line {i:05}\n").as_bytes());
         }
         let fs_ = files(d.path());
         assert_eq!(fs_.len(), 3, "{fs_:?}");
@@ -395,11 +504,9 @@ mod tests {
                 max_size: 1000,
                 max_files: 1,
             },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        );
         for _ in 0..100 {
-            w.feed(Stream::Stdout, b"0123456789\n")
-                .unwrap_or_else(|e| panic!("{e}"));
+            w.feed(Stream::Stdout, b"0123456789\n");
         }
         assert_eq!(files(d.path()).len(), 1);
         assert!(
@@ -417,9 +524,8 @@ mod tests {
             max_size: 2048,
             max_files: 2,
         };
-        let mut w = LogWriter::open(d.path(), cfg).unwrap_or_else(|e| panic!("{e}"));
-        w.feed(Stream::Stdout, b"old\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = LogWriter::open(d.path(), cfg);
+        w.feed(Stream::Stdout, b"old\n");
         let path = d.path().to_path_buf();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -438,8 +544,7 @@ mod tests {
         });
         std::thread::sleep(Duration::from_millis(300));
         for i in 0..100 {
-            w.feed(Stream::Stdout, format!("new {i:03}\n").as_bytes())
-                .unwrap_or_else(|e| panic!("{e}"));
+            w.feed(Stream::Stdout, format!("new {i:03}\n").as_bytes());
             if i % 5 == 0 {
                 std::thread::sleep(Duration::from_millis(30));
             }

@@ -23,6 +23,13 @@
 //!    deletes libcontainer's state and the cgroup, records `exited` with code, signal, OOM kill
 //!    and time atomically, and exits.
 //!
+//! A full disk: log records that cannot be written are dropped and counted, and writing resumes
+//! with a marker record when space returns ([`super::logs`]); the exit record uses the space
+//! reserved for it and is retried until it is written ([`super::state`]); if the `running`
+//! record cannot be written the container is killed rather than left to run unrecorded. Nothing
+//! in the monitor prints with `eprintln!`/`println!` (they panic when the write fails): warnings
+//! go through [`warn`], which drops what it cannot write.
+//!
 //! Single-threaded: no async runtime, no threads; libcontainer clones without exec and changes the
 //! caller's process attributes (cwd for the notify socket, dumpable), which is why it runs here and
 //! never in the multi-threaded agent. Signal dispositions: an ignored signal survives `execve`,
@@ -252,13 +259,14 @@ fn load_log_config(dir: &Path) -> Result<LogConfig, Error> {
     Ok(p.log)
 }
 
-/// Logs a warning through `tracing` when the process has a subscriber (the `agent` binary), else
-/// on stderr (`agent-monitor-wait`, whose stderr is `monitor.log` too).
+/// Logs a warning through `tracing` when the process has a subscriber (the `agent` binary, whose
+/// writer swallows write errors), else on stderr (`agent-monitor-wait`, whose stderr is
+/// `monitor.log` too). A failed write (a full disk) is ignored: never `eprintln!`, which panics.
 fn warn(msg: std::fmt::Arguments<'_>) {
     if tracing::dispatcher::has_been_set() {
         tracing::warn!("{msg}");
     } else {
-        eprintln!("WARN monitor: {msg}");
+        let _ = writeln!(std::io::stderr(), "WARN monitor: {msg}");
     }
 }
 
@@ -477,12 +485,16 @@ fn start(dir: &Path, id: &str) -> Result<Started, Error> {
             container: spec.name.clone(),
             reason: "libcontainer did not report the init pid".into(),
         })?;
+    // Space for the exit record, whatever fills the disk later.
+    super::state::reserve_space(dir);
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(lc(e));
     }
-    drop(container);
-    let mut st = ContainerState::load(dir)?.unwrap_or_else(|| ContainerState::new(id, &spec.name));
+    let mut st = ContainerState::load(dir)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| ContainerState::new(id, &spec.name));
     let me = std::process::id() as i32;
     st.status = Status::Running;
     st.monitor_pid = Some(me);
@@ -495,7 +507,14 @@ fn start(dir: &Path, id: &str) -> Result<Started, Error> {
     st.signal = None;
     st.oom_killed = false;
     st.error = None;
-    st.save(dir)?;
+    if let Err(e) = st.save(dir) {
+        // Unrecorded, it would run where nothing sees it (a full disk): end it instead.
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = reap(pid);
+        let _ = container.delete(true);
+        return Err(e);
+    }
+    drop(container);
     Ok(Started {
         pid,
         stdout: out_r,
@@ -610,7 +629,7 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
         log,
         cgroups_path,
     } = started;
-    let mut writer = LogWriter::open(dir, log)?;
+    let mut writer = LogWriter::open(dir, log);
     let pidfd = pidfd_open(pid);
     // Give back what creating the container allocated before the long wait.
     release_unused_stack();
@@ -679,11 +698,16 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
             // SAFETY: reading into our buffer from a descriptor we own.
             let r = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if r > 0 {
-                if let Err(e) = writer.feed(stream, &buf[..r as usize]) {
-                    warn(format_args!("log write failed: {e}"));
+                let before = writer.dropped();
+                writer.feed(stream, &buf[..r as usize]);
+                if before == 0 && writer.dropped() > 0 {
+                    warn(format_args!(
+                        "cannot write the log of {}: dropping log lines until it can",
+                        dir.display()
+                    ));
                 }
             } else if r == 0 {
-                let _ = writer.flush_stream(stream);
+                writer.flush_stream(stream);
                 open[w] = None;
             }
         }
@@ -709,8 +733,15 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
             break;
         }
     }
-    let _ = writer.flush_stream(Stream::Stdout);
-    let _ = writer.flush_stream(Stream::Stderr);
+    writer.flush_stream(Stream::Stdout);
+    writer.flush_stream(Stream::Stderr);
+    let lost = writer.finish();
+    if lost > 0 {
+        warn(format_args!(
+            "{lost} log lines of {} were dropped and could not be reported in the log",
+            dir.display()
+        ));
+    }
     let status = exited.unwrap_or(WaitStatus::StillAlive);
     let (code, sig) = match status {
         WaitStatus::Exited(_, c) => (c, None),
@@ -723,7 +754,11 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut st = ContainerState::load(dir)?.unwrap_or_else(|| ContainerState::new(&id, &id));
+    // An unreadable record is replaced: the exit must be recorded whatever the old one says.
+    let mut st = ContainerState::load(dir)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| ContainerState::new(&id, &id));
     match Container::load(runtime.join(&id)) {
         Ok(mut c) => {
             if let Err(e) = c.delete(true) {
@@ -743,7 +778,13 @@ fn watch(dir: &Path, started: Started) -> Result<i32, Error> {
     st.signal = sig;
     st.oom_killed = oom;
     st.finished_at = Some(super::time::format(SystemTime::now()));
-    st.save(dir)?;
+    st.save_until_done(dir, |e, attempt| {
+        if attempt == 1 {
+            warn(format_args!(
+                "cannot record the exit ({code}) yet, retrying until it is recorded: {e}"
+            ));
+        }
+    })?;
     Ok(code)
 }
 

@@ -5,6 +5,7 @@
 //! <state>/exec/<id>/spec.json      the ContainerSpec it was built from
 //! <state>/exec/<id>/etc/           hosts, hostname, resolv.conf (bind-mounted)
 //! <state>/exec/<id>/state.json     recorded state (super::state)
+//! <state>/exec/<id>/state.reserve  16 KiB kept free for the exit record (super::state)
 //! <state>/exec/<id>/container.log  output, JSON lines, rotated to .1, .2 (super::logs)
 //! <state>/exec/<id>/monitor.log    the monitor's own messages
 //! <state>/exec/<id>/monitor.lock   held by the living monitor

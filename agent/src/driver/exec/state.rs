@@ -8,6 +8,12 @@
 //! A file with a newer version is refused (an older agent must not half-understand it); version
 //! 1 is the first, so there is nothing older to convert.
 //!
+//! The exit record must not be lost to a full disk (the monitor is the only one who knows the
+//! exit code): the monitor keeps [`RESERVE_FILE`] (16 KiB) in the container's directory while the
+//! container runs, and [`ContainerState::save_until_done`] deletes it to make room when the write
+//! fails, then keeps retrying (with a growing pause, up to 5 s) until the record is saved or the
+//! container's directory is gone.
+//!
 //! Process identity: a pid alone can be reused after a reboot or wrap-around, so the start time
 //! of the process (`/proc/<pid>/stat` field 22, clock ticks since boot) is recorded next to it
 //! and compared before the pid is trusted or signalled.
@@ -139,6 +145,61 @@ impl ContainerState {
     }
 }
 
+/// Space set aside for the exit record (see the module docs).
+pub const RESERVE_FILE: &str = "state.reserve";
+
+/// Size of [`RESERVE_FILE`]: a few pages, several times the size of a record.
+const RESERVE_SIZE: usize = 16 * 1024;
+
+/// Writes [`RESERVE_FILE`] into `dir`. Best effort: on a disk already full it holds what fitted.
+pub fn reserve_space(dir: &Path) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::File::create(dir.join(RESERVE_FILE)) {
+        let _ = f.write_all(&[0u8; RESERVE_SIZE]);
+        let _ = f.sync_all();
+    }
+}
+
+/// Longest pause between two attempts of [`ContainerState::save_until_done`].
+const MAX_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ContainerState {
+    /// [`ContainerState::save`] that does not give up: on failure it frees [`RESERVE_FILE`] and
+    /// tries again at once, then every 0.1 s, 0.2 s, ... up to every 5 s, until the write succeeds
+    /// (then the reserve, if still there, is removed) or `dir` no longer exists (the container
+    /// was deleted: that error is returned). `on_error` sees each failure and its attempt number
+    /// (from 1).
+    pub fn save_until_done(
+        &self,
+        dir: &Path,
+        mut on_error: impl FnMut(&Error, u32),
+    ) -> Result<(), Error> {
+        let mut pause = std::time::Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            let err = match self.save(dir) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(dir.join(RESERVE_FILE));
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            attempt = attempt.saturating_add(1);
+            on_error(&err, attempt);
+            if !dir.is_dir() {
+                return Err(err);
+            }
+            match std::fs::remove_file(dir.join(RESERVE_FILE)) {
+                Ok(()) => continue,
+                Err(_) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+            }
+        }
+    }
+}
+
 /// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22), `None` if the
 /// process does not exist.
 pub fn process_start(pid: i32) -> Option<u64> {
@@ -196,6 +257,66 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("version 2"), "{e}");
+    }
+
+    #[test]
+    fn save_until_done_removes_the_reserve_and_gives_up_only_without_a_directory() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        reserve_space(d.path());
+        assert!(d.path().join(RESERVE_FILE).is_file());
+        let s = ContainerState::new("c1", "web");
+        let mut failures = 0;
+        s.save_until_done(d.path(), |_, _| failures += 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(failures, 0);
+        assert!(!d.path().join(RESERVE_FILE).exists());
+        assert!(ContainerState::load(d.path()).ok().flatten().is_some());
+        // The container's directory is gone: one failure, then the error.
+        let gone = d.path().join("gone");
+        let e = s
+            .save_until_done(&gone, |_, n| failures = n)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(failures, 1);
+        assert!(e.contains("gone"), "{e}");
+    }
+
+    #[test]
+    fn save_until_done_frees_the_reserve_then_retries_until_it_can_write() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        reserve_space(d.path());
+        // The temporary file's name taken by a directory: every write fails (EISDIR).
+        let blocker = d
+            .path()
+            .join(format!(".state.json.tmp-{}", std::process::id()));
+        std::fs::create_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = ContainerState::new("c1", "web");
+        s.status = Status::Exited;
+        s.exit_code = Some(7);
+        let mut attempts = 0;
+        s.save_until_done(d.path(), |_, n| {
+            attempts = n;
+            // The first failure frees the reserve (no help here); the third clears the way.
+            if n == 1 {
+                assert!(d.path().join(RESERVE_FILE).exists());
+            }
+            if n == 2 {
+                assert!(!d.path().join(RESERVE_FILE).exists());
+            }
+            if n == 3 {
+                let _ = std::fs::remove_dir(&blocker);
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(attempts, 3);
+        assert_eq!(
+            ContainerState::load(d.path())
+                .ok()
+                .flatten()
+                .and_then(|s| s.exit_code),
+            Some(7)
+        );
     }
 
     #[test]
