@@ -13,7 +13,7 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ fn ns_cmd(ns: &Path, args: &[&str]) {
 
 /// Sends `msg` from the namespace to `to` a few times, then waits for it on `sock`: whether it
 /// arrived (from the container's address).
-fn udp_arrives(ns: &PathBuf, to: SocketAddr, sock: &UdpSocket, msg: &'static str) -> bool {
+fn udp_arrives(ns: &Path, to: SocketAddr, sock: &UdpSocket, msg: &'static str) -> bool {
     in_netns(ns, move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..5 {
@@ -97,7 +97,7 @@ fn host_tcp_peer(local: SocketAddr, peer: Ipv4Addr) -> bool {
 
 /// Tries a TCP connection from the namespace (address `from`) to `to` and checks whether the
 /// host's `listener` got it: connected, accepted, or at least its SYN delivered.
-fn tcp_arrives(ns: &PathBuf, from: Ipv4Addr, to: SocketAddr, listener: &TcpListener) -> bool {
+fn tcp_arrives(ns: &Path, from: Ipv4Addr, to: SocketAddr, listener: &TcpListener) -> bool {
     let connected = in_netns(ns, move || {
         TcpStream::connect_timeout(&to, Duration::from_secs(2))
             .and_then(|mut s| s.write_all(b"x"))
