@@ -249,7 +249,8 @@ fn kill9_restart_cleans_leaks_and_repairs_a_deleted_veth() {
     let veths = links_with_prefix(&d.net.veth_prefix);
     assert_eq!(veths.len(), 1, "{veths:?}");
 
-    // kill -9; leak a veth pair and a namespace with the agent's names meanwhile.
+    // kill -9; leak a veth pair and a namespace with the agent's names (`<prefix><8 hex>`,
+    // `<instance>-<id>`) meanwhile.
     d.stop_with(libc::SIGKILL);
     assert_eq!(
         http_get(port).as_deref(),
@@ -257,8 +258,8 @@ fn kill9_restart_cleans_leaks_and_repairs_a_deleted_veth() {
         "container lives on"
     );
     let (leak_a, leak_b) = (
-        format!("{}dead0", d.net.veth_prefix),
-        format!("{}dead1", d.net.veth_prefix),
+        format!("{}dead0000", d.net.veth_prefix),
+        format!("{}dead0001", d.net.veth_prefix),
     );
     let ok = Command::new("ip")
         .args([

@@ -366,6 +366,13 @@ impl Config {
             };
             return fail(&["network", field], reason);
         }
+        if opts.owns_veth_name(&n.bridge) {
+            let why = format!("{:?} is named like the agent's veths", n.bridge);
+            return fail(
+                &["network", "bridge"],
+                format!("{why}; choose another name"),
+            );
+        }
         for reg in &self.registries.insecure {
             if reg.is_empty() || reg.contains('/') || reg.contains("://") {
                 return fail(
@@ -563,6 +570,13 @@ format = "json"
         assert!(e.contains(":2:12: network.instance"), "{e}");
         let e = parse("[network]\nveth_prefix = \"muchtoolong\"\n").unwrap_err();
         assert!(e.contains("network.veth_prefix"), "{e}");
+        let e = parse("[network]\nveth_prefix = \"veth\"\n").unwrap_err();
+        assert!(
+            e.contains("network.veth_prefix") && e.contains("CNI"),
+            "{e}"
+        );
+        let e = parse("[network]\nbridge = \"agv0123abcd\"\n").unwrap_err();
+        assert!(e.contains("network.bridge"), "{e}");
         let e = parse("[network]\nfirewall = \"pf\"\n").unwrap_err();
         assert!(
             e.contains(":2:12:") && e.contains("`auto`, `nftables`, `iptables`"),

@@ -1,6 +1,8 @@
 //! Start-up cleanup: make the host hold exactly what the records explain.
 //!
-//! Ownership is recognised by name: host-side veths start with the instance's `veth_prefix`,
+//! Ownership is recognised by name: host-side veths are exactly `<veth_prefix><8 hex>` (so that
+//! agents whose prefixes nest, `asc` and `ascd`, never take each other's) and are not on a bridge
+//! of someone else's,
 //! namespaces are `<netns_dir>/<instance>-<id>`, firewall rules live in the instance's own table
 //! or chains. Anything of that shape that no complete attachment record accounts for is removed
 //! and logged; incomplete records (an attach interrupted by a crash) are undone.
@@ -76,11 +78,23 @@ impl NetworkDriver {
             .collect();
         let kept_ns: HashSet<_> = kept.iter().filter_map(|r| r.owned_netns.clone()).collect();
 
-        let prefix = self.options().veth_prefix.clone();
         let links = netlink::run_in(None, |h| async move { netlink::list_links(&h).await })?;
-        for l in links {
-            if !netlink::is_veth(&l) || !l.name.starts_with(&prefix) || kept_veths.contains(&l.name)
+        let own_bridges: HashSet<String> =
+            store.networks()?.into_iter().map(|n| n.bridge).collect();
+        let bridge_of = |index: u32| links.iter().find(|b| b.index == index).map(|b| &b.name);
+        for l in &links {
+            if !netlink::is_veth(l)
+                || !self.options().owns_veth_name(&l.name)
+                || kept_veths.contains(&l.name)
             {
+                continue;
+            }
+            // On a bridge that is not one of this instance's networks: another agent's (the
+            // same veth_prefix) or someone's by hand. Not ours to delete.
+            if let Some(other) = l.controller.and_then(bridge_of)
+                && !own_bridges.contains(other)
+            {
+                tracing::warn!(veth = %l.name, bridge = %other, "cleanup: veth named like this agent's is on a bridge that is not one of its networks; left alone (another agent with the same veth_prefix?)");
                 continue;
             }
             let name = l.name.clone();

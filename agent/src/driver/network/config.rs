@@ -124,6 +124,23 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The number of hex digits after the veth prefix (`<prefix><8 hex>`).
+pub const VETH_SUFFIX_LEN: usize = 8;
+
+/// Why veths named `<prefix><8 hex>` would collide with interfaces named by others, if they
+/// would: the agent's own bridges of `Network` manifests (`agent-<network>`, any name) and the
+/// host veths of CNI plugins (Kubernetes, Podman with CNI: exactly `veth<8 hex>`). Docker's
+/// `veth<7 hex>` cannot collide: the agent matches the suffix length exactly.
+fn veth_prefix_clash(prefix: &str) -> Option<&'static str> {
+    if prefix.starts_with("agent-") {
+        Some("bridges of Network manifests are named agent-<network>")
+    } else if prefix == "veth" {
+        Some("CNI plugins (Kubernetes, Podman) name their host veths veth<8 hex>")
+    } else {
+        None
+    }
+}
+
 /// Which firewall backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,7 +160,8 @@ pub struct DriverOptions {
     /// (upper-cased: `AGENT-FORWARD`, ...), and the netns name prefix (`<instance>-<container>`).
     /// Lowercase letters, digits and `_`, 1 to 16 characters.
     pub instance: String,
-    /// Prefix of host-side veth names (`<prefix><8 hex>`), 1 to 6 characters.
+    /// Prefix of host-side veth names (`<prefix><8 hex>`), 1 to 6 characters. Prefixes whose
+    /// names could collide with others' interfaces (`veth`, `agent-`) are refused.
     pub veth_prefix: String,
     /// Where named network namespaces are bind-mounted (`/run/netns` makes them visible to
     /// `ip netns`).
@@ -200,6 +218,16 @@ impl DriverOptions {
                 ),
             ));
         }
+        if let Some(why) = veth_prefix_clash(&self.veth_prefix) {
+            return Err(bad(
+                "veth_prefix",
+                format!(
+                    "{:?}: names {}<8 hex> could collide with others' interfaces: {why}; \
+                     choose another prefix",
+                    self.veth_prefix, self.veth_prefix
+                ),
+            ));
+        }
         let (lo, hi) = self.random_ports;
         if lo == 0 || lo > hi {
             return Err(bad(
@@ -208,6 +236,19 @@ impl DriverOptions {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `name` has the shape of this instance's host-side veths: the prefix followed by
+    /// exactly [`VETH_SUFFIX_LEN`] lowercase hex digits. Exact, so that instances whose
+    /// prefixes nest (`asc` and `ascd`) never take each other's veths for their own.
+    pub fn owns_veth_name(&self, name: &str) -> bool {
+        name.strip_prefix(self.veth_prefix.as_str())
+            .is_some_and(|rest| {
+                rest.len() == VETH_SUFFIX_LEN
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
     }
 
     /// The iptables chain prefix (`AGENT` for instance `agent`).
@@ -257,6 +298,51 @@ mod tests {
             ..Default::default()
         };
         assert!(o.validate().unwrap_err().to_string().contains("instance"));
+    }
+
+    #[test]
+    fn veth_names_match_exactly() {
+        let o = |p: &str| DriverOptions {
+            veth_prefix: p.into(),
+            ..Default::default()
+        };
+        let (asc, ascd) = (o("asc"), o("ascd"));
+        assert!(asc.owns_veth_name("asc0123abcd"));
+        assert!(ascd.owns_veth_name("ascd0123abcd"));
+        // Nested prefixes never take each other's names.
+        assert!(!asc.owns_veth_name("ascd0123abcd"));
+        assert!(!ascd.owns_veth_name("ascd123abcd"));
+        for bad in [
+            "asc",
+            "asc0123abc",
+            "asc0123ABCD",
+            "asc0123abcg",
+            "asc0123abcd0",
+            "x0123abcd",
+        ] {
+            assert!(!asc.owns_veth_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn veth_prefixes_that_collide_are_refused() {
+        for bad in ["veth", "agent-", "agent-x"] {
+            let o = DriverOptions {
+                veth_prefix: bad.into(),
+                ..Default::default()
+            };
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.contains("veth_prefix") && e.contains(bad), "{e}");
+        }
+        for good in [
+            "agv", "vet", "veth0", "vethx", "ve", "agent", "agent0", "ag",
+        ] {
+            let o = DriverOptions {
+                veth_prefix: good.into(),
+                ..Default::default()
+            };
+            assert!(o.validate().is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -153,6 +153,17 @@ impl NetworkDriver {
     /// bridge and the firewall.
     pub fn ensure_network(&self, net: &NetworkConfig) -> Result<(), Error> {
         net.validate()?;
+        if self.opts.owns_veth_name(&net.bridge) {
+            return Err(Error::Config {
+                network: net.name.clone(),
+                field: "bridge".into(),
+                reason: format!(
+                    "{}: looks like this agent's veth names (veth_prefix {:?} and 8 hex digits); \
+                     choose another bridge name",
+                    net.bridge, self.opts.veth_prefix
+                ),
+            });
+        }
         let _g = self.guard()?;
         for other in self.store.networks()? {
             if other.name == net.name {
