@@ -45,13 +45,13 @@ pub struct StartArgs {
 fn offline(
     state: &Path,
     name: &str,
-    with_store: impl FnOnce(&mut Store, &MonitorDriver) -> Result<ActionReport, RequestError>,
+    with_store: impl FnOnce(&std::sync::Mutex<Store>, &MonitorDriver) -> Result<ActionReport, RequestError>,
     driver_only: impl FnOnce(&MonitorDriver, &str) -> Result<(), crate::driver::exec::Error>,
 ) -> crate::Result<()> {
     let driver = MonitorDriver::new(ExecConfig::new(state));
     if state.join(crate::store::DB_FILE).exists() {
-        let mut store = Store::open(state)?;
-        match with_store(&mut store, &driver) {
+        let store = std::sync::Mutex::new(Store::open(state)?);
+        match with_store(&store, &driver) {
             Err(RequestError::NotFound(_)) => {}
             Ok(_) => return Ok(()),
             Err(e) => return Err(crate::Error::Usage(e.to_string())),

@@ -51,6 +51,12 @@ pub enum Change {
     StartContainer {
         name: String,
     },
+    /// Start an exited container again under its restart policy (the restart count grows by
+    /// one; its network is attached again first). Never planned from manifests: the supervision
+    /// of exits decides it (see `reconcile::supervise`).
+    RestartContainer {
+        name: String,
+    },
     /// Stop it (its stop signal, the grace period, SIGKILL).
     StopContainer {
         name: String,
@@ -120,6 +126,7 @@ impl Change {
             Change::RemoveVolume { name }
             | Change::RemoveNetwork { name }
             | Change::StartContainer { name }
+            | Change::RestartContainer { name }
             | Change::StopContainer { name }
             | Change::RemoveContainer { name, .. }
             | Change::UpdateContainer { name, .. }
@@ -141,6 +148,7 @@ impl Change {
             | Change::RemoveContainer { .. }
             | Change::RemoveImage { .. } => "remove",
             Change::StartContainer { .. } => "start",
+            Change::RestartContainer { .. } => "restart",
             Change::StopContainer { .. } => "stop",
             Change::RecreateContainer { .. } => "recreate",
             Change::RefreshLinks { .. } => "refresh-links",

@@ -196,7 +196,7 @@ pub fn try_apply_change(actual: &mut Actual, change: &Change) -> Result<(), Stri
                 ActualContainer::new(Some(config), state),
             );
         }
-        Change::StartContainer { name } => {
+        Change::StartContainer { name } | Change::RestartContainer { name } => {
             let c = actual
                 .containers
                 .get_mut(name)

@@ -44,6 +44,7 @@ use super::pass::{event, now_ms};
 use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit};
 use crate::driver::exec::{AnyExecDriver, ExecDriver, LiveUpdate};
 use crate::driver::graph::{Graph, GraphDriver};
+use super::work::{Cause, Work};
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
 use crate::store::{ContainerRecord, ContainerState, ImageRecord, NewIntent, VolumeRecord};
 
@@ -72,6 +73,53 @@ fn debug_pause(step: &str, name: &str) {
     if let Some(d) = delay {
         tracing::info!(step, container = name, delay = ?d, "debug: pausing half-way (AGENT_DEBUG_STEP_DELAY_MS)");
         std::thread::sleep(*d);
+    }
+}
+
+/// What applying a work did, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub line: String,
+    /// False when there was nothing to do (`agent start` of a running container).
+    pub changed: bool,
+}
+
+impl From<String> for Applied {
+    fn from(line: String) -> Applied {
+        Applied {
+            line,
+            changed: true,
+        }
+    }
+}
+
+impl Applied {
+    fn unchanged(line: String) -> Applied {
+        Applied {
+            line,
+            changed: false,
+        }
+    }
+}
+
+/// A started process and the open intent of its start.
+struct Started {
+    pid: i32,
+    intent: i64,
+}
+
+/// `AGENT_DEBUG_PANIC_CONTAINER` (a test hook): applying any work on the container of that
+/// name panics, as a bug would. The work fails; the agent must live on.
+fn debug_panic(work: &Work) {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let name = NAME.get_or_init(|| std::env::var("AGENT_DEBUG_PANIC_CONTAINER").ok());
+    if work.step.change.kind() == crate::manifest::Kind::Container
+        && name.as_deref() == Some(work.step.change.name())
+    {
+        panic!(
+            "AGENT_DEBUG_PANIC_CONTAINER: applying {}",
+            work.step.summary()
+        );
     }
 }
 
@@ -143,8 +191,126 @@ fn new_id(name: &str) -> String {
 }
 
 impl Applier {
+    /// Applies one work (see [`super::work`]): a planned step, or a change decided by the
+    /// restart policy, a health check, a user or the agent's exit. The only way the agent
+    /// changes containers, networks, volumes and images.
+    pub fn apply_work(&self, store: &SharedStore, work: &Work) -> Result<Applied, ApplyError> {
+        debug_panic(work);
+        let name = work.step.change.name();
+        match (&work.step.change, &work.cause) {
+            (Change::StopContainer { .. }, Cause::User { grace }) => {
+                let r = super::request::stop(store, &self.exec, name, *grace)
+                    .map_err(|e| ApplyError::Other(e.to_string()))?;
+                Ok(Applied {
+                    line: format!("agent stop {name}: {}", r.state),
+                    changed: r.changed,
+                })
+            }
+            (Change::StartContainer { .. }, Cause::User { .. }) => {
+                self.attach_if_stopped(store, name)?;
+                let r = super::request::start(store, &self.exec, name)
+                    .map_err(|e| ApplyError::Other(e.to_string()))?;
+                Ok(Applied {
+                    line: format!("agent start {name}: {}", r.state),
+                    changed: r.changed,
+                })
+            }
+            (Change::StopContainer { .. }, Cause::Unhealthy) => self.stop_unhealthy(store, name),
+            (Change::StopContainer { .. }, Cause::AgentExit) => {
+                self.stop(store, name)?;
+                let object = format!("container/{name}");
+                lock(store).transaction(|tx| {
+                    event(
+                        tx,
+                        "container.stop",
+                        &object,
+                        json!({"reason": "agent exit (stop_containers_on_exit)"}),
+                    )
+                })?;
+                Ok(Applied::from(format!("stopped {name} (stop_containers_on_exit)")))
+            }
+            (Change::RestartContainer { .. }, _) => self.restart(store, name),
+            _ => self.apply(store, &work.step).map(Applied::from),
+        }
+    }
+
+    /// A stop for a failed health check: the process is stopped (signal, grace, SIGKILL) and its
+    /// exit then handled like any other, by the restart policy.
+    fn stop_unhealthy(&self, store: &SharedStore, name: &str) -> Result<Applied, ApplyError> {
+        let Some(rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(Applied::unchanged(format!("{name} is gone")));
+        };
+        if rec.state != ContainerState::Running
+            || !self.exec.state(&rec.id).is_ok_and(|i| i.status.is_running())
+        {
+            return Ok(Applied::unchanged(format!("{name} is not running")));
+        }
+        lock(store).transaction(|tx| {
+            event(
+                tx,
+                "container.unhealthy-stop",
+                &format!("container/{name}"),
+                json!({"reason": "unhealthy; its restart policy restarts it"}),
+            )
+        })?;
+        self.exec
+            .stop(&rec.id, super::supervise::grace_of(&rec.config))?;
+        Ok(Applied::from(format!("stopped unhealthy {name}")))
+    }
+
+    /// Attaches the network of a stopped bridge-mode container again (same address).
+    fn attach_if_stopped(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+        let Some(rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(());
+        };
+        if let Ok(config) = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
+            && super::network::uses_driver(&config)
+            && let Ok(net) = &self.net
+        {
+            net.ensure_attached(store, &self.state_dir, &rec.id, &config)?;
+        }
+        Ok(())
+    }
+
+    /// The restart policy's restart of an exited container: its network first (detached by a
+    /// stop, or gone with a reboot), then a journalled start; the restart count grows by one.
+    fn restart(&self, store: &SharedStore, name: &str) -> Result<Applied, ApplyError> {
+        let Some(rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(Applied::unchanged(format!("{name} is gone")));
+        };
+        if rec.state != ContainerState::Restarting {
+            return Ok(Applied::unchanged(format!(
+                "{name} is {}: no restart",
+                rec.state
+            )));
+        }
+        self.attach_if_stopped(store, name)?;
+        let pid = self.start_journalled(store, name, &rec.id)?;
+        let mut rec = rec;
+        rec.state = ContainerState::Running;
+        rec.restart_count = rec.restart_count.saturating_add(1);
+        rec.started_at = Some(now_ms());
+        rec.runtime.container_pid = Some(pid.pid);
+        rec.exit_code = None;
+        rec.signal = None;
+        rec.oom_killed = false;
+        let count = rec.restart_count;
+        lock(store).transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(pid.intent)?;
+            event(
+                tx,
+                "container.restart",
+                &format!("container/{name}"),
+                json!({"restartCount": count}),
+            )
+        })?;
+        tracing::info!(container = %name, restarts = count, "container restarted");
+        Ok(Applied::from(format!("restarted {name}")))
+    }
+
     /// Applies one step; returns a line for the pass report.
-    pub fn apply(&mut self, store: &SharedStore, step: &Step) -> Result<String, ApplyError> {
+    pub fn apply(&self, store: &SharedStore, step: &Step) -> Result<String, ApplyError> {
         let summary = step.summary();
         match &step.change {
             Change::PullImage {
@@ -228,6 +394,9 @@ impl Applier {
                 self.create(store, config, hash.as_ref(), *keep_stopped)?;
             }
             Change::StartContainer { name } => self.start(store, name)?,
+            Change::RestartContainer { name } => {
+                self.restart(store, name)?;
+            }
             Change::StopContainer { name } => self.stop(store, name)?,
             Change::RemoveContainer { name, replaced } => self.remove(store, name, *replaced)?,
             Change::RecreateContainer {
@@ -342,7 +511,7 @@ impl Applier {
     }
 
     fn create(
-        &mut self,
+        &self,
         store: &SharedStore,
         config: &EffectiveContainer,
         hash: Option<&plan::ConfigHash>,
@@ -408,7 +577,7 @@ impl Applier {
     /// Root filesystem, network and runtime object of a container whose row is written;
     /// returns the network namespace it joins.
     fn create_runtime(
-        &mut self,
+        &self,
         store: &SharedStore,
         id: &str,
         config: &EffectiveContainer,
@@ -500,7 +669,7 @@ impl Applier {
     /// was recreated: they hold its old namespace, which is gone (Docker leaves them without a
     /// network until restarted by hand). Returns their names.
     fn recreate_sharers(
-        &mut self,
+        &self,
         store: &SharedStore,
         target: &str,
     ) -> Result<Vec<String>, ApplyError> {
@@ -538,7 +707,7 @@ impl Applier {
         })
     }
 
-    fn start(&mut self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+    fn start(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
         let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Err(ApplyError::Other(format!("no such container {name}")));
         };
@@ -549,14 +718,31 @@ impl Applier {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
         }
-        let intent = lock(store).transaction(|tx| {
-            tx.begin_intent(
-                &new_intent(INTENT_START, name, json!({"id": rec.id})),
-                now_ms(),
-            )
+        let started = self.start_journalled(store, name, &rec.id)?;
+        rec.state = ContainerState::Running;
+        rec.started_at = Some(now_ms());
+        rec.runtime.container_pid = Some(started.pid);
+        rec.exit_code = None;
+        lock(store).transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(started.intent)
         })?;
-        // Started already by an agent killed before it could record that: adopt the process.
-        let running = match self.exec.state(&rec.id) {
+        Ok(())
+    }
+
+    /// Starts runtime container `id` of `name` under a `start-container` intent (left open for
+    /// the caller's record): adopts the process if it runs already (started by an agent killed
+    /// before it could record that).
+    fn start_journalled(
+        &self,
+        store: &SharedStore,
+        name: &str,
+        id: &str,
+    ) -> Result<Started, ApplyError> {
+        let intent = lock(store).transaction(|tx| {
+            tx.begin_intent(&new_intent(INTENT_START, name, json!({"id": id})), now_ms())
+        })?;
+        let running = match self.exec.state(id) {
             Ok(crate::driver::exec::ContainerInfo {
                 status: crate::driver::exec::ContainerStatus::Running { pid, .. },
                 ..
@@ -568,21 +754,13 @@ impl Applier {
                 tracing::info!(container = %name, pid, "already running (started before a crash); adopted");
                 pid
             }
-            None => self.exec.start(&rec.id)?,
+            None => self.exec.start(id)?,
         };
         debug_pause("start", name);
-        rec.state = ContainerState::Running;
-        rec.started_at = Some(now_ms());
-        rec.runtime.container_pid = Some(pid);
-        rec.exit_code = None;
-        lock(store).transaction(|tx| {
-            tx.upsert_container(&rec)?;
-            tx.finish_intent(intent)
-        })?;
-        Ok(())
+        Ok(Started { pid, intent })
     }
 
-    fn stop(&mut self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+    fn stop(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
         let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Ok(());
         };
@@ -608,7 +786,7 @@ impl Applier {
     }
 
     fn remove(
-        &mut self,
+        &self,
         store: &SharedStore,
         name: &str,
         replaced: bool,
@@ -644,7 +822,7 @@ impl Applier {
     /// container takes over the address and ports of the same row). Whatever is already gone is
     /// skipped.
     pub fn discard(
-        &mut self,
+        &self,
         id: &str,
         grace: Option<std::time::Duration>,
         replaced: bool,

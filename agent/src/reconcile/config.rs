@@ -36,6 +36,9 @@ pub struct Config {
     pub event_cap: u64,
     /// Stop every container when the agent exits (SIGTERM). Default: leave them running.
     pub stop_containers_on_exit: bool,
+    /// How many changes are applied at once (creates, starts, stops, pulls of different
+    /// objects; one at a time per object). Docker Compose's default parallelism is 64.
+    pub workers: usize,
     /// Restart backoff of crash-looping containers.
     pub restart: BackoffConfig,
     /// The default bridge network.
@@ -160,6 +163,7 @@ impl Default for Config {
             resync_interval: Duration::from_secs(60),
             event_cap: 10_000,
             stop_containers_on_exit: false,
+            workers: 64,
             restart: BackoffConfig::default(),
             network: NetworkConfig::default(),
             graph: GraphConfig::default(),
@@ -305,6 +309,12 @@ impl Config {
         }
         if self.resync_interval < Duration::from_secs(1) {
             return fail(&["resync_interval"], "must be at least 1s");
+        }
+        if !(1..=1024).contains(&self.workers) {
+            return fail(
+                &["workers"],
+                format!("{} is out of range; allowed: 1 to 1024", self.workers),
+            );
         }
         if self.event_cap < 100 {
             return fail(

@@ -18,17 +18,21 @@
 pub mod apply;
 pub mod config;
 pub mod daemon;
+pub mod engine;
+pub mod exits;
 pub mod health;
 pub mod logging;
 pub mod network;
 pub mod pass;
 pub mod prober;
+pub mod queue;
 pub mod recover;
 pub mod request;
 pub mod restart;
 pub mod sdnotify;
 pub mod supervise;
 pub mod trigger;
+pub mod work;
 
 pub use config::{Config, ConfigError};
 

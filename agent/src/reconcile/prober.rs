@@ -2,8 +2,9 @@
 //! driver, inside the container) on its schedule and feeds the results to the
 //! [`super::health::Health`] state machine.
 //!
-//! One task ticks every 500 ms and starts the probes that are due, each on the blocking pool with
-//! its timeout. A probe that exceeds its timeout counts as a failure and is killed, as Docker
+//! One task sleeps until the earliest probe is due (a deadline queue: no fixed tick; a change of
+//! the probed set or a finished probe wakes it) and starts the probes that are due, each on the
+//! blocking pool with its timeout. A probe that exceeds its timeout counts as a failure and is killed, as Docker
 //! does: the exec driver runs it as an `agent exec` child of this process, so [`kill_probe`]
 //! SIGKILLs that child and every process under it (the command inside the container and what it
 //! started), found through `/proc` by parent pid, and the prober waits for it to go before the
@@ -57,6 +58,8 @@ struct Target {
 #[derive(Clone, Default)]
 pub struct Prober {
     targets: Arc<Mutex<HashMap<String, Target>>>,
+    /// Wakes the prober task: the probed set changed, or a probe ended.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Prober {
@@ -109,7 +112,18 @@ impl Prober {
             }
         }
         targets.retain(|name, _| keep.contains(name));
+        drop(targets);
+        self.wake.notify_one();
         Ok(())
+    }
+
+    /// When the earliest probe that is not running is due; `None` without one.
+    fn next_due(&self) -> Option<Instant> {
+        self.lock()
+            .values()
+            .filter(|t| !t.running)
+            .map(|t| t.health.next_probe_at())
+            .min()
     }
 
     /// Starts the prober task.
@@ -121,10 +135,17 @@ impl Prober {
     ) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                match me.next_due() {
+                    Some(at) if at > Instant::now() => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                            _ = me.wake.notified() => {}
+                        }
+                    }
+                    Some(_) => {}
+                    None => me.wake.notified().await,
+                }
                 let now = Instant::now();
                 let due: Vec<(String, String, Vec<String>, Duration)> = {
                     let mut targets = me.lock();
@@ -171,6 +192,7 @@ impl Prober {
             t.running = false;
             t.health.record(result.clone(), start, Instant::now())
         };
+        self.wake.notify_one();
         let Some(status) = changed else {
             return;
         };

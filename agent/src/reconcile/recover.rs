@@ -64,7 +64,7 @@ fn container_name(intent: &Intent) -> Option<&str> {
 }
 
 /// Settles every pending container intent (see the module docs).
-pub fn intents(applier: &mut Applier, store: &SharedStore) -> Recovered {
+pub fn intents(applier: &Applier, store: &SharedStore) -> Recovered {
     let mut out = Recovered::default();
     let pending = match lock(store).transaction(|tx| tx.pending_intents()) {
         Ok(p) => p,
@@ -103,7 +103,7 @@ pub fn intents(applier: &mut Applier, store: &SharedStore) -> Recovered {
 }
 
 fn settle(
-    applier: &mut Applier,
+    applier: &Applier,
     store: &SharedStore,
     intent: &Intent,
     name: &str,
@@ -252,7 +252,7 @@ pub fn refuse_lost_store(
 /// Runtime containers and container layers that no container row names (start-up only: no step
 /// is in flight then): left alone and reported, or removed when `remove` (`agent run
 /// --remove-orphans`). See the module docs.
-pub fn sweep_orphans(applier: &mut Applier, store: &SharedStore, remove: bool) -> Recovered {
+pub fn sweep_orphans(applier: &Applier, store: &SharedStore, remove: bool) -> Recovered {
     let mut out = Recovered::default();
     let known: HashSet<String> = match lock(store).transaction(|tx| tx.containers()) {
         Ok(c) => c.into_iter().map(|c| c.id).collect(),
@@ -318,7 +318,7 @@ pub fn sweep_orphans(applier: &mut Applier, store: &SharedStore, remove: bool) -
 
 /// Mounts the root filesystem of every recorded container that is not mounted (start-up after a
 /// host reboot). A container being removed is skipped.
-pub fn remount(applier: &mut Applier, store: &SharedStore) -> Recovered {
+pub fn remount(applier: &Applier, store: &SharedStore) -> Recovered {
     let mut out = Recovered::default();
     let containers = match lock(store).transaction(|tx| tx.containers()) {
         Ok(c) => c,

@@ -1,9 +1,11 @@
 //! `agent stop` and `agent start`: a user's requests on one container.
 //!
 //! While the agent runs, the CLI sends them to the API; the API queues them in [`Requests`] and
-//! fires [`Trigger::Request`](super::trigger::Trigger); the pass loop serves the queue at the
-//! start of its next pass, so a request never races a change being applied. When no agent runs,
-//! the CLI calls [`stop`] and [`start`] itself on the store and the exec driver.
+//! fires [`Trigger::Request`](super::trigger::Trigger); the loop turns each into a work
+//! ([`super::work::Cause::User`]) that the applier runs like any other change, queued behind a
+//! change in flight on the same container and beside changes to any other. When no agent runs,
+//! the CLI calls [`stop`] and [`start`] itself on the store and the exec driver. Neither holds
+//! the store's lock while the container stops or starts, so `agent ps` answers meanwhile.
 //!
 //! Semantics (Docker's `docker stop` / `docker start`):
 //! - `stop` sends the container's stop signal, waits its grace period (or `-t`), then SIGKILL, and
@@ -117,15 +119,27 @@ impl Requests {
     }
 }
 
-/// Serves one request.
-pub fn serve<E: ExecDriver>(
-    store: &mut Store,
-    exec: &E,
-    action: &Action,
-) -> Result<ActionReport, RequestError> {
-    match action {
-        Action::Stop { name, grace } => stop(store, exec, name, *grace),
-        Action::Start { name } => start(store, exec, name),
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Action {
+    /// The work that serves it.
+    pub fn work(&self) -> super::work::Work {
+        use super::work::{Cause, Work};
+        use crate::plan::Change;
+        match self {
+            Action::Stop { name, grace } => Work::container(
+                Change::StopContainer { name: name.clone() },
+                Cause::User { grace: *grace },
+                "agent stop",
+            ),
+            Action::Start { name } => Work::container(
+                Change::StartContainer { name: name.clone() },
+                Cause::User { grace: None },
+                "agent start",
+            ),
+        }
     }
 }
 
@@ -138,8 +152,8 @@ fn failed(name: &str, e: impl std::fmt::Display) -> RequestError {
 
 /// The record of the container a stop or start request names; refused while the agent is
 /// removing it.
-fn request_target(store: &mut Store, name: &str) -> Result<ContainerRecord, RequestError> {
-    let rec = store
+pub fn request_target(store: &Mutex<Store>, name: &str) -> Result<ContainerRecord, RequestError> {
+    let rec = lock(store)
         .transaction(|tx| tx.container(name))
         .map_err(|e| failed(name, e))?
         .ok_or_else(|| RequestError::NotFound(name.to_string()))?;
@@ -163,7 +177,7 @@ fn unchanged(name: &str, state: ContainerState) -> ActionReport {
 
 /// `agent stop`: see the module docs. `grace` overrides the container's stop grace period.
 pub fn stop<E: ExecDriver>(
-    store: &mut Store,
+    store: &Mutex<Store>,
     exec: &E,
     name: &str,
     grace: Option<Duration>,
@@ -201,7 +215,7 @@ pub fn stop<E: ExecDriver>(
 
 /// `agent start`: see the module docs.
 pub fn start<E: ExecDriver>(
-    store: &mut Store,
+    store: &Mutex<Store>,
     exec: &E,
     name: &str,
 ) -> Result<ActionReport, RequestError> {
@@ -227,13 +241,13 @@ pub fn start<E: ExecDriver>(
 
 /// Saves the changed record with its event `kind` in one transaction; the answer says it changed.
 fn record(
-    store: &mut Store,
+    store: &Mutex<Store>,
     rec: &ContainerRecord,
     kind: &str,
     message: serde_json::Value,
 ) -> Result<ActionReport, RequestError> {
     let name = rec.name.as_str();
-    store
+    lock(store)
         .transaction(|tx| {
             tx.upsert_container(rec)?;
             event(tx, kind, &format!("container/{name}"), message)

@@ -6,17 +6,21 @@
 //! - still running: nothing (at start-up this is the adoption: no restart, no new process);
 //! - exited: the exit (code, signal, OOM kill, time) is recorded with a `container.exit` event,
 //!   then the restart policy decides ([`super::restart`]). A restart is not done on the spot: the
-//!   container is marked `restarting` and a [`Trigger::RestartDue`](super::trigger::Trigger) is
-//!   scheduled after its backoff delay, so a crash loop never blocks a pass;
+//!   container is marked `restarting` and the loop's timer gets a deadline after its backoff
+//!   delay, so a crash loop never blocks anything;
 //! - gone without a recorded exit (monitor killed, host rebooted): recorded as exit code 255
 //!   ([`super::restart::LOST_EXIT_CODE`]), as Docker does.
 //!
-//! [`Supervisor::restart_due`] starts containers whose delay is over. The restart policy and the
-//! health check come from the store's effective config (`live.restart`, `live.healthcheck`), read
+//! Checks are per container when an exit event names one, for all containers at start-up and
+//! resync. The restart itself is a work ([`Change::RestartContainer`](crate::plan::Change),
+//! cause restart policy) that the loop submits when the delay is over and the applier runs like
+//! any other change. The restart policy and the health check come from the store's effective
+//! config (`live.restart`, `live.healthcheck`), read
 //! leniently: a config the supervisor cannot read means policy `no`.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -59,28 +63,24 @@ pub fn grace_of(config: &Value) -> Option<Duration> {
         .map(|d| d.0)
 }
 
-/// What a check found and did, for the pass report.
+/// What a check found and did, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
-    /// Recorded an exit; `restart_in` when a restart was scheduled.
+    /// Recorded an exit; `restart_in` when the policy restarts it after that delay (the loop
+    /// schedules a [`Change::RestartContainer`](crate::plan::Change) work then).
     Exited {
         name: String,
         exit_code: i32,
         restart_in: Option<Duration>,
         reason: String,
     },
-    /// Restarted after its backoff.
-    Restarted { name: String },
-    /// Restarting failed; retried after the next delay.
-    RestartFailed { name: String, error: String },
 }
 
-/// Per-container backoff and due times; lives as long as the agent.
+/// Per-container restart backoff; lives as long as the agent, owned by the loop.
 pub struct Supervisor {
     exec: AnyExecDriver,
     backoff: BackoffConfig,
     backoffs: HashMap<String, Backoff>,
-    due: HashMap<String, Instant>,
 }
 
 fn ms_of(rfc3339: Option<&str>) -> Option<i64> {
@@ -89,13 +89,16 @@ fn ms_of(rfc3339: Option<&str>) -> Option<i64> {
     i64::try_from(d.as_millis()).ok()
 }
 
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Supervisor {
     pub fn new(exec: AnyExecDriver, backoff: BackoffConfig) -> Supervisor {
         Supervisor {
             exec,
             backoff,
             backoffs: HashMap::new(),
-            due: HashMap::new(),
         }
     }
 
@@ -103,31 +106,47 @@ impl Supervisor {
         &self.exec
     }
 
-    /// When the next scheduled restart is due, per container name.
-    pub fn due(&self) -> impl Iterator<Item = (&str, Instant)> {
-        self.due.iter().map(|(n, t)| (n.as_str(), *t))
-    }
-
-    /// Forgets the backoff of a container (recreated, started or removed by the plan).
+    /// Forgets the backoff of a container (recreated, started or removed by the plan or a user).
     pub fn forget(&mut self, name: &str) {
         self.backoffs.remove(name);
-        self.due.remove(name);
     }
 
-    /// Compares the store with the processes and records every exit (see module docs).
+    /// The next delay after a restart of `name` failed (it counts as a run of no length).
+    pub fn failed_restart_delay(&mut self, name: &str) -> Duration {
+        self.backoffs
+            .entry(name.to_string())
+            .or_default()
+            .next_delay(&self.backoff, Duration::ZERO)
+    }
+
+    /// Compares the store with the processes and records every exit (see module docs): all
+    /// containers, or only `only`. The store is locked per transaction, never across a read of
+    /// the exec driver.
     pub fn check(
         &mut self,
-        store: &mut Store,
+        store: &Mutex<Store>,
         occasion: Occasion,
+        only: Option<&str>,
     ) -> crate::store::Result<Vec<Finding>> {
-        let containers = store.transaction(|tx| tx.containers())?;
+        let containers = match only {
+            Some(name) => lock(store)
+                .transaction(|tx| tx.container(name))?
+                .into_iter()
+                .collect(),
+            None => lock(store).transaction(|tx| tx.containers())?,
+        };
         let mut findings = Vec::new();
         for c in containers {
             match c.state {
                 ContainerState::Running => {}
                 // A container left `restarting` by an agent that went down: restart it now.
                 ContainerState::Restarting if occasion == Occasion::AgentStart => {
-                    self.due.insert(c.name.clone(), Instant::now());
+                    findings.push(Finding::Exited {
+                        name: c.name.clone(),
+                        exit_code: c.exit_code.unwrap_or(LOST_EXIT_CODE),
+                        restart_in: Some(Duration::ZERO),
+                        reason: "left restarting by the agent's last run".into(),
+                    });
                     continue;
                 }
                 // Exited or stopped before the agent went down: at start-up the policy may
@@ -142,16 +161,24 @@ impl Supervisor {
                 }
                 _ => continue,
             }
-            let status = match self.exec.state(&c.id) {
-                Ok(info) => info.status,
-                Err(crate::driver::exec::Error::NotFound(_)) => ContainerStatus::Unknown {
-                    reason: "its runtime state is gone".into(),
+            let info = match self.exec.state(&c.id) {
+                Ok(info) => info,
+                Err(crate::driver::exec::Error::NotFound(_)) => crate::driver::exec::ContainerInfo {
+                    status: ContainerStatus::Unknown {
+                        reason: "its runtime state is gone".into(),
+                    },
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    created_at: String::new(),
+                    started_at: None,
+                    finished_at: None,
                 },
                 Err(e) => {
                     tracing::warn!(container = %c.name, error = %e, "cannot read container state");
                     continue;
                 }
             };
+            let status = info.status.clone();
             let (exit_code, signal, oom, finished) = match &status {
                 ContainerStatus::Running { .. } | ContainerStatus::Paused { .. } => continue,
                 ContainerStatus::Created => continue,
@@ -159,14 +186,12 @@ impl Supervisor {
                     exit_code,
                     signal,
                     oom_killed,
-                } => {
-                    let fin = self
-                        .exec
-                        .state(&c.id)
-                        .ok()
-                        .and_then(|i| ms_of(i.finished_at.as_deref()));
-                    (*exit_code, *signal, *oom_killed, fin)
-                }
+                } => (
+                    *exit_code,
+                    *signal,
+                    *oom_killed,
+                    ms_of(info.finished_at.as_deref()),
+                ),
                 ContainerStatus::Failed { .. } | ContainerStatus::Unknown { .. } => {
                     (LOST_EXIT_CODE, None, false, None)
                 }
@@ -185,7 +210,7 @@ impl Supervisor {
                 ContainerStatus::Failed { error } => json!({"exitCode": exit_code, "lost": error}),
                 _ => json!({"exitCode": exit_code, "signal": signal, "oomKilled": oom}),
             };
-            store.transaction(|tx| {
+            lock(store).transaction(|tx| {
                 tx.upsert_container(&rec)?;
                 event(
                     tx,
@@ -206,7 +231,7 @@ impl Supervisor {
     /// recorded just now (not before the agent went down).
     fn decide(
         &mut self,
-        store: &mut Store,
+        store: &Mutex<Store>,
         mut rec: ContainerRecord,
         occasion: Occasion,
         just_exited: bool,
@@ -221,7 +246,7 @@ impl Supervisor {
         match policy.decide(occasion, facts) {
             Decision::Stay(reason) => {
                 if just_exited {
-                    store.transaction(|tx| {
+                    lock(store).transaction(|tx| {
                         event(
                             tx,
                             "container.stays-exited",
@@ -243,7 +268,7 @@ impl Supervisor {
                     _ => Duration::ZERO,
                 };
                 let delay = if occasion == Occasion::AgentStart {
-                    // Boot: bring it back at once (dependency order is the pass's business).
+                    // Boot: bring it back at once (in dependency order: see the loop).
                     Duration::ZERO
                 } else {
                     self.backoffs
@@ -253,16 +278,15 @@ impl Supervisor {
                 };
                 rec.state = ContainerState::Restarting;
                 let reason = format!("restart policy {policy:?}: restart in {delay:?}");
-                store.transaction(|tx| {
+                lock(store).transaction(|tx| {
                     tx.upsert_container(&rec)?;
                     event(
                         tx,
                         "container.restart-scheduled",
                         &format!("container/{}", rec.name),
-                        json!({"reason": reason, "delayMs": delay.as_millis() as u64}),
+                        json!({"reason": reason, "delayMs": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}),
                     )
                 })?;
-                self.due.insert(rec.name.clone(), Instant::now() + delay);
                 Ok(Some(Finding::Exited {
                     name: rec.name,
                     exit_code,
@@ -273,106 +297,25 @@ impl Supervisor {
         }
     }
 
-    /// Stops every running container that is `unhealthy` and whose policy restarts (every policy
-    /// but `no`); the exit watcher then sees the exit and the policy restarts it. Returns the
-    /// names stopped.
-    pub fn stop_unhealthy(&mut self, store: &mut Store) -> crate::store::Result<Vec<String>> {
-        let containers = store.transaction(|tx| tx.containers())?;
-        let mut stopped = Vec::new();
-        for c in containers {
-            if c.state != ContainerState::Running
-                || c.health != Some(crate::store::HealthStatus::Unhealthy)
-                || !policy_of(&c.config).restarts_unhealthy()
-                || !self.exec.state(&c.id).is_ok_and(|i| i.status.is_running())
-            {
-                continue;
-            }
-            store.transaction(|tx| {
-                event(
-                    tx,
-                    "container.unhealthy-stop",
-                    &format!("container/{}", c.name),
-                    json!({"reason": "unhealthy; its restart policy restarts it"}),
-                )
-            })?;
-            match self.exec.stop(&c.id, grace_of(&c.config)) {
-                Ok(_) => stopped.push(c.name.clone()),
-                Err(e) => {
-                    tracing::warn!(container = %c.name, error = %e, "cannot stop unhealthy container")
-                }
-            }
-        }
-        Ok(stopped)
+    /// Whether container `name` runs `unhealthy` with a policy that restarts it: then it is to
+    /// be stopped ([`Cause::Unhealthy`](super::work::Cause)); its exit is handled like any other.
+    pub fn needs_unhealthy_stop(&self, store: &Mutex<Store>, name: &str) -> bool {
+        let Ok(Some(c)) = lock(store).transaction(|tx| tx.container(name)) else {
+            return false;
+        };
+        c.state == ContainerState::Running
+            && c.health == Some(crate::store::HealthStatus::Unhealthy)
+            && policy_of(&c.config).restarts_unhealthy()
+            && self.exec.state(&c.id).is_ok_and(|i| i.status.is_running())
     }
 
-    /// Starts every `restarting` container whose delay is over, in dependency order (link
-    /// targets, volumesFrom sources and `container:` network peers before their users), so that
-    /// after a host reboot, when all come back at once, each finds what it needs running.
-    pub fn restart_due(&mut self, store: &mut Store) -> crate::store::Result<Vec<Finding>> {
-        let now = Instant::now();
-        let mut due: Vec<String> = self
-            .due
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        if due.len() > 1 {
-            let levels = dependency_levels(&store.transaction(|tx| tx.containers())?);
-            due.sort_by_key(|n| (levels.get(n).copied().unwrap_or(0), n.clone()));
-        }
-        let mut findings = Vec::new();
-        for name in due {
-            self.due.remove(&name);
-            let Some(mut rec) = store.transaction(|tx| tx.container(&name))? else {
-                continue;
-            };
-            if rec.state != ContainerState::Restarting {
-                continue;
-            }
-            match self.exec.start(&rec.id) {
-                Ok(pid) => {
-                    rec.state = ContainerState::Running;
-                    rec.restart_count = rec.restart_count.saturating_add(1);
-                    rec.started_at = Some(now_ms());
-                    rec.runtime.container_pid = Some(pid);
-                    rec.exit_code = None;
-                    rec.signal = None;
-                    rec.oom_killed = false;
-                    store.transaction(|tx| {
-                        tx.upsert_container(&rec)?;
-                        event(
-                            tx,
-                            "container.restart",
-                            &format!("container/{name}"),
-                            json!({"restartCount": rec.restart_count}),
-                        )
-                    })?;
-                    tracing::info!(container = %name, restarts = rec.restart_count, "container restarted");
-                    findings.push(Finding::Restarted { name });
-                }
-                Err(e) => {
-                    // Counts as a failed run: the next delay grows.
-                    let delay = self
-                        .backoffs
-                        .entry(name.clone())
-                        .or_default()
-                        .next_delay(&self.backoff, Duration::ZERO);
-                    self.due.insert(name.clone(), Instant::now() + delay);
-                    let error = e.to_string();
-                    store.transaction(|tx| {
-                        event(
-                            tx,
-                            "container.restart-failed",
-                            &format!("container/{name}"),
-                            json!({"error": error, "retryInMs": delay.as_millis() as u64}),
-                        )
-                    })?;
-                    tracing::warn!(container = %name, error = %error, "restart failed; retrying after backoff");
-                    findings.push(Finding::RestartFailed { name, error });
-                }
-            }
-        }
-        Ok(findings)
+    /// The containers recorded `restarting` (waiting for their restart delay).
+    pub fn restarting(store: &Mutex<Store>) -> crate::store::Result<Vec<ContainerRecord>> {
+        Ok(lock(store)
+            .transaction(|tx| tx.containers())?
+            .into_iter()
+            .filter(|c| c.state == ContainerState::Restarting)
+            .collect())
     }
 }
 

@@ -38,6 +38,8 @@ pub enum Trigger {
     Api,
     /// `agent stop` / `agent start`: queued requests to serve (see [`super::request`]).
     Request,
+    /// Planned changes waited for a busy object, which is free now: plan them again.
+    Deferred,
 }
 
 impl std::fmt::Display for Trigger {
@@ -52,6 +54,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Retry => f.write_str("retry of failed changes"),
             Trigger::Api => f.write_str("API request"),
             Trigger::Request => f.write_str("agent stop/start request"),
+            Trigger::Deferred => f.write_str("changes that waited for a busy object"),
         }
     }
 }
@@ -208,6 +211,11 @@ impl<T: Clone> Batch<T> {
 }
 
 impl<T> Batch<T> {
+    /// Takes the waiters, to answer them later (when the pass's works have ended).
+    pub fn take_waiters(&mut self) -> Vec<oneshot::Sender<T>> {
+        std::mem::take(&mut self.waiters)
+    }
+
     /// "start-up, manifest files changed" for logs and events.
     pub fn describe(&self) -> String {
         self.triggers

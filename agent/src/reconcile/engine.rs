@@ -1,0 +1,810 @@
+//! The loop: one task that owns the agent's decisions, turns every trigger into works, and hands
+//! them to the work queue ([`super::queue`]). It never waits for an effect.
+//!
+//! What wakes it, and what it does:
+//! - files changed, `agent apply`, start-up, resync, a retry, or works that waited for a busy
+//!   object ([`Trigger::Deferred`]): a *full pass*: load the manifests (only changed files are
+//!   parsed), record each file's status, plan against the store, and submit the planned works
+//!   (see [`super::work`] for their order and for deferral while an object is busy);
+//! - a container's exit (its state file written, [`super::exits`]) or health change: a check of
+//!   that container alone: its exit recorded, the restart policy's decision turned into a
+//!   deadline, an unhealthy container's stop submitted. No parse, no plan;
+//! - `agent stop` / `agent start`: a work each, answered when it ends;
+//! - a work's end ([`Done`]): the report of the pass that submitted it, the answer to a user,
+//!   the next backoff of a failed restart;
+//! - its one timer: restarts whose delay is over (a [`Change::RestartContainer`] work each),
+//!   the retry of failed changes, the periodic resync. Each pass returns when it next wants to
+//!   run by leaving a deadline in [`Timers`]; there is no other clock and no poll.
+//!
+//! `agent apply` waits for the report of a pass that started after its request; that report is
+//! complete when every work the pass submitted has ended, and when the pass had to defer works
+//! (their object was busy) the waiters move on to the pass that plans them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::apply::Applier;
+use super::config::Config;
+use super::network::{SharedStore, lock};
+use super::pass;
+use super::prober::Prober;
+use super::queue::{Done, Queue};
+use super::request::{Action, RequestError, Requests};
+use super::restart::{Backoff, Occasion};
+use super::supervise::{Finding, Supervisor};
+use super::trigger::{Batch, Trigger, TriggerQueue, Triggers};
+use super::work::{self, Cause, Relations, Work};
+use crate::api::types::{ActionReport, PassReport};
+use crate::manifest::Kind;
+use crate::manifest::source::Watcher;
+use crate::plan::{Change, Step};
+
+/// What the timer wakes the loop for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Due {
+    /// The restart delay of this container is over.
+    Restart(String),
+    /// Retry the changes that failed.
+    Retry,
+    /// The periodic resync.
+    Resync,
+}
+
+/// The loop's one timer: deadlines, each at most once.
+#[derive(Debug, Default)]
+pub struct Timers {
+    set: BTreeSet<(Instant, Due)>,
+    at: HashMap<Due, Instant>,
+}
+
+impl Timers {
+    /// Sets the deadline of `due` (replacing an earlier one).
+    pub fn set(&mut self, due: Due, at: Instant) {
+        self.cancel(&due);
+        self.set.insert((at, due.clone()));
+        self.at.insert(due, at);
+    }
+
+    /// Removes the deadline of `due`.
+    pub fn cancel(&mut self, due: &Due) {
+        if let Some(at) = self.at.remove(due) {
+            self.set.remove(&(at, due.clone()));
+        }
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<Instant> {
+        self.set.first().map(|(at, _)| *at)
+    }
+
+    /// Takes every deadline that is due at `now`.
+    pub fn take_due(&mut self, now: Instant) -> Vec<Due> {
+        let mut out = Vec::new();
+        while let Some((at, _)) = self.set.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, due)) = self.set.pop_first() {
+                self.at.remove(&due);
+                out.push(due);
+            }
+        }
+        out
+    }
+}
+
+/// A pass whose works have not all ended.
+struct OpenReport {
+    report: PassReport,
+    outstanding: HashSet<u64>,
+    waiters: Vec<oneshot::Sender<PassReport>>,
+    /// The files it planned, recorded applied once all its works succeeded.
+    desired: Option<pass::Desired>,
+    deferred: usize,
+}
+
+/// Everything the loop owns.
+pub struct Engine {
+    pub config: Config,
+    pub store: SharedStore,
+    pub watcher: Arc<Watcher>,
+    pub events: watch::Sender<i64>,
+    pub supervisor: Supervisor,
+    pub prober: Prober,
+    pub applier: Option<Arc<Applier>>,
+    pub requests: Requests,
+    pub triggers: Triggers<PassReport>,
+    pub stopping: Arc<AtomicBool>,
+    queue: Queue,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    timers: Timers,
+    retry: Backoff,
+    passes: u64,
+    open: Vec<OpenReport>,
+    /// `agent apply` waiters whose pass deferred works: the next full pass answers them.
+    carried: Vec<oneshot::Sender<PassReport>>,
+    /// Works were deferred: a full pass is wanted once a busy object is free.
+    deferred: bool,
+    /// Containers whose exit or health change arrived while a work on them was in flight:
+    /// checked when it ends (the work's own stop is not an exit for the restart policy).
+    recheck: HashSet<String>,
+    /// Work id -> the user's request it serves.
+    replies: HashMap<u64, (Action, oneshot::Sender<Result<ActionReport, RequestError>>)>,
+}
+
+/// Parts of the engine made by the composition root.
+pub struct Parts {
+    pub config: Config,
+    pub store: SharedStore,
+    pub watcher: Arc<Watcher>,
+    pub events: watch::Sender<i64>,
+    pub supervisor: Supervisor,
+    pub prober: Prober,
+    pub applier: Option<Arc<Applier>>,
+    pub requests: Requests,
+    pub triggers: Triggers<PassReport>,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl Engine {
+    pub fn new(p: Parts) -> Engine {
+        let applier = p.applier.clone();
+        let store = p.store.clone();
+        let apply: super::queue::ApplyFn = Arc::new(move |w: &Work| match &applier {
+            Some(a) => a.apply_work(&store, w).map_err(|e| e.to_string()),
+            None => Err("the graph driver could not be opened; see the agent's log".into()),
+        });
+        let (queue, done_rx) = Queue::new(apply, p.config.workers);
+        let mut timers = Timers::default();
+        timers.set(Due::Resync, Instant::now() + p.config.resync_interval);
+        Engine {
+            config: p.config,
+            store: p.store,
+            watcher: p.watcher,
+            events: p.events,
+            supervisor: p.supervisor,
+            prober: p.prober,
+            applier: p.applier,
+            requests: p.requests,
+            triggers: p.triggers,
+            stopping: p.stopping,
+            queue,
+            done_rx,
+            timers,
+            retry: Backoff::default(),
+            passes: 0,
+            open: Vec::new(),
+            carried: Vec::new(),
+            deferred: false,
+            recheck: HashSet::new(),
+            replies: HashMap::new(),
+        }
+    }
+
+    /// Runs until the trigger queue closes (SIGTERM/SIGINT); then lets the works in flight end.
+    pub async fn run(&mut self, mut triggers: TriggerQueue<PassReport>) {
+        loop {
+            let next = self.timers.next();
+            tokio::select! {
+                batch = triggers.next_batch() => match batch {
+                    Some(b) => tokio::task::block_in_place(|| self.on_batch(b)),
+                    None => break,
+                },
+                Some(done) = self.done_rx.recv() => {
+                    tokio::task::block_in_place(|| self.on_done(done));
+                }
+                _ = sleep_until(next) => tokio::task::block_in_place(|| self.on_timer()),
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Shutdown: nothing new starts; the works running end (a stop in its grace period is
+    /// finished, not cut short); the requests still queued are answered "shutting down".
+    async fn drain(&mut self) {
+        self.queue.stop();
+        self.requests.close();
+        while self.queue.in_flight() > 0 {
+            match self.done_rx.recv().await {
+                Some(done) => tokio::task::block_in_place(|| self.on_done(done)),
+                None => break,
+            }
+        }
+        for o in self.open.drain(..) {
+            drop(o.waiters);
+        }
+    }
+
+    fn bump_events(&self) {
+        let newest = lock(&self.store)
+            .transaction(|tx| tx.recent_events(None, 1))
+            .ok()
+            .and_then(|v| v.last().map(|e| e.id));
+        if let Some(id) = newest {
+            self.events.send_if_modified(|cur| {
+                let changed = *cur != id;
+                *cur = id;
+                changed
+            });
+        }
+    }
+
+    fn on_batch(&mut self, mut batch: Batch<PassReport>) {
+        let full = batch.triggers.iter().any(|t| {
+            matches!(
+                t,
+                Trigger::Startup
+                    | Trigger::Files
+                    | Trigger::Api
+                    | Trigger::Resync
+                    | Trigger::Retry
+                    | Trigger::Deferred
+            )
+        });
+        let startup = batch.triggers.contains(&Trigger::Startup);
+        let resync = batch.triggers.contains(&Trigger::Resync);
+        self.serve_requests();
+        let waiters = batch.take_waiters();
+        if full {
+            let rescan = batch
+                .triggers
+                .iter()
+                .any(|t| matches!(t, Trigger::Resync | Trigger::Api | Trigger::Retry));
+            let desc = batch.describe();
+            let triggers: Vec<String> = batch.triggers.iter().map(ToString::to_string).collect();
+            self.full_pass(&desc, triggers, waiters, rescan, startup, resync);
+        } else {
+            // Container triggers answer no one; waiters (none expected) get an empty report.
+            for w in waiters {
+                let _ = w.send(PassReport::default());
+            }
+            for t in &batch.triggers {
+                match t {
+                    Trigger::ContainerExit(name)
+                    | Trigger::RestartDue(name)
+                    | Trigger::Health(name) => {
+                        if self.queue.busy(&work::key(Kind::Container, name)) {
+                            self.recheck.insert(name.clone());
+                            continue;
+                        }
+                        self.check(Occasion::Exited, Some(name));
+                        if matches!(t, Trigger::Health(_)) {
+                            self.health(name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.sync_prober();
+        self.bump_events();
+    }
+
+    /// Turns the queued `agent stop` / `agent start` requests into works.
+    fn serve_requests(&mut self) {
+        for p in self.requests.take() {
+            let name = p.action.name().to_string();
+            if let Err(e) = super::request::request_target(&self.store, &name) {
+                let _ = p.reply.send(Err(e));
+                continue;
+            }
+            // A stop cancels a pending restart; a start begins a fresh backoff.
+            self.timers.cancel(&Due::Restart(name.clone()));
+            self.supervisor.forget(&name);
+            let id = self.queue.submit_one(p.action.work());
+            self.replies.insert(id, (p.action, p.reply));
+        }
+    }
+
+    fn full_pass(
+        &mut self,
+        desc: &str,
+        triggers: Vec<String>,
+        mut waiters: Vec<oneshot::Sender<PassReport>>,
+        rescan: bool,
+        startup: bool,
+        resync: bool,
+    ) {
+        self.passes += 1;
+        waiters.append(&mut self.carried);
+        self.deferred = false;
+        let mut report = PassReport {
+            pass: self.passes,
+            triggers,
+            started_at: pass::now_ms(),
+            ..PassReport::default()
+        };
+        let span = tracing::info_span!("pass", n = self.passes);
+        let _g = span.enter();
+        tracing::debug!(triggers = desc, "pass starts");
+        if startup {
+            self.recover(&mut report);
+            self.network_startup(&mut report);
+        }
+        if rescan {
+            self.watcher.rescan_and_wait();
+        }
+        let snapshot = self.watcher.snapshot();
+        let loaded = pass::load_snapshot(&snapshot);
+        let desired = pass::record_files(&mut lock(&self.store), &snapshot, &loaded);
+        let mut open = OpenReport {
+            report,
+            outstanding: HashSet::new(),
+            waiters,
+            desired: None,
+            deferred: 0,
+        };
+        match desired {
+            Ok(desired) => {
+                pass::report_errors(&mut open.report, &desired);
+                self.plan_and_submit(&desired, &mut open);
+                open.desired = Some(desired);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record manifest status");
+                open.report
+                    .failed
+                    .push(format!("recording manifest status: {e}"));
+            }
+        }
+        if rescan || startup {
+            self.network_repair(&mut open.report);
+        }
+        if startup {
+            self.check(Occasion::AgentStart, None);
+        } else if resync {
+            self.check(Occasion::Exited, None);
+            self.timers
+                .set(Due::Resync, Instant::now() + self.config.resync_interval);
+        }
+        if open.outstanding.is_empty() {
+            self.close(open);
+        } else {
+            self.open.push(open);
+        }
+    }
+
+    /// Plans against the store and submits the works that can start now.
+    fn plan_and_submit(&mut self, desired: &pass::Desired, open: &mut OpenReport) {
+        let actual = match crate::plan::store::actual_from_store(&mut lock(&self.store)) {
+            Ok(a) => a,
+            Err(e) => {
+                open.report
+                    .failed
+                    .push(format!("reading the actual state: {e}"));
+                return;
+            }
+        };
+        let wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
+        let plan = crate::plan::plan(&wanted, &actual);
+        if plan.steps.is_empty() {
+            return;
+        }
+        if self.applier.is_none() {
+            open.report
+                .failed
+                .push("the graph driver could not be opened; see the agent's log".into());
+            return;
+        }
+        let mut rel = Relations::default();
+        for c in wanted.containers.values() {
+            rel.add_container(&c.value.config);
+        }
+        for c in actual.containers.values() {
+            if let Some(cfg) = &c.config {
+                rel.add_container(cfg);
+            }
+        }
+        let works: Vec<Work> = plan.steps.into_iter().map(Work::planned).collect();
+        let waits = work::order(&works, &rel);
+        let queue = &self.queue;
+        let deferred = work::deferred(&works, &waits, &rel, &|k: &str| queue.busy(k));
+        // Submit the rest with their order (indices renumbered to the submitted works).
+        let mut index = vec![None; works.len()];
+        let mut go = Vec::new();
+        let mut go_waits = Vec::new();
+        for (i, w) in works.into_iter().enumerate() {
+            if deferred[i] {
+                tracing::debug!(change = %w.summary(), "deferred: its object is busy");
+                open.deferred += 1;
+                continue;
+            }
+            index[i] = Some(go.len());
+            go_waits.push(waits[i].iter().filter_map(|&j| index[j]).collect());
+            go.push(w);
+        }
+        if open.deferred > 0 {
+            self.deferred = true;
+        }
+        for id in self.queue.submit(go, &go_waits) {
+            open.outstanding.insert(id);
+        }
+    }
+
+    /// Ends a pass's report: records the files applied when everything succeeded, schedules the
+    /// retry when something failed, answers (or carries) the waiters.
+    fn close(&mut self, mut open: OpenReport) {
+        if open.report.failed.is_empty()
+            && open.deferred == 0
+            && let Some(desired) = &open.desired
+        {
+            let mut store = lock(&self.store);
+            if let Err(e) = pass::mark_applied(&mut store, desired) {
+                open.report
+                    .failed
+                    .push(format!("recording applied files: {e}"));
+            }
+            if let Err(e) = pass::forget_removed(&mut store, &desired.removed_files) {
+                open.report
+                    .failed
+                    .push(format!("forgetting removed files: {e}"));
+            }
+        }
+        if open.report.failed.is_empty() {
+            self.retry.reset();
+        } else {
+            let delay = self
+                .retry
+                .next_delay(&self.config.restart, Duration::ZERO);
+            self.timers.set(Due::Retry, Instant::now() + delay);
+        }
+        open.report.finished_at = pass::now_ms();
+        tracing::debug!(
+            pass = open.report.pass,
+            applied = open.report.applied.len(),
+            failed = open.report.failed.len(),
+            deferred = open.deferred,
+            "pass done"
+        );
+        if open.deferred > 0 {
+            self.carried.append(&mut open.waiters);
+            if self.queue.in_flight() == 0 {
+                self.triggers.fire(Trigger::Deferred);
+            }
+        } else {
+            for w in open.waiters {
+                let _ = w.send(open.report.clone());
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        self.queue.finish(&done);
+        let name = done.work.step.change.name().to_string();
+        let is_container = done.work.step.change.kind() == Kind::Container;
+        match &done.result {
+            Ok(a) => {
+                tracing::info!(change = %a.line, cause = %done.work.cause, "applied");
+                if is_container
+                    && matches!(done.work.cause, Cause::Plan)
+                    && !matches!(done.work.step.change, Change::RestartContainer { .. })
+                {
+                    self.supervisor.forget(&name);
+                }
+            }
+            Err(e) => {
+                let line = format!("{}: {e}", done.work.summary());
+                tracing::warn!(change = %line, "change failed");
+                let object = format!(
+                    "{}/{}",
+                    format!("{:?}", done.work.step.change.kind()).to_lowercase(),
+                    name
+                );
+                let _ = lock(&self.store).transaction(|tx| {
+                    pass::event(
+                        tx,
+                        "change.failed",
+                        &object,
+                        json!({"reason": done.work.summary(), "cause": done.work.cause.to_string(), "error": e}),
+                    )
+                });
+                if matches!(done.work.step.change, Change::RestartContainer { .. })
+                    && !self.stopping.load(Ordering::SeqCst)
+                {
+                    let delay = self.supervisor.failed_restart_delay(&name);
+                    let _ = lock(&self.store).transaction(|tx| {
+                        pass::event(
+                            tx,
+                            "container.restart-failed",
+                            &format!("container/{name}"),
+                            json!({"error": e, "retryInMs": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}),
+                        )
+                    });
+                    self.timers
+                        .set(Due::Restart(name.clone()), Instant::now() + delay);
+                }
+            }
+        }
+        if let Some((action, reply)) = self.replies.remove(&done.id) {
+            let answer = match &done.result {
+                Ok(a) => {
+                    let state = lock(&self.store)
+                        .transaction(|tx| tx.container(action.name()))
+                        .ok()
+                        .flatten()
+                        .map(|r| r.state.to_string())
+                        .unwrap_or_default();
+                    Ok(ActionReport {
+                        name: action.name().to_string(),
+                        state,
+                        changed: a.changed,
+                    })
+                }
+                Err(e) => Err(RequestError::Failed {
+                    name: action.name().to_string(),
+                    error: e.clone(),
+                }),
+            };
+            let _ = reply.send(answer);
+        }
+        // The pass that submitted it.
+        if let Some(i) = self
+            .open
+            .iter()
+            .position(|o| o.outstanding.contains(&done.id))
+        {
+            let o = &mut self.open[i];
+            o.outstanding.remove(&done.id);
+            match &done.result {
+                Ok(a) => o.report.applied.push(a.line.clone()),
+                Err(e) => o.report.failed.push(format!("{}: {e}", done.work.summary())),
+            }
+            if o.outstanding.is_empty() {
+                let o = self.open.remove(i);
+                self.close(o);
+            }
+        }
+        if self.deferred && !self.stopping.load(Ordering::SeqCst) {
+            self.triggers.fire(Trigger::Deferred);
+        }
+        if is_container && !self.queue.busy(&done.key) && self.recheck.remove(&name) {
+            self.check(Occasion::Exited, Some(&name));
+            self.health(&name);
+        }
+        if is_container {
+            self.sync_prober();
+        }
+        self.bump_events();
+    }
+
+    fn on_timer(&mut self) {
+        let due = self.timers.take_due(Instant::now());
+        let mut restarts = Vec::new();
+        for d in due {
+            match d {
+                Due::Restart(name) => restarts.push(name),
+                Due::Retry => self.triggers.fire(Trigger::Retry),
+                Due::Resync => self.triggers.fire(Trigger::Resync),
+            }
+        }
+        self.submit_restarts(restarts);
+    }
+
+    /// Submits restart works, in dependency order when there are several (after a reboot all
+    /// come back at once: link targets, volumesFrom sources and `container:` network peers
+    /// start before their users).
+    fn submit_restarts(&mut self, mut names: Vec<String>) {
+        if names.is_empty() || self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let records = Supervisor::restarting(&self.store).unwrap_or_default();
+        let mut rel = Relations::default();
+        for r in &records {
+            if let Ok(cfg) = serde_json::from_value::<crate::plan::EffectiveContainer>(r.config.clone())
+            {
+                rel.add_container(&cfg);
+            }
+        }
+        let levels = super::supervise::dependency_levels(&records);
+        names.sort_by_key(|n| (levels.get(n).copied().unwrap_or(0), n.clone()));
+        let works: Vec<Work> = names
+            .into_iter()
+            .map(|name| {
+                Work::container(
+                    Change::RestartContainer { name },
+                    Cause::RestartPolicy,
+                    "restart policy: its restart delay is over",
+                )
+            })
+            .collect();
+        let waits = work::order(&works, &rel);
+        self.queue.submit(works, &waits);
+    }
+
+    /// Checks exits (one container or all) and turns the restart policy's decisions into
+    /// deadlines.
+    fn check(&mut self, occasion: Occasion, only: Option<&str>) {
+        let findings = match self.supervisor.check(&self.store, occasion, only) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking containers");
+                return;
+            }
+        };
+        let mut now = Vec::new();
+        for Finding::Exited {
+            name, restart_in, ..
+        } in findings
+        {
+            match restart_in {
+                Some(d) if d.is_zero() => now.push(name),
+                Some(d) => self
+                    .timers
+                    .set(Due::Restart(name), Instant::now() + d),
+                None => {}
+            }
+        }
+        self.submit_restarts(now);
+    }
+
+    /// A health change: an unhealthy container whose policy restarts it is stopped.
+    fn health(&mut self, name: &str) {
+        let key = work::key(Kind::Container, name);
+        if !self.queue.busy(&key) && self.supervisor.needs_unhealthy_stop(&self.store, name) {
+            self.queue.submit_one(Work {
+                step: Step {
+                    change: Change::StopContainer {
+                        name: name.to_string(),
+                    },
+                    reasons: vec!["health check failing".into()],
+                },
+                cause: Cause::Unhealthy,
+            });
+        }
+    }
+
+    fn sync_prober(&self) {
+        if let Err(e) = self.prober.sync(&mut lock(&self.store)) {
+            tracing::warn!(error = %e, "health checks");
+        }
+    }
+
+    /// Settles the intents a failed step or a crash left, and orphans (see [`super::recover`]).
+    fn recover(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.applier.as_deref() else {
+            return;
+        };
+        let store = &self.store;
+        let mut r = super::recover::remount(applier, store);
+        let i = super::recover::intents(applier, store);
+        r.done.extend(i.done);
+        r.failed.extend(i.failed);
+        let o = super::recover::sweep_orphans(applier, store, self.config.remove_orphans);
+        r.done.extend(o.done);
+        r.failed.extend(o.failed);
+        report.applied.extend(r.done);
+        report.failed.extend(r.failed);
+    }
+
+    /// Start-up: the network driver removes what no recorded container accounts for.
+    fn network_startup(&mut self, report: &mut PassReport) {
+        let Some(Ok(net)) = self.applier.as_ref().map(|a| a.net.clone()) else {
+            return;
+        };
+        let r = net.startup(&self.store);
+        for line in &r.removed {
+            tracing::info!(removed = %line, "network start-up cleanup");
+        }
+        report.applied.extend(
+            r.removed
+                .into_iter()
+                .map(|l| format!("network cleanup: removed {l}")),
+        );
+        report.failed.extend(
+            r.failures
+                .into_iter()
+                .map(|l| format!("network cleanup: {l}")),
+        );
+    }
+
+    /// Drift: the network of every running bridge-mode container checked and repaired
+    /// (containers with a work in flight are left to it).
+    fn network_repair(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.applier.as_ref() else {
+            return;
+        };
+        let Ok(net) = &applier.net else {
+            return;
+        };
+        if self.queue.in_flight() > 0 {
+            // A container being created or stopped looks like drift: repair at the next resync.
+            return;
+        }
+        let (done, failed) = net.repair(&self.store, &applier.state_dir, &applier.exec);
+        for line in &done {
+            tracing::warn!(repair = %line, "network drift repaired");
+        }
+        if !done.is_empty() {
+            let _ = lock(&self.store).transaction(|tx| {
+                for line in &done {
+                    pass::event(
+                        tx,
+                        "network.repair",
+                        "network/drift",
+                        serde_json::json!({"reason": line}),
+                    )?;
+                }
+                Ok::<_, crate::store::Error>(())
+            });
+        }
+        report.applied.extend(done);
+        report.failed.extend(failed);
+    }
+
+    /// `stop_containers_on_exit`: stops every running container (in parallel: stop signal,
+    /// grace, SIGKILL) and records it exited; the restart policy decides at the next start.
+    pub async fn stop_all(&mut self) {
+        let Some(applier) = self.applier.clone() else {
+            return;
+        };
+        let running: Vec<String> = lock(&self.store)
+            .transaction(|tx| tx.containers())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    crate::store::ContainerState::Running
+                        | crate::store::ContainerState::Restarting
+                )
+            })
+            .map(|c| c.name)
+            .collect();
+        let store = self.store.clone();
+        let apply: super::queue::ApplyFn = Arc::new(move |w: &Work| {
+            applier.apply_work(&store, w).map_err(|e| e.to_string())
+        });
+        let (mut q, mut rx) = Queue::new(apply, running.len().max(1));
+        for name in running {
+            q.submit_one(Work::container(
+                Change::StopContainer { name },
+                Cause::AgentExit,
+                "agent exit (stop_containers_on_exit)",
+            ));
+        }
+        while q.in_flight() > 0 {
+            let Some(d) = rx.recv().await else { break };
+            q.finish(&d);
+            match &d.result {
+                Ok(a) => tracing::info!(change = %a.line, "stopped"),
+                Err(e) => tracing::warn!(container = %d.work.step.change.name(), error = %e, "cannot stop"),
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_keep_one_deadline_per_due_and_pop_in_order() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        t.set(Due::Retry, now + Duration::from_secs(5));
+        t.set(Due::Restart("a".into()), now + Duration::from_secs(2));
+        t.set(Due::Restart("b".into()), now + Duration::from_secs(1));
+        // Re-setting replaces.
+        t.set(Due::Retry, now + Duration::from_secs(3));
+        assert_eq!(t.next(), Some(now + Duration::from_secs(1)));
+        assert_eq!(
+            t.take_due(now + Duration::from_secs(2)),
+            vec![Due::Restart("b".into()), Due::Restart("a".into())]
+        );
+        t.cancel(&Due::Retry);
+        assert_eq!(t.next(), None);
+        assert!(t.take_due(now + Duration::from_secs(10)).is_empty());
+    }
+}
