@@ -69,8 +69,19 @@ impl Daemon {
         let (net, default) =
             crate::network::TestNet::names(agent::driver::network::FirewallChoice::Auto, true);
         let (bridge, subnet) = (default.bridge.clone(), default.subnet.to_string());
+        // Top-level keys of `extra_config` (the lines before its first `[table]`) go first.
+        let split =
+            extra_config
+                .find("\n[")
+                .map(|i| i + 1)
+                .unwrap_or(if extra_config.starts_with('[') {
+                    0
+                } else {
+                    extra_config.len()
+                });
+        let (top, extra_config) = extra_config.split_at(split);
         let text = format!(
-            "resync_interval = \"60s\"\nstop_containers_on_exit = {stop_on_exit}\n[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\ninstance = \"{}\"\nveth_prefix = \"{}\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
+            "{top}\nresync_interval = \"60s\"\nstop_containers_on_exit = {stop_on_exit}\n[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\ninstance = \"{}\"\nveth_prefix = \"{}\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n{extra_config}\n",
             net.instance, net.veth_prefix,
         );
         std::fs::write(&config, text).expect("write config");

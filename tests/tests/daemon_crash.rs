@@ -4,6 +4,8 @@
 //! changed and before the store recorded it), killed there, restarted without the delay, and
 //! must converge: every container running once with the wanted config, no orphan or duplicate
 //! runtime container, nothing restarted that was not touched. Driven through files and the CLI.
+//! The agent applies one change at a time here (`workers = 1`), so that exactly one step is
+//! half-applied at each kill; torture_kill9 kills it with many changes in flight.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -107,7 +109,9 @@ fn kill_9_mid_apply_and_sigterm_mid_pass_converge() {
         return;
     }
     require_images();
-    let mut d = Daemon::prepare_with("crash", "", false);
+    // One change at a time: the test cuts single steps short (the parallel case is
+    // torture_kill9's).
+    let mut d = Daemon::prepare_with("crash", "workers = 1\n", false);
     d.env("AGENT_DEBUG_STEP_DELAY_MS", "1500");
     d.start();
     d.write("image.yaml", BUSYBOX_IMAGE);

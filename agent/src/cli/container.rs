@@ -45,7 +45,10 @@ pub struct StartArgs {
 fn offline(
     state: &Path,
     name: &str,
-    with_store: impl FnOnce(&std::sync::Mutex<Store>, &MonitorDriver) -> Result<ActionReport, RequestError>,
+    with_store: impl FnOnce(
+        &std::sync::Mutex<Store>,
+        &MonitorDriver,
+    ) -> Result<ActionReport, RequestError>,
     driver_only: impl FnOnce(&MonitorDriver, &str) -> Result<(), crate::driver::exec::Error>,
 ) -> crate::Result<()> {
     let driver = MonitorDriver::new(ExecConfig::new(state));

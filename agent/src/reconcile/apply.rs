@@ -41,10 +41,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::network::{Net, NetError, SharedStore, lock};
 use super::pass::{event, now_ms};
+use super::work::{Cause, Work};
 use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit};
 use crate::driver::exec::{AnyExecDriver, ExecDriver, LiveUpdate};
 use crate::driver::graph::{Graph, GraphDriver};
-use super::work::{Cause, Work};
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
 use crate::store::{ContainerRecord, ContainerState, ImageRecord, NewIntent, VolumeRecord};
 
@@ -143,7 +143,8 @@ pub struct Applier {
     pub state_dir: PathBuf,
     pub graph: Graph,
     pub exec: AnyExecDriver,
-    pub insecure_registries: Vec<String>,
+    /// Registry settings of the config (insecure registries, pull deadline, read timeout).
+    pub registries: super::config::RegistriesConfig,
     /// The network driver; `Err` says why it is unavailable (bridge-mode changes fail with it).
     pub net: Result<Arc<Net>, String>,
 }
@@ -227,7 +228,9 @@ impl Applier {
                         json!({"reason": "agent exit (stop_containers_on_exit)"}),
                     )
                 })?;
-                Ok(Applied::from(format!("stopped {name} (stop_containers_on_exit)")))
+                Ok(Applied::from(format!(
+                    "stopped {name} (stop_containers_on_exit)"
+                )))
             }
             (Change::RestartContainer { .. }, _) => self.restart(store, name),
             _ => self.apply(store, &work.step).map(Applied::from),
@@ -241,7 +244,10 @@ impl Applier {
             return Ok(Applied::unchanged(format!("{name} is gone")));
         };
         if rec.state != ContainerState::Running
-            || !self.exec.state(&rec.id).is_ok_and(|i| i.status.is_running())
+            || !self
+                .exec
+                .state(&rec.id)
+                .is_ok_and(|i| i.status.is_running())
         {
             return Ok(Applied::unchanged(format!("{name} is not running")));
         }
@@ -319,7 +325,10 @@ impl Applier {
                 insecure,
             } => {
                 let mut opts = crate::driver::graph::pull::PullOptions::new(reference.clone());
-                opts.insecure_registries = self.insecure_registries.clone();
+                opts.insecure_registries = self.registries.insecure.clone();
+                opts.deadline = Some(self.registries.pull_timeout);
+                opts.read_timeout = self.registries.read_timeout;
+                opts.progress = false;
                 if *insecure && let Some(host) = reference.split('/').next() {
                     opts.insecure_registries.push(host.to_string());
                 }
@@ -785,12 +794,7 @@ impl Applier {
         Ok(())
     }
 
-    fn remove(
-        &self,
-        store: &SharedStore,
-        name: &str,
-        replaced: bool,
-    ) -> Result<(), ApplyError> {
+    fn remove(&self, store: &SharedStore, name: &str, replaced: bool) -> Result<(), ApplyError> {
         let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Ok(());
         };

@@ -124,11 +124,27 @@ impl GraphDriverChoice {
 }
 
 /// Registry settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistriesConfig {
     /// `host[:port]` of registries reached over plain HTTP.
     pub insecure: Vec<String>,
+    /// Longest time a pull may take as a whole (it resumes where it stopped at the next try).
+    #[serde(with = "duration")]
+    pub pull_timeout: Duration,
+    /// Longest wait for the next bytes from a registry.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+}
+
+impl Default for RegistriesConfig {
+    fn default() -> Self {
+        RegistriesConfig {
+            insecure: Vec::new(),
+            pull_timeout: Duration::from_secs(30 * 60),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Logging settings. `RUST_LOG`, when set, wins over `level`.
@@ -309,6 +325,17 @@ impl Config {
         }
         if self.resync_interval < Duration::from_secs(1) {
             return fail(&["resync_interval"], "must be at least 1s");
+        }
+        for (field, d) in [
+            ("pull_timeout", self.registries.pull_timeout),
+            ("read_timeout", self.registries.read_timeout),
+        ] {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 24 * 3600) {
+                return fail(
+                    &["registries", field],
+                    format!("{d:?} is out of range; allowed: 1s to 7d"),
+                );
+            }
         }
         if !(1..=1024).contains(&self.workers) {
             return fail(

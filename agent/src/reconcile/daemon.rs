@@ -37,7 +37,10 @@ pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(e.to_string()))?;
-    rt.block_on(run_async(config, notifier))
+    let result = rt.block_on(run_async(config, notifier));
+    // A pull still downloading is not waited for: it resumes at the next start.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
@@ -145,7 +148,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
                 &config.state_dir,
             ))
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
-            insecure_registries: config.registries.insecure.clone(),
+            registries: config.registries.clone(),
             net: super::network::Net::open(&config, store.clone())
                 .map(Arc::new)
                 .inspect_err(|e| {
@@ -214,4 +217,3 @@ fn spawn_signal_handler(
     });
     Ok(())
 }
-

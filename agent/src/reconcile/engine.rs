@@ -192,24 +192,23 @@ impl Engine {
             let next = self.timers.next();
             tokio::select! {
                 batch = triggers.next_batch() => match batch {
-                    Some(b) => tokio::task::block_in_place(|| self.on_batch(b)),
+                    Some(b) => guarded("a pass", || self.on_batch(b)),
                     None => break,
                 },
-                Some(done) = self.done_rx.recv() => {
-                    tokio::task::block_in_place(|| self.on_done(done));
-                }
-                _ = sleep_until(next) => tokio::task::block_in_place(|| self.on_timer()),
+                Some(done) = self.done_rx.recv() => guarded("the end of a change", || self.on_done(done)),
+                _ = sleep_until(next) => guarded("a timer", || self.on_timer()),
             }
         }
         self.drain().await;
     }
 
     /// Shutdown: nothing new starts; the works running end (a stop in its grace period is
-    /// finished, not cut short); the requests still queued are answered "shutting down".
+    /// finished, not cut short); the requests still queued are answered "shutting down". Pulls
+    /// are not waited for: what they downloaded is kept, and the next start resumes them.
     async fn drain(&mut self) {
         self.queue.stop();
         self.requests.close();
-        while self.queue.in_flight() > 0 {
+        while self.queue.in_flight_where(|k| !k.starts_with("image/")) > 0 {
             match self.done_rx.recv().await {
                 Some(done) => tokio::task::block_in_place(|| self.on_done(done)),
                 None => break,
@@ -448,9 +447,7 @@ impl Engine {
         if open.report.failed.is_empty() {
             self.retry.reset();
         } else {
-            let delay = self
-                .retry
-                .next_delay(&self.config.restart, Duration::ZERO);
+            let delay = self.retry.next_delay(&self.config.restart, Duration::ZERO);
             self.timers.set(Due::Retry, Instant::now() + delay);
         }
         open.report.finished_at = pass::now_ms();
@@ -552,7 +549,10 @@ impl Engine {
             o.outstanding.remove(&done.id);
             match &done.result {
                 Ok(a) => o.report.applied.push(a.line.clone()),
-                Err(e) => o.report.failed.push(format!("{}: {e}", done.work.summary())),
+                Err(e) => o
+                    .report
+                    .failed
+                    .push(format!("{}: {e}", done.work.summary())),
             }
             if o.outstanding.is_empty() {
                 let o = self.open.remove(i);
@@ -595,7 +595,8 @@ impl Engine {
         let records = Supervisor::restarting(&self.store).unwrap_or_default();
         let mut rel = Relations::default();
         for r in &records {
-            if let Ok(cfg) = serde_json::from_value::<crate::plan::EffectiveContainer>(r.config.clone())
+            if let Ok(cfg) =
+                serde_json::from_value::<crate::plan::EffectiveContainer>(r.config.clone())
             {
                 rel.add_container(&cfg);
             }
@@ -633,9 +634,7 @@ impl Engine {
         {
             match restart_in {
                 Some(d) if d.is_zero() => now.push(name),
-                Some(d) => self
-                    .timers
-                    .set(Due::Restart(name), Instant::now() + d),
+                Some(d) => self.timers.set(Due::Restart(name), Instant::now() + d),
                 None => {}
             }
         }
@@ -756,9 +755,8 @@ impl Engine {
             .map(|c| c.name)
             .collect();
         let store = self.store.clone();
-        let apply: super::queue::ApplyFn = Arc::new(move |w: &Work| {
-            applier.apply_work(&store, w).map_err(|e| e.to_string())
-        });
+        let apply: super::queue::ApplyFn =
+            Arc::new(move |w: &Work| applier.apply_work(&store, w).map_err(|e| e.to_string()));
         let (mut q, mut rx) = Queue::new(apply, running.len().max(1));
         for name in running {
             q.submit_one(Work::container(
@@ -772,9 +770,26 @@ impl Engine {
             q.finish(&d);
             match &d.result {
                 Ok(a) => tracing::info!(change = %a.line, "stopped"),
-                Err(e) => tracing::warn!(container = %d.work.step.change.name(), error = %e, "cannot stop"),
+                Err(e) => {
+                    tracing::warn!(container = %d.work.step.change.name(), error = %e, "cannot stop")
+                }
             }
         }
+    }
+}
+
+/// Runs a step of the loop off the async workers; a panic in it (a bug) is logged and the loop
+/// goes on: the next trigger plans again from the store.
+fn guarded(what: &str, f: impl FnOnce()) {
+    let r =
+        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    if let Err(payload) = r {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(step = what, panic = %msg, "internal error (panic) in the reconcile loop; it goes on");
     }
 }
 

@@ -87,6 +87,15 @@ impl Queue {
         self.slots.values().map(|s| s.in_flight).sum()
     }
 
+    /// Works queued or running on objects whose key `f` accepts.
+    pub fn in_flight_where(&self, f: impl Fn(&str) -> bool) -> usize {
+        self.slots
+            .iter()
+            .filter(|(k, _)| f(k))
+            .map(|(_, s)| s.in_flight)
+            .sum()
+    }
+
     /// Submits works in order; `waits[i]` are the indices of earlier works of the same call that
     /// work `i` starts after (see [`super::work::order`]). Returns their ids, in order.
     pub fn submit(&mut self, works: Vec<Work>, waits: &[Vec<usize>]) -> Vec<u64> {
@@ -274,7 +283,8 @@ mod tests {
         q.submit(works, &waits);
         drain(&mut q, &mut rx, 4).await;
         let log = log.lock().unwrap().clone();
-        let pos = |begin: bool, s: &str| log.iter().position(|(b, x)| *b == begin && x == s).unwrap();
+        let pos =
+            |begin: bool, s: &str| log.iter().position(|(b, x)| *b == begin && x == s).unwrap();
         assert!(pos(false, "stop web") < pos(true, "stop db"), "{log:?}");
         assert!(pos(false, "stop db") < pos(true, "start db"), "{log:?}");
         assert!(pos(false, "start db") < pos(true, "start web"), "{log:?}");
@@ -292,7 +302,8 @@ mod tests {
         // b began before a's first work ended (it did not wait for a); a's works ran one after
         // the other, in order.
         let log = log.lock().unwrap().clone();
-        let pos = |begin: bool, s: &str| log.iter().position(|(b, x)| *b == begin && x == s).unwrap();
+        let pos =
+            |begin: bool, s: &str| log.iter().position(|(b, x)| *b == begin && x == s).unwrap();
         assert!(pos(true, "stop b") < pos(false, "stop a"), "{log:?}");
         assert!(pos(false, "stop a") < pos(true, "start a"), "{log:?}");
     }
@@ -305,7 +316,10 @@ mod tests {
         q.submit_one(start("fine"));
         let done = drain(&mut q, &mut rx, 2).await;
         let boom = done.iter().find(|d| d.key == "container/boom").unwrap();
-        assert!(boom.result.as_ref().unwrap_err().contains("test panic"), "{boom:?}");
+        assert!(
+            boom.result.as_ref().unwrap_err().contains("test panic"),
+            "{boom:?}"
+        );
         let fine = done.iter().find(|d| d.key == "container/fine").unwrap();
         assert!(fine.result.is_ok());
         // The queue still works.

@@ -163,16 +163,18 @@ impl Supervisor {
             }
             let info = match self.exec.state(&c.id) {
                 Ok(info) => info,
-                Err(crate::driver::exec::Error::NotFound(_)) => crate::driver::exec::ContainerInfo {
-                    status: ContainerStatus::Unknown {
-                        reason: "its runtime state is gone".into(),
-                    },
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    created_at: String::new(),
-                    started_at: None,
-                    finished_at: None,
-                },
+                Err(crate::driver::exec::Error::NotFound(_)) => {
+                    crate::driver::exec::ContainerInfo {
+                        status: ContainerStatus::Unknown {
+                            reason: "its runtime state is gone".into(),
+                        },
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        created_at: String::new(),
+                        started_at: None,
+                        finished_at: None,
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(container = %c.name, error = %e, "cannot read container state");
                     continue;

@@ -126,13 +126,7 @@ impl Relations {
             .dependency_names()
             .map(|d| key(Kind::Container, d))
             .chain(config.volumes().map(|v| key(Kind::Volume, v)))
-            .chain(
-                config
-                    .fixed
-                    .networks
-                    .iter()
-                    .map(|n| key(Kind::Network, n)),
-            )
+            .chain(config.fixed.networks.iter().map(|n| key(Kind::Network, n)))
             .collect();
         if !config.image.key.is_empty() {
             deps.push(key(Kind::Image, &config.image.key));
@@ -193,7 +187,9 @@ pub fn deferred(
         let k = w.key();
         out[i] = busy(&k)
             || rel.related(&k).any(|r| busy(r))
-            || waits[i].iter().any(|&j| out.get(j).copied().unwrap_or(false));
+            || waits[i]
+                .iter()
+                .any(|&j| out.get(j).copied().unwrap_or(false));
     }
     out
 }
@@ -236,7 +232,13 @@ mod tests {
     fn related_works_keep_the_batch_order() {
         // web links to db; the planner stops web before db and starts db before web.
         let r = rel(&[("web", "db")]);
-        let works = vec![stop("web"), stop("other"), stop("db"), start("db"), start("web")];
+        let works = vec![
+            stop("web"),
+            stop("other"),
+            stop("db"),
+            start("db"),
+            start("web"),
+        ];
         let waits = order(&works, &r);
         assert_eq!(waits[0], Vec::<usize>::new());
         assert_eq!(waits[1], Vec::<usize>::new());

@@ -73,6 +73,11 @@ pub struct PullOptions {
     pub progress: bool,
     /// Layers downloaded at the same time.
     pub concurrency: usize,
+    /// Longest time the whole download may take (`None`: no limit). What was downloaded and
+    /// verified stays, so the next pull resumes.
+    pub deadline: Option<Duration>,
+    /// Longest wait for the next bytes from the registry.
+    pub read_timeout: Duration,
 }
 
 impl PullOptions {
@@ -84,6 +89,8 @@ impl PullOptions {
             retry: RetryPolicy::default(),
             progress: true,
             concurrency: 3,
+            deadline: None,
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -111,7 +118,19 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
         .map_err(Error::io("start the pull runtime", graph.root()))?;
     let _lock = graph.lock()?;
     graph.remove_stale_puts();
-    let resolved = rt.block_on(fetch_all(graph, opts))?;
+    let resolved = match opts.deadline {
+        Some(d) => rt
+            .block_on(tokio::time::timeout(d, fetch_all(graph, opts)))
+            .map_err(|_| Error::Registry {
+                reference: opts.reference.clone(),
+                reason: format!(
+                    "the pull did not finish within {} (registries.pull_timeout); what was \
+                     downloaded is kept and the next try resumes",
+                    humantime::format_duration(d)
+                ),
+            })??,
+        None => rt.block_on(fetch_all(graph, opts))?,
+    };
     let mut src = InStore {
         name: resolved.reference.clone(),
     };
@@ -364,7 +383,7 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
         },
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(15)),
-        read_timeout: Some(Duration::from_secs(60)),
+        read_timeout: Some(opts.read_timeout),
         ..Default::default()
     });
     let pin = r.digest().map(Digest::parse).transpose()?;

@@ -1,0 +1,300 @@
+//! The reconcile core's work queue, end to end: independent changes run at once, dependency
+//! order still holds, at most one change per container, and nothing waits for a slow change
+//! on another object (a stop in its grace period, a pull from a registry that sends a byte a
+//! second, a change that panics).
+//!
+//! Parallelism is shown structurally, never by timing: each container whose PID 1 traps SIGTERM
+//! writes a marker into a shared directory and keeps running for its grace period, so "all four
+//! markers written while their processes still run" can only happen when the four stops were in
+//! their grace periods together (one after the other, each marker appears only after the
+//! previous container was killed).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
+
+/// A container whose PID 1 writes `/m/<name>.term` on SIGTERM and goes on running (SIGKILL
+/// after `grace` ends it); `extra` adds spec lines.
+fn trapping(name: &str, marks: &Path, grace: &str, extra: &str) -> String {
+    let script = format!(
+        "trap 'echo > /m/{name}.term' TERM; echo up > /m/{name}.up; while true; do sleep 1; done"
+    );
+    format!(
+        "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", {script:?}]\n  networkMode: none\n  stopGracePeriod: {grace}\n  volumes:\n    - {{bind: {}, target: /m}}\n{extra}",
+        marks.display()
+    )
+}
+
+fn marks_dir(d: &Daemon) -> PathBuf {
+    let dir = d.path("../marks");
+    std::fs::create_dir_all(&dir).expect("mkdir marks");
+    std::fs::canonicalize(&dir).expect("marks dir")
+}
+
+/// SIGKILLs the container with runtime id `id` (as a crash would).
+fn kill(d: &Daemon, id: &str) {
+    let state = std::fs::canonicalize(d.path("../state")).expect("state dir");
+    let out = std::process::Command::new(agent_e2e::agent_bin())
+        .args(["kill", "-s", "KILL", "--state-dir"])
+        .arg(state)
+        .arg(id)
+        .output()
+        .expect("agent kill");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn running_ids(d: &Daemon, names: &[&str]) -> Vec<String> {
+    d.wait_for(
+        &format!("{names:?} running"),
+        Duration::from_secs(120),
+        || {
+            names
+                .iter()
+                .map(|n| {
+                    let r = d.try_ps_row(n)?;
+                    (r["state"] == "running")
+                        .then(|| r["id"].as_str().map(str::to_string))
+                        .flatten()
+                })
+                .collect::<Option<Vec<String>>>()
+        },
+    )
+}
+
+#[test]
+fn stops_run_together_in_dependency_order_and_nothing_waits_for_them() {
+    if !require_root("stops_run_together_in_dependency_order_and_nothing_waits_for_them") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("parallel", "");
+    d.start();
+    let m = marks_dir(&d);
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    // db is a volumesFrom source of web: it starts before web and stops after it.
+    d.write("db.yaml", &trapping("db", &m, "3s", ""));
+    d.write(
+        "web.yaml",
+        &trapping("web", &m, "3s", "  volumesFrom: [db]\n"),
+    );
+    let slow = ["a1", "a2", "a3", "a4"];
+    for n in slow {
+        d.write(&format!("{n}.yaml"), &trapping(n, &m, "20s", ""));
+    }
+    let mut all: Vec<&str> = vec!["db", "web"];
+    all.extend(slow);
+    let ids = running_ids(&d, &all);
+    let id = |n: &str| ids[all.iter().position(|x| *x == n).expect("name")].clone();
+
+    // Start order: db's start recorded before web's.
+    let start_event = |n: &str| {
+        d.events_of(n, "container.start")
+            .first()
+            .and_then(|e| e["id"].as_i64())
+            .unwrap_or_else(|| panic!("no container.start event of {n}"))
+    };
+    assert!(
+        start_event("db") < start_event("web"),
+        "db started after web"
+    );
+
+    // Remove them all at once.
+    for n in &all {
+        d.remove(&format!("{n}.yaml"));
+    }
+    // The four slow stops are in their grace periods together.
+    d.wait_for(
+        "the TERM markers of a1..a4",
+        Duration::from_secs(60),
+        || {
+            slow.iter()
+                .all(|n| m.join(format!("{n}.term")).exists())
+                .then_some(())
+        },
+    );
+    let still: Vec<&str> = slow.iter().copied().filter(|n| d.runs(&id(n))).collect();
+    assert!(
+        still.len() >= 2,
+        "when the last of a1..a4 got SIGTERM only {still:?} still ran: the stops ran one after the other"
+    );
+
+    // The API answers while they stop (the store is not locked across a stop).
+    let rows = d.cli_json(&["ps"]);
+    assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{rows}");
+    // A new manifest is applied while they stop.
+    d.write("fresh.yaml", &trapping("fresh", &m, "1s", ""));
+    running_ids(&d, &["fresh"]);
+    let during: Vec<&str> = slow.iter().copied().filter(|n| d.runs(&id(n))).collect();
+    assert!(
+        !during.is_empty(),
+        "fresh only ran once all the 20 s stops were over: it waited for them"
+    );
+
+    // Dependency order of the stops: db got its SIGTERM only once web was gone.
+    d.wait_for("db's TERM marker", Duration::from_secs(60), || {
+        m.join("db.term").exists().then_some(())
+    });
+    assert!(
+        m.join("web.term").exists() && !d.runs(&id("web")),
+        "db was stopped while web, which takes volumes from it, still ran"
+    );
+
+    d.remove("fresh.yaml");
+    d.remove_all_and_wait(Duration::from_secs(90));
+    assert!(d.runtime_ids().is_empty(), "{:?}", d.runtime_ids());
+}
+
+#[test]
+fn a_panicking_change_fails_alone() {
+    if !require_root("a_panicking_change_fails_alone") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("panic", "");
+    d.env("AGENT_DEBUG_PANIC_CONTAINER", "boom");
+    d.start();
+    let m = marks_dir(&d);
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("boom.yaml", &trapping("boom", &m, "1s", ""));
+    d.write(
+        "ok.yaml",
+        &trapping("ok", &m, "1s", "  restart: {policy: always}\n"),
+    );
+    let ok = running_ids(&d, &["ok"]).remove(0);
+    let failed = d.wait_for("boom's failure", Duration::from_secs(60), || {
+        d.events_of("boom", "change.failed").into_iter().next()
+    });
+    let error = failed["message"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("panic"), "{failed}");
+    assert!(d.pid().is_some(), "the agent died");
+    // The agent goes on: `ok` is restarted after a kill, and an edit of it is applied.
+    kill(&d, &ok);
+    d.wait_for("ok restarted", Duration::from_secs(60), || {
+        (!d.events_of("ok", "container.restart").is_empty()).then_some(())
+    });
+    d.write(
+        "ok.yaml",
+        &trapping(
+            "ok",
+            &m,
+            "1s",
+            "  restart: {policy: always}\n  env: {V: \"2\"}\n",
+        ),
+    );
+    d.wait_for("ok recreated", Duration::from_secs(60), || {
+        let r = d.try_ps_row("ok")?;
+        (r["state"] == "running" && r["id"].as_str() != Some(ok.as_str())).then_some(())
+    });
+    // boom is retried with backoff and keeps failing; nothing else is held up.
+    assert!(d.try_ps_row("boom").is_none_or(|r| r["state"] != "running"));
+    d.remove_all_and_wait(Duration::from_secs(60));
+}
+
+/// A "registry" on 127.0.0.1 that answers every request with a header promising a large body
+/// and then sends one byte a second, until the test ends.
+struct SlowRegistry {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowRegistry {
+    fn start() -> SlowRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            let _ = conn.set_nonblocking(false);
+                            let mut buf = [0u8; 4096];
+                            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                            let _ = conn.read(&mut buf);
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\n\r\n",
+                            );
+                            while !s.load(Ordering::SeqCst) {
+                                if conn.write_all(b" ").is_err() {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        SlowRegistry { port, stop }
+    }
+}
+
+impl Drop for SlowRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_slow_pull_delays_no_restart_create_or_listing() {
+    if !require_root("a_slow_pull_delays_no_restart_create_or_listing") {
+        return;
+    }
+    require_images();
+    let reg = SlowRegistry::start();
+    let mut d = Daemon::prepare(
+        "slowpull",
+        &format!("[registries]\ninsecure = [\"127.0.0.1:{}\"]\n", reg.port),
+    );
+    d.start();
+    let m = marks_dir(&d);
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write(
+        "keep.yaml",
+        &trapping("keep", &m, "1s", "  restart: {policy: always}\n"),
+    );
+    let keep = running_ids(&d, &["keep"]).remove(0);
+    // An image from the slow registry and a container that needs it.
+    d.write(
+        "slow.yaml",
+        &format!(
+            "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: slow\nspec:\n  registry:\n    reference: 127.0.0.1:{}/slow:1\n    insecure: true\n---\n{}",
+            reg.port,
+            trapping("waits", &m, "1s", "").replace("image: busybox", "image: slow")
+        ),
+    );
+    // Give the pull time to begin (not an assertion: the checks below hold either way).
+    std::thread::sleep(Duration::from_secs(2));
+    // Meanwhile: a killed container comes back, a new one is created, ps answers.
+    kill(&d, &keep);
+    d.wait_for("keep restarted", Duration::from_secs(60), || {
+        (!d.events_of("keep", "container.restart").is_empty()).then_some(())
+    });
+    d.write("other.yaml", &trapping("other", &m, "1s", ""));
+    running_ids(&d, &["other", "keep"]);
+    assert!(
+        !d.events()
+            .iter()
+            .any(|e| e["object"] == "image/slow" && e["kind"] == "image.pull"),
+        "the slow pull finished: the test proves nothing"
+    );
+    assert!(
+        d.try_ps_row("waits")
+            .is_none_or(|r| r["state"] != "running")
+    );
+    // The agent stops promptly although the pull still hangs (it is not waited for).
+    let status = d.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    d.start();
+    d.remove("slow.yaml");
+    d.remove_all_and_wait(Duration::from_secs(60));
+}
