@@ -293,7 +293,11 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
     );
     // The agent stops promptly although the pull still hangs (it is not waited for).
     let status = d.stop();
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        d.log_tail()
+    );
     d.start();
     d.remove("slow.yaml");
     d.remove_all_and_wait(Duration::from_secs(60));

@@ -47,7 +47,12 @@ pub struct Queue {
     done: mpsc::UnboundedSender<Done>,
     next_id: u64,
     stopping: Arc<AtomicBool>,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
 }
+
+/// The failure of a work that had not started when the agent began to shut down.
+const LEFT: &str = "shutting down: left for the next start";
 
 /// The end of a submitted work, for works that wait for it.
 #[derive(Clone)]
@@ -64,6 +69,7 @@ impl Queue {
     /// A queue running at most `workers` works at once; ends are sent to the returned receiver.
     pub fn new(apply: ApplyFn, workers: usize) -> (Queue, mpsc::UnboundedReceiver<Done>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
         (
             Queue {
                 apply,
@@ -72,6 +78,8 @@ impl Queue {
                 done: tx,
                 next_id: 0,
                 stopping: Arc::new(AtomicBool::new(false)),
+                stop_tx,
+                stop_rx,
             },
             rx,
         )
@@ -135,25 +143,34 @@ impl Queue {
         let workers = self.workers.clone();
         let done = self.done.clone();
         let stopping = self.stopping.clone();
+        let mut stop_rx = self.stop_rx.clone();
+        stop_rx.mark_unchanged();
         tokio::spawn(async move {
-            for a in after {
-                a.wait().await;
-            }
-            let result = {
-                let _object = lock.lock_owned().await;
-                match workers.acquire_owned().await {
-                    Err(_) => Err("shutting down: left for the next start".to_string()),
-                    Ok(_permit) if stopping.load(Ordering::SeqCst) => {
-                        Err("shutting down: left for the next start".to_string())
-                    }
-                    Ok(_permit) => {
+            // Its turn: the works it waits for have ended, its object is free, a worker too.
+            // A shutdown ends the wait (a work not started is left for the next start).
+            let turn = async move {
+                for a in after {
+                    a.wait().await;
+                }
+                let object = lock.lock_owned().await;
+                let permit = workers.acquire_owned().await.ok();
+                (object, permit)
+            };
+            let result = tokio::select! {
+                biased;
+                (_object, permit) = turn => match permit {
+                    Some(_permit) if !stopping.load(Ordering::SeqCst) => {
                         let w = work.clone();
                         match tokio::task::spawn_blocking(move || apply(&w)).await {
                             Ok(r) => r,
                             Err(e) => Err(panic_message(e)),
                         }
                     }
-                }
+                    _ => Err(LEFT.to_string()),
+                },
+                () = async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                } => Err(LEFT.to_string()),
             };
             let _ = end_tx.send(true);
             let _ = done.send(Done {
@@ -179,6 +196,7 @@ impl Queue {
     /// No new work starts from now on; running works finish.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stop_tx.send_replace(true);
     }
 }
 
@@ -346,6 +364,33 @@ mod tests {
         drain(&mut q, &mut rx, 12).await;
         assert!(peak.load(Ordering::SeqCst) <= 3);
         assert!(peak.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_ends_works_waiting_for_others() {
+        // b waits for a, which never ends (a pull from a registry that hangs): after stop, b
+        // ends at once, as not started.
+        let gate = Arc::new(AtomicBool::new(false));
+        let g = gate.clone();
+        let apply: ApplyFn = Arc::new(move |w: &Work| {
+            if w.step.change.name() == "a" {
+                while !g.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Ok(w.step.summary().into())
+        });
+        let (mut q, mut rx) = Queue::new(apply, 4);
+        q.submit(vec![start("a"), start("b")], &[vec![], vec![0]]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        q.stop();
+        let d = rx.recv().await.unwrap();
+        q.finish(&d);
+        assert_eq!(d.key, "container/b");
+        assert!(d.result.unwrap_err().contains("shutting down"));
+        gate.store(true, Ordering::SeqCst);
+        let d = rx.recv().await.unwrap();
+        assert!(d.result.is_ok(), "the running work ends normally");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
