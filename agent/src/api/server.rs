@@ -7,7 +7,7 @@
 //! | `GET /v1/containers/{name}`        | `Inspect`, 404 if there is no such container     |
 //! | `GET /v1/events?after=&limit=&follow=` | JSON lines (`application/x-ndjson`) of `Event`; with `follow=true` the stream stays open and new events follow |
 //! | `POST /v1/apply`                   | `PassReport` of a pass that started after the request |
-//! | `POST /v1/containers/{name}/stop?time=SECS` | `ActionReport`; `agent stop` (stopped-by-user), `time` overrides the grace period |
+//! | `POST /v1/containers/{name}/stop?time=SECS` | `ActionReport`; `agent stop` (stopped-by-user), `time` (0 to 86400 seconds, else 400) overrides the grace period |
 //! | `POST /v1/containers/{name}/start` | `ActionReport`; `agent start`                    |
 //!
 //! Stop and start are served by the pass loop between two passes (see
@@ -310,17 +310,25 @@ async fn stop(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<StopQuery>,
 ) -> Response {
-    let grace = match q.time {
-        None => None,
-        Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("time={t}: use a number of seconds >= 0"),
-            );
-        }
+    let grace = match q.time.map(grace_secs).transpose() {
+        Ok(g) => g,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, format!("time={msg}")),
     };
     request(&state, Action::Stop { name, grace }).await
+}
+
+/// A stop grace period given in seconds (`agent stop -t`, `?time=`): 0 to 86400 (24h, the
+/// longest `stopGracePeriod` a manifest may ask for). The error says what is allowed.
+pub fn grace_secs(t: f64) -> Result<Duration, String> {
+    let max = crate::manifest::units::MAX_DURATION;
+    if t.is_finite() && t >= 0.0 && t <= max.as_secs_f64() {
+        Duration::try_from_secs_f64(t).map_err(|e| format!("{t}: {e}"))
+    } else {
+        Err(format!(
+            "{t}: use a number of seconds from 0 to {} (24h)",
+            max.as_secs()
+        ))
+    }
 }
 
 async fn start(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {

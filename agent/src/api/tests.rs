@@ -251,3 +251,15 @@ fn not_running_is_recognised() {
         .unwrap_err();
     assert!(matches!(e, ClientError::NotRunning(_)), "{e}");
 }
+
+#[test]
+fn stop_time_is_bounded() {
+    use super::server::grace_secs;
+    assert_eq!(grace_secs(0.0).unwrap(), Duration::ZERO);
+    assert_eq!(grace_secs(1.5).unwrap(), Duration::from_millis(1500));
+    assert_eq!(grace_secs(86400.0).unwrap(), Duration::from_secs(86400));
+    for bad in [86400.001, 1e19, 1e20, -1.0, f64::NAN, f64::INFINITY] {
+        let e = grace_secs(bad).unwrap_err();
+        assert!(e.contains("0 to 86400"), "{bad}: {e}");
+    }
+}

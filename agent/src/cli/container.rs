@@ -8,7 +8,6 @@
 //! driver's state.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::Outcome;
 use super::daemon::ClientOpts;
@@ -23,8 +22,8 @@ pub struct StopArgs {
     /// The containers' names (or ids).
     #[arg(required = true)]
     pub name: Vec<String>,
-    /// Seconds to wait after the stop signal before SIGKILL (default: the container's grace
-    /// period, 10 s unless configured).
+    /// Seconds to wait after the stop signal before SIGKILL, 0 to 86400 (default: the
+    /// container's grace period, 10 s unless configured).
     #[arg(short = 't', long = "time")]
     pub time: Option<f64>,
     #[command(flatten)]
@@ -102,15 +101,11 @@ fn each(
 }
 
 pub fn stop(args: StopArgs) -> crate::Result<Outcome> {
-    let grace = match args.time {
-        Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            return Err(crate::Error::Usage(format!(
-                "-t {t}: use a number of seconds >= 0"
-            )));
-        }
-        None => None,
-    };
+    let grace = args
+        .time
+        .map(crate::api::server::grace_secs)
+        .transpose()
+        .map_err(|msg| crate::Error::Usage(format!("-t {msg}")))?;
     each(
         &args.name,
         &args.client,

@@ -23,6 +23,11 @@
 //! Go/Docker style: one or more `<number><unit>` parts with units `ns`, `us` (or `µs`), `ms`, `s`,
 //! `m`, `h`, e.g. `10s`, `1m30s`, `1.5s`, `250ms`. A bare number is refused (`10` could mean
 //! seconds or nanoseconds), as is a negative duration. `0s` is allowed.
+//!
+//! Every duration field of a manifest (`stopGracePeriod`, `healthcheck.interval`, `.timeout`,
+//! `.startPeriod`) is at most [`MAX_DURATION`] (24h); validation refuses longer ones at their line
+//! and column. A bound keeps deadline arithmetic (`Instant + Duration`) far from overflow, and a
+//! day is longer than any sensible grace period or probe interval.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -186,6 +191,9 @@ impl JsonSchema for ByteSize {
         })
     }
 }
+
+/// The longest value any duration field of a manifest accepts: 24 hours.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A length of time written Go/Docker style (`10s`, `1m30s`). See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -16,6 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest value of the duration keys `resync_interval`, `restart.start`, `restart.cap`
+/// and `restart.reset_after`: 24 hours (the registry timeouts have their own bound, 7 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Default location of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/agent/config.toml";
 
@@ -343,6 +347,24 @@ impl Config {
                 format!("{} is out of range; allowed: 1 to 1024", self.workers),
             );
         }
+        // Every duration is bounded: deadlines are `Instant + Duration` and the backoff
+        // multiplies (`factor` up to 100), both of which panic on overflow.
+        for (field, d) in [
+            (&["resync_interval"][..], self.resync_interval),
+            (&["restart", "start"][..], self.restart.start),
+            (&["restart", "cap"][..], self.restart.cap),
+            (&["restart", "reset_after"][..], self.restart.reset_after),
+        ] {
+            if d > MAX_DURATION {
+                return fail(
+                    field,
+                    format!(
+                        "{} is too long; allowed: at most 24h",
+                        humantime::format_duration(d),
+                    ),
+                );
+            }
+        }
         if self.event_cap < 100 {
             return fail(
                 &["event_cap"],
@@ -649,6 +671,20 @@ format = "json"
         assert!(e.contains("log.level"), "{e}");
         let e = parse("[registries]\ninsecure = [\"http://x\"]\n").unwrap_err();
         assert!(e.contains("registries.insecure"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let e = parse("resync_interval = \"3000000000000000h\"\n").unwrap_err();
+        assert!(e.contains(":1:19: resync_interval:"), "{e}");
+        assert!(e.contains("at most 24h"), "{e}");
+        let e = parse("[restart]\ncap = \"25h\"\n").unwrap_err();
+        assert!(e.contains(":2:7: restart.cap:"), "{e}");
+        let e = parse("[restart]\nreset_after = \"100000h\"\n").unwrap_err();
+        assert!(e.contains("restart.reset_after"), "{e}");
+        let e = parse("[restart]\nstart = \"2days\"\ncap = \"3days\"\n").unwrap_err();
+        assert!(e.contains("restart.start"), "{e}");
+        assert!(parse("resync_interval = \"24h\"\n[restart]\ncap = \"24h\"\n").is_ok());
     }
 
     #[test]

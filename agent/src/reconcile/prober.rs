@@ -37,11 +37,13 @@ pub fn healthcheck_of(config: &Value) -> Option<(Vec<String>, HealthTiming)> {
     }
     Some((
         h.command,
+        // Clamped: a config stored by an older version may hold any duration, and the
+        // deadlines are `Instant + Duration`.
         HealthTiming {
-            interval: h.interval.0,
-            timeout: h.timeout.0,
+            interval: h.interval.0.min(manifest::units::MAX_DURATION),
+            timeout: h.timeout.0.min(manifest::units::MAX_DURATION),
             retries: h.retries,
-            start_period: h.start_period.0,
+            start_period: h.start_period.0.min(manifest::units::MAX_DURATION),
         },
     ))
 }

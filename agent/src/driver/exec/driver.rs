@@ -20,6 +20,10 @@ use super::spec::{self, ContainerSpec, HostInfo, Resources};
 use super::state::{ContainerState, Status, is_same_process};
 use super::{Error, bundle, paths};
 
+/// The longest stop grace period `stop` waits (24h, the manifests' maximum); a longer one, from
+/// a store or bundle written by an older version, is clamped to it.
+pub const MAX_STOP_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings of the exec driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecConfig {
@@ -263,13 +267,14 @@ impl MonitorDriver {
 
     /// Waits until the recorded state is no longer running, at most `timeout`.
     fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerInfo>, Error> {
-        let deadline = Instant::now() + timeout;
+        // No deadline when it would overflow (`Instant + Duration` panics).
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             let info = self.state(id)?;
             if !info.status.is_running() {
                 return Ok(Some(info));
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -507,7 +512,8 @@ impl ExecDriver for MonitorDriver {
             Some(s) => paths::parse_signal(s)?,
             None => libc::SIGTERM,
         };
-        let grace = grace.unwrap_or(spec.stop_grace);
+        // Clamped: a grace stored by an older version may be anything up to u64 seconds.
+        let grace = grace.unwrap_or(spec.stop_grace).min(MAX_STOP_GRACE);
         if is_same_process(pid, st.pid_start) {
             signal_pid(pid, sig)?;
         }

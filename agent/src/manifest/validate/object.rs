@@ -9,6 +9,7 @@ use crate::manifest::container::{ContainerSpec, Limit, MemorySwap, Mount, Networ
 use crate::manifest::load::Object;
 use crate::manifest::node::Step::{self, Index, Key};
 use crate::manifest::types::{ImageSpec, Manifest, NetworkSpec};
+use crate::manifest::units::MAX_DURATION;
 use crate::manifest::{ByteSize, Diagnostic};
 
 /// Docker's smallest memory limit.
@@ -41,6 +42,14 @@ impl Check<'_> {
             );
         }
     }
+}
+
+/// The message for a duration field above [`MAX_DURATION`].
+fn too_long(what: &str, d: crate::manifest::units::Duration) -> String {
+    format!(
+        "{what} {d} is too long: at most {}",
+        crate::manifest::units::Duration(MAX_DURATION)
+    )
 }
 
 /// Checks one object on its own; returns every problem found.
@@ -458,6 +467,20 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
                 "healthcheck retries must be at least 1".into(),
             );
         }
+        for (key, d) in [
+            ("interval", h.interval),
+            ("timeout", h.timeout),
+            ("startPeriod", h.start_period),
+        ] {
+            if d.get() > MAX_DURATION {
+                c.err(&at(key), too_long(&format!("healthcheck {key}"), d));
+            }
+        }
+    }
+    if let Some(d) = s.stop_grace_period
+        && d.get() > MAX_DURATION
+    {
+        c.err(&spec("stopGracePeriod"), too_long("stopGracePeriod", d));
     }
 
     let dropped: BTreeSet<&str> = s.cap_drop.iter().map(|c| c.as_str()).collect();
