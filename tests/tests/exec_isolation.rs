@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent::driver::exec::ExecDriver;
-use agent_e2e::exec::{Fixture, require_root};
+use agent_e2e::exec::{Fixture, exited, require_root};
 
 /// The create error of `spec`, panicking when the driver accepts it.
 fn create_err(f: &Fixture, spec: &agent::driver::exec::spec::ContainerSpec) -> String {
@@ -217,4 +217,37 @@ fn cgroup_files_are_read_only_and_show_only_the_container() {
         let d = host_cgroup(&f, c, &id);
         assert!(!d.exists(), "{} left behind", d.display());
     }
+}
+
+/// The `CapBnd:` bits of a `/proc/<pid>/status` text.
+fn cap_bounding(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// `capAdd: [ALL]` asked for capabilities the agent itself lacks (here SYS_RESOURCE) and failed
+/// with `capset: Operation not permitted`; ALL is now the agent's own bounding set.
+#[test]
+fn cap_add_all_is_the_agents_bounding_set() {
+    if !require_root("cap_add_all_is_the_agents_bounding_set") {
+        return;
+    }
+    let ours = cap_bounding(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+        .unwrap_or_else(|| panic!("no CapBnd in /proc/self/status"));
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let full = (1u64 << (last_cap + 1)) - 1;
+    if ours & full == full {
+        eprintln!("note: this process has every capability; the test shows only that ALL works");
+    }
+    let mut f = Fixture::new("capall");
+    let mut s = f.spec("all");
+    s.cap_add = vec!["ALL".into()];
+    let (st, log) = f.run_to_end(s, &["/bin/sh", "-c", "grep CapBnd /proc/self/status"]);
+    assert_eq!(exited(&st, "all"), (0, None, false), "{log}");
+    assert_eq!(cap_bounding(&log), Some(ours & full), "{log}");
 }

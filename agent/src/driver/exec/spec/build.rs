@@ -60,6 +60,8 @@ pub struct HostInfo {
     pub cgroup_parent: String,
     /// The v1 hierarchies the container gets a cgroup in (empty on a v2-only host).
     pub cgroup_v1: Vec<V1Hierarchy>,
+    /// The agent's capability bounding set (bits); `None`: unknown, not checked.
+    pub cap_bounding: Option<u64>,
 }
 
 /// `ulimit` names (Docker's) and their rlimit.
@@ -131,6 +133,9 @@ impl HostInfo {
             rlimit_hard,
             can_raise_rlimits: has_cap_sys_resource(),
             cgroup_parent: cgroup_parent.to_string(),
+            cap_bounding: std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| caps::bounding_in_status(&s)),
             cgroup_v1: if cgroup_v2 {
                 Vec::new()
             } else {
@@ -686,6 +691,10 @@ pub fn build(
     }
     let mut capset = caps::effective(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| invalid(spec, "capabilities", e))?;
+    if let Some(bounding) = host.cap_bounding {
+        capset = caps::within_bounding(capset, &spec.cap_add, bounding)
+            .map_err(|e| invalid(spec, "capabilities", e))?;
+    }
     if host.cgroup_v2
         && !spec
             .cap_add

@@ -21,6 +21,7 @@ fn host() -> HostInfo {
         rlimit_hard: BTreeMap::from([("nofile".to_string(), 20000), ("nproc".to_string(), 96000)]),
         can_raise_rlimits: false,
         cgroup_parent: "/agent".into(),
+        cap_bounding: None,
         cgroup_v1: crate::driver::exec::cgroups::v1_hierarchies_in(
             "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
              35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
@@ -329,6 +330,35 @@ fn capabilities_default_add_drop() {
 
     let mut s = spec();
     s.cap_drop = strs(&["CHOWN"]);
+    // ALL is the agent's own bounding set (this host's root lacks SYS_RESOURCE, bit 24)
+    let status = "Name:\tagent\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n";
+    let bounding = caps::bounding_in_status(status).unwrap_or_default();
+    assert_eq!(bounding, 0x1fffeffffff);
+    let all = caps::effective(&strs(&["ALL"]), &[]).unwrap_or_default();
+    let within = caps::within_bounding(all.clone(), &strs(&["ALL"]), bounding)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(within.len(), all.len() - 1);
+    assert!(!within.contains("SYS_RESOURCE") && within.contains("SYS_ADMIN"));
+    let e = caps::within_bounding(all, &strs(&["cap_sys_resource"]), bounding)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("SYS_RESOURCE") && e.contains("bounding set"),
+        "{e}"
+    );
+    let mut h = host();
+    h.cap_bounding = Some(bounding & !(1 << 27)); // no MKNOD: the default set loses it
+    let mut all_spec = spec();
+    all_spec.cap_add = strs(&["ALL"]);
+    let out = build(&all_spec, &h, &root(), Path::new("/e")).unwrap_or_else(|e| panic!("{e}"));
+    let bnd = out
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().clone())
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    assert!(!bnd.contains(&Capability::Mknod) && !bnd.contains(&Capability::SysResource));
+    assert!(bnd.contains(&Capability::SysAdmin));
     let out = build_ok(&s);
     let c = out
         .process()
