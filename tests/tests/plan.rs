@@ -197,7 +197,7 @@ fn recorded_state_gives_no_changes_then_field_reasons_while_the_store_is_locked(
     let r = agent_plan(&dir, &state, false);
     assert_eq!(r.code, 2, "{}{}", r.out, r.err);
     assert!(r.out.contains("-/+ recreate web"), "{}", r.out);
-    assert!(r.out.contains("env.LOG_LEVEL info -> debug"), "{}", r.out);
+    assert!(r.out.contains("env.LOG_LEVEL changed"), "{}", r.out);
     assert!(r.out.contains("restart no -> always"), "{}", r.out);
 
     let r = agent_plan(&dir, &state, true);
@@ -207,7 +207,7 @@ fn recorded_state_gives_no_changes_then_field_reasons_while_the_store_is_locked(
     assert_eq!(v["changes"][0]["name"], "web");
     assert_eq!(
         v["changes"][0]["summary"],
-        "recreate web: env.LOG_LEVEL info -> debug; restart no -> always"
+        "recreate web: env.LOG_LEVEL changed; restart no -> always"
     );
     assert_eq!(v["counts"]["replace"], 1);
 

@@ -176,7 +176,7 @@ impl Change {
     }
 }
 
-/// A change with its reasons (field-level: `env.LOG_LEVEL info -> debug`).
+/// A change with its reasons (field-level: `env.LOG_LEVEL changed`, `restart no -> always`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub change: Change,
@@ -184,7 +184,7 @@ pub struct Step {
 }
 
 impl Step {
-    /// `recreate web: env.LOG_LEVEL info -> debug; image sha256:ab12.. -> sha256:cd34..`
+    /// `recreate web: env.LOG_LEVEL changed; image sha256:ab12.. -> sha256:cd34..`
     pub fn summary(&self) -> String {
         let mut s = format!("{} {}", self.change.action(), self.change.name());
         if !self.reasons.is_empty() {

@@ -1,10 +1,13 @@
 //! Field-level differences between two effective configs, as the reason strings the plan shows:
-//! `env.LOG_LEVEL info -> debug`, `image sha256:ab12cd34ef56.. -> sha256:cd34ab12ef56..`,
+//! `env.PASSWORD changed`, `image sha256:ab12cd34ef56.. -> sha256:cd34ab12ef56..`,
 //! `ports -8080:80/tcp +9090:80/tcp`. Only called for objects whose hashes differ.
 //!
 //! Shapes:
 //! - a scalar: `field old -> new`, `(unset)` for an absent value;
 //! - a map entry: `field.KEY old -> new`;
+//! - an environment variable: `env.KEY changed`, `env.KEY added`, `env.KEY removed`: never its
+//!   value, which may be a secret (these reasons reach `agent plan`, `agent apply`, the event log
+//!   and the agent's log);
 //! - a set (ports, mounts, links, ...): `field +added -removed`;
 //! - an ordered list (command, dns): `field [a, b] -> [c]`.
 //!
@@ -83,7 +86,7 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     );
     scalar(out, "user", o.user.as_ref(), n.user.as_ref());
     scalar(out, "hostname", Some(&o.hostname), Some(&n.hostname));
-    map(out, "env", &o.env, &n.env);
+    secret_map(out, "env", &o.env, &n.env);
     map(out, "labels", &o.labels, &n.labels);
     set(out, "ports", &o.ports, &n.ports);
     set(out, "volumes", &o.mounts, &n.mounts);
@@ -350,6 +353,27 @@ fn map<V: Display + PartialEq>(
     for (k, ov) in o {
         if !n.contains_key(k) {
             out.push(format!("{field}.{k} {} -> (unset)", show(ov)));
+        }
+    }
+}
+
+/// As [`map`], naming the keys only (see the module docs).
+fn secret_map<V: PartialEq>(
+    out: &mut Vec<String>,
+    field: &str,
+    o: &BTreeMap<String, V>,
+    n: &BTreeMap<String, V>,
+) {
+    for (k, nv) in n {
+        match o.get(k) {
+            Some(ov) if ov == nv => {}
+            Some(_) => out.push(format!("{field}.{k} changed")),
+            None => out.push(format!("{field}.{k} added")),
+        }
+    }
+    for k in o.keys() {
+        if !n.contains_key(k) {
+            out.push(format!("{field}.{k} removed"));
         }
     }
 }

@@ -67,7 +67,33 @@ fn env_change_recreates_with_field_reason_and_refreshes_nothing_else() {
     converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
     let changed = shop().replace("LOG_LEVEL: info", "LOG_LEVEL: debug");
     let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
-    assert_eq!(steps, ["recreate web: env.LOG_LEVEL info -> debug"]);
+    assert_eq!(steps, ["recreate web: env.LOG_LEVEL changed"]);
+}
+
+#[test]
+fn env_values_never_appear_in_reasons_or_renderings() {
+    let mut actual = Actual::default();
+    let with = |env: &str| shop().replace("env: {LOG_LEVEL: info}", env);
+    converge(
+        &loaded_inputs(&[(
+            "shop.yaml",
+            &with("env: {PASSWORD: old-s3cret, GONE: gone-s3cret}"),
+        )]),
+        &mut actual,
+    );
+    let changed = with("env: {PASSWORD: new-s3cret, TOKEN: added-s3cret}");
+    let inputs = loaded_inputs(&[("shop.yaml", &changed)]);
+    let p = plan(&desired(&inputs, &actual), &actual);
+    let summaries: Vec<String> = p.steps.iter().map(Step::summary).collect();
+    assert_eq!(
+        summaries,
+        ["recreate web: env.GONE removed; env.PASSWORD changed; env.TOKEN added"]
+    );
+    let text = super::render::text(&p);
+    let json = super::render::json(&p, &[]).to_string();
+    for out in [summaries.join("\n"), text, json] {
+        assert!(!out.contains("s3cret"), "a value leaked: {out}");
+    }
 }
 
 #[test]
@@ -310,11 +336,7 @@ fn reason_strings() {
         (
             "env: {A: \"1\", GONE: x}",
             "env: {A: \"2\", NEW: z}",
-            &[
-                "env.A 1 -> 2",
-                "env.GONE x -> (unset)",
-                "env.NEW (unset) -> z",
-            ],
+            &["env.A changed", "env.GONE removed", "env.NEW added"],
         ),
         (
             "ports: [\"8080:80\"]",

@@ -20,7 +20,7 @@ pub struct NewEvent {
     pub kind: String,
     /// What it happened to (`container/web`).
     pub object: String,
-    /// The reason and details, e.g. `{"reason": "recreate web: env.LOG_LEVEL info -> debug"}`.
+    /// The reason and details, e.g. `{"reason": "recreate web: env.LOG_LEVEL changed"}`.
     pub message: Value,
 }
 
