@@ -71,6 +71,10 @@ pub enum Command {
         /// Retries per request after a network error, with exponential backoff and jitter.
         #[arg(long, default_value_t = 5)]
         retries: u32,
+        /// Seconds any registry request (token requests included) may go without an answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
         /// No progress bars.
         #[arg(long, short)]
         quiet: bool,
@@ -186,6 +190,7 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
             insecure_registries,
             registry_config,
             retries,
+            timeout,
             quiet,
         } => {
             let g = graph.open()?;
@@ -193,6 +198,7 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
             opts.insecure_registries = insecure_registries;
             opts.registry_config = registry_config;
             opts.retry.retries = retries;
+            opts.read_timeout = std::time::Duration::from_secs(timeout);
             opts.progress = !quiet;
             let r = graph::pull::pull(&g, &opts)?;
             println!(

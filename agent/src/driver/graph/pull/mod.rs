@@ -8,8 +8,10 @@
 //!    index / manifest list, resolved for this host's platform with the ARM variant rules of
 //!    [`platform`](super::import::platform)). A digest in the reference is a pin: the bytes must
 //!    hash to it. A tag is resolved to the digest of what it pointed at, and that digest is
-//!    recorded in the image's `source` (`host/repo@sha256:..`);
-//! 3. fetches the config, then checks free space under the graph (statvfs) for the blobs still
+//!    recorded in the image's `source` (`host/repo@sha256:..`). Manifests and indexes are read
+//!    with a running count and refused past 4 MiB ([`manifest`], Docker's limit too);
+//! 3. fetches the config (refused if its descriptor says more than 8 MiB; the download stops at
+//!    the descriptor's size), then checks free space under the graph (statvfs) for the blobs still
 //!    missing plus their unpacked layers (estimated as at least the compressed size, a lower
 //!    bound: an unpacked layer is rarely smaller than its compressed form) and refuses with both
 //!    figures when they do not fit;
@@ -25,6 +27,7 @@
 
 pub mod auth;
 pub mod fetch;
+pub mod manifest;
 pub mod retry;
 
 use std::path::{Path, PathBuf};
@@ -46,11 +49,16 @@ use super::import::{
 use super::index::Image;
 use super::layers::chain_id;
 use super::store::Graph;
-use fetch::{Attempt, Fetched, Fetcher, classify};
+use fetch::{Attempt, Fetched, Fetcher};
 pub use retry::RetryPolicy;
 
-/// Manifests larger than this are refused (real ones are a few kB).
-const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Manifests and indexes larger than this are refused (real ones are a few kB; Docker's cap).
+pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Image configs larger than this are refused (real ones are a few kB to a few hundred).
+pub const MAX_CONFIG: u64 = 8 * 1024 * 1024;
+/// Default per-read timeout of registry requests (`agent image pull --timeout`,
+/// `registries.read_timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Manifest media types asked for, in order of preference.
 const ACCEPT: &[&str] = &[
     MT_OCI_INDEX,
@@ -76,7 +84,7 @@ pub struct PullOptions {
     /// Longest time the whole download may take (`None`: no limit). What was downloaded and
     /// verified stays, so the next pull resumes.
     pub deadline: Option<Duration>,
-    /// Longest wait for the next bytes from the registry.
+    /// Longest wait for the next bytes from the registry (token requests included).
     pub read_timeout: Duration,
 }
 
@@ -90,7 +98,7 @@ impl PullOptions {
             progress: true,
             concurrency: 3,
             deadline: None,
-            read_timeout: Duration::from_secs(60),
+            read_timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -246,31 +254,21 @@ struct Doc {
 /// Fetches the manifest `r` names (by tag or digest), verifies it against `expect` (a pin) and
 /// stores it.
 async fn fetch_manifest(
-    client: &Client,
-    auth: &RegistryAuth,
+    reg: &manifest::Registry<'_>,
     r: &Reference,
     expect: Option<&Digest>,
     graph: &Graph,
     policy: &RetryPolicy,
 ) -> Result<Doc, Error> {
     let name = r.whole();
-    let (bytes, _) = with_retry(policy, &name, || async {
-        client
-            .pull_manifest_raw(r, auth, ACCEPT)
-            .await
-            .map_err(|e| classify(&name, e))
+    let bytes = with_retry(policy, &name, || {
+        manifest::get(reg, r, ACCEPT, MAX_MANIFEST)
     })
     .await?;
     let bad = |reason: String| Error::Registry {
         reference: name.clone(),
         reason,
     };
-    if bytes.len() > MAX_MANIFEST {
-        return Err(bad(format!(
-            "manifest is {} bytes, more than the {MAX_MANIFEST} allowed",
-            bytes.len()
-        )));
-    }
     let digest = Digest::of(&bytes);
     if let Some(want) = expect
         && *want != digest
@@ -281,21 +279,8 @@ async fn fetch_manifest(
             actual: digest,
         });
     }
-    let doc: import::ManifestDoc = serde_json::from_slice(&bytes)
-        .map_err(|e| bad(format!("manifest {digest} is not valid JSON: {e}")))?;
-    let media_type = doc.media_type.clone().unwrap_or_else(|| {
-        if doc.manifests.is_some() {
-            MT_OCI_INDEX.into()
-        } else {
-            MT_OCI_MANIFEST.into()
-        }
-    });
-    if !ACCEPT.contains(&media_type.as_str()) {
-        return Err(bad(format!(
-            "manifest {digest} has media type {media_type}; supported: {}",
-            ACCEPT.join(", ")
-        )));
-    }
+    let (doc, media_type) =
+        manifest::parse(&bytes).map_err(|e| bad(format!("manifest {digest}: {e}")))?;
     graph
         .blobs()
         .put_bytes(&bytes, &format!("manifest {name}"))?;
@@ -386,8 +371,27 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
         read_timeout: Some(opts.read_timeout),
         ..Default::default()
     });
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(opts.read_timeout)
+        .build()
+        .map_err(|e| Error::Registry {
+            reference: r.whole(),
+            reason: format!("cannot set up the HTTP client: {e}"),
+        })?;
+    let reg = manifest::Registry {
+        client: &client,
+        http: &http,
+        auth: &auth,
+        scheme: if plain_http.is_empty() {
+            "https"
+        } else {
+            "http"
+        },
+        timeout: opts.read_timeout,
+    };
     let pin = r.digest().map(Digest::parse).transpose()?;
-    let top = fetch_manifest(&client, &auth, &r, pin.as_ref(), graph, &opts.retry)
+    let top = fetch_manifest(&reg, &r, pin.as_ref(), graph, &opts.retry)
         .await
         .map_err(|e| match e {
             Error::Registry { reference, reason }
@@ -422,15 +426,8 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
             r.repository().to_string(),
             chosen.digest.to_string(),
         );
-        let mut next = fetch_manifest(
-            &client,
-            &auth,
-            &child,
-            Some(&chosen.digest),
-            graph,
-            &opts.retry,
-        )
-        .await?;
+        let mut next =
+            fetch_manifest(&reg, &child, Some(&chosen.digest), graph, &opts.retry).await?;
         next.desc.platform = chosen.platform.clone();
         cur = next;
     }
