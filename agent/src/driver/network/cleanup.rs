@@ -133,6 +133,7 @@ impl NetworkDriver {
         if let Err(e) = self.sync_firewall() {
             report.failures.push(e.to_string());
         }
+        self.warn_forward_problems();
         let after = super::FirewallDriver::list(self.firewall()).unwrap_or_default();
         if before != after {
             tracing::info!("cleanup: firewall rewritten from the records");

@@ -138,6 +138,34 @@ impl NetworkDriver {
         Ok(state.normalize())
     }
 
+    /// Why traffic on this instance's bridges would be dropped by another firewall of the host
+    /// (iptables' `FORWARD` policy DROP without the agent's accepts, another nftables table
+    /// dropping forwarded traffic, firewalld), one sentence each; empty when nothing known
+    /// drops it. For `agent status` and start-up warnings.
+    pub fn forward_problems(&self) -> Result<Vec<String>, Error> {
+        let bridges: Vec<String> = self
+            .store
+            .networks()?
+            .into_iter()
+            .map(|n| n.bridge)
+            .collect();
+        Ok(self
+            .firewall
+            .forward_problems(&self.opts.instance, &bridges))
+    }
+
+    /// Logs [`NetworkDriver::forward_problems`] as warnings.
+    pub(crate) fn warn_forward_problems(&self) {
+        match self.forward_problems() {
+            Ok(problems) => {
+                for p in problems {
+                    tracing::warn!("network: traffic of containers would be dropped: {p}");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "network: checking the host's firewall"),
+        }
+    }
+
     /// Makes the firewall equal to what the records explain.
     pub fn sync_firewall(&self) -> Result<(), Error> {
         let state = self.firewall_state()?;
@@ -208,9 +236,14 @@ impl NetworkDriver {
                 bridge::remove(&old.bridge)?;
             }
         }
+        let new = !self.store.networks()?.iter().any(|n| n == net);
         self.store.put_network(net)?;
         bridge::ensure(net)?;
-        self.sync_firewall()
+        self.sync_firewall()?;
+        if new {
+            self.warn_forward_problems();
+        }
+        Ok(())
     }
 
     fn users_of(&self, network: &str) -> Result<Vec<String>, Error> {

@@ -7,7 +7,10 @@
 //! replacing the agent's previous rules as a whole. That makes every apply idempotent, makes
 //! start-up repair a plain apply of the recorded state, and makes "no leftovers" checkable by
 //! comparing listings. Everything lives in the agent's own table (`ip <instance>`) or chains
-//! (`<INSTANCE>-FORWARD`, `<INSTANCE>-PORTS`, `<INSTANCE>-POSTROUTING`), never in others' rules.
+//! (`<INSTANCE>-FORWARD`, `<INSTANCE>-INPUT`, `<INSTANCE>-PORTS`, `<INSTANCE>-POSTROUTING`),
+//! except the jumps to those chains and, for the nftables backend on hosts where iptables filters
+//! forwarded traffic too (Docker), two accept rules per bridge tagged `agent:<instance>` in
+//! iptables' `DOCKER-USER` or `FORWARD` ([`host`]).
 //!
 //! The rules, per bridge `B` with subnet `S` (both backends, same order):
 //!
@@ -40,6 +43,7 @@
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod conformance;
+pub mod host;
 pub mod iptables;
 pub mod nft;
 
@@ -172,6 +176,18 @@ impl FirewallDriver for AnyFirewall {
             AnyFirewall::Nftables(f) => f.list(),
             AnyFirewall::Iptables(f) => f.list(),
         }
+    }
+}
+
+impl AnyFirewall {
+    /// Why forwarded traffic on `bridges` would be dropped by another firewall of the host (one
+    /// sentence each; empty when nothing known drops it). See [`host`].
+    pub fn forward_problems(&self, instance: &str, bridges: &[String]) -> Vec<String> {
+        let own = match self {
+            AnyFirewall::Nftables(_) => Some(instance),
+            AnyFirewall::Iptables(_) => None,
+        };
+        host::forward_problems(instance, own, bridges)
     }
 }
 

@@ -1,7 +1,8 @@
 //! nftables backend: one table `ip <instance>` built with the `nftables` crate's JSON schema and
 //! applied with `nft -j -f -` as one transaction (`add table; delete table; add table ...`), so
 //! the kernel switches from the old rules to the new ones atomically and a repeated apply changes
-//! nothing.
+//! nothing. Where iptables filters forwarded traffic too (Docker), accept rules for the bridges
+//! are kept in iptables as well (see [`super::host`]).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -280,7 +281,14 @@ impl FirewallDriver for Nftables {
 
     fn apply(&self, state: &FirewallState) -> Result<(), Error> {
         let json = Self::json(&self.render(state))?;
-        run("nft", &["-j", "-f", "-"], Some(&json)).map(drop)
+        run("nft", &["-j", "-f", "-"], Some(&json))?;
+        let bridges: Vec<String> = state.networks.iter().map(|n| n.bridge.clone()).collect();
+        // Not fatal: where iptables does not drop forwarded traffic nothing is lost, and where
+        // it does, `forward_problems` reports it.
+        if let Err(e) = super::host::sync_accepts(&self.table, &bridges) {
+            tracing::warn!(error = %e, "firewall: iptables accept rules for the agent's bridges");
+        }
+        Ok(())
     }
 
     fn remove_all(&self) -> Result<(), Error> {
@@ -290,16 +298,18 @@ impl FirewallDriver for Nftables {
                 NfObject::CmdObject(NfCmd::Delete(self.table_obj())),
             ]),
         };
-        run("nft", &["-j", "-f", "-"], Some(&Self::json(&batch)?)).map(drop)
+        run("nft", &["-j", "-f", "-"], Some(&Self::json(&batch)?))?;
+        super::host::sync_accepts(&self.table, &[])
     }
 
     fn list(&self) -> Result<String, Error> {
         let tables = run("nft", &["list", "tables", "ip"], None)?;
         let wanted = format!("table ip {}", self.table);
+        let accepts = super::host::list_accepts(&self.table);
         if !tables.lines().any(|l| l.trim() == wanted) {
-            return Ok(String::new());
+            return Ok(accepts);
         }
-        run("nft", &["list", "table", "ip", &self.table], None)
+        Ok(run("nft", &["list", "table", "ip", &self.table], None)? + &accepts)
     }
 }
 
