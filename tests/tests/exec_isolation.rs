@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent::driver::exec::ExecDriver;
+use agent::driver::exec::spec::{Mount, MountSource};
 use agent_e2e::exec::{Fixture, exited, require_root};
 
 /// The create error of `spec`, panicking when the driver accepts it.
@@ -115,6 +116,19 @@ fn visible_mounts(mountinfo: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Waits up to 10 s until the monitor of `id` has exited: it records the exit before it lets go
+/// of its lock, and a start before that finds the lock taken ("already running").
+fn wait_monitor_gone(f: &Fixture, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while agent::driver::exec::monitor::monitor_alive(&f.dir(id)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor of {id} lives on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn is_cgroup_v2_only() -> bool {
     nix::sys::statfs::statfs("/sys/fs/cgroup")
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
@@ -199,6 +213,7 @@ fn cgroup_files_are_read_only_and_show_only_the_container() {
         .kill(&id, libc::SIGKILL)
         .unwrap_or_else(|e| panic!("kill: {e}"));
     f.wait_exit(&id, Duration::from_secs(10));
+    wait_monitor_gone(&f, &id);
     f.driver
         .start(&id)
         .unwrap_or_else(|e| panic!("start after a child cgroup was left: {e}"));
@@ -250,4 +265,84 @@ fn cap_add_all_is_the_agents_bounding_set() {
     let (st, log) = f.run_to_end(s, &["/bin/sh", "-c", "grep CapBnd /proc/self/status"]);
     assert_eq!(exited(&st, "all"), (0, None, false), "{log}");
     assert_eq!(cap_bounding(&log), Some(ours & full), "{log}");
+}
+
+/// A tmpfs mounted on the host below a test's bind source; unmounted (lazily) and removed in
+/// `Drop`, even when the test fails.
+struct HostSubmount {
+    dir: PathBuf,
+    sub: PathBuf,
+}
+
+impl HostSubmount {
+    fn new(test: &str) -> HostSubmount {
+        let dir = PathBuf::from(format!("/tmp/agent-{test}-{}", std::process::id()));
+        let sub = dir.join("sub");
+        std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{}: {e}", sub.display()));
+        let guard = HostSubmount { dir, sub };
+        nix::mount::mount(
+            Some("tmpfs"),
+            &guard.sub,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", guard.sub.display()));
+        guard
+    }
+}
+
+impl Drop for HostSubmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.sub, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `readOnly: true` made only the top of a bind read-only: a mount below the source stayed
+/// writable from inside. Read-only binds are now read-only recursively (`rro`).
+#[test]
+fn read_only_binds_are_read_only_recursively() {
+    if !require_root("read_only_binds_are_read_only_recursively") {
+        return;
+    }
+    let host = HostSubmount::new("rro");
+    let mut f = Fixture::new("rro");
+    let mut s = f.spec("rro");
+    s.mounts = vec![Mount {
+        target: "/conf".into(),
+        source: MountSource::Bind {
+            path: host.dir.clone(),
+        },
+        read_only: true,
+    }];
+    let (st, log) = f.run_to_end(
+        s,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo x > /conf/top && echo wrote-top; echo x > /conf/sub/f && echo wrote-sub; \
+             grep ' /conf' /proc/self/mountinfo; exit 0",
+        ],
+    );
+    assert_eq!(exited(&st, "rro").0, 0, "{log}");
+    assert!(!log.contains("wrote-top"), "{log}");
+    assert!(
+        !log.contains("wrote-sub"),
+        "the submount is writable: {log}"
+    );
+    assert!(!host.sub.join("f").exists());
+    let mounts: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|p| p.starts_with("/conf"))
+        })
+        .collect();
+    assert_eq!(mounts.len(), 2, "{log}");
+    for l in mounts {
+        let opts = l.split_whitespace().nth(5).unwrap_or("");
+        assert!(opts.split(',').any(|o| o == "ro"), "writable: {l}");
+    }
 }

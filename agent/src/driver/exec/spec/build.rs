@@ -15,6 +15,10 @@
 //!   masked and read-only as Docker; `/sys` read-only; `/sys/fs/cgroup` read-only and showing
 //!   only the container's own cgroups on v1 and v2 ([`cgroup_mounts`]); devices: deny all but the
 //!   standard set (libcgroups adds the allowed defaults after our deny-all rule).
+//! - Read-only binds and volumes are read-only recursively (OCI `rro`: mount_setattr with
+//!   AT_RECURSIVE), so that a mount below the source is not writable either; kernels before 5.12
+//!   lack mount_setattr and such a mount is refused with that reason. The host's `/sys` bound
+//!   for `network: host` is recursively read-only too.
 //! - rlimits: `nofile` defaults to 1024:1024 (containerd's default) when not given; a hard limit
 //!   above the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE
 //!   (the kernel would answer EPERM deep inside container creation).
@@ -327,6 +331,9 @@ fn check_target(spec: &ContainerSpec, target: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The first kernel with `mount_setattr` (recursive read-only binds).
+pub const MOUNT_SETATTR_KERNEL: (u32, u32) = (5, 12);
+
 /// The container's cgroup path (`<cgroup parent>/<id>`).
 pub fn cgroups_path(spec: &ContainerSpec, host: &HostInfo) -> String {
     format!("{}/{}", host.cgroup_parent.trim_end_matches('/'), spec.id)
@@ -414,7 +421,7 @@ pub fn mounts(
             "/sys",
             "bind",
             "/sys",
-            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+            &["rbind", "nosuid", "noexec", "nodev", "ro", "rro"],
         )?);
     } else {
         out.push(mount(
@@ -438,7 +445,6 @@ pub fn mounts(
         "shm",
         &["nosuid", "noexec", "nodev", "mode=1777", &shm],
     )?);
-    let _ = host;
     let mut seen = BTreeSet::new();
     for m in &spec.mounts {
         check_target(spec, &m.target)?;
@@ -459,12 +465,26 @@ pub fn mounts(
                         format!("host path {} is not absolute", path.display()),
                     ));
                 }
-                mount(
-                    &m.target,
-                    "bind",
-                    &path.to_string_lossy(),
-                    &["rbind", "rprivate", ro],
-                )?
+                // `ro` alone makes only the top mount read-only: a mount below the source (a
+                // USB stick under /srv, a volume in a volume) would stay writable. `rro` is
+                // mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) in libcontainer.
+                let opts: &[&str] = if m.read_only {
+                    if host.kernel < MOUNT_SETATTR_KERNEL {
+                        return Err(invalid(
+                            spec,
+                            &format!("mounts[{}]", m.target),
+                            format!(
+                                "a read-only bind must be read-only recursively, which needs \
+                                 mount_setattr (Linux 5.12 or later); this kernel is {}.{}",
+                                host.kernel.0, host.kernel.1
+                            ),
+                        ));
+                    }
+                    &["rbind", "rprivate", "ro", "rro"]
+                } else {
+                    &["rbind", "rprivate", "rw"]
+                };
+                mount(&m.target, "bind", &path.to_string_lossy(), opts)?
             }
             MountSource::Tmpfs { size, mode } => {
                 let mut opts = vec![

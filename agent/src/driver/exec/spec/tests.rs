@@ -704,7 +704,20 @@ fn mounts_volumes_tmpfs_shm_and_etc() {
     let opts = |d: &str| find(d).options().clone().unwrap_or_default();
     assert!(opts("/dev/shm").contains(&"size=1048576".to_string()));
     assert!(opts("/conf").contains(&"ro".to_string()));
+    assert!(
+        opts("/conf").contains(&"rro".to_string()),
+        "read-only binds are read-only recursively"
+    );
     assert!(opts("/data").contains(&"rw".to_string()));
+    assert!(!opts("/data").contains(&"rro".to_string()));
+    // no mount_setattr before 5.12: a read-only bind is refused, naming the mount and why
+    let mut old_kernel = host();
+    old_kernel.kernel = (5, 10);
+    let e = build(&s, &old_kernel, &root(), Path::new("/e"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("/conf") && e.contains("5.12"), "{e}");
     assert_eq!(
         find("/data").source().as_deref(),
         Some(Path::new("/var/lib/agent/volumes/v"))
