@@ -10,7 +10,7 @@ pub enum Error {
     #[error(transparent)]
     Plan(#[from] crate::plan::Error),
     #[error(transparent)]
-    Reconcile(#[from] crate::reconcile::Error),
+    Daemon(#[from] crate::daemon::Error),
     #[error(transparent)]
     Graph(#[from] crate::driver::graph::Error),
     #[error(transparent)]

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    agent::reconcile::logging::init(&agent::cli::daemon::log_settings(&cli));
+    agent::daemon::logging::init(&agent::cli::daemon::log_settings(&cli));
     match agent::cli::dispatch(cli) {
         Ok(outcome) => ExitCode::from(outcome.0),
         Err(agent::Error::Usage(msg)) => {

@@ -52,6 +52,8 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// The manifest directory's own error, if it cannot be read.
     pub dir_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    /// The changes in flight (written by the loop).
+    pub board: crate::reconcile::report::Board,
 }
 
 /// Creates the socket at `path` (its directory `0755` if missing), refusing when another agent
@@ -139,6 +141,7 @@ async fn status(State(state): State<ApiState>) -> Response {
     let dir_error = (state.dir_error)();
     match with_store(&state, types::files).await {
         Ok(files) => Json(StatusReport {
+            in_flight: state.board.list(),
             agent_running: true,
             files,
             dir_error,

@@ -76,6 +76,7 @@ fn start() -> Running {
         store: store.clone(),
         triggers: triggers.clone(),
         requests: crate::reconcile::request::Requests::default(),
+        board: crate::reconcile::report::Board::default(),
         events: events_rx,
         shutdown: shutdown_rx.clone(),
         dir_error: Arc::new(|| None),

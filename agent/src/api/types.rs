@@ -48,6 +48,9 @@ pub struct StatusReport {
     pub files: Vec<FileStatus>,
     /// The manifest directory itself could not be read (nothing is removed meanwhile).
     pub dir_error: Option<String>,
+    /// Changes queued or being applied (pulls, imports, stops in their grace period, ...).
+    #[serde(default)]
+    pub in_flight: Vec<InFlight>,
 }
 
 /// `agent inspect NAME`.
@@ -61,33 +64,7 @@ pub struct Inspect {
     pub events: Vec<Event>,
 }
 
-/// What one reconcile pass did (the answer of `agent apply`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PassReport {
-    /// Sequence number of the pass since the agent started.
-    pub pass: u64,
-    /// Why it ran.
-    pub triggers: Vec<String>,
-    /// Unix milliseconds.
-    pub started_at: i64,
-    pub finished_at: i64,
-    /// Each change applied, with its reason.
-    pub applied: Vec<String>,
-    /// Each change that failed, with its error (retried with backoff).
-    pub failed: Vec<String>,
-    /// Manifest files that failed to load.
-    pub file_errors: Vec<String>,
-}
-
-/// The answer of `agent stop` / `agent start` for one container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionReport {
-    pub name: String,
-    /// Its state afterwards.
-    pub state: String,
-    /// False when it already was as asked (stopped, running).
-    pub changed: bool,
-}
+pub use crate::reconcile::report::{ActionReport, InFlight, PassReport};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

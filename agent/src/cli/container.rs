@@ -12,8 +12,8 @@ use std::path::Path;
 use super::Outcome;
 use super::daemon::ClientOpts;
 use crate::api::ClientError;
-use crate::api::types::ActionReport;
 use crate::driver::exec::{ExecConfig, ExecDriver, MonitorDriver, paths};
+use crate::reconcile::report::ActionReport;
 use crate::reconcile::request::{self, RequestError};
 use crate::store::Store;
 

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use super::{Outcome, OutputFormat};
 use crate::api::types::{self, FileStatus, Inspect, PassReport, PsRow, StatusReport};
 use crate::api::{Client, ClientError};
-use crate::reconcile::config::{self, Config, Overrides};
-use crate::reconcile::logging::LogSettings;
-use crate::reconcile::sdnotify::Notifier;
+use crate::daemon::config::{self, Config, Overrides};
+use crate::daemon::logging::LogSettings;
+use crate::daemon::sdnotify::Notifier;
 use crate::store::{Event, Store};
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +125,7 @@ fn config_path(given: Option<&Path>) -> (PathBuf, bool) {
 
 fn load_config(given: Option<&Path>) -> crate::Result<Config> {
     let (path, required) = config_path(given);
-    Config::load(&path, required).map_err(|e| crate::reconcile::Error::from(e).into())
+    Config::load(&path, required).map_err(|e| crate::daemon::Error::from(e).into())
 }
 
 pub fn run(args: RunArgs) -> crate::Result<Outcome> {
@@ -139,7 +139,7 @@ pub fn run(args: RunArgs) -> crate::Result<Outcome> {
     });
     // SAFETY: no thread has been started yet; the runtime is built inside `daemon::run`.
     let notifier = unsafe { Notifier::from_env() };
-    crate::reconcile::daemon::run(cfg, notifier)?;
+    crate::daemon::run::run(cfg, notifier)?;
     Ok(Outcome::OK)
 }
 
@@ -307,6 +307,7 @@ fn time_text(ms: Option<i64>) -> String {
 pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
     let report: StatusReport = ask(&args.client, "/v1/status", |s| {
         Ok(StatusReport {
+            in_flight: Vec::new(),
             agent_running: false,
             files: s.transaction(types::files)?,
             dir_error: None,
@@ -326,6 +327,14 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
         }
         for f in &report.files {
             print_file_status(f);
+        }
+        if !report.in_flight.is_empty() {
+            let now = crate::reconcile::pass::now_ms();
+            println!("in flight:");
+            for w in &report.in_flight {
+                let secs = (now - w.since).max(0) / 1000;
+                println!("  {} ({}, {secs} s)", w.change, w.cause);
+            }
         }
     }
     Ok(if broken { Outcome::FAILED } else { Outcome::OK })

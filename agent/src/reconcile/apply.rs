@@ -33,16 +33,16 @@
 //! create, start and remove pause that long half-way, after the runtime was changed and before
 //! the store records it: the window a crash leaves half-applied.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use super::network::{Net, NetError, SharedStore, lock};
 use super::pass::{event, now_ms};
+use super::translate::network::{Net, NetError, SharedStore, lock};
 use super::work::{Cause, Work};
-use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit};
+use crate::driver::exec::spec::{self, ContainerSpec};
 use crate::driver::exec::{AnyExecDriver, ExecDriver, LiveUpdate};
 use crate::driver::graph::{Graph, GraphDriver};
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
@@ -144,43 +144,12 @@ pub struct Applier {
     pub graph: Graph,
     pub exec: AnyExecDriver,
     /// Registry settings of the config (insecure registries, pull deadline, read timeout).
-    pub registries: super::config::RegistriesConfig,
+    pub registries: crate::daemon::config::RegistriesConfig,
     /// The network driver; `Err` says why it is unavailable (bridge-mode changes fail with it).
     pub net: Result<Arc<Net>, String>,
 }
 
-fn volume_dir(state: &Path, name: &str) -> PathBuf {
-    state.join("volumes").join(name).join("_data")
-}
-
 /// A new runtime id for container `name`: the name and 12 hex digits (unique per creation).
-/// The exec driver's form of the live part of a container's config (cgroup limits in Docker's
-/// units: `cpus` becomes a CFS quota over a 100 ms period, as `docker run --cpus` does).
-fn live_update(live: &plan::effective::LiveConfig) -> LiveUpdate {
-    let r = &live.resources;
-    let mut res = spec::Resources {
-        memory: r.memory.map(|b| b.0 as i64),
-        memory_reservation: r.memory_reservation.map(|b| b.0 as i64),
-        memory_swap: r.memory_swap.map(|m| match m {
-            crate::manifest::MemorySwap::Limit(b) => b.0 as i64,
-            crate::manifest::MemorySwap::Unlimited => -1,
-        }),
-        cpu_shares: r.cpu_shares,
-        cpuset_cpus: r.cpuset.clone(),
-        pids: r.pids.map(|p| p as i64),
-        ..spec::Resources::default()
-    };
-    if let Some(n) = r.nano_cpus {
-        res.cpu_period = Some(100_000);
-        res.cpu_quota = Some((n / 10_000) as i64);
-    }
-    LiveUpdate {
-        resources: res,
-        stop_signal: live.stop_signal.as_ref().map(|x| x.to_string()),
-        stop_grace: live.stop_grace_period.0,
-    }
-}
-
 fn new_id(name: &str) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
@@ -270,7 +239,7 @@ impl Applier {
             return Ok(());
         };
         if let Ok(config) = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
-            && super::network::uses_driver(&config)
+            && super::translate::network::uses_driver(&config)
             && let Ok(net) = &self.net
         {
             net.ensure_attached(store, &self.state_dir, &rec.id, &config)?;
@@ -357,7 +326,7 @@ impl Applier {
                 lock(store).transaction(|tx| tx.delete_image(image))?;
             }
             Change::CreateVolume { volume } | Change::UpdateVolume { volume } => {
-                let dir = volume_dir(&self.state_dir, &volume.name);
+                let dir = super::translate::spec::volume_dir(&self.state_dir, &volume.name);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| ApplyError::Other(format!("{}: {e}", dir.display())))?;
                 let rec = VolumeRecord {
@@ -453,7 +422,7 @@ impl Applier {
                 };
                 // Limits first: if the kernel refuses them (memory below what the container
                 // uses), the record keeps the old config and the pass retries with backoff.
-                match self.exec.update(&rec.id, &live_update(live)) {
+                match self.exec.update(&rec.id, &LiveUpdate::from(live)) {
                     Ok(()) | Err(crate::driver::exec::Error::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -532,7 +501,7 @@ impl Applier {
             None => config.with_digest(&digest),
         };
         let name = config.name.clone();
-        if super::network::uses_driver(&config) {
+        if super::translate::network::uses_driver(&config) {
             self.net()?;
         }
         let id = new_id(&name);
@@ -601,7 +570,7 @@ impl Applier {
                     crate::manifest::NetworkMode::Host => spec::NetworkMode::Host,
                     _ => spec::NetworkMode::None,
                 };
-                super::network::Wiring {
+                super::translate::network::Wiring {
                     network,
                     hosts: None,
                     resolv_conf: None,
@@ -622,54 +591,7 @@ impl Applier {
         let blob = self.graph.blobs().read(&img.id)?;
         s.image = spec::image_config(&blob)
             .map_err(|e| ApplyError::Other(format!("image config: {e}")))?;
-        let f = &config.fixed;
-        s.entrypoint = f.entrypoint.clone();
-        s.command = f.command.clone();
-        s.env = f.env.clone();
-        s.workdir = f
-            .working_dir
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned());
-        s.user = f.user.clone();
-        s.hostname = Some(f.hostname.clone()).filter(|h| !h.is_empty());
-        s.read_only = f.read_only_root_filesystem;
-        s.cap_add = f.cap_add.clone();
-        s.cap_drop = f.cap_drop.clone();
-        s.sysctls = f.sysctls.clone();
-        s.network = wiring.network.clone();
-        s.hosts = wiring.hosts.clone();
-        s.resolv_conf = wiring.resolv_conf.clone();
-        for (k, v) in &wiring.env {
-            s.env.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        for m in &f.mounts {
-            let source = match &m.source {
-                plan::effective::MountSource::Volume(v) => MountSource::Volume {
-                    path: volume_dir(&self.state_dir, v),
-                },
-                plan::effective::MountSource::Bind(p) => MountSource::Bind { path: p.clone() },
-                plan::effective::MountSource::Tmpfs(size) => MountSource::Tmpfs {
-                    size: *size,
-                    mode: None,
-                },
-            };
-            s.mounts.push(Mount {
-                target: m.target.to_string_lossy().into_owned(),
-                source,
-                read_only: m.read_only,
-            });
-        }
-        for (n, u) in &f.ulimits {
-            s.rlimits.push(Rlimit {
-                name: n.clone(),
-                soft: u.soft.unwrap_or(u64::MAX),
-                hard: u.hard.unwrap_or(u64::MAX),
-            });
-        }
-        let live = live_update(&config.live);
-        s.resources = live.resources;
-        s.stop_signal = live.stop_signal;
-        s.stop_grace = live.stop_grace;
+        let s = super::translate::spec::container_spec(s, config, &wiring, &self.state_dir);
         self.exec.create(&s)?;
         Ok(wiring.netns)
     }
@@ -722,7 +644,7 @@ impl Applier {
         };
         // A stopped bridge-mode container was detached: attach it again (same address).
         if let Ok(config) = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
-            && super::network::uses_driver(&config)
+            && super::translate::network::uses_driver(&config)
         {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;

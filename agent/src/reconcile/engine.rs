@@ -29,20 +29,21 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::Applier;
-use super::config::Config;
-use super::network::{SharedStore, lock};
 use super::pass;
 use super::prober::Prober;
 use super::queue::{Done, Queue};
+use super::report::{ActionReport, Board, InFlight, PassReport};
 use super::request::{Action, RequestError, Requests};
 use super::restart::{Backoff, Occasion};
 use super::supervise::{Finding, Supervisor};
+use super::translate::network::{SharedStore, lock};
 use super::trigger::{Batch, Trigger, TriggerQueue, Triggers};
 use super::work::{self, Cause, Relations, Work};
-use crate::api::types::{ActionReport, PassReport};
+use crate::daemon::config::Config;
 use crate::manifest::Kind;
 use crate::manifest::source::Watcher;
 use crate::plan::{Change, Step};
+
 
 /// What the timer wakes the loop for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,6 +121,8 @@ pub struct Engine {
     pub requests: Requests,
     pub triggers: Triggers<PassReport>,
     pub stopping: Arc<AtomicBool>,
+    /// The changes in flight, for `agent status`.
+    board: Board,
     queue: Queue,
     done_rx: mpsc::UnboundedReceiver<Done>,
     timers: Timers,
@@ -149,6 +152,7 @@ pub struct Parts {
     pub requests: Requests,
     pub triggers: Triggers<PassReport>,
     pub stopping: Arc<AtomicBool>,
+    pub board: Board,
 }
 
 impl Engine {
@@ -173,6 +177,7 @@ impl Engine {
             requests: p.requests,
             triggers: p.triggers,
             stopping: p.stopping,
+            board: p.board,
             queue,
             done_rx,
             timers,
@@ -295,7 +300,7 @@ impl Engine {
             // A stop cancels a pending restart; a start begins a fresh backoff.
             self.timers.cancel(&Due::Restart(name.clone()));
             self.supervisor.forget(&name);
-            let id = self.queue.submit_one(p.action.work());
+            let id = self.submit_one(p.action.work());
             self.replies.insert(id, (p.action, p.reply));
         }
     }
@@ -420,7 +425,7 @@ impl Engine {
         if open.deferred > 0 {
             self.deferred = true;
         }
-        for id in self.queue.submit(go, &go_waits) {
+        for id in self.submit(go, &go_waits) {
             open.outstanding.insert(id);
         }
     }
@@ -470,8 +475,26 @@ impl Engine {
         }
     }
 
+    /// Submits works to the queue and posts them on the board.
+    fn submit(&mut self, works: Vec<Work>, waits: &[Vec<usize>]) -> Vec<u64> {
+        let items: Vec<InFlight> = works.iter().map(in_flight).collect();
+        let ids = self.queue.submit(works, waits);
+        for (id, item) in ids.iter().zip(items) {
+            self.board.add(*id, item);
+        }
+        ids
+    }
+
+    fn submit_one(&mut self, work: Work) -> u64 {
+        let item = in_flight(&work);
+        let id = self.queue.submit_one(work);
+        self.board.add(id, item);
+        id
+    }
+
     fn on_done(&mut self, done: Done) {
         self.queue.finish(&done);
+        self.board.remove(done.id);
         let name = done.work.step.change.name().to_string();
         let is_container = done.work.step.change.kind() == Kind::Container;
         match &done.result {
@@ -614,7 +637,7 @@ impl Engine {
             })
             .collect();
         let waits = work::order(&works, &rel);
-        self.queue.submit(works, &waits);
+        self.submit(works, &waits);
     }
 
     /// Checks exits (one container or all) and turns the restart policy's decisions into
@@ -645,7 +668,7 @@ impl Engine {
     fn health(&mut self, name: &str) {
         let key = work::key(Kind::Container, name);
         if !self.queue.busy(&key) && self.supervisor.needs_unhealthy_stop(&self.store, name) {
-            self.queue.submit_one(Work {
+            self.submit_one(Work {
                 step: Step {
                     change: Change::StopContainer {
                         name: name.to_string(),
@@ -775,6 +798,15 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+fn in_flight(w: &Work) -> InFlight {
+    InFlight {
+        object: w.key(),
+        change: w.step.summary(),
+        cause: w.cause.to_string(),
+        since: pass::now_ms(),
     }
 }
 

@@ -1,53 +1,37 @@
-//! The reconcile loop: triggers, apply, restart policy and backoff, recovery at start-up.
+//! The reconcile loop and nothing else: what decides changes, the one applier that makes them,
+//! and the work queue between the two. The daemon's composition root, configuration file,
+//! logging and systemd protocol are [`crate::daemon`]; the manifest intake is
+//! [`crate::manifest::source`]; the API reads [`report`] and knows the loop, not the reverse.
 //!
-//! Pieces, each pure or tested on its own:
-//! - [`config`]: the agent's `config.toml`, validated with file:line errors.
-//! - [`restart`]: Docker's restart policies and the exponential restart backoff.
-//! - [`health`]: the health-check state machine (starting, healthy, unhealthy).
-//! - [`trigger`]: triggers coalesced so that one pass runs at a time.
-//! - [`pass`]: one reconcile pass (load, record file status, plan, apply).
-//! - [`daemon`]: `agent run` itself: store, watcher, API, timers, signals, the pass loop.
-//! - [`supervise`], [`prober`]: exits and restart policies; health checks.
-//! - [`network`]: the network driver over the store; bridge-mode containers, start-up cleanup and
-//!   drift repair.
+//! - [`engine`]: the loop: triggers, passes, container checks, its one timer.
+//! - [`work`]: a change with its cause, keyed by object; the order between works (pure).
+//! - [`queue`]: runs works in parallel, one per object, in their order; panics fail one work.
+//! - [`apply`]: the applier, the only caller of the drivers' mutating operations; intents
+//!   before, records after.
+//! - [`translate`]: effective configs to driver requests.
+//! - [`pass`]: file bookkeeping of a full pass (status per file, last good version).
+//! - [`supervise`], [`restart`]: exits and Docker's restart policies with backoff (decisions;
+//!   the restart itself is a work).
+//! - [`health`], [`prober`]: the health-check state machine and the probes on a deadline queue.
+//! - [`exits`]: container exits as inotify events on the monitors' state files.
+//! - [`trigger`]: triggers coalesced into batches.
 //! - [`recover`]: finishing or undoing half-applied changes (intents), orphans at start-up.
 //! - [`request`]: `agent stop` / `agent start` (stopped-by-user, as Docker's restart policies
 //!   define "stopped").
-//! - [`logging`], [`sdnotify`]: log output and systemd's notification protocol.
+//! - [`report`]: what the loop reports to the API.
 
 pub mod apply;
-pub mod config;
-pub mod daemon;
 pub mod engine;
 pub mod exits;
 pub mod health;
-pub mod logging;
-pub mod network;
 pub mod pass;
 pub mod prober;
 pub mod queue;
 pub mod recover;
+pub mod report;
 pub mod request;
 pub mod restart;
-pub mod sdnotify;
 pub mod supervise;
+pub mod translate;
 pub mod trigger;
 pub mod work;
-
-pub use config::{Config, ConfigError};
-
-/// Errors of this module.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Store(#[from] crate::store::Error),
-    #[error(transparent)]
-    Api(#[from] crate::api::Error),
-    #[error("agent runtime: {0}")]
-    Runtime(String),
-    /// Start-up refused (the message says why and the way out).
-    #[error("{0}")]
-    Refused(String),
-}

@@ -16,9 +16,9 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::api::types::PassReport;
 use crate::manifest::source::Snapshot;
 use crate::manifest::{self, Diagnostic, Manifest};
+use crate::reconcile::report::PassReport;
 use crate::store::{ManifestFileRecord, NewEvent, Store, Tx};
 
 /// Unix milliseconds now.

@@ -23,9 +23,9 @@ use serde_json::{Value, json};
 use super::health::{Health, HealthStatus, HealthTiming, ProbeResult};
 use super::pass::{event, now_ms};
 use super::trigger::{Trigger, Triggers};
-use crate::api::types::PassReport;
 use crate::driver::exec::{AnyExecDriver, ExecDriver, ExecRequest, ExecStdio};
 use crate::manifest;
+use crate::reconcile::report::PassReport;
 use crate::store::{self, ContainerState, Store};
 
 /// The health check in a stored effective config (`live.healthcheck`).

@@ -46,8 +46,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::apply::{Applier, INTENT_REMOVE, INTENT_START};
-use super::network::{SharedStore, lock};
 use super::pass::event;
+use super::translate::network::{SharedStore, lock};
 use crate::driver::exec::ExecDriver;
 use crate::driver::graph::GraphDriver;
 use crate::store::{ContainerState, Intent, Store};

@@ -28,8 +28,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::pass::{event, now_ms};
-use crate::api::types::ActionReport;
 use crate::driver::exec::{ContainerStatus, ExecDriver};
+use crate::reconcile::report::ActionReport;
 use crate::store::{ContainerRecord, ContainerState, Store};
 
 /// What the user asked for.

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::BackoffConfig;
+use crate::daemon::config::BackoffConfig;
 
 /// Exit code recorded for a container whose process vanished while the agent was down without
 /// an exit status (host reboot): Docker's 255.

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::config::BackoffConfig;
 use super::pass::{event, now_ms};
 use super::restart::{Backoff, Decision, ExitFacts, LOST_EXIT_CODE, Occasion, RestartPolicy};
+use crate::daemon::config::BackoffConfig;
 use crate::driver::exec::{AnyExecDriver, ContainerStatus, ExecDriver};
 use crate::manifest;
 use crate::store::{ContainerRecord, ContainerState, Store};

@@ -1,7 +1,7 @@
 //! `agent run`: the long-running agent (the composition root of the daemon).
 //!
 //! Start-up order: open the store (takes the state-directory lock), start the watcher, bind the
-//! API socket, tell systemd `READY=1`, then the loop ([`super::engine`]) runs the start-up pass
+//! API socket, tell systemd `READY=1`, then the loop ([`crate::reconcile::engine`]) runs the start-up pass
 //! (recovery, adoption, the first plan) and everything after it until SIGTERM/SIGINT.
 //!
 //! Shutdown: no new change starts; the changes in flight finish (a stop in its grace period is
@@ -20,13 +20,13 @@ use tokio::sync::watch;
 
 use super::Error;
 use super::config::Config;
-use super::engine::{Engine, Parts};
 use super::sdnotify::Notifier;
-use super::supervise::Supervisor;
-use super::trigger::{self, Trigger, Triggers};
 use crate::api::server::{self, ApiState};
-use crate::api::types::PassReport;
 use crate::manifest::source::{WatchTiming, Watcher};
+use crate::reconcile::engine::{Engine, Parts};
+use crate::reconcile::report::PassReport;
+use crate::reconcile::supervise::Supervisor;
+use crate::reconcile::trigger::{self, Trigger, Triggers};
 use crate::store::{self, Store};
 
 /// Runs the agent until a termination signal. Builds its own runtime.
@@ -60,8 +60,12 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         }
     };
     let mut store = store;
-    super::recover::refuse_lost_store(&config.state_dir, &mut store, config.remove_orphans)
-        .map_err(Error::Refused)?;
+    crate::reconcile::recover::refuse_lost_store(
+        &config.state_dir,
+        &mut store,
+        config.remove_orphans,
+    )
+    .map_err(Error::Refused)?;
     let store = Arc::new(Mutex::new(store));
     let (triggers, queue) = trigger::channel::<PassReport>();
 
@@ -84,13 +88,15 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
 
     let listener = server::bind(&config.socket).await?;
     let w = watcher.clone();
-    let requests = super::request::Requests::default();
+    let requests = crate::reconcile::request::Requests::default();
+    let board = crate::reconcile::report::Board::default();
     let api = ApiState {
         store: store.clone(),
         triggers: triggers.clone(),
         requests: requests.clone(),
         events: events_rx,
         shutdown: shutdown_rx.clone(),
+        board: board.clone(),
         dir_error: Arc::new(move || w.snapshot().dir_error.clone()),
     };
     let mut sd = shutdown_rx.clone();
@@ -103,7 +109,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?;
     // Exits as events: the monitors' state files, watched with inotify.
     let t = triggers.clone();
-    if let Err(e) = super::exits::spawn(
+    if let Err(e) = crate::reconcile::exits::spawn(
         crate::driver::exec::paths::exec_root(&config.state_dir),
         crate::driver::exec::select(exec_config)
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
@@ -141,7 +147,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         &config.state_dir,
         config.graph.driver.to_driver_kind(),
     ) {
-        Ok(graph) => Some(super::apply::Applier {
+        Ok(graph) => Some(crate::reconcile::apply::Applier {
             state_dir: config.state_dir.clone(),
             graph,
             exec: crate::driver::exec::select(crate::driver::exec::ExecConfig::new(
@@ -149,7 +155,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             ))
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
             registries: config.registries.clone(),
-            net: super::network::Net::open(&config, store.clone())
+            net: crate::reconcile::translate::network::Net::open(&config, store.clone())
                 .map(Arc::new)
                 .inspect_err(|e| {
                     tracing::error!(error = %e, "network driver unavailable; bridge-mode containers cannot be created");
@@ -161,7 +167,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         }
     };
     let supervisor = Supervisor::new(exec, config.restart.clone());
-    let prober = super::prober::Prober::default();
+    let prober = crate::reconcile::prober::Prober::default();
     prober.spawn(
         Arc::new(
             crate::driver::exec::select(crate::driver::exec::ExecConfig::new(&config.state_dir))
@@ -181,6 +187,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         requests,
         triggers: triggers.clone(),
         stopping,
+        board,
     });
     engine.run(queue).await;
     if engine.config.stop_containers_on_exit {

@@ -264,7 +264,7 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
         assert!(
-            lines[0].starts_with("<4>agent::reconcile::logging::tests: pass{n=3}: "),
+            lines[0].starts_with("<4>agent::daemon::logging::tests: pass{n=3}: "),
             "{out}"
         );
         assert!(

@@ -55,7 +55,7 @@ pub struct Config {
     pub log: LogConfig,
     /// `agent run --remove-orphans` (command line only, for one start): containers and layers
     /// that the store does not account for are removed instead of refused or kept (see
-    /// [`super::recover`]).
+    /// [`crate::reconcile::recover`]).
     #[serde(skip)]
     pub remove_orphans: bool,
 }

@@ -34,7 +34,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::config::Config;
+use crate::daemon::config::Config;
 use crate::driver::exec::spec;
 use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::network::{
@@ -555,7 +555,7 @@ impl Net {
             reason: e.to_string(),
         };
         if running {
-            exec.stop(&rec.id, super::supervise::grace_of(&rec.config))
+            exec.stop(&rec.id, crate::reconcile::supervise::grace_of(&rec.config))
                 .map_err(exec_err)?;
         }
         let what = self
@@ -567,7 +567,7 @@ impl Net {
                 .transaction(|tx| tx.container(&rec.name))?
                 .unwrap_or_else(|| rec.clone());
             r.runtime.container_pid = Some(pid);
-            r.started_at = Some(super::pass::now_ms());
+            r.started_at = Some(crate::reconcile::pass::now_ms());
             lock(store).transaction(|tx| tx.upsert_container(&r))?;
             tracing::warn!(container = %rec.name, "network namespace was gone: attached again and restarted");
             Ok(format!(

@@ -1,0 +1,102 @@
+//! The exec driver's requests from a container's effective config: the [`ContainerSpec`] of a
+//! new container (with what networking wired: namespace, hosts, resolv.conf, link variables)
+//! and the [`LiveUpdate`] of its live fields (cgroup limits in Docker's units: `cpus` becomes a
+//! CFS quota over a 100 ms period, as `docker run --cpus` does).
+
+use std::path::{Path, PathBuf};
+
+use super::network::Wiring;
+use crate::driver::exec::LiveUpdate;
+use crate::driver::exec::spec::{self, ContainerSpec, Mount, MountSource, Rlimit};
+use crate::plan::{self, EffectiveContainer};
+
+/// Where named volume `name` keeps its data: `<state>/volumes/<name>/_data`.
+pub fn volume_dir(state: &Path, name: &str) -> PathBuf {
+    state.join("volumes").join(name).join("_data")
+}
+
+impl From<&plan::effective::LiveConfig> for LiveUpdate {
+    fn from(live: &plan::effective::LiveConfig) -> LiveUpdate {
+        let r = &live.resources;
+        let mut res = spec::Resources {
+            memory: r.memory.map(|b| b.0 as i64),
+            memory_reservation: r.memory_reservation.map(|b| b.0 as i64),
+            memory_swap: r.memory_swap.map(|m| match m {
+                crate::manifest::MemorySwap::Limit(b) => b.0 as i64,
+                crate::manifest::MemorySwap::Unlimited => -1,
+            }),
+            cpu_shares: r.cpu_shares,
+            cpuset_cpus: r.cpuset.clone(),
+            pids: r.pids.map(|p| p as i64),
+            ..spec::Resources::default()
+        };
+        if let Some(n) = r.nano_cpus {
+            res.cpu_period = Some(100_000);
+            res.cpu_quota = Some((n / 10_000) as i64);
+        }
+        LiveUpdate {
+            resources: res,
+            stop_signal: live.stop_signal.as_ref().map(|x| x.to_string()),
+            stop_grace: live.stop_grace_period.0,
+        }
+    }
+}
+
+/// Fills `s` (made with the runtime id, name, root filesystem and image config) from the
+/// container's effective config and its network wiring; named volumes live under `state_dir`.
+pub fn container_spec(
+    mut s: ContainerSpec,
+    config: &EffectiveContainer,
+    wiring: &Wiring,
+    state_dir: &Path,
+) -> ContainerSpec {
+    let f = &config.fixed;
+    s.entrypoint = f.entrypoint.clone();
+    s.command = f.command.clone();
+    s.env = f.env.clone();
+    s.workdir = f
+        .working_dir
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    s.user = f.user.clone();
+    s.hostname = Some(f.hostname.clone()).filter(|h| !h.is_empty());
+    s.read_only = f.read_only_root_filesystem;
+    s.cap_add = f.cap_add.clone();
+    s.cap_drop = f.cap_drop.clone();
+    s.sysctls = f.sysctls.clone();
+    s.network = wiring.network.clone();
+    s.hosts = wiring.hosts.clone();
+    s.resolv_conf = wiring.resolv_conf.clone();
+    for (k, v) in &wiring.env {
+        s.env.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    for m in &f.mounts {
+        let source = match &m.source {
+            plan::effective::MountSource::Volume(v) => MountSource::Volume {
+                path: volume_dir(state_dir, v),
+            },
+            plan::effective::MountSource::Bind(p) => MountSource::Bind { path: p.clone() },
+            plan::effective::MountSource::Tmpfs(size) => MountSource::Tmpfs {
+                size: *size,
+                mode: None,
+            },
+        };
+        s.mounts.push(Mount {
+            target: m.target.to_string_lossy().into_owned(),
+            source,
+            read_only: m.read_only,
+        });
+    }
+    for (n, u) in &f.ulimits {
+        s.rlimits.push(Rlimit {
+            name: n.clone(),
+            soft: u.soft.unwrap_or(u64::MAX),
+            hard: u.hard.unwrap_or(u64::MAX),
+        });
+    }
+    let live = LiveUpdate::from(&config.live);
+    s.resources = live.resources;
+    s.stop_signal = live.stop_signal;
+    s.stop_grace = live.stop_grace;
+    s
+}
