@@ -291,6 +291,13 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
         d.try_ps_row("waits")
             .is_none_or(|r| r["state"] != "running")
     );
+    // `agent status` shows the pull in flight.
+    let status = d.cli_json(&["status"]);
+    let pulling = status["in_flight"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|x| x["object"].as_str().is_some_and(|o| o.contains("/slow:1")))
+    });
+    assert!(pulling, "the pull is not listed in flight: {status}");
     // The agent stops promptly although the pull still hangs (it is not waited for).
     let status = d.stop();
     assert!(
