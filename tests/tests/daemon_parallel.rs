@@ -280,7 +280,15 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
         (!d.events_of("keep", "container.restart").is_empty()).then_some(())
     });
     d.write("other.yaml", &trapping("other", &m, "1s", ""));
-    running_ids(&d, &["other", "keep"]);
+    // An import of another image is not held up by the download either.
+    d.write(
+        "local.yaml",
+        &format!(
+            "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: local\nspec:\n  ociLayout:\n    path: /var/lib/agent-test-images/oci\n---\n{}",
+            trapping("imported", &m, "1s", "").replace("image: busybox", "image: local")
+        ),
+    );
+    running_ids(&d, &["other", "keep", "imported"]);
     assert!(
         !d.events()
             .iter()

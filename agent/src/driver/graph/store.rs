@@ -95,18 +95,48 @@ impl Graph {
 
     /// Takes the exclusive graph lock (blocking until other agent processes release it).
     pub fn lock(&self) -> Result<Lock, Error> {
-        let p = self.root.join("lock");
+        self.flock("lock", true)?.ok_or_else(|| {
+            Error::io("lock", &self.root.join("lock"))(std::io::Error::other("busy"))
+        })
+    }
+
+    /// Takes the pull lock: one pull downloads at a time (two pulls of the same blob never
+    /// share a partial file), while imports and container layers go on under the graph lock.
+    pub fn pull_lock(&self) -> Result<Lock, Error> {
+        self.flock("pull.lock", true)?.ok_or_else(|| {
+            Error::io("lock", &self.root.join("pull.lock"))(std::io::Error::other("busy"))
+        })
+    }
+
+    /// Whether a pull is downloading now (its lock is held).
+    fn pulling(&self) -> bool {
+        !matches!(self.flock("pull.lock", false), Ok(Some(_)))
+    }
+
+    /// An exclusive `flock` on `name` under the graph root; `None` when `wait` is false and
+    /// someone else holds it.
+    fn flock(&self, name: &str, wait: bool) -> Result<Option<Lock>, Error> {
+        let p = self.root.join(name);
         let f = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&p)
             .map_err(Error::io("open", &p))?;
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
         // SAFETY: plain syscall on an open fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } < 0 {
-            return Err(Error::io("lock", &p)(std::io::Error::last_os_error()));
+        if unsafe { libc::flock(f.as_raw_fd(), op) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if !wait && e.kind() == std::io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(Error::io("lock", &p)(e));
         }
-        Ok(Lock { _file: f })
+        Ok(Some(Lock { _file: f }))
     }
 
     /// Loads the images in an OCI layout (dir or tar), docker archive or rootfs tarball: all of
@@ -172,8 +202,25 @@ impl Graph {
 
     /// Removes `put-*` temporary files and `.tmp-*` layer directories a killed import left
     /// (every import runs under the graph lock, so the caller, holding it, knows none is in
-    /// progress). Partial pull downloads stay: the next pull resumes them.
+    /// progress; `put-*` files stay while a pull downloads, as it does without the graph lock).
+    /// Partial pull downloads stay: the next pull resumes them.
     pub(crate) fn remove_stale_puts(&self) {
+        self.layers.remove_stale_tmp();
+        if self.pulling() {
+            // A pull downloads without the graph lock: its `put-*` files are in use.
+            return;
+        }
+        let tmp = self.blobs.tmp_dir();
+        for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("put-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// [`Graph::remove_stale_puts`] for a pull that holds the pull lock and the graph lock:
+    /// no other pull downloads, so every `put-*` file is stale.
+    pub(crate) fn remove_stale_puts_of_pulls(&self) {
         self.layers.remove_stale_tmp();
         let tmp = self.blobs.tmp_dir();
         for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
@@ -238,6 +285,8 @@ impl Graph {
     /// every layer and blob no remaining image or container references, and leftover temporary
     /// files (partial downloads a later pull would have resumed).
     pub fn prune(&self, all: bool) -> Result<PruneReport, Error> {
+        // A pull's partial downloads are in use while it runs.
+        let _p = self.pull_lock()?;
         let _l = self.lock()?;
         self.layers.remove_stale_tmp();
         let containers = self.containers()?;

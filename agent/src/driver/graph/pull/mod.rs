@@ -21,7 +21,9 @@
 //! 5. hands the manifest to the same import path archives use (unpack once per chain id, record
 //!    the image).
 //!
-//! The whole pull holds the graph lock, so two pulls of the same blob never share a partial file.
+//! The download holds the pull lock (one pull downloads at a time, so two pulls of the same blob
+//! never share a partial file) and not the graph lock, which only the import at the end takes:
+//! a slow registry never holds up an import of another image.
 //! [`pull`] runs its own tokio runtime and must be called outside one (the daemon calls it from
 //! `spawn_blocking`).
 
@@ -124,8 +126,13 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
         .enable_all()
         .build()
         .map_err(Error::io("start the pull runtime", graph.root()))?;
-    let _lock = graph.lock()?;
-    graph.remove_stale_puts();
+    // Downloading holds the pull lock only, so that imports and other graph work go on; the
+    // graph lock is taken for the import (unpack, record) at the end.
+    let _pulling = graph.pull_lock()?;
+    {
+        let _lock = graph.lock()?;
+        graph.remove_stale_puts_of_pulls();
+    }
     let resolved = match opts.deadline {
         Some(d) => rt
             .block_on(tokio::time::timeout(d, fetch_all(graph, opts)))
@@ -139,6 +146,7 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
             })??,
         None => rt.block_on(fetch_all(graph, opts))?,
     };
+    let _lock = graph.lock()?;
     let mut src = InStore {
         name: resolved.reference.clone(),
     };
