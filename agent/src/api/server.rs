@@ -15,6 +15,11 @@
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status. The socket is created `0600` (root only):
 //! whoever can talk to it can make the agent run containers.
+//!
+//! Limits ([`serve`]): at most [`MAX_CONNECTIONS`] open connections (one more is closed as soon
+//! as it is accepted), and a connection that does not send a complete request head within
+//! [`HEADER_READ_TIMEOUT`] (a slow-loris, or an idle keep-alive connection) is closed. Long
+//! answers are not cut: `events?follow=true` streams for as long as the client reads.
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -96,16 +101,81 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// Open connections at most; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 128;
+/// A connection must send a request's whole head within this time, also when it is idle
+/// between requests; otherwise it is closed (a slow-loris or a forgotten client).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// After shutdown, how long open connections get to finish their answers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves until `shutdown` resolves, at most [`MAX_CONNECTIONS`] connections at a time, each
+/// closed when a request head takes longer than [`HEADER_READ_TIMEOUT`]. Connections are served
+/// by tasks of their own; nothing here waits for the reconciler, and the reconciler never waits
+/// for the API, so a flood of connections only costs the flooders.
 pub async fn serve(
     listener: UnixListener,
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve)
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_full_warning: Option<tokio::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and the like: the limit frees up as connections close; don't spin.
+                tracing::warn!(error = %e, "API: accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if last_full_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "API: too many open connections; new ones are closed until some end"
+                );
+                last_full_warning = Some(tokio::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "API connection ended");
+                    }
+                }
+                _ = async { stop.wait_for(|v| *v).await.is_ok() } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+                }
+            }
+            drop(slot);
+        });
+    }
+    let _ = stop_tx.send(true);
+    // Every slot back means every connection has ended.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, slots.acquire_many(all)).await;
+    Ok(())
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
