@@ -346,3 +346,34 @@ fn read_only_binds_are_read_only_recursively() {
         assert!(opts.split(',').any(|o| o == "ro"), "writable: {l}");
     }
 }
+
+/// `network: host` binds the host's `/sys` (sysfs of another network namespace cannot be
+/// mounted): read-only recursively, so no mount below it (debugfs, bpf, securityfs) is writable,
+/// and the cgroup tmpfs over it still shows only the container's own cgroups.
+#[test]
+fn host_network_sys_is_read_only_recursively() {
+    if !require_root("host_network_sys_is_read_only_recursively") {
+        return;
+    }
+    let mut f = Fixture::new("hostsys");
+    let mut s = f.spec("hostsys");
+    s.network = agent::driver::exec::spec::NetworkMode::Host;
+    let (st, log) = f.run_to_end(s, &["cat", "/proc/self/mountinfo"]);
+    assert_eq!(exited(&st, "hostsys").0, 0, "{log}");
+    let visible = visible_mounts(&log);
+    let sys: Vec<&(String, String)> = visible
+        .iter()
+        .filter(|(p, _)| p == "/sys" || p.starts_with("/sys/"))
+        .collect();
+    assert!(!sys.is_empty(), "{log}");
+    for (p, opts) in sys {
+        assert!(
+            opts.split(',').any(|o| o == "ro"),
+            "{p} is writable: {opts}\n{log}"
+        );
+    }
+    assert!(
+        !visible.iter().any(|(p, _)| p == "/sys/fs/cgroup/systemd"),
+        "{log}"
+    );
+}
