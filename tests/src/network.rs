@@ -434,3 +434,80 @@ pub fn store_counts(store: &dyn IpamStore) -> (usize, usize, usize) {
         store.attachments().map(|v| v.len()).unwrap_or(usize::MAX),
     )
 }
+
+/// br_netfilter's switch for IPv4.
+pub const NF_CALL: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+/// Docker's firewall settings on this host (br_netfilter's `bridge-nf-call-iptables=1`,
+/// iptables' `FORWARD` policy `DROP`) for as long as it lives; the old values back in
+/// `restore` and in `Drop`. Host-wide: set it after all set-up and restore it right after the
+/// checks, other tests run on this host at the same time.
+pub struct DockerLikeHost {
+    old_policy: Option<String>,
+    old_nf_call: Option<String>,
+}
+
+impl DockerLikeHost {
+    pub fn forward_policy() -> String {
+        let out = Command::new("iptables")
+            .args(["-w", "-S", "FORWARD"])
+            .output()
+            .unwrap_or_else(|e| panic!("iptables -S FORWARD: {e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("-P FORWARD "))
+            .unwrap_or("ACCEPT")
+            .trim()
+            .to_string()
+    }
+
+    pub fn set() -> DockerLikeHost {
+        let mut h = DockerLikeHost {
+            old_policy: None,
+            old_nf_call: None,
+        };
+        h.old_nf_call = Some(
+            std::fs::read_to_string(NF_CALL)
+                .unwrap_or_else(|e| panic!("{NF_CALL}: {e}"))
+                .trim()
+                .to_string(),
+        );
+        std::fs::write(NF_CALL, "1").unwrap_or_else(|e| panic!("{NF_CALL}: {e}"));
+        h.old_policy = Some(Self::forward_policy());
+        let ok = Command::new("iptables")
+            .args(["-w", "-P", "FORWARD", "DROP"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "iptables -P FORWARD DROP failed");
+        h
+    }
+
+    pub fn restore(&mut self) {
+        if let Some(p) = self.old_policy.take() {
+            let _ = Command::new("iptables")
+                .args(["-w", "-P", "FORWARD", &p])
+                .status();
+        }
+        if let Some(v) = self.old_nf_call.take() {
+            let _ = std::fs::write(NF_CALL, v);
+        }
+    }
+}
+
+impl Drop for DockerLikeHost {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// br_netfilter loaded (modprobe when there is one); false with a reason when impossible.
+pub fn br_netfilter() -> bool {
+    if !Path::new(NF_CALL).exists() {
+        let _ = Command::new("modprobe").arg("br_netfilter").status();
+    }
+    if !Path::new(NF_CALL).exists() {
+        eprintln!("skipped: the br_netfilter module is not available");
+        return false;
+    }
+    true
+}

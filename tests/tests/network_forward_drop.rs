@@ -10,80 +10,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
-
 use agent::driver::network::firewall::host;
 use agent::driver::network::{Attachment, FirewallChoice, LinkRequest, NetworkMode, Protocol};
 use agent_e2e::network::*;
-
-const NF_CALL: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-
-/// Docker's settings for as long as it lives; the old ones back in `restore`/`Drop`.
-struct DockerLikeHost {
-    old_policy: Option<String>,
-    old_nf_call: Option<String>,
-}
-
-impl DockerLikeHost {
-    fn forward_policy() -> String {
-        let out = Command::new("iptables")
-            .args(["-w", "-S", "FORWARD"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("-P FORWARD "))
-            .unwrap_or("ACCEPT")
-            .trim()
-            .to_string()
-    }
-
-    fn set() -> DockerLikeHost {
-        let mut h = DockerLikeHost {
-            old_policy: None,
-            old_nf_call: None,
-        };
-        h.old_nf_call = Some(std::fs::read_to_string(NF_CALL).unwrap().trim().to_string());
-        std::fs::write(NF_CALL, "1").unwrap();
-        h.old_policy = Some(Self::forward_policy());
-        let ok = Command::new("iptables")
-            .args(["-w", "-P", "FORWARD", "DROP"])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "iptables -P FORWARD DROP");
-        h
-    }
-
-    fn restore(&mut self) {
-        if let Some(p) = self.old_policy.take() {
-            let _ = Command::new("iptables")
-                .args(["-w", "-P", "FORWARD", &p])
-                .status();
-        }
-        if let Some(v) = self.old_nf_call.take() {
-            let _ = std::fs::write(NF_CALL, v);
-        }
-    }
-}
-
-impl Drop for DockerLikeHost {
-    fn drop(&mut self) {
-        self.restore();
-    }
-}
-
-/// br_netfilter loaded (modprobe when there is one); false with a reason when impossible.
-fn br_netfilter() -> bool {
-    if !Path::new(NF_CALL).exists() {
-        let _ = Command::new("modprobe").arg("br_netfilter").status();
-    }
-    if !Path::new(NF_CALL).exists() {
-        eprintln!("skipped: the br_netfilter module is not available");
-        return false;
-    }
-    true
-}
 
 /// One backend's set-up: a network with icc (a, b serving) and one without (db serving, app
 /// linked to it, stranger).
