@@ -182,12 +182,22 @@ fn container_cannot_reach_host_loopback(fw: FirewallChoice) {
          {udp_leak}, TCP to {lo_tcp_addr} delivered: {tcp_leak}"
     );
 
-    // Published ports on 127.0.0.1 (DNAT) still work, TCP and UDP.
+    // Published ports on 127.0.0.1 (DNAT) still work, TCP and UDP. Host ports free right now
+    // (not from the random range: the other backend's test, running in parallel, would draw
+    // the same port for the same container name and DNAT it to its own container).
+    let free_tcp = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let free_udp = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
     let req = t.req(
         "web",
         vec![
-            port(Some(Ipv4Addr::LOCALHOST), 0, 80, Protocol::Tcp),
-            port(Some(Ipv4Addr::LOCALHOST), 0, 5353, Protocol::Udp),
+            port(Some(Ipv4Addr::LOCALHOST), free_tcp, 80, Protocol::Tcp),
+            port(Some(Ipv4Addr::LOCALHOST), free_udp, 5353, Protocol::Udp),
         ],
     );
     let web = t.attach(&req);
