@@ -5,7 +5,8 @@
 //!   dotfiles, no editor swap or backup files, no subdirectories).
 //! - [`perms`]: who may have written what the agent reads (sshd's `StrictModes`: owned by root
 //!   or the agent's user, not writable by group or others), for manifest files, their directory
-//!   and the image archives they name.
+//!   and the image archives they name (checked in [`load`] and [`load_paths`] every time, so a
+//!   refused archive fails its manifest file at the `path` field, for `agent validate` too).
 //! - [`read_file`]: one file read whole (capped at [`MAX_FILE_SIZE`] + 1 bytes), permission
 //!   checked on the open file, hashed, parsed and checked on its own. The parse cache: the
 //!   watcher's [`Scanner`] re-reads only files whose metadata changed or that had an event, and
@@ -29,7 +30,7 @@ pub use list::{FileKey, Listing, is_manifest_name, list};
 pub use read::{ManifestFile, read_file};
 pub use watch::{Changes, Scanner, Snapshot, WatchTiming, Watcher};
 
-use super::{Error, Loaded};
+use super::{Error, FileResult, ImageSpec, Loaded, Manifest};
 
 /// Loads a watcher snapshot: every file's objects or problems, checked together. Each file was
 /// parsed when it was read (and only when its content changed), so this re-parses nothing; the
@@ -42,7 +43,50 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
 /// Loads files already read: a file that was refused or could not be read fails with that reason
 /// at its line 1.
 pub fn load_files<'a>(files: impl IntoIterator<Item = &'a ManifestFile>) -> Loaded {
-    Loaded::from_files(files.into_iter().map(|f| (*f.parsed).clone()).collect())
+    Loaded::from_files(
+        files
+            .into_iter()
+            .map(|f| {
+                let mut result = (*f.parsed).clone();
+                check_archives(&mut result);
+                result
+            })
+            .collect(),
+    )
+}
+
+/// Holds the image archives a file's Image objects name to the permission rule
+/// ([`perms::check_archive`]), on every load: an archive can change hands without its manifest
+/// changing. A refused archive fails its file at the `path` field (file:line), so `agent
+/// validate` refuses first and the daemon keeps the file's last good version; the Image's name
+/// stays declared, so references to it are not reported as dangling.
+fn check_archives(file: &mut FileResult) {
+    use crate::manifest::node::Step::Key;
+    let Ok(objects) = &file.outcome else {
+        return;
+    };
+    let mut found = Vec::new();
+    for obj in objects {
+        let Manifest::Image(image) = &obj.manifest else {
+            continue;
+        };
+        let (field, path) = match &image.spec {
+            ImageSpec::Registry(_) => continue,
+            ImageSpec::OciLayout(a) => ("ociLayout", &a.path),
+            ImageSpec::DockerArchive(a) => ("dockerArchive", &a.path),
+            ImageSpec::RootfsTar(r) => ("rootfsTar", &r.path),
+        };
+        if let Err(e) = perms::check_archive(path) {
+            found.push(super::validate::diag(
+                obj,
+                &[Key("spec"), Key(field), Key("path")],
+                format!("image archive {}: {}", path.display(), e.about(path)),
+            ));
+        }
+    }
+    if !found.is_empty() {
+        file.outcome = Err(found);
+    }
 }
 
 /// Loads every manifest file of a directory (not recursive) and checks them together.

@@ -147,6 +147,49 @@ pub fn check_open(path: &Path, file: &File, subject: Subject) -> Result<(), Perm
     check_parent(path, subject)
 }
 
+/// Checks an image archive a manifest names (`dockerArchive`, `rootfsTar`, an `ociLayout` tar or
+/// directory), after following symlinks: the file and the directory really holding it; for an
+/// OCI layout directory also what the import reads in it (`oci-layout`, `index.json`, `blobs`,
+/// `blobs/sha256` and every blob). A path that does not exist, or that this user may not examine
+/// (`agent validate` run as another user), is left to the import, which reports it.
+pub fn check_archive(path: &Path) -> Result<(), PermError> {
+    let skip = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        )
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if skip(&e) => return Ok(()),
+        Err(e) => return Err(io(path, &e)),
+    };
+    check_meta(path, &meta, Subject::Archive)?;
+    check_parent(path, Subject::Archive)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let check = |p: &Path| match std::fs::metadata(p) {
+        Ok(m) => check_meta(p, &m, Subject::Archive),
+        Err(e) if skip(&e) => Ok(()),
+        Err(e) => Err(io(p, &e)),
+    };
+    for member in ["oci-layout", "index.json", "blobs", "blobs/sha256"] {
+        check(&path.join(member))?;
+    }
+    let blobs = path.join("blobs/sha256");
+    let entries = match std::fs::read_dir(&blobs) {
+        Ok(rd) => rd,
+        Err(e) if skip(&e) => return Ok(()),
+        Err(e) => return Err(io(&blobs, &e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io(&blobs, &e))?;
+        check(&entry.path())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -228,5 +271,53 @@ mod tests {
         let e = check_file(&f).unwrap_err().to_string();
         assert!(e.contains("owned by uid 65534, not root"), "{e}");
         assert!(e.contains("chown root"), "{e}");
+    }
+
+    #[test]
+    fn archives_and_oci_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let tar = dir.path().join("docker.tar");
+        std::fs::write(&tar, "x").unwrap();
+        chmod(&tar, 0o644);
+        check_archive(&tar).unwrap();
+        check_archive(&dir.path().join("missing.tar")).unwrap();
+        chmod(&tar, 0o666);
+        let e = check_archive(&tar).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "mode 0666 lets group and others change it; the image it holds runs as root"
+            ),
+            "{e}"
+        );
+        chmod(&tar, 0o644);
+        chmod(dir.path(), 0o775);
+        let e = check_archive(&tar).unwrap_err().to_string();
+        assert!(e.contains("lets its group change it"), "{e}");
+        chmod(dir.path(), 0o755);
+
+        let layout = dir.path().join("oci");
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for d in [&layout, &layout.join("blobs"), &blobs] {
+            chmod(d, 0o755);
+        }
+        std::fs::write(layout.join("index.json"), "{}").unwrap();
+        chmod(&layout.join("index.json"), 0o644);
+        let blob = blobs.join("ab".repeat(32));
+        std::fs::write(&blob, "b").unwrap();
+        chmod(&blob, 0o644);
+        check_archive(&layout).unwrap();
+        chmod(&blob, 0o646);
+        let e = check_archive(&layout).unwrap_err();
+        assert_eq!(e.path(), blob.as_path(), "{e}");
+        chmod(&blob, 0o644);
+        chmod(&layout.join("index.json"), 0o664);
+        let e = check_archive(&layout).unwrap_err().to_string();
+        assert!(e.contains("index.json"), "{e}");
+        chmod(&layout.join("index.json"), 0o644);
+        chmod(&blobs, 0o777);
+        let e = check_archive(&layout).unwrap_err().to_string();
+        assert!(e.contains("sha256: refused"), "{e}");
     }
 }
