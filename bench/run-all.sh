@@ -6,6 +6,8 @@
 #   bench/run-all.sh            ROUNDS=5 rounds, counts 1,10,50, 30 s idle measurement
 #   ROUNDS=10 COUNTS=1,10,25,50 IDLE_SECONDS=60 bench/run-all.sh
 #   REPORT_ONLY=1 bench/run-all.sh   only rebuild results.md/.tsv/.png from the raw outputs
+#   SKIP_CORE=1 bench/run-all.sh      without bench/core.sh (the reconcile-core scenarios, ~20 min
+#                                     with docker compose and podman side by side)
 #
 # Root, on the host the figures are for. Needs the busybox test images
 # (scripts/build-test-images.sh, run here), runc (scripts/apt/exec.list) and gnuplot
@@ -43,6 +45,11 @@ if [ -z "${REPORT_ONLY:-}" ]; then
     echo "== image import throughput next to sha256sum"
     bench/import.sh | tee "$out/import.txt"
     import_note=""
+  fi
+  if [ -z "${SKIP_CORE:-}" ]; then
+    echo "== reconcile core: tear-down, restarts, latency under load, idle wake-ups (bench/core.sh;"
+    echo "   next to docker compose and podman kube play when installed: bench/core.sh install)"
+    bench/core.sh
   fi
   load_end=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "$load_start|$load_end" > "$out/load.txt"
@@ -141,6 +148,14 @@ maxn=$(echo "$COUNTS" | tr ',' '\n' | sort -n | tail -n1)
     echo "| Image import throughput | $import_note | |"
   fi
   echo
+  if [ -s "$out/core.md" ]; then
+    echo "## Reconcile core (bench/core.sh)"
+    echo
+    echo "Medians (min-max, n rounds); ratio = agent / other. See docs/benchmarks.md for what each row measures."
+    echo
+    cat "$out/core.md"
+    echo
+  fi
   echo "![latency vs container count](latency.png)"
   echo
   echo "Raw outputs: daemon.txt, exec.txt, plan.txt$( [ -z "$import_note" ] && echo ", import.txt"); every figure: results.tsv."
