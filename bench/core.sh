@@ -107,8 +107,7 @@ wait_count() {
 
 u=$$
 subnet_b=$(( u / 50 % 250 ))
-bench_tmp=$(mktemp -d /tmp/agent-bench-core-XXXXXX)
-chmod 755 "$bench_tmp"
+bench_tmp=""
 
 # ================================================================== the agent ======================
 BIN=${AGENT_BIN:-}
@@ -292,7 +291,7 @@ slow_registry_stop() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; wait "$
 
 # ctxt_total PID: voluntary context switches summed over its threads; tracks threads that exited
 # since the last call (their last seen count stays in the sum).
-declare -A ctxt_seen=()
+declare -A ctxt_seen=() ctxt_first=()
 ctxt_sample() {
   local pid=$1 t v
   for t in /proc/"$pid"/task/*; do
@@ -302,24 +301,31 @@ ctxt_sample() {
 }
 ctxt_sum() { local s=0 k; for k in "${!ctxt_seen[@]}"; do s=$(( s + ctxt_seen[$k] )); done; echo $s; }
 
-container_pid() { # host pid of a container's PID 1: the process rooted in its rootfs with NSpid 1
-  local p root
+container_pid() { # host pid of a container's PID 1: the child (NSpid 1) of its monitor, or the
+  # pid an adopting monitor waits for (`--wait-pid P`); the monitor is found by its command line.
+  local p args c kid
   for p in /proc/[0-9]*; do
-    root=$(readlink "$p/root" 2>/dev/null) || continue
-    case "$root" in "$work"/state/*/"$1"-*/*|"$work"/state/*/"$1"-*) ;; *) continue ;; esac
-    [ "$(awk '/^NSpid/ {print $NF}' "$p/status" 2>/dev/null)" = 1 ] && { echo "${p#/proc/}"; return 0; }
+    args=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
+    case "$args" in *"--state-dir $work/state "*" $1-"*) ;; *) continue ;; esac
+    if [[ "$args" =~ --wait-pid\ ([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; return 0; fi
+    for c in $(cat "$p"/task/*/children 2>/dev/null); do
+      for kid in "$c" $(cat /proc/"$c"/task/*/children 2>/dev/null); do
+        [ "$(awk '/^NSpid/ {print $NF}' "/proc/$kid/status" 2>/dev/null)" = 1 ] && { echo "$kid"; return 0; }
+      done
+    done
   done
 }
-# kill_leftovers DIR: SIGKILL every process whose root directory or command line is under DIR
-# (only what this script started: monitors and containers of its own agent).
+# kill_leftovers DIR: SIGKILL the monitors whose --state-dir is under DIR and their containers'
+# init processes (only what this script started, if its agent could not remove them).
 kill_leftovers() {
-  local p root
+  local p args
   for p in /proc/[0-9]*; do
     [ "${p#/proc/}" = $$ ] && continue
-    root=$(readlink "$p/root" 2>/dev/null) || continue
-    if [[ "$root" == "$1"/* ]] || tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q -- "--state-dir $1/"; then
-      kill -KILL "${p#/proc/}" 2>/dev/null || true
-    fi
+    args=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
+    case "$args" in *"--state-dir $1/"*) ;; *) continue ;; esac
+    # a monitor: its container's init first (`--wait-pid P`), then the monitor
+    [[ "$args" =~ --wait-pid\ ([0-9]+) ]] && kill -KILL "${BASH_REMATCH[1]}" 2>/dev/null
+    kill -KILL "${p#/proc/}" 2>/dev/null || true
   done
 }
 
@@ -383,6 +389,7 @@ bench_agent() {
         # idle
         sleep 3
         ctxt_seen=(); ctxt_sample "$agent_pid"; local c0; c0=$(ctxt_sum)
+        ctxt_first=(); for tid in "${!ctxt_seen[@]}"; do ctxt_first[$tid]=${ctxt_seen[$tid]}; done
         local main0; main0=$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$agent_pid/status")
         t0=$(now_us)
         for _ in $(seq 1 "$IDLE_SECONDS"); do sleep 1; ctxt_sample "$agent_pid"; done
@@ -391,6 +398,9 @@ bench_agent() {
         local threads; threads=$(ls "/proc/$agent_pid/task" | wc -l)
         record idle_wakeups_per_s_50 agent "/s" "$(awk -v c=$(( c1 - c0 )) -v e="$el" 'BEGIN {printf "%.2f", c / (e / 1e6)}')"
         record idle_wakeups_main_thread_per_s_50 agent "/s" "$(awk -v c=$(( main1 - main0 )) -v e="$el" 'BEGIN {printf "%.2f", c / (e / 1e6)}')"
+        local tid; for tid in "${!ctxt_seen[@]}"; do
+          [ "$(( ctxt_seen[$tid] - ${ctxt_first[$tid]:-0} ))" -gt 0 ] && say "    thread $tid ($(cat "/proc/$agent_pid/task/$tid/comm" 2>/dev/null || echo gone)): $(( ctxt_seen[$tid] - ${ctxt_first[$tid]:-0} )) switches"
+        done
         say "  idle: $(( c1 - c0 )) voluntary switches in $(( el / 1000000 )) s over ${#ctxt_seen[@]} threads seen ($threads now); main thread $(( main1 - main0 ))"
       fi
       # tear-down, and one file dropped 200 ms after
@@ -497,8 +507,11 @@ fw_restore() {
   fi
 }
 
+declare -A bridges_before=()
 dockerd_start() {
   fw_save
+  local l
+  for l in $(ip -o link show type bridge | awk -F': ' '{print $2}'); do bridges_before[$l]=1; done
   mkdir -p /var/lib/bench-docker
   dockerd --data-root /var/lib/bench-docker --exec-root /run/bench-docker-exec -H "$DH" \
     --pidfile /run/bench-docker.pid --iptables=false --ip6tables=false --ip-forward=false \
@@ -522,6 +535,10 @@ dockerd_stop() {
   wait "$dockerd_pid" 2>/dev/null || true
   dockerd_pid=""
   ip link del docker0 2>/dev/null || true
+  local l
+  for l in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep '^br-' || true); do
+    [ -n "${bridges_before[$l]:-}" ] || ip link del "$l" 2>/dev/null || true
+  done
   local c
   for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
     iptables -t filter -F "$c" 2>/dev/null || true
@@ -560,18 +577,19 @@ bench_compose() {
   command -v docker-compose >/dev/null && command -v dockerd >/dev/null || { say "== compose: not installed (bench/core.sh install)"; return 0; }
   say "== docker compose ($(docker-compose version --short 2>/dev/null), dockerd $(dockerd --version | cut -d' ' -f3 | tr -d ,))"
   dockerd_start || { say "dockerd did not start"; dockerd_stop; return 1; }
-  /usr/bin/docker -H "$DH" load -i "$IMAGE_TAR" >/dev/null
+  /usr/bin/docker -H "$DH" load -i "$IMAGE_TAR" >/dev/null || { say "docker load failed"; dockerd_stop; return 1; }
   local d=$bench_tmp/compose marks=$bench_tmp/compose/marks r t0 n
   mkdir -p "$d" "$marks"; chmod 777 "$marks"
-  export DOCKER_HOST=$DH COMPOSE_PROJECT_NAME=bench$u
+  # compose's default HTTP timeout (60 s) is too short for 50 containers on a loaded 2-CPU host
+  export DOCKER_HOST=$DH COMPOSE_PROJECT_NAME=bench$u COMPOSE_HTTP_TIMEOUT=600
   local DC=(docker-compose -f "$d/docker-compose.yml" --no-ansi)
   local up1=()
   compose_file 1 term "$marks" > "$d/docker-compose.yml"
   for r in $(seq 1 "$ROUNDS"); do
     rm -f "$marks"/*
-    t0=$(now_us); "${DC[@]}" up -d >/dev/null 2>&1
+    t0=$(now_us); "${DC[@]}" up -d >>"$d/compose.log" 2>&1 || say "compose up failed: $(tail -2 "$d/compose.log")"
     wait_count "$marks" 1 60 && up1+=($(( $(now_us) - t0 )))
-    "${DC[@]}" down >/dev/null 2>&1
+    "${DC[@]}" down >>"$d/compose.log" 2>&1 || say "compose down failed: $(tail -2 "$d/compose.log")"
   done
   record up_1 compose us "${up1[@]}"
   for n in $COUNTS; do
@@ -579,19 +597,24 @@ bench_compose() {
     compose_file "$n" ignore "$marks" > "$d/docker-compose.yml"
     for r in $(seq 1 "$SLOW_ROUNDS"); do
       rm -f "$marks"/*
-      t0=$(now_us); "${DC[@]}" up -d >/dev/null 2>&1 || say "compose up failed"
+      t0=$(now_us); "${DC[@]}" up -d >>"$d/compose.log" 2>&1 || say "compose up failed: $(tail -2 "$d/compose.log")"
       wait_count "$marks" "$n" 300 && upn+=($(( $(now_us) - t0 )))
       if [ "$n" = "$MAXN" ] && [ "$r" = 1 ]; then
-        for i in $(seq 1 "$ROUNDS"); do t0=$(now_us); "${DC[@]}" up -d >/dev/null 2>&1; noop+=($(( $(now_us) - t0 ))); done
+        for i in $(seq 1 "$ROUNDS"); do
+          t0=$(now_us)
+          if "${DC[@]}" up -d >>"$d/compose.log" 2>&1; then noop+=($(( $(now_us) - t0 ))); else say "compose up (no-op) failed: $(tail -2 "$d/compose.log")"; fi
+        done
       fi
-      t0=$(now_us); "${DC[@]}" down >/dev/null 2>&1; down+=($(( $(now_us) - t0 )))
+      t0=$(now_us)
+      if "${DC[@]}" down >>"$d/compose.log" 2>&1; then down+=($(( $(now_us) - t0 ))); else say "compose down failed: $(tail -2 "$d/compose.log")"; fi
       say "  round $r: up $n $(( ${upn[-1]:-0} / 1000 )) ms, down $(( ${down[-1]} / 1000 )) ms"
     done
     record "up_$n" compose us "${upn[@]}"
     record "teardown_$n" compose us "${down[@]}"
     [ "$n" = "$MAXN" ] && record noop_apply_50 compose us "${noop[@]}"
   done
-  unset DOCKER_HOST COMPOSE_PROJECT_NAME
+  "${DC[@]}" down >>"$d/compose.log" 2>&1 || true
+  unset DOCKER_HOST COMPOSE_PROJECT_NAME COMPOSE_HTTP_TIMEOUT
   dockerd_stop
 }
 
@@ -633,9 +656,10 @@ bench_podman() {
   # raise its hard limits (nproc 4096: podman's own hard limit here is below the shell's).
   printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=4096:4096"]\n' "$(ulimit -Hn)" "$(ulimit -Hn)" > "$d/containers.conf"
   export CONTAINERS_CONF=$d/containers.conf
-  "${PM[@]}" load -i "$IMAGE_TAR" >/dev/null 2>&1
+  "${PM[@]}" load -i "$IMAGE_TAR" >/dev/null 2>&1 || { say "podman load failed"; return 1; }
   "${PM[@]}" tag "$IMAGE_NAME" "localhost/$IMAGE_NAME" 2>/dev/null || true
   if [ "$NETWORK_MODE" = bridge ]; then
+    "${PM[@]}" network rm -f "$pod_net" >/dev/null 2>&1 || true
     "${PM[@]}" network create --disable-dns --subnet "10.$((200 + (u + 13) % 50)).$subnet_b.0/24" "$pod_net" >/dev/null
     netopt=(--network "$pod_net")
   else
@@ -647,7 +671,7 @@ bench_podman() {
     rm -f "$marks"/*
     t0=$(now_us); "${PM[@]}" kube play "${netopt[@]}" "$d/k.yaml" >>"$d/play.log" 2>&1 || say "kube play failed: $(tail -3 "$d/play.log")"
     wait_count "$marks" 1 60 && up1+=($(( $(now_us) - t0 )))
-    "${PM[@]}" kube down "$d/k.yaml" >/dev/null 2>&1
+    "${PM[@]}" kube down "$d/k.yaml" >/dev/null 2>&1 || true
   done
   record up_1 podman us "${up1[@]}"
   for n in $COUNTS; do
@@ -659,7 +683,8 @@ bench_podman() {
       wait_count "$marks" "$n" 300 && upn+=($(( $(now_us) - t0 )))
       # `kube down` alone SIGKILLs at once (measured: 0.5 s for a PID 1 that ignores SIGTERM with
       # terminationGracePeriodSeconds 10); `pod stop` first gives the same grace as the others.
-      t0=$(now_us); "${PM[@]}" pod stop --all >/dev/null 2>&1; "${PM[@]}" kube down "$d/k.yaml" >/dev/null 2>&1
+      t0=$(now_us); "${PM[@]}" pod stop --all >/dev/null 2>&1 || say "pod stop failed"
+      "${PM[@]}" kube down "$d/k.yaml" >/dev/null 2>&1 || say "kube down failed"
       down+=($(( $(now_us) - t0 )))
       say "  round $r: up $n $(( ${upn[-1]:-0} / 1000 )) ms, down $(( ${down[-1]} / 1000 )) ms"
     done
@@ -758,6 +783,8 @@ PY
 }
 
 if [ -z "${REPORT_ONLY:-}" ]; then
+  bench_tmp=$(mktemp -d /tmp/agent-bench-core-XXXXXX)
+  chmod 755 "$bench_tmp"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   if [ -z "$BIN" ]; then
@@ -765,7 +792,7 @@ if [ -z "${REPORT_ONLY:-}" ]; then
     BIN=$PWD/target/release/agent
   fi
   [ -f "$IMAGE_TAR" ] || { echo "run scripts/build-test-images.sh first" >&2; exit 1; }
-  : > "$LOG"
+  echo >> "$LOG"
   say "core bench: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), ROUNDS=$ROUNDS SLOW_ROUNDS=$SLOW_ROUNDS"
   if has agent; then bench_agent; fi
   if has compose; then bench_compose; fi
