@@ -446,6 +446,12 @@ impl ExecDriver for MonitorDriver {
         if self.info(&dir, st.clone()).status.is_running() {
             return Err(Error::AlreadyRunning(st.name));
         }
+        // The last run's monitor records the exit, then releases its lock and goes: a start in
+        // between (a restart right after the exit event) waits for it rather than failing.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while monitor::monitor_alive(&dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         // What the last run left of the cgroup: libcontainer removes it only when it has no
         // child cgroups, and on v1 a cgroup with children refuses the new start (`devices.deny`).
         if let Ok(cg) = cgroups_path(&dir, &st) {

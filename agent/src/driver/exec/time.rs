@@ -87,7 +87,7 @@ pub fn parse(s: &str) -> Option<SystemTime> {
     if secs < 0 {
         return None;
     }
-    Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
 }
 
 /// Parses a duration such as `90s`, `10m`, `1h30m`, `2d` (`ms` too).
@@ -118,7 +118,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         };
         let n: f64 = num.parse().ok()?;
         num.clear();
-        total += Duration::try_from_secs_f64(n * unit).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
     }
     if !num.is_empty() {
         return None;
@@ -133,7 +133,7 @@ pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
         return Some(t);
     }
     if let Ok(secs) = s.trim().parse::<f64>() {
-        return Some(UNIX_EPOCH + Duration::try_from_secs_f64(secs).ok()?);
+        return UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?);
     }
     parse_duration(s).and_then(|d| now.checked_sub(d))
 }
@@ -179,6 +179,17 @@ mod tests {
         assert_eq!(
             parse_since("1970-01-01T00:00:05Z", now),
             Some(UNIX_EPOCH + Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn huge_values_are_refused_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(parse_since("1e19", now), None);
+        assert_eq!(parse_since("1e300", now), None);
+        assert_eq!(
+            parse_duration("18446744073709551615s18446744073709551615s"),
+            None
         );
     }
 }
