@@ -212,6 +212,7 @@ async fn status(State(state): State<ApiState>) -> Response {
     match with_store(&state, types::files).await {
         Ok(files) => Json(StatusReport {
             in_flight: state.board.list(),
+            warnings: state.board.warnings(),
             agent_running: true,
             files,
             dir_error,

@@ -51,6 +51,9 @@ pub struct StatusReport {
     /// Changes queued or being applied (pulls, imports, stops in their grace period, ...).
     #[serde(default)]
     pub in_flight: Vec<InFlight>,
+    /// Host problems the agent found (another firewall dropping its bridges' traffic, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `agent inspect NAME`.

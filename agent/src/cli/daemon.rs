@@ -308,6 +308,7 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
     let report: StatusReport = ask(&args.client, "/v1/status", |s| {
         Ok(StatusReport {
             in_flight: Vec::new(),
+            warnings: Vec::new(),
             agent_running: false,
             files: s.transaction(types::files)?,
             dir_error: None,
@@ -327,6 +328,9 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
         }
         for f in &report.files {
             print_file_status(f);
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
         }
         if !report.in_flight.is_empty() {
             let now = crate::reconcile::pass::now_ms();

@@ -357,6 +357,7 @@ impl Engine {
         }
         if rescan || startup {
             self.network_repair(&mut open.report);
+            self.host_warnings();
         }
         if startup {
             self.check(Occasion::AgentStart, None);
@@ -721,6 +722,23 @@ impl Engine {
                 .into_iter()
                 .map(|l| format!("network cleanup: {l}")),
         );
+    }
+
+    /// Host problems for `agent status`: traffic on the agent's bridges that another firewall
+    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop.
+    fn host_warnings(&mut self) {
+        let Some(Ok(net)) = self.applier.as_ref().map(|a| &a.net) else {
+            return;
+        };
+        match net.driver().forward_problems() {
+            Ok(w) => {
+                for line in &w {
+                    tracing::warn!(problem = %line, "traffic on the agent's bridges may be dropped");
+                }
+                self.board.set_warnings(w);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot check the host's forwarding rules"),
+        }
     }
 
     /// Drift: the network of every running bridge-mode container checked and repaired

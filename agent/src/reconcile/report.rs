@@ -49,10 +49,12 @@ pub struct InFlight {
     pub since: i64,
 }
 
-/// The changes in flight, shared by the loop (which writes) and the API (which reads).
+/// The changes in flight and the host problems the loop found, shared by the loop (which
+/// writes) and the API (which reads).
 #[derive(Debug, Clone, Default)]
 pub struct Board {
     inner: Arc<Mutex<BTreeMap<u64, InFlight>>>,
+    warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl Board {
@@ -68,6 +70,20 @@ impl Board {
     /// Work `id` ended.
     pub fn remove(&self, id: u64) {
         self.lock().remove(&id);
+    }
+
+    /// Replaces the host problems found at start-up and at each resync (traffic on the
+    /// agent's bridges that another firewall would drop, ...).
+    pub fn set_warnings(&self, w: Vec<String>) {
+        *self.warnings.lock().unwrap_or_else(|e| e.into_inner()) = w;
+    }
+
+    /// The host problems last found.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Everything in flight, oldest first.
