@@ -16,12 +16,13 @@
 //! At the end every file is removed: no veth, namespace, allocation, mount or monitor is left.
 //! The random sequence is seeded from the pid (printed; `TORTURE_SEED` replays one).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, require_images, require_root};
 use agent_e2e::network::links_with_prefix;
-use agent_e2e::torture::{self, Rng, env_num};
+use agent_e2e::torture::{
+    self, Rng, env_num, firewall_rules, ip_allocations, monitors, overlay_available, rootfs_mounts,
+};
 
 fn files(i: usize, gen_: u64) -> String {
     let link = if i.is_multiple_of(5) {
@@ -32,66 +33,6 @@ fn files(i: usize, gen_: u64) -> String {
     format!(
         "apiVersion: agent/v1\nkind: Volume\nmetadata:\n  name: v{i}\nspec:\n  reclaim: retain\n---\napiVersion: agent/v1\nkind: Container\nmetadata:\n  name: c{i}\nspec:\n  image: busybox\n  command: [\"/bin/sh\", \"-c\", \"echo $GEN > /data/gen; trap 'exit 0' TERM; sleep 100000 & wait\"]\n  env: {{GEN: \"{gen_}\"}}\n  ports: [\"127.0.0.1::80/tcp\"]\n{link}  volumes:\n    - {{volume: v{i}, target: /data}}\n  restart: always\n  stopGracePeriod: 1s\n"
     )
-}
-
-fn firewall_rules(d: &Daemon) -> usize {
-    let fw = agent::driver::network::firewall::select(d.net.firewall, &d.net.instance)
-        .expect("firewall backend");
-    agent::driver::network::FirewallDriver::list(&fw)
-        .unwrap_or_default()
-        .lines()
-        .count()
-}
-
-fn monitors(state: &Path) -> usize {
-    let needle = state.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .map(|r| {
-            r.flatten()
-                .filter(|e| {
-                    let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                        return false;
-                    };
-                    let args: Vec<String> = cmd
-                        .split(|b| *b == 0)
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect();
-                    args.get(1).is_some_and(|a| a == "monitor") && args.contains(&needle)
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-/// Overlay mounts below the fixture's directory (container root filesystems,
-/// `graph/containers/<id>/merged`). None where the graph driver is vfs (no overlayfs).
-fn rootfs_mounts(dir: &Path) -> usize {
-    let dir = dir.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split_whitespace().nth(2) == Some("overlay"))
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|p| p.starts_with(&dir))
-        .count()
-}
-
-fn overlay_available() -> bool {
-    std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("\toverlay"))
-}
-
-fn ip_allocations(d: &Daemon) -> (i64, i64) {
-    let db = rusqlite::Connection::open_with_flags(
-        d.state.join("state.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open state.db");
-    db.query_row(
-        "SELECT count(*), count(DISTINCT ip) FROM ip_allocations",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap_or_else(|e| panic!("ip_allocations: {e}"))
 }
 
 /// What is wrong with the host after convergence, if anything.
@@ -111,7 +52,7 @@ fn leaks(d: &Daemon, n: usize, rules: Option<usize>) -> Option<String> {
             "{ips} IP allocations ({distinct} distinct), expected {n}"
         ));
     }
-    let m = monitors(&d.state);
+    let m = monitors(d);
     if m != n {
         return Some(format!("{m} monitors, expected {n}"));
     }

@@ -30,8 +30,8 @@
 //! journal, and the planner recreates such a container.
 //!
 //! `AGENT_DEBUG_STEP_DELAY_MS` (a debugging aid used by the crash tests) makes every container
-//! create, start and remove pause that long half-way, after the runtime was changed and before
-//! the store records it: the window a crash leaves half-applied.
+//! create, start (also `agent start`'s) and remove pause that long half-way, after the runtime
+//! was changed and before the store records it: the window a crash leaves half-applied.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,8 +61,8 @@ fn new_intent(kind: &str, name: &str, payload: serde_json::Value) -> NewIntent {
     }
 }
 
-/// `AGENT_DEBUG_STEP_DELAY_MS`: see the module docs.
-fn debug_pause(step: &str, name: &str) {
+/// `AGENT_DEBUG_STEP_DELAY_MS`: see the module docs (also used by `agent start`).
+pub(super) fn debug_pause(step: &str, name: &str) {
     static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
     let delay = DELAY.get_or_init(|| {
         std::env::var("AGENT_DEBUG_STEP_DELAY_MS")

@@ -17,7 +17,10 @@
 //!   (the user said "keep it down").
 //! - `start` starts it again (its exit and stop records are cleared, its restart count and
 //!   backoff start over, as a manual `docker start` resets the restart manager). Starting a running
-//!   container changes nothing.
+//!   container changes nothing. The start is journalled like the applier's (a `start-container`
+//!   intent, see [`super::apply`]): an agent killed between the start and its record leaves the
+//!   intent, and the next start-up records the container running; a process found running
+//!   already (started before such a crash) is adopted, not started twice.
 //! - Neither changes the manifests: the planner keeps a stopped-by-user container stopped, also
 //!   across a recreate, until it is started.
 
@@ -208,7 +211,7 @@ pub fn stop<E: ExecDriver>(
     rec.state = ContainerState::StoppedByUser;
     rec.health = None;
     let message = json!({"reason": "agent stop", "was": was.as_str(), "exitCode": rec.exit_code});
-    let report = record(store, &rec, "container.stop", message)?;
+    let report = record(store, &rec, "container.stop", message, None)?;
     tracing::info!(container = name, was = %was, "stopped by the user (agent stop)");
     Ok(report)
 }
@@ -221,10 +224,26 @@ pub fn start<E: ExecDriver>(
 ) -> Result<ActionReport, RequestError> {
     let mut rec = request_target(store, name)?;
     let was = rec.state;
-    if was == ContainerState::Running && exec.state(&rec.id).is_ok_and(|i| i.status.is_running()) {
+    let running = match exec.state(&rec.id).map(|i| i.status) {
+        Ok(ContainerStatus::Running { pid, .. }) => Some(pid),
+        _ => None,
+    };
+    if was == ContainerState::Running && running.is_some() {
         return Ok(unchanged(name, was));
     }
-    let pid = exec.start(&rec.id).map_err(|e| failed(name, e))?;
+    let intent = crate::store::NewIntent {
+        kind: super::apply::INTENT_START.into(),
+        object: format!("container/{name}"),
+        payload: json!({"id": rec.id}),
+    };
+    let intent = lock(store)
+        .transaction(|tx| tx.begin_intent(&intent, now_ms()))
+        .map_err(|e| failed(name, e))?;
+    let pid = match running {
+        Some(pid) => pid,
+        None => exec.start(&rec.id).map_err(|e| failed(name, e))?,
+    };
+    super::apply::debug_pause("start", name);
     rec.state = ContainerState::Running;
     rec.started_at = Some(now_ms());
     rec.runtime.container_pid = Some(pid);
@@ -234,22 +253,27 @@ pub fn start<E: ExecDriver>(
     rec.restart_count = 0;
     rec.health = None;
     let message = json!({"reason": "agent start", "was": was.as_str()});
-    let report = record(store, &rec, "container.start", message)?;
+    let report = record(store, &rec, "container.start", message, Some(intent))?;
     tracing::info!(container = name, was = %was, "started by the user (agent start)");
     Ok(report)
 }
 
-/// Saves the changed record with its event `kind` in one transaction; the answer says it changed.
+/// Saves the changed record with its event `kind` and finishes `intent`, in one transaction;
+/// the answer says it changed.
 fn record(
     store: &Mutex<Store>,
     rec: &ContainerRecord,
     kind: &str,
     message: serde_json::Value,
+    intent: Option<i64>,
 ) -> Result<ActionReport, RequestError> {
     let name = rec.name.as_str();
     lock(store)
         .transaction(|tx| {
             tx.upsert_container(rec)?;
+            if let Some(id) = intent {
+                tx.finish_intent(id)?;
+            }
             event(tx, kind, &format!("container/{name}"), message)
         })
         .map_err(|e| failed(name, e))?;
