@@ -317,3 +317,44 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
     d.remove("slow.yaml");
     d.remove_all_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn a_container_whose_monitor_was_killed_is_reported() {
+    if !require_root("a_container_whose_monitor_was_killed_is_reported") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("unmonitored", "");
+    d.start();
+    let m = marks_dir(&d);
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("lone.yaml", &trapping("lone", &m, "1s", ""));
+    let id = running_ids(&d, &["lone"]).remove(0);
+    let monitors = d.monitor_pids();
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    // SAFETY: kill(2) of the monitor this test's agent started.
+    unsafe { libc::kill(monitors[0], libc::SIGKILL) };
+    d.wait_for("the monitor gone", Duration::from_secs(10), || {
+        d.monitor_pids().is_empty().then_some(())
+    });
+    assert!(d.runs(&id), "the container went with its monitor");
+    d.cli_ok(&["apply"]);
+    let status = d.cli_json(&["status"]);
+    let warned = status["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|x| x.as_str().is_some_and(|t| t.contains("lone runs without its monitor")))
+    });
+    assert!(warned, "{status}");
+    assert_eq!(d.events_of("lone", "container.unmonitored").len(), 1);
+    // Stop and start supervise it again.
+    d.cli_ok(&["stop", "lone"]);
+    d.cli_ok(&["start", "lone"]);
+    d.cli_ok(&["apply"]);
+    let status = d.cli_json(&["status"]);
+    assert!(
+        status["warnings"].as_array().is_none_or(|w| w.is_empty()),
+        "{status}"
+    );
+    assert_eq!(d.monitor_pids().len(), 1);
+    d.remove_all_and_wait(Duration::from_secs(60));
+}

@@ -132,6 +132,10 @@ pub struct Engine {
     carried: Vec<oneshot::Sender<PassReport>>,
     /// Works were deferred: a full pass is wanted once a busy object is free.
     deferred: bool,
+    /// Containers found running without their monitor (reported once each).
+    unmonitored: Vec<String>,
+    /// The host's forwarding problems last found.
+    forward_problems: Vec<String>,
     /// Containers whose exit or health change arrived while a work on them was in flight:
     /// checked when it ends (the work's own stop is not an exit for the restart policy).
     recheck: HashSet<String>,
@@ -186,6 +190,8 @@ impl Engine {
             carried: Vec::new(),
             deferred: false,
             recheck: HashSet::new(),
+            unmonitored: Vec::new(),
+            forward_problems: Vec::new(),
             replies: HashMap::new(),
         }
     }
@@ -358,6 +364,7 @@ impl Engine {
         if rescan || startup {
             self.network_repair(&mut open.report);
             self.host_warnings();
+            self.report_unmonitored();
         }
         if startup {
             self.check(Occasion::AgentStart, None);
@@ -724,6 +731,36 @@ impl Engine {
         );
     }
 
+    /// Containers that run without their monitor (killed from outside): an event and a
+    /// warning when first seen, and a line in `agent status` while it lasts.
+    fn report_unmonitored(&mut self) {
+        let now = self.supervisor.unmonitored(&self.store);
+        for name in now.iter().filter(|n| !self.unmonitored.contains(n)) {
+            tracing::warn!(container = %name, "runs without its monitor (killed from outside): its output is not logged and its exit code will be lost; `agent stop` and `agent start` it to supervise it again");
+            let _ = lock(&self.store).transaction(|tx| {
+                pass::event(
+                    tx,
+                    "container.unmonitored",
+                    &format!("container/{name}"),
+                    json!({"reason": "its monitor process is gone; output and exit code are no longer recorded"}),
+                )
+            });
+        }
+        self.unmonitored = now;
+        self.publish_warnings();
+    }
+
+    fn publish_warnings(&self) {
+        let mut w = self.forward_problems.clone();
+        w.extend(self.unmonitored.iter().map(|n| {
+            format!(
+                "container {n} runs without its monitor: its output is not logged and its exit \
+                 code will be lost; `agent stop {n}` and `agent start {n}` supervise it again"
+            )
+        }));
+        self.board.set_warnings(w);
+    }
+
     /// Host problems for `agent status`: traffic on the agent's bridges that another firewall
     /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop.
     fn host_warnings(&mut self) {
@@ -735,7 +772,8 @@ impl Engine {
                 for line in &w {
                     tracing::warn!(problem = %line, "traffic on the agent's bridges may be dropped");
                 }
-                self.board.set_warnings(w);
+                self.forward_problems = w;
+                self.publish_warnings();
             }
             Err(e) => tracing::debug!(error = %e, "cannot check the host's forwarding rules"),
         }

@@ -311,6 +311,28 @@ impl Supervisor {
             && self.exec.state(&c.id).is_ok_and(|i| i.status.is_running())
     }
 
+    /// The containers recorded `running` whose process runs without its monitor (killed from
+    /// outside): their output is no longer logged and their exit code would be lost.
+    pub fn unmonitored(&self, store: &Mutex<Store>) -> Vec<String> {
+        let Ok(containers) = lock(store).transaction(|tx| tx.containers()) else {
+            return Vec::new();
+        };
+        containers
+            .into_iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .filter(|c| {
+                matches!(
+                    self.exec.state(&c.id).map(|i| i.status),
+                    Ok(ContainerStatus::Running {
+                        monitored: false,
+                        ..
+                    })
+                )
+            })
+            .map(|c| c.name)
+            .collect()
+    }
+
     /// The containers recorded `restarting` (waiting for their restart delay).
     pub fn restarting(store: &Mutex<Store>) -> crate::store::Result<Vec<ContainerRecord>> {
         Ok(lock(store)
