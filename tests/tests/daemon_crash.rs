@@ -383,12 +383,10 @@ fn kill_9_mid_user_start_records_it_running() {
 }
 
 /// kill -9 half-way through a restart by policy (the process started, the restart not yet
-/// counted) of a container that exits at once: the run must count. It does not yet: recovery
-/// finds the process exited and leaves the row `restarting` with the old count, the next
-/// start-up restarts it again, and `on-failure` with `maxRetries: 1` runs three times
-/// (torture_kill9_supervision prints the same for `fmax`).
+/// counted) of a container that exits at once: the run must count. Recovery counts a restart
+/// intent whose process started and exited (before the fix it left the row `restarting` with the
+/// old count, and `on-failure` with `maxRetries: 1` ran three times).
 #[test]
-#[ignore = "bug: a restart cut by kill -9 after the process started is not counted (docs/torture.md, Known and open)"]
 fn kill_9_mid_restart_counts_the_restart() {
     if !require_root("kill_9_mid_restart_counts_the_restart") {
         return;

@@ -341,8 +341,10 @@ fn a_container_whose_monitor_was_killed_is_reported() {
     d.cli_ok(&["apply"]);
     let status = d.cli_json(&["status"]);
     let warned = status["warnings"].as_array().is_some_and(|w| {
-        w.iter()
-            .any(|x| x.as_str().is_some_and(|t| t.contains("lone runs without its monitor")))
+        w.iter().any(|x| {
+            x.as_str()
+                .is_some_and(|t| t.contains("lone runs without its monitor"))
+        })
     });
     assert!(warned, "{status}");
     assert_eq!(d.events_of("lone", "container.unmonitored").len(), 1);

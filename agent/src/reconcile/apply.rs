@@ -260,7 +260,7 @@ impl Applier {
             )));
         }
         self.attach_if_stopped(store, name)?;
-        let pid = self.start_journalled(store, name, &rec.id)?;
+        let pid = self.start_journalled(store, name, &rec.id, true)?;
         let mut rec = rec;
         rec.state = ContainerState::Running;
         rec.restart_count = rec.restart_count.saturating_add(1);
@@ -649,7 +649,7 @@ impl Applier {
             self.net()?
                 .ensure_attached(store, &self.state_dir, &rec.id, &config)?;
         }
-        let started = self.start_journalled(store, name, &rec.id)?;
+        let started = self.start_journalled(store, name, &rec.id, false)?;
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(started.pid);
@@ -661,7 +661,8 @@ impl Applier {
         Ok(())
     }
 
-    /// Starts runtime container `id` of `name` under a `start-container` intent (left open for
+    /// Starts runtime container `id` of `name` under a `start-container` intent (payload
+    /// `{"id", "restart"}`; left open for
     /// the caller's record): adopts the process if it runs already (started by an agent killed
     /// before it could record that).
     fn start_journalled(
@@ -669,9 +670,14 @@ impl Applier {
         store: &SharedStore,
         name: &str,
         id: &str,
+        restart: bool,
     ) -> Result<Started, ApplyError> {
+        // `restart`: the restart policy's start, counted by recovery when a crash cuts it.
         let intent = lock(store).transaction(|tx| {
-            tx.begin_intent(&new_intent(INTENT_START, name, json!({"id": id})), now_ms())
+            tx.begin_intent(
+                &new_intent(INTENT_START, name, json!({"id": id, "restart": restart})),
+                now_ms(),
+            )
         })?;
         let running = match self.exec.state(id) {
             Ok(crate::driver::exec::ContainerInfo {

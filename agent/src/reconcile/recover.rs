@@ -102,6 +102,23 @@ pub fn intents(applier: &Applier, store: &SharedStore) -> Recovered {
     out
 }
 
+/// Whether the restart that `intent` journalled started its process (which has exited since):
+/// the runtime's start time is not older than the intent.
+fn restart_ran(intent: &Intent, info: &crate::driver::exec::ContainerInfo) -> bool {
+    let is_restart = intent
+        .payload
+        .get("restart")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let started = info
+        .started_at
+        .as_deref()
+        .and_then(crate::driver::exec::time::parse)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok());
+    is_restart && !info.status.is_running() && started.is_some_and(|s| s >= intent.started_at)
+}
+
 fn settle(
     applier: &Applier,
     store: &SharedStore,
@@ -127,6 +144,25 @@ fn settle(
                     Some("recovery.finish"),
                     Some(format!(
                         "interrupted start of {name} finished: it runs, recorded running"
+                    )),
+                    Some(r),
+                )
+            }
+            // A restart by policy that ran and exited again before it was recorded: count it
+            // and record it running, so that the exit check records the exit and the policy
+            // decides with the right count (on-failure's maxRetries holds across crashes).
+            (Some(mut r), Ok(info))
+                if restart_ran(intent, &info) && r.state == ContainerState::Restarting =>
+            {
+                r.state = ContainerState::Running;
+                r.restart_count = r.restart_count.saturating_add(1);
+                r.started_at = Some(intent.started_at);
+                r.exit_code = None;
+                (
+                    Some("recovery.finish"),
+                    Some(format!(
+                        "interrupted restart of {name} had started (restart {}); its exit is recorded next",
+                        r.restart_count
                     )),
                     Some(r),
                 )
