@@ -190,7 +190,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         board,
     });
     engine.run(queue).await;
-    if engine.config.stop_containers_on_exit {
+    if engine.p.config.stop_containers_on_exit {
         engine.stop_all().await;
     }
 

@@ -3,7 +3,7 @@
 //! logging and systemd protocol are [`crate::daemon`]; the manifest intake is
 //! [`crate::manifest::source`]; the API reads [`report`] and knows the loop, not the reverse.
 //!
-//! - [`engine`]: the loop: triggers, passes, container checks, its one timer.
+//! - [`engine`]: the loop: triggers, passes, container checks; [`timers`]: its one timer.
 //! - [`work`]: a change with its cause, keyed by object; the order between works (pure).
 //! - [`queue`]: runs works in parallel, one per object, in their order; panics fail one work.
 //! - [`apply`]: the applier, the only caller of the drivers' mutating operations; intents
@@ -32,6 +32,7 @@ pub mod report;
 pub mod request;
 pub mod restart;
 pub mod supervise;
+pub mod timers;
 pub mod translate;
 pub mod trigger;
 pub mod work;

@@ -220,22 +220,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::plan::{Change, Step};
+    use crate::reconcile::work::testkit::{start, stop};
     use crate::reconcile::work::{self, Relations};
-
-    fn stop(name: &str) -> Work {
-        Work::planned(Step {
-            change: Change::StopContainer { name: name.into() },
-            reasons: vec![],
-        })
-    }
-
-    fn start(name: &str) -> Work {
-        Work::planned(Step {
-            change: Change::StartContainer { name: name.into() },
-            reasons: vec![],
-        })
-    }
 
     /// An applier that sleeps `ms` per work and logs (begin/end, summary).
     fn sleeper(ms: u64, log: Arc<StdMutex<Vec<(bool, String)>>>) -> ApplyFn {

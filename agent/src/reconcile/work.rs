@@ -194,24 +194,35 @@ pub fn deferred(
     out
 }
 
+/// Works for the tests of the loop's pieces.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
+pub(crate) mod testkit {
+    use super::Work;
+    use crate::plan::{Change, Step};
 
-    fn stop(name: &str) -> Work {
+    /// A planned stop of container `name`.
+    pub fn stop(name: &str) -> Work {
         Work::planned(Step {
             change: Change::StopContainer { name: name.into() },
             reasons: vec![],
         })
     }
 
-    fn start(name: &str) -> Work {
+    /// A planned start of container `name`.
+    pub fn start(name: &str) -> Work {
         Work::planned(Step {
             change: Change::StartContainer { name: name.into() },
             reasons: vec![],
         })
     }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    use super::testkit::{start, stop};
 
     fn rel(pairs: &[(&str, &str)]) -> Relations {
         let mut r = Relations::default();

@@ -20,7 +20,7 @@
 //! complete when every work the pass submitted has ended, and when the pass had to defer works
 //! (their object was busy) the waiters move on to the pass that plans them.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use super::report::{ActionReport, Board, InFlight, PassReport};
 use super::request::{Action, RequestError, Requests};
 use super::restart::{Backoff, Occasion};
 use super::supervise::{Finding, Supervisor};
+use super::timers::{Due, Timers};
 use super::translate::network::{SharedStore, lock};
 use super::trigger::{Batch, Trigger, TriggerQueue, Triggers};
 use super::work::{self, Cause, Relations, Work};
@@ -44,59 +45,7 @@ use crate::manifest::Kind;
 use crate::manifest::source::Watcher;
 use crate::plan::{Change, Step};
 
-/// What the timer wakes the loop for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Due {
-    /// The restart delay of this container is over.
-    Restart(String),
-    /// Retry the changes that failed.
-    Retry,
-    /// The periodic resync.
-    Resync,
-}
-
-/// The loop's one timer: deadlines, each at most once.
-#[derive(Debug, Default)]
-pub struct Timers {
-    set: BTreeSet<(Instant, Due)>,
-    at: HashMap<Due, Instant>,
-}
-
-impl Timers {
-    /// Sets the deadline of `due` (replacing an earlier one).
-    pub fn set(&mut self, due: Due, at: Instant) {
-        self.cancel(&due);
-        self.set.insert((at, due.clone()));
-        self.at.insert(due, at);
-    }
-
-    /// Removes the deadline of `due`.
-    pub fn cancel(&mut self, due: &Due) {
-        if let Some(at) = self.at.remove(due) {
-            self.set.remove(&(at, due.clone()));
-        }
-    }
-
-    /// The earliest deadline.
-    pub fn next(&self) -> Option<Instant> {
-        self.set.first().map(|(at, _)| *at)
-    }
-
-    /// Takes every deadline that is due at `now`.
-    pub fn take_due(&mut self, now: Instant) -> Vec<Due> {
-        let mut out = Vec::new();
-        while let Some((at, _)) = self.set.first() {
-            if *at > now {
-                break;
-            }
-            if let Some((_, due)) = self.set.pop_first() {
-                self.at.remove(&due);
-                out.push(due);
-            }
-        }
-        out
-    }
-}
+mod housekeeping;
 
 /// A pass whose works have not all ended.
 struct OpenReport {
@@ -108,8 +57,8 @@ struct OpenReport {
     deferred: usize,
 }
 
-/// Everything the loop owns.
-pub struct Engine {
+/// Parts of the engine made by the composition root.
+pub struct Parts {
     pub config: Config,
     pub store: SharedStore,
     pub watcher: Arc<Watcher>,
@@ -120,8 +69,13 @@ pub struct Engine {
     pub requests: Requests,
     pub triggers: Triggers<PassReport>,
     pub stopping: Arc<AtomicBool>,
-    /// The changes in flight, for `agent status`.
-    board: Board,
+    /// The changes in flight and host problems, for `agent status`.
+    pub board: Board,
+}
+
+/// Everything the loop owns: what the composition root gave it, and its own state.
+pub struct Engine {
+    pub p: Parts,
     queue: Queue,
     done_rx: mpsc::UnboundedReceiver<Done>,
     timers: Timers,
@@ -143,44 +97,14 @@ pub struct Engine {
     replies: HashMap<u64, (Action, oneshot::Sender<Result<ActionReport, RequestError>>)>,
 }
 
-/// Parts of the engine made by the composition root.
-pub struct Parts {
-    pub config: Config,
-    pub store: SharedStore,
-    pub watcher: Arc<Watcher>,
-    pub events: watch::Sender<i64>,
-    pub supervisor: Supervisor,
-    pub prober: Prober,
-    pub applier: Option<Arc<Applier>>,
-    pub requests: Requests,
-    pub triggers: Triggers<PassReport>,
-    pub stopping: Arc<AtomicBool>,
-    pub board: Board,
-}
-
 impl Engine {
     pub fn new(p: Parts) -> Engine {
-        let applier = p.applier.clone();
-        let store = p.store.clone();
-        let apply: super::queue::ApplyFn = Arc::new(move |w: &Work| match &applier {
-            Some(a) => a.apply_work(&store, w).map_err(|e| e.to_string()),
-            None => Err("the graph driver could not be opened; see the agent's log".into()),
-        });
+        let apply = apply_fn(p.applier.clone(), p.store.clone());
         let (queue, done_rx) = Queue::new(apply, p.config.workers);
         let mut timers = Timers::default();
         timers.set(Due::Resync, Instant::now() + p.config.resync_interval);
         Engine {
-            config: p.config,
-            store: p.store,
-            watcher: p.watcher,
-            events: p.events,
-            supervisor: p.supervisor,
-            prober: p.prober,
-            applier: p.applier,
-            requests: p.requests,
-            triggers: p.triggers,
-            stopping: p.stopping,
-            board: p.board,
+            p,
             queue,
             done_rx,
             timers,
@@ -217,7 +141,7 @@ impl Engine {
     /// are not waited for: what they downloaded is kept, and the next start resumes them.
     async fn drain(&mut self) {
         self.queue.stop();
-        self.requests.close();
+        self.p.requests.close();
         while self.queue.in_flight_where(|k| !k.starts_with("image/")) > 0 {
             match self.done_rx.recv().await {
                 Some(done) => tokio::task::block_in_place(|| self.on_done(done)),
@@ -230,12 +154,12 @@ impl Engine {
     }
 
     fn bump_events(&self) {
-        let newest = lock(&self.store)
+        let newest = lock(&self.p.store)
             .transaction(|tx| tx.recent_events(None, 1))
             .ok()
             .and_then(|v| v.last().map(|e| e.id));
         if let Some(id) = newest {
-            self.events.send_if_modified(|cur| {
+            self.p.events.send_if_modified(|cur| {
                 let changed = *cur != id;
                 *cur = id;
                 changed
@@ -296,15 +220,15 @@ impl Engine {
 
     /// Turns the queued `agent stop` / `agent start` requests into works.
     fn serve_requests(&mut self) {
-        for p in self.requests.take() {
+        for p in self.p.requests.take() {
             let name = p.action.name().to_string();
-            if let Err(e) = super::request::request_target(&self.store, &name) {
+            if let Err(e) = super::request::request_target(&self.p.store, &name) {
                 let _ = p.reply.send(Err(e));
                 continue;
             }
             // A stop cancels a pending restart; a start begins a fresh backoff.
             self.timers.cancel(&Due::Restart(name.clone()));
-            self.supervisor.forget(&name);
+            self.p.supervisor.forget(&name);
             let id = self.submit_one(p.action.work());
             self.replies.insert(id, (p.action, p.reply));
         }
@@ -336,11 +260,11 @@ impl Engine {
             self.network_startup(&mut report);
         }
         if rescan {
-            self.watcher.rescan_and_wait();
+            self.p.watcher.rescan_and_wait();
         }
-        let snapshot = self.watcher.snapshot();
+        let snapshot = self.p.watcher.snapshot();
         let loaded = pass::load_snapshot(&snapshot);
-        let desired = pass::record_files(&mut lock(&self.store), &snapshot, &loaded);
+        let desired = pass::record_files(&mut lock(&self.p.store), &snapshot, &loaded);
         let mut open = OpenReport {
             report,
             outstanding: HashSet::new(),
@@ -371,7 +295,7 @@ impl Engine {
         } else if resync {
             self.check(Occasion::Exited, None);
             self.timers
-                .set(Due::Resync, Instant::now() + self.config.resync_interval);
+                .set(Due::Resync, Instant::now() + self.p.config.resync_interval);
         }
         if open.outstanding.is_empty() {
             self.close(open);
@@ -382,7 +306,7 @@ impl Engine {
 
     /// Plans against the store and submits the works that can start now.
     fn plan_and_submit(&mut self, desired: &pass::Desired, open: &mut OpenReport) {
-        let actual = match crate::plan::store::actual_from_store(&mut lock(&self.store)) {
+        let actual = match crate::plan::store::actual_from_store(&mut lock(&self.p.store)) {
             Ok(a) => a,
             Err(e) => {
                 open.report
@@ -396,7 +320,7 @@ impl Engine {
         if plan.steps.is_empty() {
             return;
         }
-        if self.applier.is_none() {
+        if self.p.applier.is_none() {
             open.report
                 .failed
                 .push("the graph driver could not be opened; see the agent's log".into());
@@ -444,7 +368,7 @@ impl Engine {
             && open.deferred == 0
             && let Some(desired) = &open.desired
         {
-            let mut store = lock(&self.store);
+            let mut store = lock(&self.p.store);
             if let Err(e) = pass::mark_applied(&mut store, desired) {
                 open.report
                     .failed
@@ -459,7 +383,9 @@ impl Engine {
         if open.report.failed.is_empty() {
             self.retry.reset();
         } else {
-            let delay = self.retry.next_delay(&self.config.restart, Duration::ZERO);
+            let delay = self
+                .retry
+                .next_delay(&self.p.config.restart, Duration::ZERO);
             self.timers.set(Due::Retry, Instant::now() + delay);
         }
         open.report.finished_at = pass::now_ms();
@@ -473,7 +399,7 @@ impl Engine {
         if open.deferred > 0 {
             self.carried.append(&mut open.waiters);
             if self.queue.in_flight() == 0 {
-                self.triggers.fire(Trigger::Deferred);
+                self.p.triggers.fire(Trigger::Deferred);
             }
         } else {
             for w in open.waiters {
@@ -487,7 +413,7 @@ impl Engine {
         let items: Vec<InFlight> = works.iter().map(in_flight).collect();
         let ids = self.queue.submit(works, waits);
         for (id, item) in ids.iter().zip(items) {
-            self.board.add(*id, item);
+            self.p.board.add(*id, item);
         }
         ids
     }
@@ -495,13 +421,13 @@ impl Engine {
     fn submit_one(&mut self, work: Work) -> u64 {
         let item = in_flight(&work);
         let id = self.queue.submit_one(work);
-        self.board.add(id, item);
+        self.p.board.add(id, item);
         id
     }
 
     fn on_done(&mut self, done: Done) {
         self.queue.finish(&done);
-        self.board.remove(done.id);
+        self.p.board.remove(done.id);
         let name = done.work.step.change.name().to_string();
         let is_container = done.work.step.change.kind() == Kind::Container;
         match &done.result {
@@ -511,7 +437,7 @@ impl Engine {
                     && matches!(done.work.cause, Cause::Plan)
                     && !matches!(done.work.step.change, Change::RestartContainer { .. })
                 {
-                    self.supervisor.forget(&name);
+                    self.p.supervisor.forget(&name);
                 }
             }
             Err(e) => {
@@ -522,7 +448,7 @@ impl Engine {
                     format!("{:?}", done.work.step.change.kind()).to_lowercase(),
                     name
                 );
-                let _ = lock(&self.store).transaction(|tx| {
+                let _ = lock(&self.p.store).transaction(|tx| {
                     pass::event(
                         tx,
                         "change.failed",
@@ -531,10 +457,10 @@ impl Engine {
                     )
                 });
                 if matches!(done.work.step.change, Change::RestartContainer { .. })
-                    && !self.stopping.load(Ordering::SeqCst)
+                    && !self.p.stopping.load(Ordering::SeqCst)
                 {
-                    let delay = self.supervisor.failed_restart_delay(&name);
-                    let _ = lock(&self.store).transaction(|tx| {
+                    let delay = self.p.supervisor.failed_restart_delay(&name);
+                    let _ = lock(&self.p.store).transaction(|tx| {
                         pass::event(
                             tx,
                             "container.restart-failed",
@@ -550,7 +476,7 @@ impl Engine {
         if let Some((action, reply)) = self.replies.remove(&done.id) {
             let answer = match &done.result {
                 Ok(a) => {
-                    let state = lock(&self.store)
+                    let state = lock(&self.p.store)
                         .transaction(|tx| tx.container(action.name()))
                         .ok()
                         .flatten()
@@ -589,8 +515,8 @@ impl Engine {
                 self.close(o);
             }
         }
-        if self.deferred && !self.stopping.load(Ordering::SeqCst) {
-            self.triggers.fire(Trigger::Deferred);
+        if self.deferred && !self.p.stopping.load(Ordering::SeqCst) {
+            self.p.triggers.fire(Trigger::Deferred);
         }
         if is_container && !self.queue.busy(&done.key) && self.recheck.remove(&name) {
             self.check(Occasion::Exited, Some(&name));
@@ -608,8 +534,8 @@ impl Engine {
         for d in due {
             match d {
                 Due::Restart(name) => restarts.push(name),
-                Due::Retry => self.triggers.fire(Trigger::Retry),
-                Due::Resync => self.triggers.fire(Trigger::Resync),
+                Due::Retry => self.p.triggers.fire(Trigger::Retry),
+                Due::Resync => self.p.triggers.fire(Trigger::Resync),
             }
         }
         self.submit_restarts(restarts);
@@ -619,10 +545,10 @@ impl Engine {
     /// come back at once: link targets, volumesFrom sources and `container:` network peers
     /// start before their users).
     fn submit_restarts(&mut self, mut names: Vec<String>) {
-        if names.is_empty() || self.stopping.load(Ordering::SeqCst) {
+        if names.is_empty() || self.p.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let records = Supervisor::restarting(&self.store).unwrap_or_default();
+        let records = Supervisor::restarting(&self.p.store).unwrap_or_default();
         let mut rel = Relations::default();
         for r in &records {
             if let Ok(cfg) =
@@ -650,7 +576,7 @@ impl Engine {
     /// Checks exits (one container or all) and turns the restart policy's decisions into
     /// deadlines.
     fn check(&mut self, occasion: Occasion, only: Option<&str>) {
-        let findings = match self.supervisor.check(&self.store, occasion, only) {
+        let findings = match self.p.supervisor.check(&self.p.store, occasion, only) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "checking containers");
@@ -674,7 +600,7 @@ impl Engine {
     /// A health change: an unhealthy container whose policy restarts it is stopped.
     fn health(&mut self, name: &str) {
         let key = work::key(Kind::Container, name);
-        if !self.queue.busy(&key) && self.supervisor.needs_unhealthy_stop(&self.store, name) {
+        if !self.queue.busy(&key) && self.p.supervisor.needs_unhealthy_stop(&self.p.store, name) {
             self.submit_one(Work {
                 step: Step {
                     change: Change::StopContainer {
@@ -688,172 +614,19 @@ impl Engine {
     }
 
     fn sync_prober(&self) {
-        if let Err(e) = self.prober.sync(&mut lock(&self.store)) {
+        if let Err(e) = self.p.prober.sync(&mut lock(&self.p.store)) {
             tracing::warn!(error = %e, "health checks");
         }
     }
+}
 
-    /// Settles the intents a failed step or a crash left, and orphans (see [`super::recover`]).
-    fn recover(&mut self, report: &mut PassReport) {
-        let Some(applier) = self.applier.as_deref() else {
-            return;
-        };
-        let store = &self.store;
-        let mut r = super::recover::remount(applier, store);
-        let i = super::recover::intents(applier, store);
-        r.done.extend(i.done);
-        r.failed.extend(i.failed);
-        let o = super::recover::sweep_orphans(applier, store, self.config.remove_orphans);
-        r.done.extend(o.done);
-        r.failed.extend(o.failed);
-        report.applied.extend(r.done);
-        report.failed.extend(r.failed);
-    }
-
-    /// Start-up: the network driver removes what no recorded container accounts for.
-    fn network_startup(&mut self, report: &mut PassReport) {
-        let Some(Ok(net)) = self.applier.as_ref().map(|a| a.net.clone()) else {
-            return;
-        };
-        let r = net.startup(&self.store);
-        for line in &r.removed {
-            tracing::info!(removed = %line, "network start-up cleanup");
-        }
-        report.applied.extend(
-            r.removed
-                .into_iter()
-                .map(|l| format!("network cleanup: removed {l}")),
-        );
-        report.failed.extend(
-            r.failures
-                .into_iter()
-                .map(|l| format!("network cleanup: {l}")),
-        );
-    }
-
-    /// Containers that run without their monitor (killed from outside): an event and a
-    /// warning when first seen, and a line in `agent status` while it lasts.
-    fn report_unmonitored(&mut self) {
-        let now = self.supervisor.unmonitored(&self.store);
-        for name in now.iter().filter(|n| !self.unmonitored.contains(n)) {
-            tracing::warn!(container = %name, "runs without its monitor (killed from outside): its output is not logged and its exit code will be lost; `agent stop` and `agent start` it to supervise it again");
-            let _ = lock(&self.store).transaction(|tx| {
-                pass::event(
-                    tx,
-                    "container.unmonitored",
-                    &format!("container/{name}"),
-                    json!({"reason": "its monitor process is gone; output and exit code are no longer recorded"}),
-                )
-            });
-        }
-        self.unmonitored = now;
-        self.publish_warnings();
-    }
-
-    fn publish_warnings(&self) {
-        let mut w = self.forward_problems.clone();
-        w.extend(self.unmonitored.iter().map(|n| {
-            format!(
-                "container {n} runs without its monitor: its output is not logged and its exit \
-                 code will be lost; `agent stop {n}` and `agent start {n}` supervise it again"
-            )
-        }));
-        self.board.set_warnings(w);
-    }
-
-    /// Host problems for `agent status`: traffic on the agent's bridges that another firewall
-    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop.
-    fn host_warnings(&mut self) {
-        let Some(Ok(net)) = self.applier.as_ref().map(|a| &a.net) else {
-            return;
-        };
-        match net.driver().forward_problems() {
-            Ok(w) => {
-                for line in &w {
-                    tracing::warn!(problem = %line, "traffic on the agent's bridges may be dropped");
-                }
-                self.forward_problems = w;
-                self.publish_warnings();
-            }
-            Err(e) => tracing::debug!(error = %e, "cannot check the host's forwarding rules"),
-        }
-    }
-
-    /// Drift: the network of every running bridge-mode container checked and repaired
-    /// (containers with a work in flight are left to it).
-    fn network_repair(&mut self, report: &mut PassReport) {
-        let Some(applier) = self.applier.as_ref() else {
-            return;
-        };
-        let Ok(net) = &applier.net else {
-            return;
-        };
-        if self.queue.in_flight() > 0 {
-            // A container being created or stopped looks like drift: repair at the next resync.
-            return;
-        }
-        let (done, failed) = net.repair(&self.store, &applier.state_dir, &applier.exec);
-        for line in &done {
-            tracing::warn!(repair = %line, "network drift repaired");
-        }
-        if !done.is_empty() {
-            let _ = lock(&self.store).transaction(|tx| {
-                for line in &done {
-                    pass::event(
-                        tx,
-                        "network.repair",
-                        "network/drift",
-                        serde_json::json!({"reason": line}),
-                    )?;
-                }
-                Ok::<_, crate::store::Error>(())
-            });
-        }
-        report.applied.extend(done);
-        report.failed.extend(failed);
-    }
-
-    /// `stop_containers_on_exit`: stops every running container (in parallel: stop signal,
-    /// grace, SIGKILL) and records it exited; the restart policy decides at the next start.
-    pub async fn stop_all(&mut self) {
-        let Some(applier) = self.applier.clone() else {
-            return;
-        };
-        let running: Vec<String> = lock(&self.store)
-            .transaction(|tx| tx.containers())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| {
-                matches!(
-                    c.state,
-                    crate::store::ContainerState::Running
-                        | crate::store::ContainerState::Restarting
-                )
-            })
-            .map(|c| c.name)
-            .collect();
-        let store = self.store.clone();
-        let apply: super::queue::ApplyFn =
-            Arc::new(move |w: &Work| applier.apply_work(&store, w).map_err(|e| e.to_string()));
-        let (mut q, mut rx) = Queue::new(apply, running.len().max(1));
-        for name in running {
-            q.submit_one(Work::container(
-                Change::StopContainer { name },
-                Cause::AgentExit,
-                "agent exit (stop_containers_on_exit)",
-            ));
-        }
-        while q.in_flight() > 0 {
-            let Some(d) = rx.recv().await else { break };
-            q.finish(&d);
-            match &d.result {
-                Ok(a) => tracing::info!(change = %a.line, "stopped"),
-                Err(e) => {
-                    tracing::warn!(container = %d.work.step.change.name(), error = %e, "cannot stop")
-                }
-            }
-        }
-    }
+/// How the queue applies a work: through the applier, or failing when the graph driver could
+/// not be opened.
+fn apply_fn(applier: Option<Arc<Applier>>, store: SharedStore) -> super::queue::ApplyFn {
+    Arc::new(move |w: &Work| match &applier {
+        Some(a) => a.apply_work(&store, w).map_err(|e| e.to_string()),
+        None => Err("the graph driver could not be opened; see the agent's log".into()),
+    })
 }
 
 fn in_flight(w: &Work) -> InFlight {
@@ -884,29 +657,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timers_keep_one_deadline_per_due_and_pop_in_order() {
-        let mut t = Timers::default();
-        let now = Instant::now();
-        t.set(Due::Retry, now + Duration::from_secs(5));
-        t.set(Due::Restart("a".into()), now + Duration::from_secs(2));
-        t.set(Due::Restart("b".into()), now + Duration::from_secs(1));
-        // Re-setting replaces.
-        t.set(Due::Retry, now + Duration::from_secs(3));
-        assert_eq!(t.next(), Some(now + Duration::from_secs(1)));
-        assert_eq!(
-            t.take_due(now + Duration::from_secs(2)),
-            vec![Due::Restart("b".into()), Due::Restart("a".into())]
-        );
-        t.cancel(&Due::Retry);
-        assert_eq!(t.next(), None);
-        assert!(t.take_due(now + Duration::from_secs(10)).is_empty());
     }
 }

@@ -1,0 +1,138 @@
+//! Works the plan does not make: the restart policy's restart, the stop of an unhealthy
+//! container, `agent stop` / `agent start`, the stop at the agent's exit; and the dispatch of
+//! every work to its handler.
+
+use serde_json::json;
+
+use super::{Applied, Applier, ApplyError, debug_panic};
+use crate::driver::exec::ExecDriver;
+use crate::plan::{Change, EffectiveContainer};
+use crate::reconcile::pass::{event, now_ms};
+use crate::reconcile::translate::network::{SharedStore, lock};
+use crate::reconcile::work::{Cause, Work};
+use crate::store::ContainerState;
+
+impl Applier {
+    /// Applies one work (see [`super::work`]): a planned step, or a change decided by the
+    /// restart policy, a health check, a user or the agent's exit. The only way the agent
+    /// changes containers, networks, volumes and images.
+    pub fn apply_work(&self, store: &SharedStore, work: &Work) -> Result<Applied, ApplyError> {
+        debug_panic(work);
+        let name = work.step.change.name();
+        match (&work.step.change, &work.cause) {
+            (Change::StopContainer { .. }, Cause::User { grace }) => {
+                let r = crate::reconcile::request::stop(store, &self.exec, name, *grace)
+                    .map_err(|e| ApplyError::Other(e.to_string()))?;
+                Ok(Applied {
+                    line: format!("agent stop {name}: {}", r.state),
+                    changed: r.changed,
+                })
+            }
+            (Change::StartContainer { .. }, Cause::User { .. }) => {
+                self.attach_if_stopped(store, name)?;
+                let r = crate::reconcile::request::start(store, &self.exec, name)
+                    .map_err(|e| ApplyError::Other(e.to_string()))?;
+                Ok(Applied {
+                    line: format!("agent start {name}: {}", r.state),
+                    changed: r.changed,
+                })
+            }
+            (Change::StopContainer { .. }, Cause::Unhealthy) => self.stop_unhealthy(store, name),
+            (Change::StopContainer { .. }, Cause::AgentExit) => {
+                self.stop(store, name)?;
+                let object = format!("container/{name}");
+                lock(store).transaction(|tx| {
+                    event(
+                        tx,
+                        "container.stop",
+                        &object,
+                        json!({"reason": "agent exit (stop_containers_on_exit)"}),
+                    )
+                })?;
+                Ok(Applied::from(format!(
+                    "stopped {name} (stop_containers_on_exit)"
+                )))
+            }
+            (Change::RestartContainer { .. }, _) => self.restart(store, name),
+            _ => self.apply(store, &work.step).map(Applied::from),
+        }
+    }
+
+    /// A stop for a failed health check: the process is stopped (signal, grace, SIGKILL) and its
+    /// exit then handled like any other, by the restart policy.
+    fn stop_unhealthy(&self, store: &SharedStore, name: &str) -> Result<Applied, ApplyError> {
+        let Some(rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(Applied::unchanged(format!("{name} is gone")));
+        };
+        if rec.state != ContainerState::Running
+            || !self
+                .exec
+                .state(&rec.id)
+                .is_ok_and(|i| i.status.is_running())
+        {
+            return Ok(Applied::unchanged(format!("{name} is not running")));
+        }
+        lock(store).transaction(|tx| {
+            event(
+                tx,
+                "container.unhealthy-stop",
+                &format!("container/{name}"),
+                json!({"reason": "unhealthy; its restart policy restarts it"}),
+            )
+        })?;
+        self.exec
+            .stop(&rec.id, crate::reconcile::supervise::grace_of(&rec.config))?;
+        Ok(Applied::from(format!("stopped unhealthy {name}")))
+    }
+
+    /// Attaches the network of a stopped bridge-mode container again (same address).
+    fn attach_if_stopped(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+        let Some(rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(());
+        };
+        if let Ok(config) = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
+            && crate::reconcile::translate::network::uses_driver(&config)
+            && let Ok(net) = &self.net
+        {
+            net.ensure_attached(store, &self.state_dir, &rec.id, &config)?;
+        }
+        Ok(())
+    }
+
+    /// The restart policy's restart of an exited container: its network first (detached by a
+    /// stop, or gone with a reboot), then a journalled start; the restart count grows by one.
+    pub(super) fn restart(&self, store: &SharedStore, name: &str) -> Result<Applied, ApplyError> {
+        let Some(rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(Applied::unchanged(format!("{name} is gone")));
+        };
+        if rec.state != ContainerState::Restarting {
+            return Ok(Applied::unchanged(format!(
+                "{name} is {}: no restart",
+                rec.state
+            )));
+        }
+        self.attach_if_stopped(store, name)?;
+        let pid = self.start_journalled(store, name, &rec.id, true)?;
+        let mut rec = rec;
+        rec.state = ContainerState::Running;
+        rec.restart_count = rec.restart_count.saturating_add(1);
+        rec.started_at = Some(now_ms());
+        rec.runtime.container_pid = Some(pid.pid);
+        rec.exit_code = None;
+        rec.signal = None;
+        rec.oom_killed = false;
+        let count = rec.restart_count;
+        lock(store).transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(pid.intent)?;
+            event(
+                tx,
+                "container.restart",
+                &format!("container/{name}"),
+                json!({"restartCount": count}),
+            )
+        })?;
+        tracing::info!(container = %name, restarts = count, "container restarted");
+        Ok(Applied::from(format!("restarted {name}")))
+    }
+}

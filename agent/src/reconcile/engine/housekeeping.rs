@@ -1,0 +1,176 @@
+//! The loop's housekeeping, apart from passes and works: recovery and network clean-up at
+//! start-up, network drift repair, host problems for `agent status` (another firewall
+//! dropping the bridges' traffic, containers running without their monitor), and stopping
+//! every container at exit when configured.
+
+use serde_json::json;
+
+use super::{Engine, Queue, apply_fn};
+use crate::plan::Change;
+use crate::reconcile::pass;
+use crate::reconcile::report::PassReport;
+use crate::reconcile::translate::network::lock;
+use crate::reconcile::work::{Cause, Work};
+
+impl Engine {
+    /// Settles the intents a failed step or a crash left, and orphans (see [`super::recover`]).
+    pub(super) fn recover(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.p.applier.as_deref() else {
+            return;
+        };
+        let store = &self.p.store;
+        let mut r = crate::reconcile::recover::remount(applier, store);
+        let i = crate::reconcile::recover::intents(applier, store);
+        r.done.extend(i.done);
+        r.failed.extend(i.failed);
+        let o =
+            crate::reconcile::recover::sweep_orphans(applier, store, self.p.config.remove_orphans);
+        r.done.extend(o.done);
+        r.failed.extend(o.failed);
+        report.applied.extend(r.done);
+        report.failed.extend(r.failed);
+    }
+
+    /// Start-up: the network driver removes what no recorded container accounts for.
+    pub(super) fn network_startup(&mut self, report: &mut PassReport) {
+        let Some(Ok(net)) = self.p.applier.as_ref().map(|a| a.net.clone()) else {
+            return;
+        };
+        let r = net.startup(&self.p.store);
+        for line in &r.removed {
+            tracing::info!(removed = %line, "network start-up cleanup");
+        }
+        report.applied.extend(
+            r.removed
+                .into_iter()
+                .map(|l| format!("network cleanup: removed {l}")),
+        );
+        report.failed.extend(
+            r.failures
+                .into_iter()
+                .map(|l| format!("network cleanup: {l}")),
+        );
+    }
+
+    /// Containers that run without their monitor (killed from outside): an event and a
+    /// warning when first seen, and a line in `agent status` while it lasts.
+    pub(super) fn report_unmonitored(&mut self) {
+        let now = self.p.supervisor.unmonitored(&self.p.store);
+        for name in now.iter().filter(|n| !self.unmonitored.contains(n)) {
+            tracing::warn!(container = %name, "runs without its monitor (killed from outside): its output is not logged and its exit code will be lost; `agent stop` and `agent start` it to supervise it again");
+            let _ = lock(&self.p.store).transaction(|tx| {
+                pass::event(
+                    tx,
+                    "container.unmonitored",
+                    &format!("container/{name}"),
+                    json!({"reason": "its monitor process is gone; output and exit code are no longer recorded"}),
+                )
+            });
+        }
+        self.unmonitored = now;
+        self.publish_warnings();
+    }
+
+    pub(super) fn publish_warnings(&self) {
+        let mut w = self.forward_problems.clone();
+        w.extend(self.unmonitored.iter().map(|n| {
+            format!(
+                "container {n} runs without its monitor: its output is not logged and its exit \
+                 code will be lost; `agent stop {n}` and `agent start {n}` supervise it again"
+            )
+        }));
+        self.p.board.set_warnings(w);
+    }
+
+    /// Host problems for `agent status`: traffic on the agent's bridges that another firewall
+    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop.
+    pub(super) fn host_warnings(&mut self) {
+        let Some(Ok(net)) = self.p.applier.as_ref().map(|a| &a.net) else {
+            return;
+        };
+        match net.driver().forward_problems() {
+            Ok(w) => {
+                for line in &w {
+                    tracing::warn!(problem = %line, "traffic on the agent's bridges may be dropped");
+                }
+                self.forward_problems = w;
+                self.publish_warnings();
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot check the host's forwarding rules"),
+        }
+    }
+
+    /// Drift: the network of every running bridge-mode container checked and repaired
+    /// (containers with a work in flight are left to it).
+    pub(super) fn network_repair(&mut self, report: &mut PassReport) {
+        let Some(applier) = self.p.applier.as_ref() else {
+            return;
+        };
+        let Ok(net) = &applier.net else {
+            return;
+        };
+        if self.queue.in_flight() > 0 {
+            // A container being created or stopped looks like drift: repair at the next resync.
+            return;
+        }
+        let (done, failed) = net.repair(&self.p.store, &applier.state_dir, &applier.exec);
+        for line in &done {
+            tracing::warn!(repair = %line, "network drift repaired");
+        }
+        if !done.is_empty() {
+            let _ = lock(&self.p.store).transaction(|tx| {
+                for line in &done {
+                    pass::event(
+                        tx,
+                        "network.repair",
+                        "network/drift",
+                        serde_json::json!({"reason": line}),
+                    )?;
+                }
+                Ok::<_, crate::store::Error>(())
+            });
+        }
+        report.applied.extend(done);
+        report.failed.extend(failed);
+    }
+
+    /// `stop_containers_on_exit`: stops every running container (in parallel: stop signal,
+    /// grace, SIGKILL) and records it exited; the restart policy decides at the next start.
+    pub async fn stop_all(&mut self) {
+        let Some(applier) = self.p.applier.clone() else {
+            return;
+        };
+        let running: Vec<String> = lock(&self.p.store)
+            .transaction(|tx| tx.containers())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    crate::store::ContainerState::Running
+                        | crate::store::ContainerState::Restarting
+                )
+            })
+            .map(|c| c.name)
+            .collect();
+        let apply = apply_fn(Some(applier), self.p.store.clone());
+        let (mut q, mut rx) = Queue::new(apply, running.len().max(1));
+        for name in running {
+            q.submit_one(Work::container(
+                Change::StopContainer { name },
+                Cause::AgentExit,
+                "agent exit (stop_containers_on_exit)",
+            ));
+        }
+        while q.in_flight() > 0 {
+            let Some(d) = rx.recv().await else { break };
+            q.finish(&d);
+            match &d.result {
+                Ok(a) => tracing::info!(change = %a.line, "stopped"),
+                Err(e) => {
+                    tracing::warn!(container = %d.work.step.change.name(), error = %e, "cannot stop")
+                }
+            }
+        }
+    }
+}
