@@ -5,10 +5,12 @@
 //! `socket` of the config file, default `/run/agent/agent.sock`). When nothing listens there,
 //! `ps`, `status`, `inspect` and `events` read the store under the state directory instead
 //! (`--state-dir`, env `AGENT_STATE_DIR`, else the config's) and say so on stderr; `apply` needs the
-//! running agent.
+//! running agent. While an agent is starting (it holds the state directory's lock, its socket
+//! does not listen yet) they wait for its socket, up to 10 s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{Outcome, OutputFormat};
 use crate::api::types::{self, FileStatus, Inspect, PassReport, PsRow, StatusReport};
@@ -16,7 +18,7 @@ use crate::api::{Client, ClientError};
 use crate::daemon::config::{self, Config, Overrides};
 use crate::daemon::logging::LogSettings;
 use crate::daemon::sdnotify::Notifier;
-use crate::store::{Event, Store};
+use crate::store::{Event, StateLock, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -169,6 +171,33 @@ impl ClientOpts {
     }
 }
 
+/// How long a CLI call waits for the socket of an agent that is starting (it holds the state
+/// directory's lock but does not listen yet: opening the store, checking it, starting the
+/// watcher take a fraction of a second, and up to 3 s more while another command reads the
+/// store).
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `call` (one request to the agent); while nothing listens on the socket but an agent holds
+/// the lock of `state` (it is starting), tries again until [`STARTUP_WAIT`] has passed. Without
+/// this, a command run right after `agent run` started found neither the socket nor the store
+/// (locked) and failed.
+pub(super) fn wait_for_starting_agent<T>(
+    state: &Path,
+    mut call: impl FnMut() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let deadline = Instant::now() + STARTUP_WAIT;
+    loop {
+        match call() {
+            Err(ClientError::NotRunning(_))
+                if Instant::now() < deadline && StateLock::is_held(state) =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Asks the agent; when it is not running, reads the store with `offline`.
 fn ask<T: serde::de::DeserializeOwned>(
     opts: &ClientOpts,
@@ -176,7 +205,7 @@ fn ask<T: serde::de::DeserializeOwned>(
     offline: impl FnOnce(&mut Store) -> crate::Result<T>,
 ) -> crate::Result<T> {
     let (client, state) = opts.resolve()?;
-    match client.call::<T>(false, path) {
+    match wait_for_starting_agent(&state, || client.call::<T>(false, path)) {
         Ok(v) => Ok(v),
         Err(ClientError::NotRunning(socket)) => {
             if !state.join(crate::store::DB_FILE).exists() {
@@ -424,7 +453,8 @@ pub fn events(args: EventsArgs) -> crate::Result<Outcome> {
         Ok(e) => print_event(&e, output),
         Err(_) => true,
     };
-    match client.lines(&path, parse_print) {
+    let mut parse_print = parse_print;
+    match wait_for_starting_agent(&state, || client.lines(&path, &mut parse_print)) {
         Ok(()) => Ok(Outcome::OK),
         Err(ClientError::NotRunning(socket)) => {
             if args.follow {
@@ -449,14 +479,15 @@ pub fn events(args: EventsArgs) -> crate::Result<Outcome> {
 }
 
 pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
-    let (client, _) = args.client.resolve()?;
-    let report: PassReport = client.call(true, "/v1/apply").map_err(|e| match e {
-        ClientError::NotRunning(s) => crate::Error::Usage(format!(
-            "the agent is not running (nothing listens on {}); start it with `agent run`",
-            s.display()
-        )),
-        e => crate::api::Error::from(e).into(),
-    })?;
+    let (client, state) = args.client.resolve()?;
+    let report: PassReport = wait_for_starting_agent(&state, || client.call(true, "/v1/apply"))
+        .map_err(|e| match e {
+            ClientError::NotRunning(s) => crate::Error::Usage(format!(
+                "the agent is not running (nothing listens on {}); start it with `agent run`",
+                s.display()
+            )),
+            e => crate::api::Error::from(e).into(),
+        })?;
     let failed = !report.failed.is_empty() || !report.file_errors.is_empty();
     if args.output == OutputFormat::Json {
         print_json(&report)?;

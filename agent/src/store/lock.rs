@@ -55,6 +55,23 @@ impl StateLock {
         Ok(StateLock { _file: file, path })
     }
 
+    /// Whether some process holds the lock of state directory `dir` now (an agent, or a CLI
+    /// command reading the store). Creates nothing and takes nothing: a missing or unreadable
+    /// lock file counts as not held.
+    pub fn is_held(dir: &Path) -> bool {
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(dir.join(LOCK_FILE))
+        else {
+            return false;
+        };
+        matches!(
+            Flock::lock(file, FlockArg::LockSharedNonblock),
+            Err((_, Errno::EWOULDBLOCK))
+        )
+    }
+
     /// Path of the lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -71,6 +88,22 @@ fn read_pid(file: &mut File) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_held_sees_the_holder_and_creates_nothing() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| Error::Io {
+            op: "tempdir",
+            path: PathBuf::new(),
+            source,
+        })?;
+        assert!(!StateLock::is_held(dir.path()));
+        assert!(!dir.path().join(LOCK_FILE).exists());
+        let lock = StateLock::acquire(dir.path())?;
+        assert!(StateLock::is_held(dir.path()));
+        drop(lock);
+        assert!(!StateLock::is_held(dir.path()));
+        Ok(())
+    }
 
     #[test]
     fn second_lock_in_the_same_process_is_refused_and_names_the_pid() -> Result<()> {
