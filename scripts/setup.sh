@@ -2,10 +2,25 @@
 # Installs what a fresh Debian 12 machine lacks to build and test the agent. Idempotent; run as root.
 # Debian packages are listed one per line in scripts/apt/*.list (one file per area, `#` comments);
 # further idempotent steps (test images, services) are scripts/setup.d/*.sh, run in name order.
+#
+# `scripts/setup.sh --example` installs only what building the agent and running the example
+# need (scripts/apt/example.list and the busybox test images): no fuzzer, registry, skopeo or
+# benchmark tools. scripts/run-example.sh uses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mapfile -t packages < <(cat scripts/apt/*.list | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+lists=(scripts/apt/*.list)
+steps=(scripts/setup.d/*.sh)
+case "${1:-}" in
+  "") ;;
+  --example)
+    lists=(scripts/apt/example.list)
+    steps=(scripts/setup.d/20-test-images.sh)
+    ;;
+  *) echo "setup: unknown option $1 (use --example or nothing)" >&2; exit 2 ;;
+esac
+
+mapfile -t packages < <(cat "${lists[@]}" | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +36,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-for step in scripts/setup.d/*.sh; do
+for step in "${steps[@]}"; do
   [ -e "$step" ] || continue
   bash "$step"
 done

@@ -8,6 +8,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests run the real `agent` binary from target/debug: build it first.
 cargo build --workspace --locked
 cargo test --workspace --locked
+# The README's first command, end to end: scripts/run-example.sh brings the example up, checks
+# it (HTTP on 127.0.0.1:18080, the link alias), and cleans up (containers, bridges, firewall,
+# its directory). It uses the example's fixed names (bridge agent-shop, port 18080).
+example_dir=$(mktemp -d /tmp/agent-example-check.XXXXXX)
+AGENT_EXAMPLE_DIR="$example_dir" scripts/run-example.sh --check
 # Fuzz smoke run (docs/fuzz.md): 30 s per target. Unoptimised and without AddressSanitizer to
 # keep the extra build short; `scripts/fuzz.sh --long` is the real (release, ASan) run.
 FUZZ_BUILD="--dev -s none" FUZZ_SECONDS=30 scripts/fuzz.sh

@@ -125,7 +125,7 @@ fn config_path(given: Option<&Path>) -> (PathBuf, bool) {
     }
 }
 
-fn load_config(given: Option<&Path>) -> crate::Result<Config> {
+pub(super) fn load_config(given: Option<&Path>) -> crate::Result<Config> {
     let (path, required) = config_path(given);
     Config::load(&path, required).map_err(|e| crate::daemon::Error::from(e).into())
 }

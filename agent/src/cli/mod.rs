@@ -12,6 +12,7 @@ pub mod exec;
 pub mod image;
 pub mod plan;
 pub mod schema;
+pub mod system;
 pub mod validate;
 
 /// The process exit code a command asks for.
@@ -82,6 +83,9 @@ pub enum Command {
     Events(daemon::EventsArgs),
     /// Ask the running agent to reconcile now.
     Apply(daemon::ApplyArgs),
+    /// Host-level housekeeping: reset.
+    #[command(subcommand)]
+    System(system::Command),
 }
 
 /// Runs the parsed command.
@@ -104,5 +108,6 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Inspect(args) => daemon::inspect(args),
         Command::Events(args) => daemon::events(args),
         Command::Apply(args) => daemon::apply(args),
+        Command::System(cmd) => system::run(cmd),
     }
 }
