@@ -205,25 +205,35 @@ fn ask<T: serde::de::DeserializeOwned>(
     offline: impl FnOnce(&mut Store) -> crate::Result<T>,
 ) -> crate::Result<T> {
     let (client, state) = opts.resolve()?;
-    match wait_for_starting_agent(&state, || client.call::<T>(false, path)) {
-        Ok(v) => Ok(v),
-        Err(ClientError::NotRunning(socket)) => {
-            if !state.join(crate::store::DB_FILE).exists() {
-                return Err(crate::Error::Usage(format!(
-                    "the agent is not running (nothing listens on {}) and {} holds no state",
-                    socket.display(),
-                    state.display()
-                )));
-            }
-            eprintln!(
-                "agent: the agent is not running (nothing listens on {}); showing the state recorded in {}",
+    let deadline = Instant::now() + STARTUP_WAIT;
+    loop {
+        let socket = match wait_for_starting_agent(&state, || client.call::<T>(false, path)) {
+            Ok(v) => return Ok(v),
+            Err(ClientError::NotRunning(socket)) => socket,
+            Err(e) => return Err(crate::api::Error::from(e).into()),
+        };
+        if !state.join(crate::store::DB_FILE).exists() {
+            return Err(crate::Error::Usage(format!(
+                "the agent is not running (nothing listens on {}) and {} holds no state",
                 socket.display(),
                 state.display()
-            );
-            let mut store = Store::open(&state)?;
-            offline(&mut store)
+            )));
         }
-        Err(e) => Err(crate::api::Error::from(e).into()),
+        let mut store = match Store::open(&state) {
+            Ok(store) => store,
+            // An agent took the lock after the socket was tried: it is starting; ask it.
+            Err(crate::store::Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        eprintln!(
+            "agent: the agent is not running (nothing listens on {}); showing the state recorded in {}",
+            socket.display(),
+            state.display()
+        );
+        return offline(&mut store);
     }
 }
 
