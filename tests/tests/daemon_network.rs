@@ -1,7 +1,8 @@
 //! Bridge networking through the running daemon, driven by manifest files and the CLI: a
 //! published port on 127.0.0.1, a link by alias, recreation keeping the address, removal leaving
 //! nothing behind, kill -9 of the agent (no container restarts, network intact), leaked state
-//! cleaned at start-up, a veth deleted by hand repaired, and the example manifests (with their
+//! cleaned at start-up, a veth deleted by hand and a namespace deleted under a running container
+//! repaired (as changes with a cause, through the applier), and the example manifests (with their
 //! bridge, subnet and port rewritten so as not to collide with `scripts/run-example.sh`).
 //!
 //! Every fixture has its own instance (firewall table, namespace names), veth prefix, bridge and
@@ -306,13 +307,61 @@ fn kill9_restart_cleans_leaks_and_repairs_a_deleted_veth() {
     d.wait_for("srv reachable again", Duration::from_secs(20), || {
         (http_get(port)? == "srv-1\n").then_some(())
     });
-    assert_eq!(own_ip(&d, "srv"), Some(ip));
+    assert_eq!(own_ip(&d, "srv"), Some(ip.clone()));
     let again = running(&d, "srv").expect("srv running");
     assert_eq!(again["started_at"], before["started_at"], "not restarted");
+    // The repair was a change through the applier, with its cause, on the container.
+    let repair = |cause: &str| {
+        d.events().into_iter().find(|e| {
+            e["kind"] == "network.repair"
+                && e["object"] == "container/srv"
+                && e["message"]["cause"] == cause
+        })
+    };
     assert!(
-        d.events().iter().any(|e| e["kind"] == "network.repair"),
-        "a network.repair event"
+        repair("network drift").is_some(),
+        "a network.repair event on container/srv, cause network drift: {:?}",
+        d.events()
     );
+
+    // Its namespace deleted while it runs (its processes keep the old one, unreachable from the
+    // bridge): the repair makes a new one with the same address and ports and restarts it into
+    // it, journalled (no intent left open), reported with cause "netns gone".
+    let inspect: Value =
+        serde_json::from_str(&d.cli_ok(&["inspect", "srv"])).expect("inspect is JSON");
+    let netns = inspect["container"]["runtime"]["netns_path"]
+        .as_str()
+        .expect("netns path")
+        .to_string();
+    let ns_name = Path::new(&netns)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("netns name");
+    let ok = Command::new("ip")
+        .args(["netns", "del", &ns_name])
+        .status()
+        .expect("ip netns del");
+    assert!(ok.success());
+    d.cli_ok(&["apply"]);
+    d.wait_for("netns repaired", Duration::from_secs(30), || {
+        repair("netns gone")
+    });
+    d.wait_for(
+        "srv reachable in its new namespace",
+        Duration::from_secs(30),
+        || (http_get(port)? == "srv-1\n").then_some(()),
+    );
+    let again = running(&d, "srv").expect("srv running");
+    assert_ne!(again["started_at"], before["started_at"], "restarted");
+    assert_eq!(again["id"], before["id"], "the same container");
+    assert_eq!(own_ip(&d, "srv"), Some(ip));
+    assert_eq!(d.netns().len(), 1, "{:?}", d.netns());
+    assert_eq!(links_with_prefix(&d.net.veth_prefix).len(), 1);
+    let db = rusqlite::Connection::open(d.state.join("state.db")).expect("open state.db");
+    let open: i64 = db
+        .query_row("SELECT count(*) FROM intents", [], |r| r.get(0))
+        .expect("count open intents");
+    assert_eq!(open, 0, "the repair's intent is closed");
 }
 
 #[test]

@@ -90,6 +90,13 @@ pub enum Change {
         name: String,
         targets: Vec<String>,
     },
+    /// Put back the network of a running bridge-mode container that drifted: a missing bridge or
+    /// veth is created again in its namespace (the container keeps running); a namespace that
+    /// is gone is made again and the container restarted into it. Never planned from
+    /// manifests: drift repair decides it (`reconcile::engine`).
+    RepairNetwork {
+        name: String,
+    },
     /// Forget an image reference no desired object uses (its blobs go with the last reference).
     RemoveImage {
         image: String,
@@ -130,7 +137,8 @@ impl Change {
             | Change::StopContainer { name }
             | Change::RemoveContainer { name, .. }
             | Change::UpdateContainer { name, .. }
-            | Change::RefreshLinks { name, .. } => name,
+            | Change::RefreshLinks { name, .. }
+            | Change::RepairNetwork { name } => name,
         }
     }
 
@@ -152,6 +160,7 @@ impl Change {
             Change::StopContainer { .. } => "stop",
             Change::RecreateContainer { .. } => "recreate",
             Change::RefreshLinks { .. } => "refresh-links",
+            Change::RepairNetwork { .. } => "repair-network",
         }
     }
 

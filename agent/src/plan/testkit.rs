@@ -267,7 +267,7 @@ pub fn try_apply_change(actual: &mut Actual, change: &Change) -> Result<(), Stri
             ensure!(cfg.hash().as_ref() == Some(hash), "update hash of {name}");
             *c = ActualContainer::new(Some(cfg), c.state);
         }
-        Change::RefreshLinks { name, .. } => {
+        Change::RefreshLinks { name, .. } | Change::RepairNetwork { name } => {
             ensure!(
                 actual.containers.contains_key(name),
                 "refresh of absent {name}"

@@ -9,6 +9,7 @@
 //! |--------------------|----------------------------------------|--------------------------------|
 //! | `start-container`  | the process runs                       | finished: recorded running     |
 //! |                    | it does not                            | nothing: the row says created or exited and the plan or the restart policy decides |
+//! |                    | it does not, the intent is a network repair's and the row says running | started again (attached first): the repair was cut between its stop and its start |
 //! | `remove-container` | anything                               | finished: runtime container, layer and network removed, the row deleted (kept in `removing` when it is being replaced) |
 //!
 //! A create needs no intent: its row is written first, in state `removing`, so a create cut short
@@ -119,6 +120,23 @@ fn restart_ran(intent: &Intent, info: &crate::driver::exec::ContainerInfo) -> bo
     is_restart && !info.status.is_running() && started.is_some_and(|s| s >= intent.started_at)
 }
 
+/// Whether a start intent journals a network repair's restart (see
+/// [`Applier::repair_network`](super::apply::Applier)).
+fn is_repair(intent: &Intent) -> bool {
+    intent
+        .payload
+        .get("repair")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+fn running_pid(info: &crate::driver::exec::ContainerInfo) -> Option<i32> {
+    match info.status {
+        crate::driver::exec::ContainerStatus::Running { pid, .. } => Some(pid),
+        _ => None,
+    }
+}
+
 fn settle(
     applier: &Applier,
     store: &SharedStore,
@@ -132,7 +150,9 @@ fn settle(
     let (kind, line, row_update) = match intent.kind.as_str() {
         INTENT_START => match (row, applier.exec.state(id)) {
             (Some(mut r), Ok(info))
-                if info.status.is_running() && r.state != ContainerState::Running =>
+                if info.status.is_running()
+                    && (r.state != ContainerState::Running
+                        || running_pid(&info) != r.runtime.container_pid) =>
             {
                 r.state = ContainerState::Running;
                 r.started_at = Some(super::pass::now_ms());
@@ -165,6 +185,22 @@ fn settle(
                         r.restart_count
                     )),
                     Some(r),
+                )
+            }
+            // A network repair cut between the stop and the start: start it again (attached
+            // first), as the repair would have.
+            (Some(r), Ok(info))
+                if is_repair(intent)
+                    && !info.status.is_running()
+                    && r.state == ContainerState::Running =>
+            {
+                applier.start(store, name)?;
+                (
+                    Some("recovery.finish"),
+                    Some(format!(
+                        "interrupted network repair of {name} finished: attached and started again"
+                    )),
+                    None,
                 )
             }
             _ => (None, None, None),

@@ -38,6 +38,10 @@ pub enum Cause {
     User { grace: Option<Duration> },
     /// The agent is shutting down with `stop_containers_on_exit`.
     AgentExit,
+    /// A running container's bridge or veth was deleted from under it.
+    NetworkDrift,
+    /// A running container's network namespace is gone (its processes hold the old one).
+    NetnsGone,
 }
 
 impl std::fmt::Display for Cause {
@@ -48,6 +52,8 @@ impl std::fmt::Display for Cause {
             Cause::Unhealthy => "unhealthy",
             Cause::User { .. } => "user",
             Cause::AgentExit => "agent exit",
+            Cause::NetworkDrift => "network drift",
+            Cause::NetnsGone => "netns gone",
         })
     }
 }

@@ -30,7 +30,7 @@ pub use config::{DriverOptions, FirewallChoice, NetworkConfig};
 pub use driver::NetworkDriver;
 pub use firewall::{AnyFirewall, FirewallDriver, FirewallState};
 pub use ipam::{FileStore, IpamStore, StoreError};
-pub use repair::Repair;
+pub use repair::{Drift, Repair, RepairSnapshot};
 pub use types::{
     AttachRequest, Attachment, AttachmentRecord, Endpoint, LinkRequest, NetworkMode, PortMapping,
     Protocol, PublishedPort,

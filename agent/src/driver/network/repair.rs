@@ -37,7 +37,70 @@ pub struct RepairSnapshot {
     links: HashSet<String>,
 }
 
+/// What [`NetworkDriver::check_with`] found, without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// No complete attachment is recorded for this container.
+    NotAttached,
+    /// Everything recorded is in place.
+    Intact,
+    /// A bridge or host veth is missing; one line each (the namespace is still there).
+    Missing(Vec<String>),
+    /// The container's own namespace is no longer mounted.
+    NamespaceGone,
+}
+
 impl NetworkDriver {
+    /// Checks a container's recorded attachment against the kernel, changing nothing: what
+    /// drift repair (a [`NetworkDriver::repair`] later, by the applier) would have to put back.
+    /// `snapshot` as for [`NetworkDriver::repair_with`].
+    pub fn check_with(
+        &self,
+        container_id: &str,
+        snapshot: &mut Option<RepairSnapshot>,
+    ) -> Result<Drift, Error> {
+        let snap = match snapshot {
+            Some(s) => s,
+            None => snapshot.insert(RepairSnapshot {
+                attachments: self.store().attachments()?,
+                links: netlink::run_in(None, |h| async move { netlink::list_links(&h).await })?
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect(),
+            }),
+        };
+        let Some(rec) = snap
+            .attachments
+            .iter()
+            .find(|r| r.container_id == container_id && r.complete)
+        else {
+            return Ok(Drift::NotAttached);
+        };
+        let Some(path) = &rec.owned_netns else {
+            return Ok(Drift::Intact);
+        };
+        if !netns::is_mounted(path) {
+            return Ok(Drift::NamespaceGone);
+        }
+        if !matches!(rec.mode, NetworkMode::Bridge(_)) {
+            return Ok(Drift::Intact);
+        }
+        let mut missing = Vec::new();
+        for e in &rec.endpoints {
+            if !snap.links.contains(&e.bridge) {
+                missing.push(format!("bridge {}", e.bridge));
+            }
+            if !snap.links.contains(&e.host_veth) {
+                missing.push(format!("veth {}", e.host_veth));
+            }
+        }
+        Ok(if missing.is_empty() {
+            Drift::Intact
+        } else {
+            Drift::Missing(missing)
+        })
+    }
+
     /// Checks a container's recorded attachment against the kernel and puts back missing
     /// bridges and veths (see the module docs).
     pub fn repair(&self, container_id: &str) -> Result<Repair, Error> {

@@ -317,6 +317,10 @@ impl Applier {
             Change::RefreshLinks { name, .. } => {
                 self.net()?.refresh_links(store, &self.state_dir, name)?;
             }
+            Change::RepairNetwork { name } => {
+                let cause = super::work::Cause::NetworkDrift;
+                return self.repair_network(store, name, &cause).map(|a| a.line);
+            }
         }
         let kind = format!("{:?}.{}", step.change.kind(), step.change.action()).to_lowercase();
         let object = format!(
@@ -517,7 +521,9 @@ impl Applier {
         })
     }
 
-    fn start(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
+    /// Starts a created or stopped container (attached again first in bridge mode) under a
+    /// start intent, and records it running.
+    pub(crate) fn start(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
         let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Err(ApplyError::Other(format!("no such container {name}")));
         };
@@ -558,6 +564,13 @@ impl Applier {
                 now_ms(),
             )
         })?;
+        let pid = self.start_or_adopt(name, id)?;
+        Ok(Started { pid, intent })
+    }
+
+    /// Starts runtime container `id`, or adopts its process when it runs already (started by an
+    /// agent killed before it could record that). The caller holds a start intent.
+    fn start_or_adopt(&self, name: &str, id: &str) -> Result<i32, ApplyError> {
         let running = match self.exec.state(id) {
             Ok(crate::driver::exec::ContainerInfo {
                 status: crate::driver::exec::ContainerStatus::Running { pid, .. },
@@ -573,7 +586,7 @@ impl Applier {
             None => self.exec.start(id)?,
         };
         debug_pause("start", name);
-        Ok(Started { pid, intent })
+        Ok(pid)
     }
 
     fn stop(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {

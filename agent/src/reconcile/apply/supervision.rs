@@ -1,10 +1,10 @@
 //! Works the plan does not make: the restart policy's restart, the stop of an unhealthy
-//! container, `agent stop` / `agent start`, the stop at the agent's exit; and the dispatch of
-//! every work to its handler.
+//! container, `agent stop` / `agent start`, the stop at the agent's exit, network drift repair;
+//! and the dispatch of every work to its handler.
 
 use serde_json::json;
 
-use super::{Applied, Applier, ApplyError, debug_panic};
+use super::{Applied, Applier, ApplyError, INTENT_START, debug_panic, new_intent};
 use crate::driver::exec::ExecDriver;
 use crate::plan::{Change, EffectiveContainer};
 use crate::reconcile::pass::{event, now_ms};
@@ -54,6 +54,7 @@ impl Applier {
                 )))
             }
             (Change::RestartContainer { .. }, _) => self.restart(store, name),
+            (Change::RepairNetwork { .. }, cause) => self.repair_network(store, name, cause),
             _ => self.apply(store, &work.step).map(Applied::from),
         }
     }
@@ -134,5 +135,96 @@ impl Applier {
         })?;
         tracing::info!(container = %name, restarts = count, "container restarted");
         Ok(Applied::from(format!("restarted {name}")))
+    }
+
+    /// Drift repair of a bridge-mode container's network ([`Change::RepairNetwork`]): a missing
+    /// bridge or veth is put back inside its namespace (the process keeps running); a namespace
+    /// that is gone is made again under the same address and ports, and a running container is
+    /// stopped and started into it. That restart is journalled as a start intent (payload
+    /// `"repair": true`) taken before the stop: recovery starts the container when a crash cuts
+    /// it between the stop and the start, and adopts the process when it cut after the start.
+    pub(super) fn repair_network(
+        &self,
+        store: &SharedStore,
+        name: &str,
+        cause: &Cause,
+    ) -> Result<Applied, ApplyError> {
+        let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(Applied::unchanged(format!("{name} is gone")));
+        };
+        if !matches!(
+            rec.state,
+            ContainerState::Running | ContainerState::Restarting | ContainerState::Created
+        ) {
+            return Ok(Applied::unchanged(format!(
+                "{name} is {}: no network to repair",
+                rec.state
+            )));
+        }
+        let config = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
+            .map_err(|e| ApplyError::Other(format!("{name}: its recorded config: {e}")))?;
+        if !crate::reconcile::translate::network::uses_driver(&config) {
+            return Ok(Applied::unchanged(format!("{name} is not in bridge mode")));
+        }
+        let net = self.net()?;
+        let running = self
+            .exec
+            .state(&rec.id)
+            .is_ok_and(|i| i.status.is_running());
+        let line = match net.driver().repair(&rec.id).map_err(|e| {
+            ApplyError::Network(crate::reconcile::translate::network::NetError::from(e))
+        })? {
+            crate::driver::network::Repair::Intact => {
+                return Ok(Applied::unchanged(format!("network of {name} is intact")));
+            }
+            crate::driver::network::Repair::Repaired(what) => {
+                format!("repaired network of {name}: {}", what.join(", "))
+            }
+            _ if !running => {
+                let what = net
+                    .ensure_attached(store, &self.state_dir, &rec.id, &config)?
+                    .unwrap_or_default();
+                format!("network of {name}: {what}")
+            }
+            _ => {
+                let intent = lock(store).transaction(|tx| {
+                    tx.begin_intent(
+                        &new_intent(
+                            INTENT_START,
+                            name,
+                            json!({"id": rec.id, "restart": false, "repair": true}),
+                        ),
+                        now_ms(),
+                    )
+                })?;
+                self.exec
+                    .stop(&rec.id, crate::reconcile::supervise::grace_of(&rec.config))?;
+                let what = net
+                    .ensure_attached(store, &self.state_dir, &rec.id, &config)?
+                    .unwrap_or_default();
+                let pid = self.start_or_adopt(name, &rec.id)?;
+                rec.state = ContainerState::Running;
+                rec.runtime.container_pid = Some(pid);
+                rec.started_at = Some(now_ms());
+                rec.exit_code = None;
+                rec.signal = None;
+                lock(store).transaction(|tx| {
+                    tx.upsert_container(&rec)?;
+                    tx.finish_intent(intent)
+                })?;
+                tracing::warn!(container = %name, "network namespace was gone: attached again and restarted");
+                format!("network of {name} was gone: {what}; restarted")
+            }
+        };
+        tracing::warn!(repair = %line, cause = %cause, "network drift repaired");
+        lock(store).transaction(|tx| {
+            event(
+                tx,
+                "network.repair",
+                &format!("container/{name}"),
+                json!({"reason": line, "cause": cause.to_string()}),
+            )
+        })?;
+        Ok(Applied::from(line))
     }
 }

@@ -1,11 +1,13 @@
 //! The loop's housekeeping, apart from passes and works: recovery and network clean-up at
-//! start-up, network drift repair, host problems for `agent status` (another firewall
+//! start-up, network drift found (its repair is a work), host problems for `agent status` (another firewall
 //! dropping the bridges' traffic, containers running without their monitor), and stopping
 //! every container at exit when configured.
 
 use serde_json::json;
 
 use super::{Engine, Queue, apply_fn};
+use crate::driver::network::Drift;
+use crate::manifest::Kind;
 use crate::plan::Change;
 use crate::reconcile::pass;
 use crate::reconcile::report::PassReport;
@@ -100,38 +102,44 @@ impl Engine {
         }
     }
 
-    /// Drift: the network of every running bridge-mode container checked and repaired
-    /// (containers with a work in flight are left to it).
-    pub(super) fn network_repair(&mut self, report: &mut PassReport) {
+    /// Drift: the network of every running bridge-mode container checked (changing nothing);
+    /// each one that drifted gets a [`Change::RepairNetwork`] work, cause network drift or netns
+    /// gone, added to the pass `open`. Containers with a work in flight are left to it (a
+    /// container being created or stopped looks like drift), and all are while a network is
+    /// being changed.
+    pub(super) fn network_repair(&mut self, open: &mut super::OpenReport) {
         let Some(applier) = self.p.applier.as_ref() else {
             return;
         };
         let Ok(net) = &applier.net else {
             return;
         };
-        if self.queue.in_flight() > 0 {
-            // A container being created or stopped looks like drift: repair at the next resync.
+        if self.queue.in_flight_where(|k| k.starts_with("network/")) > 0 {
             return;
         }
-        let (done, failed) = net.repair(&self.p.store, &applier.state_dir, &applier.exec);
-        for line in &done {
-            tracing::warn!(repair = %line, "network drift repaired");
+        let queue = &self.queue;
+        let busy = |name: &str| queue.busy(&crate::reconcile::work::key(Kind::Container, name));
+        let (found, failed) = net.drift(&self.p.store, &busy);
+        open.report.failed.extend(failed);
+        let works: Vec<Work> = found
+            .into_iter()
+            .map(|(name, drift)| {
+                let (cause, what) = match drift {
+                    Drift::NamespaceGone => (
+                        Cause::NetnsGone,
+                        "its network namespace is gone".to_string(),
+                    ),
+                    Drift::NotAttached => (Cause::NetworkDrift, "it is not attached".to_string()),
+                    Drift::Missing(m) => (Cause::NetworkDrift, format!("missing {}", m.join(", "))),
+                    Drift::Intact => (Cause::NetworkDrift, String::new()),
+                };
+                Work::container(Change::RepairNetwork { name }, cause, what)
+            })
+            .collect();
+        for w in works {
+            let id = self.submit_one(w);
+            open.outstanding.insert(id);
         }
-        if !done.is_empty() {
-            let _ = lock(&self.p.store).transaction(|tx| {
-                for line in &done {
-                    pass::event(
-                        tx,
-                        "network.repair",
-                        "network/drift",
-                        serde_json::json!({"reason": line}),
-                    )?;
-                }
-                Ok::<_, crate::store::Error>(())
-            });
-        }
-        report.applied.extend(done);
-        report.failed.extend(failed);
     }
 
     /// `stop_containers_on_exit`: stops every running container (in parallel: stop signal,

@@ -286,7 +286,7 @@ impl Engine {
             }
         }
         if rescan || startup {
-            self.network_repair(&mut open.report);
+            self.network_repair(&mut open);
             self.host_warnings();
             self.report_unmonitored();
         }

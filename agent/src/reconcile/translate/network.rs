@@ -24,10 +24,12 @@
 //! Running containers are not attached again (their namespaces and veths are still there); the
 //! firewall is rebuilt from the records, so their published ports keep working.
 //!
-//! Drift ([`Net::repair`], every pass): each running container's namespace and veths are checked.
-//! A missing veth (deleted by hand) or bridge is created again inside the existing namespace,
-//! with the same address: the container keeps running. A namespace that is gone is attached
-//! again and the container restarted, since its processes hold the old one.
+//! Drift ([`Net::drift`], at start-up, resync and `agent apply`): each running container's
+//! namespace and veths are checked, changing nothing; what drifted becomes a
+//! [`crate::plan::Change::RepairNetwork`] work that the applier runs: a missing veth (deleted by
+//! hand) or bridge is created again inside the existing namespace, with the same address, and
+//! the container keeps running; a namespace that is gone is attached again and the container
+//! restarted, since its processes hold the old one.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -36,7 +38,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::daemon::config::Config;
 use crate::driver::exec::spec;
-use crate::driver::exec::{AnyExecDriver, ExecDriver};
 use crate::driver::network::{
     self as net, AttachRequest, CleanupReport, DriverOptions, LinkRequest, NetworkDriver,
     PortMapping, Protocol, Repair,
@@ -454,26 +455,28 @@ impl Net {
         report
     }
 
-    /// Checks the network of every running bridge-mode container and repairs it (module docs).
-    /// Returns (what was repaired, what failed).
-    pub fn repair(
+    /// Checks the network of every running bridge-mode container (`skip` says which to leave
+    /// alone: a work on them is in flight), changing nothing. Returns the containers whose
+    /// network drifted, with what was found, and the checks that failed. The repair is a work
+    /// ([`crate::plan::Change::RepairNetwork`]) the applier runs.
+    pub fn drift(
         &self,
         store: &SharedStore,
-        state_dir: &Path,
-        exec: &AnyExecDriver,
-    ) -> (Vec<String>, Vec<String>) {
-        let (mut done, mut failed) = (Vec::new(), Vec::new());
+        skip: &dyn Fn(&str) -> bool,
+    ) -> (Vec<(String, net::Drift)>, Vec<String>) {
+        let (mut found, mut failed) = (Vec::new(), Vec::new());
         let containers = match lock(store).transaction(|tx| tx.containers()) {
             Ok(c) => c,
-            Err(e) => return (done, vec![format!("reading containers: {e}")]),
+            Err(e) => return (found, vec![format!("reading containers: {e}")]),
         };
-        // One read of the attachments and links serves every container until something changes.
+        // One read of the attachments and links serves every container.
         let mut snapshot = None;
         for rec in containers {
             if !matches!(
                 rec.state,
                 ContainerState::Running | ContainerState::Restarting | ContainerState::Created
-            ) {
+            ) || skip(&rec.name)
+            {
                 continue;
             }
             let Ok(config) = serde_json::from_value::<EffectiveContainer>(rec.config.clone())
@@ -483,27 +486,13 @@ impl Net {
             if !uses_driver(&config) {
                 continue;
             }
-            let outcome = self.driver.repair_with(&rec.id, &mut snapshot);
-            if !matches!(outcome, Ok(Repair::Intact)) {
-                snapshot = None;
-            }
-            match outcome {
-                Ok(Repair::Intact) => {}
-                Ok(Repair::Repaired(what)) => done.push(format!(
-                    "repaired network of {}: {}",
-                    rec.name,
-                    what.join(", ")
-                )),
-                Ok(Repair::NotAttached | Repair::NamespaceGone) => {
-                    match self.reattach(store, state_dir, exec, &rec, &config) {
-                        Ok(line) => done.push(line),
-                        Err(e) => failed.push(format!("network of {}: {e}", rec.name)),
-                    }
-                }
-                Err(e) => failed.push(format!("network of {}: {e}", rec.name)),
+            match self.driver.check_with(&rec.id, &mut snapshot) {
+                Ok(net::Drift::Intact) => {}
+                Ok(d) => found.push((rec.name, d)),
+                Err(e) => failed.push(format!("checking the network of {}: {e}", rec.name)),
             }
         }
-        (done, failed)
+        (found, failed)
     }
 
     /// Makes sure a bridge-mode container that is about to start is attached (it was detached
@@ -536,46 +525,6 @@ impl Net {
                 }
                 Ok(Some(format!("attached again ({})", w.summary)))
             }
-        }
-    }
-
-    /// Attaches a container again under its id (same address and ports); a running container is
-    /// restarted into the new namespace.
-    fn reattach(
-        &self,
-        store: &SharedStore,
-        state_dir: &Path,
-        exec: &AnyExecDriver,
-        rec: &ContainerRecord,
-        config: &EffectiveContainer,
-    ) -> Result<String, NetError> {
-        let running = exec.state(&rec.id).is_ok_and(|i| i.status.is_running());
-        let exec_err = |e: crate::driver::exec::Error| NetError::Container {
-            container: rec.name.clone(),
-            reason: e.to_string(),
-        };
-        if running {
-            exec.stop(&rec.id, crate::reconcile::supervise::grace_of(&rec.config))
-                .map_err(exec_err)?;
-        }
-        let what = self
-            .ensure_attached(store, state_dir, &rec.id, config)?
-            .unwrap_or_default();
-        if running {
-            let pid = exec.start(&rec.id).map_err(exec_err)?;
-            let mut r = lock(store)
-                .transaction(|tx| tx.container(&rec.name))?
-                .unwrap_or_else(|| rec.clone());
-            r.runtime.container_pid = Some(pid);
-            r.started_at = Some(crate::reconcile::pass::now_ms());
-            lock(store).transaction(|tx| tx.upsert_container(&r))?;
-            tracing::warn!(container = %rec.name, "network namespace was gone: attached again and restarted");
-            Ok(format!(
-                "network of {} was gone: {what}; restarted",
-                rec.name
-            ))
-        } else {
-            Ok(format!("network of {}: {what}", rec.name))
         }
     }
 }
