@@ -19,9 +19,12 @@
 //!   AT_RECURSIVE), so that a mount below the source is not writable either; kernels before 5.12
 //!   lack mount_setattr and such a mount is refused with that reason. The host's `/sys` bound
 //!   for `network: host` is recursively read-only too.
-//! - rlimits: `nofile` defaults to 1024:1024 (containerd's default) when not given; a hard limit
-//!   above the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE
-//!   (the kernel would answer EPERM deep inside container creation).
+//! - rlimits: `nofile` defaults to soft 1024 and a high hard limit ([`default_nofile`]): what
+//!   Docker 25+ gives (1024:524288, inherited from systemd) and Podman (1048576, bounded by its
+//!   own hard limit when it cannot raise it), so that a server raises its own soft limit as far
+//!   as it needs (MariaDB, Redis do) while programs using `select` keep 1024. A hard limit above
+//!   the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE (the
+//!   kernel would answer EPERM deep inside container creation).
 //! - Memory swap: Docker's `--memory-swap` meaning (memory + swap); unset with a memory limit
 //!   means twice the memory where the host accounts swap, nothing otherwise.
 //! - Devices on cgroup v2: libcontainer enforces the device allow-list on v2 only with its
@@ -60,6 +63,9 @@ pub struct HostInfo {
     pub rlimit_hard: BTreeMap<String, u64>,
     /// The agent holds CAP_SYS_RESOURCE and may raise hard limits.
     pub can_raise_rlimits: bool,
+    /// `fs.nr_open`: no `nofile` limit may exceed it, even with CAP_SYS_RESOURCE (`None`:
+    /// unknown).
+    pub nr_open: Option<u64>,
     /// Parent of every container's cgroup (`/agent`).
     pub cgroup_parent: String,
     /// The v1 hierarchies the container gets a cgroup in (empty on a v2-only host).
@@ -136,6 +142,9 @@ impl HostInfo {
             kernel,
             rlimit_hard,
             can_raise_rlimits: has_cap_sys_resource(),
+            nr_open: std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
             cgroup_parent: cgroup_parent.to_string(),
             cap_bounding: std::fs::read_to_string("/proc/self/status")
                 .ok()
@@ -257,9 +266,30 @@ fn invalid(spec: &ContainerSpec, field: &str, reason: impl Into<String>) -> Erro
 }
 
 /// The rlimits, defaults included, checked against what the host allows.
+/// The highest default `nofile` hard limit: Podman's (and the kernel's default `fs.nr_open`).
+pub const NOFILE_HARD_DEFAULT: u64 = 1_048_576;
+/// The default `nofile` soft limit: what `select(2)` can handle, systemd's and Docker's default.
+pub const NOFILE_SOFT_DEFAULT: u64 = 1024;
+
+/// `nofile` (soft, hard) of a container whose manifest does not set it: soft 1024; hard
+/// [`NOFILE_HARD_DEFAULT`] bounded by `fs.nr_open` and, when the agent cannot raise hard limits
+/// (no CAP_SYS_RESOURCE), by the agent's own hard limit.
+pub fn default_nofile(host: &HostInfo) -> (u64, u64) {
+    let mut hard = NOFILE_HARD_DEFAULT;
+    if !host.can_raise_rlimits
+        && let Some(&own) = host.rlimit_hard.get("nofile")
+    {
+        hard = hard.min(own);
+    }
+    if let Some(nr_open) = host.nr_open {
+        hard = hard.min(nr_open);
+    }
+    (NOFILE_SOFT_DEFAULT.min(hard), hard)
+}
+
 pub fn rlimits(spec: &ContainerSpec, host: &HostInfo) -> Result<Vec<PosixRlimit>, Error> {
     let mut wanted: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    wanted.insert("nofile", (1024, 1024));
+    wanted.insert("nofile", default_nofile(host));
     for r in &spec.rlimits {
         let Some((name, _, _)) = RLIMITS.iter().find(|(n, _, _)| *n == r.name) else {
             let names: Vec<&str> = RLIMITS.iter().map(|(n, _, _)| *n).collect();

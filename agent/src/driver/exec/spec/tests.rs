@@ -20,6 +20,7 @@ fn host() -> HostInfo {
         kernel: (6, 1),
         rlimit_hard: BTreeMap::from([("nofile".to_string(), 20000), ("nproc".to_string(), 96000)]),
         can_raise_rlimits: false,
+        nr_open: Some(1_048_576),
         cgroup_parent: "/agent".into(),
         cap_bounding: None,
         cgroup_v1: crate::driver::exec::cgroups::v1_hierarchies_in(
@@ -249,6 +250,22 @@ fn secure_join_stays_inside_root() {
 }
 
 #[test]
+fn default_nofile_is_bounded_by_what_the_host_allows() {
+    let mut h = host();
+    assert_eq!(build::default_nofile(&h), (1024, 20000));
+    h.can_raise_rlimits = true;
+    assert_eq!(build::default_nofile(&h), (1024, 1_048_576));
+    h.nr_open = Some(65536);
+    assert_eq!(build::default_nofile(&h), (1024, 65536));
+    h.can_raise_rlimits = false;
+    h.rlimit_hard.insert("nofile".into(), 512);
+    assert_eq!(build::default_nofile(&h), (512, 512));
+    h.rlimit_hard.insert("nofile".into(), 4_000_000);
+    h.nr_open = None;
+    assert_eq!(build::default_nofile(&h), (1024, 1_048_576));
+}
+
+#[test]
 fn rlimits_default_and_host_bound() {
     let mut s = spec();
     let out = build_ok(&s);
@@ -259,7 +276,8 @@ fn rlimits_default_and_host_bound() {
         .unwrap_or_default();
     assert_eq!(rl.len(), 1);
     assert_eq!(rl[0].typ(), PosixRlimitType::RlimitNofile);
-    assert_eq!((rl[0].soft(), rl[0].hard()), (1024, 1024));
+    // soft 1024, hard as high as the agent may give: its own hard limit here
+    assert_eq!((rl[0].soft(), rl[0].hard()), (1024, 20000));
     s.rlimits = vec![Rlimit {
         name: "nofile".into(),
         soft: 2048,
