@@ -202,7 +202,12 @@ async fn with_store<T: Send + 'static>(
 
 async fn ps(State(state): State<ApiState>) -> Response {
     match with_store(&state, types::ps).await {
-        Ok(rows) => Json(rows).into_response(),
+        Ok(rows) => Json(types::ps_live(
+            rows,
+            &state.board.failures(),
+            &state.board.stopping_now(),
+        ))
+        .into_response(),
         Err(r) => r,
     }
 }
@@ -211,10 +216,16 @@ async fn status(State(state): State<ApiState>) -> Response {
     let dir_error = (state.dir_error)();
     match with_store(&state, types::files).await {
         Ok(files) => Json(StatusReport {
+            failures: state
+                .board
+                .failures()
+                .into_iter()
+                .filter(|f| f.file.is_none())
+                .collect(),
             in_flight: state.board.list(),
             warnings: state.board.warnings(),
             agent_running: true,
-            files,
+            files: types::files_live(files, &state.board.failures()),
             dir_error,
         })
         .into_response(),

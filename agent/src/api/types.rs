@@ -25,16 +25,33 @@ pub struct PsRow {
     pub finished_at: Option<i64>,
     pub exit_code: Option<i32>,
     pub restarts: u32,
+    /// Why its last change failed (`failed`), or was not tried because a change it depends on
+    /// failed (`pending`); from the running agent only.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Unix milliseconds of the next try after a failure.
+    #[serde(default)]
+    pub retry_at: Option<i64>,
+    /// Unix milliseconds when its stop began (`stopping`) and the grace period before SIGKILL.
+    #[serde(default)]
+    pub stopping_since: Option<i64>,
+    #[serde(default)]
+    pub grace_ms: Option<u64>,
 }
 
 /// One line of `agent status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStatus {
     pub path: String,
-    /// `ok` or `error`.
+    /// `ok`, `error` (it does not load) or `failing` (it loads, but changes of its objects
+    /// fail: see `failing`).
     pub status: String,
     /// The load error with file:line:col; the file's last good objects stay in force.
     pub error: Option<String>,
+    /// The failures of the objects it declares (`create web failed: ...`), each with its next
+    /// try; from the running agent only.
+    #[serde(default)]
+    pub failing: Vec<Failure>,
     /// Unix milliseconds of the latest load attempt and of the last apply.
     pub loaded_at: Option<i64>,
     pub applied_at: Option<i64>,
@@ -54,6 +71,9 @@ pub struct StatusReport {
     /// Host problems the agent found (another firewall dropping its bridges' traffic, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Failures of objects no manifest file declares (a pull of an image named by reference).
+    #[serde(default)]
+    pub failures: Vec<Failure>,
 }
 
 /// `agent inspect NAME`.
@@ -67,7 +87,7 @@ pub struct Inspect {
     pub events: Vec<Event>,
 }
 
-pub use crate::reconcile::report::{ActionReport, InFlight, PassReport};
+pub use crate::reconcile::report::{ActionReport, Failure, InFlight, PassReport, Stopping};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,8 +130,80 @@ pub fn ps(tx: &Tx<'_>) -> store::Result<Vec<PsRow>> {
             finished_at: c.finished_at,
             exit_code: c.exit_code,
             restarts: c.restart_count,
+            error: None,
+            retry_at: None,
+            stopping_since: None,
+            grace_ms: None,
         })
         .collect())
+}
+
+/// What only the running agent knows, added to `agent ps`'s rows: a container in its stop's
+/// grace period is `stopping`; one whose last change failed is `failed` (`pending` when it was
+/// not tried because a change it depends on failed), listed even when it does not exist (its
+/// create failed), with the error and the next try. A running container keeps its state and
+/// shows the error.
+pub fn ps_live(
+    mut rows: Vec<PsRow>,
+    failures: &[Failure],
+    stopping: &std::collections::BTreeMap<String, Stopping>,
+) -> Vec<PsRow> {
+    for f in failures {
+        let Some(name) = f.object.strip_prefix("container/") else {
+            continue;
+        };
+        let state = if f.skipped { "pending" } else { "failed" };
+        match rows.iter_mut().find(|r| r.name == name) {
+            Some(r) => {
+                if r.state != "running" {
+                    r.state = state.into();
+                }
+                r.error = Some(f.error.clone());
+                r.retry_at = f.retry_at;
+            }
+            None => rows.push(PsRow {
+                name: name.to_string(),
+                id: String::new(),
+                state: state.into(),
+                health: None,
+                image_digest: String::new(),
+                ports: Vec::new(),
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                restarts: 0,
+                error: Some(f.error.clone()),
+                retry_at: f.retry_at,
+                stopping_since: None,
+                grace_ms: None,
+            }),
+        }
+    }
+    for (name, s) in stopping {
+        if let Some(r) = rows.iter_mut().find(|r| &r.name == name) {
+            r.state = "stopping".into();
+            r.stopping_since = Some(s.since);
+            r.grace_ms = Some(s.grace_ms);
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// What only the running agent knows, added to `agent status`'s files: a file that loads but
+/// whose objects' changes fail is `failing`, with those failures.
+pub fn files_live(mut files: Vec<FileStatus>, failures: &[Failure]) -> Vec<FileStatus> {
+    for f in &mut files {
+        f.failing = failures
+            .iter()
+            .filter(|x| x.file.as_deref() == Some(f.path.as_str()))
+            .cloned()
+            .collect();
+        if f.error.is_none() && !f.failing.is_empty() {
+            f.status = "failing".into();
+        }
+    }
+    files
 }
 
 /// Per manifest file status.
@@ -128,6 +220,7 @@ pub fn files(tx: &Tx<'_>) -> store::Result<Vec<FileStatus>> {
             .into(),
             path: m.path,
             error: m.last_error,
+            failing: Vec::new(),
             loaded_at: m.loaded_at,
             applied_at: m.applied_at,
         })

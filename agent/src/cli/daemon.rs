@@ -257,6 +257,18 @@ pub fn short_duration(ms: i64) -> String {
 
 fn status_text(r: &PsRow, now: i64) -> String {
     match (r.state.as_str(), r.started_at, r.finished_at) {
+        ("stopping", _, _) => {
+            let so_far = short_duration(now - r.stopping_since.unwrap_or(now));
+            let grace = r.grace_ms.map_or("?".into(), |g| {
+                short_duration(i64::try_from(g).unwrap_or(i64::MAX))
+            });
+            format!("stopping for {so_far} (SIGKILL after {grace})")
+        }
+        ("failed" | "pending", _, _) => match r.retry_at {
+            Some(at) if at > now => format!("next try in {}", short_duration(at - now + 999)),
+            Some(_) => "next try now".into(),
+            None => "next try at the next pass".into(),
+        },
         ("running", Some(start), _) => format!("up {}", short_duration(now - start)),
         ("exited" | "stopped-by-user" | "restarting" | "dead", _, Some(end)) => format!(
             "{} ({}) {} ago",
@@ -329,7 +341,14 @@ pub fn ps(args: PsArgs) -> crate::Result<Outcome> {
             r.restarts.to_string(),
         ]);
     }
-    let _ = write!(std::io::stdout().lock(), "{}", table(&t));
+    let mut out = table(&t);
+    // The reasons below the table: they are long, and a column would stretch every line.
+    for r in &rows {
+        if let Some(e) = &r.error {
+            out.push_str(&format!("{}: {e}\n", r.name));
+        }
+    }
+    let _ = write!(std::io::stdout().lock(), "{out}");
     Ok(Outcome::OK)
 }
 
@@ -348,12 +367,15 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
         Ok(StatusReport {
             in_flight: Vec::new(),
             warnings: Vec::new(),
+            failures: Vec::new(),
             agent_running: false,
             files: s.transaction(types::files)?,
             dir_error: None,
         })
     })?;
-    let broken = report.files.iter().any(|f| f.status != "ok") || report.dir_error.is_some();
+    let broken = report.files.iter().any(|f| f.status != "ok")
+        || report.dir_error.is_some()
+        || !report.failures.is_empty();
     if args.output == OutputFormat::Json {
         print_json(&report)?;
     } else {
@@ -365,8 +387,12 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
         if report.files.is_empty() {
             println!("no manifest files");
         }
+        let now = crate::reconcile::pass::now_ms();
         for f in &report.files {
-            print_file_status(f);
+            print_file_status(f, now);
+        }
+        for f in &report.failures {
+            println!("failing: {}", failure_text(f, now));
         }
         for w in &report.warnings {
             println!("warning: {w}");
@@ -383,7 +409,39 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
     Ok(if broken { Outcome::FAILED } else { Outcome::OK })
 }
 
-fn print_file_status(f: &FileStatus) {
+/// `create web failed: ... (3 times since 2m; next try in 8s)`.
+fn failure_text(f: &types::Failure, now: i64) -> String {
+    let mut s = f.error.clone();
+    let times = if f.attempts > 1 {
+        format!(
+            "{} times in a row since {} ago; ",
+            f.attempts,
+            short_duration(now - f.since)
+        )
+    } else {
+        String::new()
+    };
+    let next = match f.retry_at {
+        Some(at) if at > now => format!("next try in {}", short_duration(at - now + 999)),
+        Some(_) => "next try now".into(),
+        None => "next try at the next pass".into(),
+    };
+    s.push_str(&format!(" ({times}{next})"));
+    s
+}
+
+fn print_file_status(f: &FileStatus, now: i64) {
+    if f.error.is_none() && !f.failing.is_empty() {
+        println!(
+            "{}: failing (it loads, but changes of its objects fail; last applied {})",
+            f.path,
+            time_text(f.applied_at)
+        );
+        for x in &f.failing {
+            println!("  {}", failure_text(x, now));
+        }
+        return;
+    }
     match &f.error {
         None => println!("{}: ok (last applied {})", f.path, time_text(f.applied_at)),
         Some(e) => {
@@ -503,10 +561,11 @@ pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
         print_json(&report)?;
     } else {
         println!(
-            "pass {}: {} change(s) applied, {} failed, {} manifest error(s)",
+            "pass {}: {} change(s) applied, {} failed, {} skipped, {} manifest error(s)",
             report.pass,
             report.applied.len(),
             report.failed.len(),
+            report.skipped.len(),
             report.file_errors.len()
         );
         for a in &report.applied {
@@ -514,6 +573,9 @@ pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
         }
         for f in &report.failed {
             println!("  failed: {f}");
+        }
+        for f in &report.skipped {
+            println!("  skipped: {f}");
         }
         for f in &report.file_errors {
             println!("  manifest error: {f}");

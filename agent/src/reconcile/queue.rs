@@ -8,6 +8,11 @@
 //! channel of [`Done`] messages, which it hands back to [`Queue::finish`]; nothing here blocks
 //! the loop.
 //!
+//! A work that waits for works of its batch is not applied when one of them failed (or was
+//! itself skipped): it ends *skipped*, naming the first failure, so one cause gives one error
+//! (a container's start after its create failed, or its create after its image's import
+//! failed, would only fail again with a consequence of the first error).
+//!
 //! A panic while applying a work is that work's failure (the blocking pool catches it); the
 //! agent lives on. After [`Queue::stop`], works that have not started are not started: they end
 //! with a "shutting down" failure and their changes are planned again at the next start.
@@ -31,7 +36,32 @@ pub struct Done {
     pub id: u64,
     pub key: Key,
     pub work: Work,
+    /// `Err` holds the error; for a skipped work, `skipped: <change> failed: <its error>`.
     pub result: Result<Applied, String>,
+    /// Not applied because a work it waited for failed: that first failure.
+    pub skipped: Option<Failed>,
+}
+
+/// The first failure in a chain of works: the change (`import busybox`) and its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub change: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.change, self.error)
+    }
+}
+
+/// How a work ended, for the works that wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    Pending,
+    Ok,
+    /// Failed, or skipped because of this failure.
+    Failed(Failed),
 }
 
 struct Slot {
@@ -52,16 +82,25 @@ pub struct Queue {
 }
 
 /// The failure of a work that had not started when the agent began to shut down.
-const LEFT: &str = "shutting down: left for the next start";
+pub(super) const LEFT: &str = "shutting down: left for the next start";
 
 /// The end of a submitted work, for works that wait for it.
 #[derive(Clone)]
-pub struct Finished(watch::Receiver<bool>);
+pub struct Finished(watch::Receiver<End>);
 
 impl Finished {
-    async fn wait(mut self) {
+    /// Its failure (or the failure it was skipped for), if any.
+    async fn wait(mut self) -> Option<Failed> {
         // A dropped sender (the task ended without saying) counts as finished.
-        let _ = self.0.wait_for(|f| *f).await;
+        match self
+            .0
+            .wait_for(|f| *f != End::Pending)
+            .await
+            .map(|e| e.clone())
+        {
+            Ok(End::Failed(f)) => Some(f),
+            _ => None,
+        }
     }
 }
 
@@ -138,7 +177,7 @@ impl Queue {
         });
         slot.in_flight += 1;
         let lock = slot.lock.clone();
-        let (end_tx, end_rx) = watch::channel(false);
+        let (end_tx, end_rx) = watch::channel(End::Pending);
         let apply = self.apply.clone();
         let workers = self.workers.clone();
         let done = self.done.clone();
@@ -149,17 +188,28 @@ impl Queue {
             // Its turn: the works it waits for have ended, its object is free, a worker too.
             // A shutdown ends the wait (a work not started is left for the next start).
             let turn = async move {
+                let mut failed = None;
                 for a in after {
-                    a.wait().await;
+                    let f = a.wait().await;
+                    failed = failed.or(f);
+                }
+                if failed.is_some() {
+                    return (None, None, failed);
                 }
                 let object = lock.lock_owned().await;
                 let permit = workers.acquire_owned().await.ok();
-                (object, permit)
+                (Some(object), permit, None)
             };
+            let mut skipped = None;
             let result = tokio::select! {
                 biased;
-                (_object, permit) = turn => match permit {
-                    Some(_permit) if !stopping.load(Ordering::SeqCst) => {
+                (_object, permit, failed) = turn => match (permit, failed) {
+                    (_, Some(f)) => {
+                        let text = format!("skipped: {f}");
+                        skipped = Some(f);
+                        Err(text)
+                    }
+                    (Some(_permit), None) if !stopping.load(Ordering::SeqCst) => {
                         let w = work.clone();
                         match tokio::task::spawn_blocking(move || apply(&w)).await {
                             Ok(r) => r,
@@ -172,12 +222,21 @@ impl Queue {
                     let _ = stop_rx.wait_for(|s| *s).await;
                 } => Err(LEFT.to_string()),
             };
-            let _ = end_tx.send(true);
+            let end = match (&result, &skipped) {
+                (_, Some(f)) => End::Failed(f.clone()),
+                (Ok(_), None) => End::Ok,
+                (Err(e), None) => End::Failed(Failed {
+                    change: format!("{} {}", work.step.change.action(), work.step.change.name()),
+                    error: e.clone(),
+                }),
+            };
+            let _ = end_tx.send(end);
             let _ = done.send(Done {
                 id,
                 key,
                 work,
                 result,
+                skipped,
             });
         });
         (id, Finished(end_rx))
@@ -329,6 +388,44 @@ mod tests {
         // The queue still works.
         q.submit_one(start("boom2"));
         assert!(drain(&mut q, &mut rx, 1).await[0].result.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn works_after_a_failure_are_skipped_naming_it() {
+        // bad's stop fails: its start and web's start (web links to bad) are skipped, naming
+        // the stop; other's works run.
+        let apply: ApplyFn = Arc::new(|w: &Work| {
+            if w.step.change.name() == "bad" && w.step.change.action() == "stop" {
+                return Err("port taken".into());
+            }
+            Ok(w.step.summary().into())
+        });
+        let (mut q, mut rx) = Queue::new(apply, 4);
+        let mut r = Relations::default();
+        r.add("container/web", "container/bad".into());
+        let works = vec![stop("bad"), start("bad"), start("web"), start("other")];
+        let waits = work::order(&works, &r);
+        q.submit(works, &waits);
+        let done = drain(&mut q, &mut rx, 4).await;
+        let get = |k: &str, a: &str| {
+            done.iter()
+                .find(|d| d.key == k && d.work.step.change.action() == a)
+                .unwrap()
+        };
+        let first = get("container/bad", "stop");
+        assert_eq!(first.result.as_ref().unwrap_err(), "port taken");
+        assert!(first.skipped.is_none());
+        for (k, a) in [("container/bad", "start"), ("container/web", "start")] {
+            let d = get(k, a);
+            let f = d.skipped.as_ref().unwrap();
+            assert_eq!(f.change, "stop bad");
+            assert_eq!(f.error, "port taken");
+            assert_eq!(
+                d.result.as_ref().unwrap_err(),
+                "skipped: stop bad failed: port taken"
+            );
+        }
+        assert!(get("container/other", "start").result.is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

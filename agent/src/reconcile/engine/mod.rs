@@ -32,7 +32,7 @@ use super::apply::Applier;
 use super::pass;
 use super::prober::Prober;
 use super::queue::{Done, Queue};
-use super::report::{ActionReport, Board, InFlight, PassReport};
+use super::report::{ActionReport, Board, Failure, InFlight, PassReport};
 use super::request::{Action, RequestError, Requests};
 use super::restart::{Backoff, Occasion};
 use super::supervise::{Finding, Supervisor};
@@ -55,6 +55,9 @@ struct OpenReport {
     /// The files it planned, recorded applied once all its works succeeded.
     desired: Option<pass::Desired>,
     deferred: usize,
+    /// Objects with a failed or skipped work in this pass: a later skipped work of the same
+    /// object does not replace the first one's failure on the board.
+    failed_objects: HashSet<String>,
 }
 
 /// Parts of the engine made by the composition root.
@@ -95,6 +98,9 @@ pub struct Engine {
     recheck: HashSet<String>,
     /// Work id -> the user's request it serves.
     replies: HashMap<u64, (Action, oneshot::Sender<Result<ActionReport, RequestError>>)>,
+    /// Object key -> the manifest file that declares it (from the last full pass), for the
+    /// failures on the board.
+    files_of: HashMap<String, String>,
 }
 
 impl Engine {
@@ -117,6 +123,7 @@ impl Engine {
             unmonitored: Vec::new(),
             forward_problems: Vec::new(),
             replies: HashMap::new(),
+            files_of: HashMap::new(),
         }
     }
 
@@ -271,6 +278,7 @@ impl Engine {
             waiters,
             desired: None,
             deferred: 0,
+            failed_objects: HashSet::new(),
         };
         match desired {
             Ok(desired) => {
@@ -316,7 +324,17 @@ impl Engine {
             }
         };
         let wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
+        self.files_of = files_of(&wanted);
         let plan = crate::plan::plan(&wanted, &actual);
+        // A failure the plan no longer repeats is over (fixed by hand, or no longer wanted).
+        let planned: HashSet<String> = plan
+            .steps
+            .iter()
+            .map(|s| work::key(s.change.kind(), s.change.name()))
+            .collect();
+        self.p
+            .board
+            .retain_failures(|f| f.cause != Cause::Plan.to_string() || planned.contains(&f.object));
         if plan.steps.is_empty() {
             return;
         }
@@ -365,6 +383,7 @@ impl Engine {
     /// retry when something failed, answers (or carries) the waiters.
     fn close(&mut self, mut open: OpenReport) {
         if open.report.failed.is_empty()
+            && open.report.skipped.is_empty()
             && open.deferred == 0
             && let Some(desired) = &open.desired
         {
@@ -387,6 +406,10 @@ impl Engine {
                 .retry
                 .next_delay(&self.p.config.restart, Duration::ZERO);
             self.timers.set(Due::Retry, Instant::now() + delay);
+            self.p.board.set_retry(
+                &Cause::Plan.to_string(),
+                pass::now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            );
         }
         open.report.finished_at = pass::now_ms();
         tracing::debug!(
@@ -430,8 +453,52 @@ impl Engine {
         self.p.board.remove(done.id);
         let name = done.work.step.change.name().to_string();
         let is_container = done.work.step.change.kind() == Kind::Container;
+        let change = format!("{} {name}", done.work.step.change.action());
+        let failure = |error: String, skipped: bool| Failure {
+            object: done.key.clone(),
+            error,
+            skipped,
+            cause: done.work.cause.to_string(),
+            file: self.files_of.get(&done.key).cloned(),
+            since: pass::now_ms(),
+            attempts: 1,
+            retry_at: None,
+        };
+        let first_in_pass = match self
+            .open
+            .iter_mut()
+            .find(|o| o.outstanding.contains(&done.id))
+        {
+            Some(o) if done.result.is_err() => o.failed_objects.insert(done.key.clone()),
+            _ => true,
+        };
+        if let Some(first) = &done.skipped {
+            // One error per cause: the first failure was logged and recorded on its own.
+            tracing::info!(change = %done.work.summary(), because = %first, "skipped: a change it depends on failed");
+            if first_in_pass {
+                self.p
+                    .board
+                    .fail(failure(format!("{change} skipped: {first}"), true));
+            }
+            let _ = lock(&self.p.store).transaction(|tx| {
+                pass::event(
+                    tx,
+                    "change.skipped",
+                    &done.key,
+                    json!({"reason": done.work.summary(), "because": first.to_string()}),
+                )
+            });
+        } else if let Err(e) = &done.result
+            && e != super::queue::LEFT
+        {
+            self.p
+                .board
+                .fail(failure(format!("{change} failed: {e}"), false));
+        }
         match &done.result {
+            Err(_) if done.skipped.is_some() => {}
             Ok(a) => {
+                self.p.board.succeeded(&done.key);
                 tracing::info!(change = %a.line, cause = %done.work.cause, "applied");
                 if is_container
                     && matches!(done.work.cause, Cause::Plan)
@@ -470,6 +537,11 @@ impl Engine {
                     });
                     self.timers
                         .set(Due::Restart(name.clone()), Instant::now() + delay);
+                    self.p.board.set_retry_of(
+                        &done.key,
+                        pass::now_ms()
+                            .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+                    );
                 }
             }
         }
@@ -504,6 +576,10 @@ impl Engine {
             let o = &mut self.open[i];
             o.outstanding.remove(&done.id);
             match &done.result {
+                Err(e) if done.skipped.is_some() => o
+                    .report
+                    .skipped
+                    .push(format!("{}: {e}", done.work.summary())),
                 Ok(a) => o.report.applied.push(a.line.clone()),
                 Err(e) => o
                     .report
@@ -627,6 +703,28 @@ fn apply_fn(applier: Option<Arc<Applier>>, store: SharedStore) -> super::queue::
         Some(a) => a.apply_work(&store, w).map_err(|e| e.to_string()),
         None => Err("the graph driver could not be opened; see the agent's log".into()),
     })
+}
+
+/// Object key -> the file that declares it (an image by its key: `rootfs-tar:/path`, ...).
+fn files_of(wanted: &crate::plan::Desired) -> HashMap<String, String> {
+    fn add<T>(
+        out: &mut HashMap<String, String>,
+        kind: Kind,
+        m: &std::collections::BTreeMap<String, crate::plan::desired::Entry<T>>,
+    ) {
+        for (name, e) in m {
+            out.insert(
+                work::key(kind, name),
+                e.origin.file.to_string_lossy().into_owned(),
+            );
+        }
+    }
+    let mut out = HashMap::new();
+    add(&mut out, Kind::Image, &wanted.images);
+    add(&mut out, Kind::Volume, &wanted.volumes);
+    add(&mut out, Kind::Network, &wanted.networks);
+    add(&mut out, Kind::Container, &wanted.containers);
+    out
 }
 
 fn in_flight(w: &Work) -> InFlight {
