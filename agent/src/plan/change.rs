@@ -21,6 +21,8 @@ pub enum Change {
     ImportImage {
         image: String,
         source: ImageSource,
+        /// The Image manifests' names: what the graph calls the image (`agent image ls`).
+        names: Vec<String>,
     },
     CreateVolume {
         volume: EffectiveVolume,

@@ -779,6 +779,7 @@ impl<'a> Planner<'a> {
                 other => Change::ImportImage {
                     image: key.clone(),
                     source: other.clone(),
+                    names: e.value.names.clone(),
                 },
             };
             self.phases.fetch.push(step(change, reasons));

@@ -180,6 +180,14 @@ impl LayerStore {
             }
             Err(e) => return Err(e),
         };
+        if stats.devices_skipped > 0 {
+            tracing::warn!(
+                layer = what,
+                count = stats.devices_skipped,
+                first = %stats.skipped_names.join(", "),
+                "device nodes in the layer were not created (the container's /dev comes from the runtime; see docs/graph.md)"
+            );
+        }
         let (diff_id, _) = hashing.finish().map_err(Error::io("read layer", what))?;
         if let Some(exp) = expected
             && *exp != diff_id

@@ -145,6 +145,11 @@ impl Graph {
     /// not in the store before and no image refers to them), so a failed load leaves the graph
     /// as it found it, without waiting for `agent image prune`.
     pub fn load(&self, path: &Path, name: Option<&str>) -> Result<Vec<Image>, Error> {
+        self.load_with(path, &archive::LoadOptions::named(name))
+    }
+
+    /// [`Graph::load`] with a tag to select and names to give (see [`archive::LoadOptions`]).
+    pub fn load_with(&self, path: &Path, opts: &archive::LoadOptions) -> Result<Vec<Image>, Error> {
         let _l = self.lock()?;
         self.remove_stale_puts();
         let blobs_before: BTreeSet<Digest> = self.blobs.list()?.into_iter().collect();
@@ -154,7 +159,7 @@ impl Graph {
             .into_iter()
             .map(|l| l.chain_id)
             .collect();
-        let result = archive::load(self, path, name).and_then(|images| {
+        let result = archive::load(self, path, opts).and_then(|images| {
             let ids: Vec<Digest> = images.iter().map(|i| i.id.clone()).collect();
             self.index.put_all(images)?;
             ids.iter().map(|id| self.index.find(id.as_str())).collect()
@@ -298,6 +303,35 @@ impl Graph {
                 report.images.push(img.id);
             }
         }
+        self.remove_unreferenced(&containers, &mut report)?;
+        // Every pull and import holds the lock, so nothing in blobs/tmp is in use now.
+        let tmp = self.blobs.tmp_dir();
+        for e in fs::read_dir(&tmp).map_err(Error::io("list", &tmp))? {
+            let p = e.map_err(Error::io("list", &tmp))?.path();
+            match fs::remove_file(&p) {
+                Ok(()) => report.temp_files += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove temporary file", &p)(e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes every layer and blob that no image and no container layer refers to (no image
+    /// and no temporary file: partial downloads stay for the next pull).
+    pub fn collect_garbage(&self) -> Result<PruneReport, Error> {
+        let _l = self.lock()?;
+        let containers = self.containers()?;
+        let mut report = PruneReport::default();
+        self.remove_unreferenced(&containers, &mut report)?;
+        Ok(report)
+    }
+
+    fn remove_unreferenced(
+        &self,
+        containers: &[ContainerLayer],
+        report: &mut PruneReport,
+    ) -> Result<(), Error> {
         let images = self.index.list()?;
         let mut keep_layers: BTreeSet<PathBuf> = containers
             .iter()
@@ -324,17 +358,7 @@ impl Graph {
                 report.blobs += 1;
             }
         }
-        // Every pull and import holds the lock, so nothing in blobs/tmp is in use now.
-        let tmp = self.blobs.tmp_dir();
-        for e in fs::read_dir(&tmp).map_err(Error::io("list", &tmp))? {
-            let p = e.map_err(Error::io("list", &tmp))?.path();
-            match fs::remove_file(&p) {
-                Ok(()) => report.temp_files += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove temporary file", &p)(e)),
-            }
-        }
-        Ok(report)
+        Ok(())
     }
 
     /// Creates container layer `id` on image `what` with the selected driver.

@@ -183,7 +183,11 @@ impl Applier {
                 let report = crate::driver::graph::pull::pull(&self.graph, &opts)?;
                 self.record_image(store, image, &report.image)?;
             }
-            Change::ImportImage { image, source } => {
+            Change::ImportImage {
+                image,
+                source,
+                names,
+            } => {
                 let (path, tag) = match source {
                     ImageSource::OciLayout { path, tag }
                     | ImageSource::DockerArchive { path, tag } => (path.clone(), tag.clone()),
@@ -194,15 +198,27 @@ impl Applier {
                         )));
                     }
                 };
-                let name = tag.unwrap_or_else(|| image.clone());
-                let loaded = self.graph.load(&path, Some(&name))?;
+                // The tag selects; the image is known by its manifests' names, never the tag.
+                let opts = crate::driver::graph::import::archive::LoadOptions {
+                    tag,
+                    names: names.clone(),
+                };
+                let loaded = self.graph.load_with(&path, &opts)?;
                 let img = loaded.first().ok_or_else(|| {
                     ApplyError::Other(format!("{}: no image in it", path.display()))
                 })?;
                 self.record_image(store, image, img)?;
             }
-            Change::RemoveImage { image, .. } => {
-                lock(store).transaction(|tx| tx.delete_image(image))?;
+            Change::RemoveImage { image, digest } => {
+                let shared = lock(store).transaction(|tx| {
+                    tx.delete_image(image)?;
+                    Ok::<_, crate::store::Error>(
+                        tx.images()?.into_iter().any(|i| i.digest == *digest),
+                    )
+                })?;
+                if !shared {
+                    self.forget_image(digest)?;
+                }
             }
             Change::CreateVolume { volume } | Change::UpdateVolume { volume } => {
                 let dir = super::translate::spec::volume_dir(&self.state_dir, &volume.name);
@@ -353,6 +369,33 @@ impl Applier {
             created_at: now_ms(),
         };
         lock(store).transaction(|tx| tx.upsert_image(&rec))?;
+        Ok(())
+    }
+
+    /// Removes image `digest` from the graph (no other key records it) and every layer and blob
+    /// nothing refers to any more. An image a container layer still uses stays (the graph
+    /// refuses); it goes with the next removal once that container is gone.
+    fn forget_image(&self, digest: &str) -> Result<(), ApplyError> {
+        use crate::driver::graph::Error as G;
+        match self.graph.remove_image(digest) {
+            Ok(_) | Err(G::ImageNotFound(_)) => {}
+            Err(G::ImageInUse { users, .. }) => {
+                tracing::info!(
+                    image = digest,
+                    ?users,
+                    "image kept: container layers use it"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let gc = self.graph.collect_garbage()?;
+        tracing::info!(
+            image = digest,
+            layers = gc.layers.len(),
+            blobs = gc.blobs,
+            "image removed from the graph"
+        );
         Ok(())
     }
 

@@ -81,19 +81,47 @@ pub fn detect(path: &Path) -> Result<ArchiveKind, Error> {
     Ok(kind)
 }
 
-/// Imports every image in `path` (blobs and layers) and returns them for the caller to record.
-/// `name`, when given, names the (single) image loaded. Use [`Graph::load`], which records them
-/// and undoes a failed load.
-pub fn load(graph: &Graph, path: &Path, name: Option<&str>) -> Result<Vec<Image>, Error> {
-    let name = name.map(reference::normalize).transpose()?;
+/// What to load from an archive and how to name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Load only the image with this tag: an OCI layout's `org.opencontainers.image.ref.name`
+    /// (the tag alone, `1`, or a full name ending in `:1`), a docker archive's `RepoTags` entry
+    /// (`name:tag`, or the tag alone when one entry has it). Unknown tags are refused with the
+    /// list of tags the archive has.
+    pub tag: Option<String>,
+    /// Name the loaded image with these (image references; `web` is `web:latest`) instead of the
+    /// names the archive gives it. Refused when the archive holds several images and no tag
+    /// selects one.
+    pub names: Vec<String>,
+}
+
+impl LoadOptions {
+    /// `agent image load --name N`.
+    pub fn named(name: Option<&str>) -> LoadOptions {
+        LoadOptions {
+            tag: None,
+            names: name.map(str::to_string).into_iter().collect(),
+        }
+    }
+}
+
+/// Imports the images in `path` (blobs and layers) and returns them for the caller to record.
+/// Use [`Graph::load_with`], which records them and undoes a failed load.
+pub fn load(graph: &Graph, path: &Path, opts: &LoadOptions) -> Result<Vec<Image>, Error> {
+    let names: Vec<String> = opts
+        .names
+        .iter()
+        .map(|n| reference::normalize(n))
+        .collect::<Result<_, _>>()?;
+    let tag = opts.tag.as_deref();
     let source = path.display().to_string();
-    match detect(path)? {
+    let images = match detect(path)? {
         ArchiveKind::OciDir => {
             let index = read_small(&path.join("index.json"))?;
             let mut src = DirSource {
                 root: path.to_path_buf(),
             };
-            load_oci(graph, &mut src, &index, name, &source, path)
+            load_oci(graph, &mut src, &index, tag, &names, &source, path)
         }
         ArchiveKind::OciTar => {
             let members = stream_members(graph, path, true)?;
@@ -104,11 +132,63 @@ pub fn load(graph: &Graph, path: &Path, name: Option<&str>) -> Result<Vec<Image>
             let mut src = StoreSource {
                 name: source.clone(),
             };
-            load_oci(graph, &mut src, index, name, &source, path)
+            load_oci(graph, &mut src, index, tag, &names, &source, path)
         }
-        ArchiveKind::DockerArchive => load_docker(graph, path, name, &source),
-        ArchiveKind::RootfsTar => load_rootfs(graph, path, name, &source).map(|i| vec![i]),
+        ArchiveKind::DockerArchive => load_docker(graph, path, tag, &names, &source),
+        ArchiveKind::RootfsTar => {
+            if let Some(t) = tag {
+                return Err(fmt_err(
+                    path,
+                    format!("a root filesystem tarball has no tags (asked for tag {t:?})"),
+                ));
+            }
+            load_rootfs(graph, path, &names, &source).map(|i| vec![i])
+        }
+    }?;
+    Ok(images)
+}
+
+/// The tag an OCI `ref.name` annotation carries: the whole value when it is a bare tag, else
+/// what follows the last `:` after the last `/` (`reg:5000/web:2` -> `2`).
+fn ref_tag(r: &str) -> &str {
+    let last = r.rsplit('/').next().unwrap_or(r);
+    match last.rsplit_once(':') {
+        Some((_, t)) if r.contains('/') || r.contains(':') => t,
+        _ => r,
     }
+}
+
+/// Whether an image listed with `refs` (its ref.name / RepoTags values) is the one `want` asks
+/// for: a value equal to `want`, or whose tag is `want`.
+fn tag_matches(refs: &[&str], want: &str) -> bool {
+    refs.iter().any(|r| {
+        *r == want
+            || ref_tag(r) == want
+            || (want.contains(':')
+                && reference::normalize(r).ok() == reference::normalize(want).ok())
+    })
+}
+
+/// Refuses a tag the archive does not have, listing the ones it has.
+fn unknown_tag(path: &Path, want: &str, have: &[String]) -> Error {
+    fmt_err(
+        path,
+        format!(
+            "has no image tagged {want:?}; its tags: {}",
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.join(", ")
+            }
+        ),
+    )
+}
+
+fn several_named(path: &Path) -> Error {
+    fmt_err(
+        path,
+        "holds several images: say which one with a tag (`tag:` in the Image manifest) to name it",
+    )
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
@@ -125,11 +205,14 @@ struct OciIndex {
     manifests: Vec<Descriptor>,
 }
 
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
 fn load_oci(
     graph: &Graph,
     src: &mut dyn BlobSource,
     index: &[u8],
-    name: Option<String>,
+    tag: Option<&str>,
+    names: &[String],
     source: &str,
     path: &Path,
 ) -> Result<Vec<Image>, Error> {
@@ -138,17 +221,43 @@ fn load_oci(
     if idx.manifests.is_empty() {
         return Err(fmt_err(path, "index.json lists no manifests"));
     }
-    if name.is_some() && idx.manifests.len() > 1 {
-        return Err(fmt_err(
-            path,
-            "--name given but the layout holds several images",
-        ));
+    let chosen: Vec<&Descriptor> = match tag {
+        None => idx.manifests.iter().collect(),
+        Some(want) => {
+            let hit: Vec<&Descriptor> = idx
+                .manifests
+                .iter()
+                .filter(|d| {
+                    let refs: Vec<&str> = d
+                        .annotations
+                        .get(REF_NAME)
+                        .map(String::as_str)
+                        .into_iter()
+                        .collect();
+                    tag_matches(&refs, want)
+                })
+                .collect();
+            if hit.is_empty() {
+                let have: Vec<String> = idx
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.annotations.get(REF_NAME).cloned())
+                    .collect();
+                return Err(unknown_tag(path, want, &have));
+            }
+            // The same tag twice (a manifest per platform, listed flat): the first.
+            hit.into_iter().take(1).collect()
+        }
+    };
+    if !names.is_empty() && chosen.len() > 1 {
+        return Err(several_named(path));
     }
     let mut out = Vec::new();
-    for desc in &idx.manifests {
-        let names = match &name {
-            Some(n) => vec![n.clone()],
-            None => names_from_annotations(&desc.annotations),
+    for desc in chosen {
+        let names = if names.is_empty() {
+            names_from_annotations(&desc.annotations)
+        } else {
+            names.to_vec()
         };
         out.push(super::import_manifest(graph, src, desc, names, source)?);
     }
@@ -373,7 +482,8 @@ pub(crate) fn store_manifest(
 fn load_docker(
     graph: &Graph,
     path: &Path,
-    name: Option<String>,
+    tag: Option<&str>,
+    names: &[String],
     source: &str,
 ) -> Result<Vec<Image>, Error> {
     let m = stream_members(graph, path, false)?;
@@ -381,13 +491,24 @@ fn load_docker(
         .json
         .get("manifest.json")
         .ok_or_else(|| fmt_err(path, "docker archive without manifest.json"))?;
-    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest)
+    let mut entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest)
         .map_err(|e| fmt_err(path, format!("manifest.json: {e}")))?;
-    if name.is_some() && entries.len() > 1 {
-        return Err(fmt_err(
-            path,
-            "--name given but the archive holds several images",
-        ));
+    if let Some(want) = tag {
+        let have: Vec<String> = entries
+            .iter()
+            .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+            .collect();
+        entries.retain(|e| {
+            let refs: Vec<&str> = e.repo_tags.iter().flatten().map(String::as_str).collect();
+            tag_matches(&refs, want)
+        });
+        if entries.is_empty() {
+            return Err(unknown_tag(path, want, &have));
+        }
+        entries.truncate(1);
+    }
+    if !names.is_empty() && entries.len() > 1 {
+        return Err(several_named(path));
     }
     let resolve = |p: &str| -> Option<String> {
         let mut p = p.trim_start_matches("./").to_string();
@@ -418,14 +539,15 @@ fn load_docker(
             layers.push((d, s));
         }
         let desc = store_manifest(graph, cfg_digest, cfg.len() as u64, layers)?;
-        let names = match &name {
-            Some(n) => vec![n.clone()],
-            None => entry
+        let names = if names.is_empty() {
+            entry
                 .repo_tags
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|t| reference::normalize(t).ok())
-                .collect(),
+                .collect()
+        } else {
+            names.to_vec()
         };
         let mut src = StoreSource {
             name: source.to_string(),
@@ -437,12 +559,7 @@ fn load_docker(
     Ok(out)
 }
 
-fn load_rootfs(
-    graph: &Graph,
-    path: &Path,
-    name: Option<String>,
-    source: &str,
-) -> Result<Image, Error> {
+fn load_rootfs(graph: &Graph, path: &Path, names: &[String], source: &str) -> Result<Image, Error> {
     let f = File::open(path).map_err(Error::io("open", path))?;
     let len = f.metadata().map_err(Error::io("stat", path))?.len();
     let (blob, size) = graph.blobs().put(
@@ -477,5 +594,5 @@ fn load_rootfs(
     let mut src = StoreSource {
         name: source.to_string(),
     };
-    super::import_manifest(graph, &mut src, &desc, name.into_iter().collect(), source)
+    super::import_manifest(graph, &mut src, &desc, names.to_vec(), source)
 }

@@ -152,6 +152,16 @@ fn import_single(
         .config
         .ok_or_else(|| fmt_err(src, format!("manifest {manifest_digest} has no config")))?;
     let layers = doc.layers.unwrap_or_default();
+    if layers.is_empty() {
+        // What a layout caught half-written between two build steps looks like; no runtime
+        // can start a container without a root filesystem either.
+        return Err(fmt_err(
+            src,
+            format!(
+                "manifest {manifest_digest} lists no layers; the image was not recorded (a layout still being written?)"
+            ),
+        ));
+    }
     src.ensure(graph, &config)?;
     let cfg_bytes = graph.blobs().read(&config.digest)?;
     let cfg: ConfigDoc = serde_json::from_slice(&cfg_bytes)

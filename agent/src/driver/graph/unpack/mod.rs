@@ -5,7 +5,12 @@
 //!   rejected, every parent directory is walked with `O_NOFOLLOW` (see [`fsops`]) so a symlink
 //!   planted by an earlier entry is never followed, hard links may only point at non-directories
 //!   already unpacked in this layer, files are always created fresh (`O_EXCL`), never opened;
-//! - device nodes are refused unless [`Options::allow_devices`];
+//! - character and block device nodes are skipped (counted in [`Stats::devices_skipped`], the
+//!   first names kept for a warning) unless [`Options::allow_devices`]: root filesystem
+//!   tarballs from debootstrap/mmdebstrap carry `./dev/console`, `./dev/null`..., which the
+//!   runtime's own `/dev` hides anyway, while a device node anywhere else would give a container
+//!   the host's device wherever no device cgroup guards it (cgroup v2 here); a hard link to a
+//!   skipped device is skipped too;
 //! - extension headers are size-limited and a PAX `size` disagreeing with the header is refused;
 //! - OCI whiteouts become overlay whiteouts: `.wh.<name>` a character device 0:0, `.wh..wh..opq`
 //!   the `trusted.overlay.opaque=y` xattr on its directory; `trusted.overlay.*` xattrs in the tar
@@ -36,12 +41,23 @@ pub struct Options {
 }
 
 /// Counts of what a layer held.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub entries: u64,
     /// Sum of regular file sizes.
     pub bytes: u64,
+    /// Device nodes (and hard links to them) not created (see the module docs).
+    pub devices_skipped: u64,
+    /// The first [`MAX_SKIPPED_NAMES`] of them, for the warning.
+    pub skipped_names: Vec<String>,
 }
+
+/// How many skipped device names [`Stats::skipped_names`] keeps.
+pub const MAX_SKIPPED_NAMES: usize = 5;
+
+/// Device entries skipped so far (names as split components joined with `/`).
+#[derive(Default)]
+struct Skipped(std::collections::HashSet<Vec<u8>>);
 
 /// Compression of a layer stream, detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +177,7 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
     let entries = archive.entries().map_err(tar_err)?.raw(true);
     let mut pending = Pending::default();
     let mut stats = Stats::default();
+    let mut skipped = Skipped::default();
     for entry in entries {
         let mut entry = entry.map_err(tar_err)?;
         let header = entry.header().clone();
@@ -214,6 +231,13 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
             stats.bytes += size;
         }
         let comps = split_name(&name)?;
+        if skip_device(kind, link.as_deref(), &comps, opts, &mut skipped) {
+            stats.devices_skipped += 1;
+            if stats.skipped_names.len() < MAX_SKIPPED_NAMES {
+                stats.skipped_names.push(shown);
+            }
+            continue;
+        }
         apply_entry(
             &root,
             &comps,
@@ -222,7 +246,6 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
             link.as_deref(),
             &meta,
             &mut entry,
-            opts,
         )?;
     }
     if !pending.is_empty() {
@@ -231,6 +254,27 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
         ));
     }
     Ok(stats)
+}
+
+/// Whether the entry is a device node not to create (or a hard link to one skipped earlier);
+/// records skipped devices in `skipped`. Traversal in the name was refused before.
+fn skip_device(
+    kind: EntryType,
+    link: Option<&[u8]>,
+    comps: &[&[u8]],
+    opts: Options,
+    skipped: &mut Skipped,
+) -> bool {
+    match kind {
+        EntryType::Char | EntryType::Block if !opts.allow_devices => {
+            skipped.0.insert(comps.join(&b'/'));
+            true
+        }
+        EntryType::Link => link
+            .and_then(|t| split_name(t).ok())
+            .is_some_and(|t| skipped.0.contains(&t.join(&b'/'))),
+        _ => false,
+    }
 }
 
 /// Owner, mode, mtime and xattrs of one entry.
@@ -301,7 +345,6 @@ fn apply_entry(
     link: Option<&[u8]>,
     meta: &Meta,
     data: &mut impl Read,
-    opts: Options,
 ) -> Result<(), Error> {
     let Some((last, parents)) = comps.split_last() else {
         // The layer root itself: only a directory may describe it.
@@ -400,12 +443,7 @@ fn apply_entry(
             set_path_meta(pfd, &cname, meta, name)?;
         }
         EntryType::Char | EntryType::Block => {
-            if !opts.allow_devices {
-                return Err(unsafe_entry(
-                    name,
-                    "device node (not allowed in layers here)",
-                ));
-            }
+            // Only reached with `Options::allow_devices` (see `skip_device`).
             let t = if kind == EntryType::Char {
                 libc::S_IFCHR
             } else {

@@ -233,18 +233,6 @@ fn malicious_corpus_is_rejected_and_nothing_escapes() {
             RawTar::default().dir("d").hardlink("h", "d").finish(),
         ),
         (
-            "char device",
-            RawTar::default()
-                .raw(EntryType::Char, b"null", None, b"", 0o666)
-                .finish(),
-        ),
-        (
-            "block device",
-            RawTar::default()
-                .raw(EntryType::Block, b"sda", None, b"", 0o660)
-                .finish(),
-        ),
-        (
             "whiteout via symlinked parent",
             RawTar::default()
                 .symlink("evil", "../../../sentinel")
@@ -399,6 +387,52 @@ fn unpacks_metadata_whiteouts_and_links() {
     let suid = fs::metadata(l.join("suid")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(suid.permissions().mode() & 0o7777, 0o4755);
     assert_eq!(suid.mtime(), 0);
+}
+
+#[test]
+fn device_nodes_are_skipped_and_counted() {
+    let tar = RawTar::default()
+        .dir("dev")
+        .raw(EntryType::Char, b"dev/console", None, b"", 0o600)
+        .raw(EntryType::Char, b"dev/null", None, b"", 0o666)
+        .raw(EntryType::Block, b"sda", None, b"", 0o660)
+        .hardlink("dev/null2", "dev/null")
+        .file("dev/keep", b"k")
+        .finish();
+    let (sb, r) = run(tar);
+    let stats = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.devices_skipped, 4, "{stats:?}");
+    assert_eq!(
+        stats.skipped_names,
+        ["dev/console", "dev/null", "sda", "dev/null2"],
+        "{stats:?}"
+    );
+    let l = sb.layer();
+    for gone in ["dev/console", "dev/null", "sda", "dev/null2"] {
+        assert!(
+            fs::symlink_metadata(l.join(gone)).is_err(),
+            "{gone} was created"
+        );
+    }
+    assert_eq!(fs::read(l.join("dev/keep")).unwrap_or_default(), b"k");
+}
+
+#[test]
+fn devices_are_created_when_allowed() {
+    let tar = RawTar::default()
+        .raw(EntryType::Char, b"null", None, b"", 0o666)
+        .finish();
+    let sb = Sandbox::new();
+    let r = unpack_layer(
+        &tar[..],
+        &sb.layer(),
+        Options {
+            allow_devices: true,
+        },
+    );
+    assert!(r.is_ok(), "{r:?}");
+    let m = fs::symlink_metadata(sb.layer().join("null")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.mode() & libc::S_IFMT, libc::S_IFCHR);
 }
 
 #[test]
