@@ -114,6 +114,10 @@ pub fn log_settings(cli: &super::Cli) -> LogSettings {
                 daemon: true,
             }
         }
+        super::Command::Monitor(_) => LogSettings {
+            level: crate::driver::exec::monitor::LOG_FILTER.into(),
+            ..LogSettings::default()
+        },
         _ => LogSettings::default(),
     }
 }

@@ -460,11 +460,7 @@ impl ExecDriver for MonitorDriver {
             }
         }
         let log_path = dir.join("monitor.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(Error::io("open", &log_path))?;
+        let log = paths::open_monitor_log(&dir)?;
         let mut child = Command::new(&self.config.agent_binary)
             .arg("monitor")
             .arg("--state-dir")

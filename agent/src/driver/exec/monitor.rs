@@ -50,6 +50,10 @@
 //! the `log` field of `spec.json`. bench/exec.sh prints the private memory and where it goes.
 //! The waiting half's warnings go through `tracing` in `agent` and straight to stderr (the
 //! container's `monitor.log`) in `agent-monitor-wait`, which has no subscriber.
+//!
+//! `monitor.log` stays small: the monitor logs at [`LOG_FILTER`] (no line at all for a start that
+//! goes well), and the driver rotates the file when a start finds it above
+//! [`super::paths::MONITOR_LOG_CAP`] ([`super::paths::open_monitor_log`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -70,6 +74,13 @@ use super::logs::{LogWriter, Stream};
 use super::spec::{ContainerSpec, LogConfig};
 use super::state::{ContainerState, Status, process_start};
 use super::{Error, paths};
+
+/// The monitor's log filter when `RUST_LOG` is not set. Its stderr is `monitor.log`, kept for
+/// months: at `info` libcgroups wrote ~500 bytes at every start on cgroup v1 ("cgroup manager V1
+/// will be used", "cgroup hugetlb not supported", ...), and libcontainer repeats at `error` what
+/// the monitor reports itself (the start's error, with its causes, goes to the driver and to
+/// `state.json`). Left: the monitor's own warnings and libcgroups' errors.
+pub const LOG_FILTER: &str = "warn,libcontainer=off,libcgroups=error";
 
 /// Name of libcontainer's state root inside the container directory.
 pub const RUNTIME_DIR: &str = "runtime";

@@ -7,7 +7,8 @@
 //! <state>/exec/<id>/state.json     recorded state (super::state)
 //! <state>/exec/<id>/state.reserve  16 KiB kept free for the exit record (super::state)
 //! <state>/exec/<id>/container.log  output, JSON lines, rotated to .1, .2 (super::logs)
-//! <state>/exec/<id>/monitor.log    the monitor's own messages
+//! <state>/exec/<id>/monitor.log    the monitor's own messages, capped ([`open_monitor_log`])
+//! <state>/exec/<id>/monitor.log.1  the last lines of the one before
 //! <state>/exec/<id>/monitor.lock   held by the living monitor
 //! <state>/exec/<id>/runtime/<id>/  libcontainer's state while the container exists
 //! ```
@@ -25,6 +26,57 @@ pub fn exec_root(state_dir: &Path) -> PathBuf {
 /// `<state>/exec/<id>`.
 pub fn container_dir(state_dir: &Path, id: &str) -> PathBuf {
     exec_root(state_dir).join(id)
+}
+
+/// `monitor.log` is rotated when a start finds it larger than this.
+pub const MONITOR_LOG_CAP: u64 = 64 * 1024;
+/// How much of a rotated `monitor.log` is kept, as `monitor.log.1` (its last whole lines).
+pub const MONITOR_LOG_KEEP: u64 = 16 * 1024;
+
+/// Opens `<dir>/monitor.log` for appending (the stderr of a new monitor). One found larger than
+/// [`MONITOR_LOG_CAP`] is rotated first: its last [`MONITOR_LOG_KEEP`] bytes (whole lines)
+/// replace `monitor.log.1` and it starts again empty. A container that restarts for months keeps
+/// at most about `MONITOR_LOG_CAP + MONITOR_LOG_KEEP` plus what one run writes (monitors write a
+/// line only when something is wrong). A failed rotation leaves the file as it is.
+pub fn open_monitor_log(dir: &Path) -> Result<std::fs::File, Error> {
+    let path = dir.join("monitor.log");
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MONITOR_LOG_CAP)
+        && let Err(e) = rotate_monitor_log(&path)
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot rotate the monitor's log");
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(Error::io("open", &path))
+}
+
+fn rotate_monitor_log(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(MONITOR_LOG_KEEP)))?;
+    let mut tail = Vec::new();
+    Read::by_ref(&mut f)
+        .take(MONITOR_LOG_KEEP)
+        .read_to_end(&mut tail)?;
+    // Whole lines only: drop the cut one at the front.
+    if len > MONITOR_LOG_KEEP
+        && let Some(i) = tail.iter().position(|&b| b == b'\n')
+    {
+        tail.drain(..=i);
+    }
+    let old = path.with_extension("log.1");
+    let tmp = path.with_extension("log.1.tmp");
+    let mut t = std::fs::File::create(&tmp)?;
+    t.write_all(&tail)?;
+    drop(t);
+    std::fs::rename(&tmp, &old)?;
+    f.set_len(0)
 }
 
 /// Ids become directory and cgroup names: 1-64 of `[A-Za-z0-9_.-]`, not starting with `.`.
