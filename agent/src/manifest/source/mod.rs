@@ -12,8 +12,9 @@
 //!   watcher's [`Scanner`] re-reads only files whose metadata changed or that had an event, and
 //!   re-parses only files whose path and SHA-256 differ from its last snapshot; [`load`] then
 //!   runs only the checks across files.
-//! - [`watch`]: the daemon's watcher ([`Watcher`], [`Scanner`]): settled [`Snapshot`]s of the
-//!   directory.
+//! - [`scan`]: what changed since the last [`Snapshot`], read only when the content may be new,
+//!   taken only once complete ([`Scanner`]); [`watch`]: the daemon's [`Watcher`] thread that
+//!   feeds it inotify events and publishes snapshots.
 //! - [`load`] / [`load_paths`]: files to a [`Loaded`] (each file parsed and checked on its own,
 //!   then all files checked together).
 //!
@@ -22,13 +23,15 @@
 mod list;
 pub mod perms;
 mod read;
+pub mod scan;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
 
 pub use list::{FileKey, Listing, is_manifest_name, list};
 pub use read::{ManifestFile, read_file};
-pub use watch::{Changes, Scanner, Snapshot, WatchTiming, Watcher};
+pub use scan::{Changes, Hint, Scanner, Snapshot, WatchTiming};
+pub use watch::Watcher;
 
 use super::{Error, FileResult, ImageSpec, Loaded, Manifest};
 

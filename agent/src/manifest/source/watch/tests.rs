@@ -11,9 +11,16 @@ use super::*;
 
 fn timing() -> WatchTiming {
     WatchTiming {
-        debounce: Duration::from_millis(100),
         settle: Duration::from_millis(120),
         max_settle: Duration::from_secs(5),
+    }
+}
+
+/// A settle interval no test waits for: whatever is seen within seconds was seen without it.
+fn no_settle() -> WatchTiming {
+    WatchTiming {
+        settle: Duration::from_secs(60),
+        max_settle: Duration::from_secs(120),
     }
 }
 
@@ -26,12 +33,16 @@ struct Harness {
 
 impl Harness {
     fn new(setup: impl FnOnce(&Path)) -> Harness {
+        Harness::with_timing(setup, timing())
+    }
+
+    fn with_timing(setup: impl FnOnce(&Path), timing: WatchTiming) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         setup(dir.path());
         let count = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
         let (c, l) = (count.clone(), log.clone());
-        let watcher = Watcher::spawn(dir.path(), timing(), move |ch| {
+        let watcher = Watcher::spawn(dir.path(), timing, move |ch| {
             c.fetch_add(1, Ordering::SeqCst);
             l.lock().unwrap().push(ch.clone());
         });
@@ -60,6 +71,18 @@ impl Harness {
             last = now;
         }
         self.count.swap(0, Ordering::SeqCst)
+    }
+
+    /// Waits (at most 10 s) until `n` notifications arrived in all; whether they did.
+    fn seen(&self, n: usize) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.count.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     fn content(&self, name: &str) -> Option<String> {
@@ -295,4 +318,145 @@ fn reading_the_files_does_not_cause_scans() {
     std::fs::write(h.path("m0.yaml"), "i: changed").unwrap();
     assert_eq!(h.settle(), 1);
     assert!(h.watcher.scans() > before);
+}
+
+/// A valid manifest (a file that fails to parse right after a write waits for one settle check).
+fn vol(name: &str, generation: u32) -> String {
+    format!(
+        "apiVersion: agent/v1\nkind: Volume\nmetadata: {{name: {name}, labels: {{gen: \"{generation}\"}}}}\n"
+    )
+}
+
+#[test]
+fn close_after_write_rename_and_delete_are_taken_without_the_settle_wait() {
+    // Settle is 60 s: anything seen within 10 s was taken without it.
+    let h = Harness::with_timing(|_| {}, no_settle());
+    std::fs::write(h.path("a.yaml"), vol("a", 1)).unwrap();
+    assert!(
+        h.seen(1),
+        "a close after write waited for the settle interval"
+    );
+    assert_eq!(h.last_changes().added, ["a.yaml"]);
+    assert_eq!(h.content("a.yaml").unwrap(), vol("a", 1));
+    // Renamed into place (an atomic save).
+    std::fs::write(h.path(".a.yaml.tmp"), vol("a", 2)).unwrap();
+    std::fs::rename(h.path(".a.yaml.tmp"), h.path("a.yaml")).unwrap();
+    assert!(
+        h.seen(2),
+        "a rename into place waited for the settle interval"
+    );
+    assert_eq!(h.content("a.yaml").unwrap(), vol("a", 2));
+    // Unlinked.
+    std::fs::remove_file(h.path("a.yaml")).unwrap();
+    assert!(h.seen(3), "an unlink waited for the settle interval");
+    assert_eq!(h.last_changes().removed, ["a.yaml"]);
+}
+
+#[test]
+fn rescan_with_nothing_changed_answers_without_waiting() {
+    let h = Harness::with_timing(|_| {}, no_settle());
+    for i in 0..20 {
+        std::fs::write(h.path(&format!("m{i}.yaml")), vol(&format!("m{i}"), 1)).unwrap();
+    }
+    assert!(h.seen(1));
+    while h.watcher.snapshot().files.len() < 20 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let watcher = Arc::new(h.watcher);
+    let w = watcher.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        w.rescan_and_wait();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "a rescan with nothing changed waited for the settle interval"
+    );
+}
+
+#[test]
+fn a_file_still_growing_is_not_read_half_written() {
+    use std::io::Write;
+    let h = Harness::new(|_| {});
+    let path = h.path("big.yaml");
+    let mut want = String::new();
+    for i in 0..12 {
+        want.push_str(&format!("line{i}: {}\n", "x".repeat(100)));
+    }
+    let text = want.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::File::create(&path).unwrap();
+        for line in text.lines() {
+            f.write_all(format!("{line}\n").as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // While it grows, `agent apply`-style rescans must not return a partial file.
+    while !writer.is_finished() {
+        h.watcher.rescan_and_wait();
+        if let Some(c) = h.content("big.yaml") {
+            assert_eq!(c, want, "a partial file was taken");
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(h.settle(), 1);
+    assert_eq!(h.content("big.yaml").unwrap(), want);
+}
+
+#[test]
+fn a_broken_file_after_one_close_waits_for_the_next_write() {
+    use std::io::Write;
+    // A writer that saves in two opens: the first part alone is not valid YAML.
+    let h = Harness::new(|_| {});
+    let text = "apiVersion: agent/v1\nkind: Volume\nmetadata: {name: v, labels: {a: b}}\n";
+    let (a, b) = text.split_at(text.find("labels").unwrap());
+    std::fs::write(h.path("v.yaml"), a).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.path("v.yaml"))
+        .unwrap();
+    f.write_all(b.as_bytes()).unwrap();
+    drop(f);
+    assert_eq!(h.settle(), 1, "{:?}", h.log.lock().unwrap());
+    assert_eq!(h.content("v.yaml").unwrap(), text);
+}
+
+#[test]
+fn scanner_takes_closed_files_at_once_and_growing_ones_once_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scanner::new(dir.path(), no_settle());
+    s.set_watching(true);
+    assert!(s.scan().is_empty());
+    std::fs::write(dir.path().join("a.yaml"), vol("a", 1)).unwrap();
+    // Created and written, not closed yet: pending, not taken.
+    s.note(Hint::Writing("a.yaml".into()));
+    let (c, wake) = s.step();
+    assert!(c.is_empty() && wake.is_some(), "{c:?}");
+    // Closed: taken at once.
+    s.note(Hint::Closed("a.yaml".into()));
+    let (c, wake) = s.step();
+    assert_eq!(c.added, ["a.yaml"]);
+    assert!(wake.is_none());
+    // Renamed away (an editor's backup): not gone until it stayed away for the settle interval.
+    std::fs::rename(dir.path().join("a.yaml"), dir.path().join("a.yaml~")).unwrap();
+    s.note(Hint::Closed("a.yaml".into()));
+    let (c, wake) = s.step();
+    assert!(c.is_empty() && wake.is_some(), "{c:?}");
+    std::fs::write(dir.path().join("a.yaml"), vol("a", 2)).unwrap();
+    s.note(Hint::Closed("a.yaml".into()));
+    let (c, wake) = s.step();
+    assert_eq!(c.changed, ["a.yaml"]);
+    assert!(wake.is_none());
+    // Unlinked: gone at once.
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    s.note(Hint::Deleted("a.yaml".into()));
+    let (c, _) = s.step();
+    assert_eq!(c.removed, ["a.yaml"]);
+    // Nothing changed: nothing read, nothing pending.
+    let parses = s.parses();
+    let (c, wake) = s.step();
+    assert!(c.is_empty() && wake.is_none());
+    assert_eq!(s.parses(), parses);
 }
