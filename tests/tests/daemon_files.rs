@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::daemon::{BUSYBOX_IMAGE, Daemon, container_manifest, require_images, require_root};
 
 const VOLUME: &str =
     "apiVersion: agent/v1\nkind: Volume\nmetadata:\n  name: data\nspec:\n  reclaim: retain\n";
@@ -83,6 +83,76 @@ fn file_status_follows_add_break_fix_remove() {
             "manifest.removed"
         ]
     );
+}
+
+/// A version that loaded while its container was busy (its recreate deferred behind the one in
+/// flight), then a broken save: the container ends on that last good version, not on the one it
+/// ran before. (The broken file's objects are frozen as last applied only once its last good
+/// version was applied.)
+#[test]
+fn broken_save_after_a_deferred_change_runs_the_last_good_version() {
+    if !require_root("broken_save_after_a_deferred_change_runs_the_last_good_version") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("lastgood", "");
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("volume.yaml", VOLUME);
+    // Ignores SIGTERM: each stop takes its whole grace (3 s), so the container stays busy.
+    let version = |v: u32| {
+        container_manifest(
+            "lg",
+            "echo $V > /d/v; trap '' TERM; while true; do sleep 1; done",
+            &format!("  env: {{V: \"{v}\"}}\n  volumes:\n    - {{volume: data, target: /d}}\n"),
+        )
+        .replace("stopGracePeriod: 1s", "stopGracePeriod: 3s")
+    };
+    let mark = d.state.join("volumes/data/_data/v");
+    let runs = |v: &str| {
+        std::fs::read_to_string(&mark)
+            .is_ok_and(|t| t.trim() == v)
+            .then_some(())
+    };
+    d.write("lg.yaml", &version(1));
+    d.wait_for("version 1 running", Duration::from_secs(30), || runs("1"));
+
+    // Version 2: its recreate stops the container for 3 s.
+    d.write("lg.yaml", &version(2));
+    d.wait_for(
+        "the recreate to version 2 in flight",
+        Duration::from_secs(10),
+        || {
+            let status = d.cli_json(&["status"]);
+            status["in_flight"]
+                .as_array()?
+                .iter()
+                .any(|w| w["object"] == "container/lg")
+                .then_some(())
+        },
+    );
+    // Version 3 loads while that recreate runs: its own recreate waits.
+    let deferred_before = d.log_text().matches("deferred: its object is busy").count();
+    d.write("lg.yaml", &version(3));
+    d.wait_for(
+        "the recreate to version 3 deferred",
+        Duration::from_secs(10),
+        || {
+            (d.log_text().matches("deferred: its object is busy").count() > deferred_before)
+                .then_some(())
+        },
+    );
+    // Then a broken save.
+    d.write("lg.yaml", &version(4).replace("  image:", "  imagee:"));
+    d.wait_for("lg.yaml error", Duration::from_secs(10), || {
+        (status_of(&d, "lg.yaml")?.0 == "error").then_some(())
+    });
+    d.wait_for(
+        "version 3 (the last good one) running",
+        Duration::from_secs(30),
+        || runs("3"),
+    );
+    d.remove_all_and_wait(Duration::from_secs(30));
 }
 
 #[test]

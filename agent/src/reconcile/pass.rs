@@ -5,7 +5,11 @@
 //! - A file that loads records its content hash and objects (its "last good version").
 //! - A file that fails to load (bad YAML, invalid, refused by the permission check) records the
 //!   error with file:line; its last good objects stay in the desired state, so its containers keep
-//!   running as they were.
+//!   running as they were. Except when that last good version loaded but was never applied (the
+//!   pass that loaded it deferred works behind a busy object, or some failed, and the file broke
+//!   before a pass applied it all): then its last good objects are applied like a loaded file's
+//!   until a pass applied them completely, so a broken save never leaves a container on a version
+//!   older than the last good one ([`Unapplied`]).
 //! - A file that is gone (and the directory itself was readable) is forgotten once the removal of
 //!   its objects was applied. An unreadable directory removes nothing.
 //! - Rows are only written when something changed, so an idle agent's periodic resync does not
@@ -51,6 +55,11 @@ pub struct DesiredFile {
     pub objects: Vec<Manifest>,
     /// True when the file failed to load and these are its last good objects.
     pub stale: bool,
+    /// Stale objects of a last good version that was never applied: planned like a loaded
+    /// file's (not frozen) until a pass applied them.
+    pub unapplied: bool,
+    /// Content hash of the version these objects come from (`None`: none ever loaded).
+    pub hash: Option<String>,
     /// Why it failed to load.
     pub error: Option<String>,
 }
@@ -64,6 +73,14 @@ pub struct Desired {
     /// Load errors, one line each (`file:line:col: ...`).
     pub errors: Vec<String>,
 }
+
+/// Files (by path, with the content hash of that version) whose last good version loaded but
+/// was not applied completely yet: the loop keeps this across passes. A file enters when a
+/// version of it loads (or, at start-up, when the store says its last load came after its last
+/// apply) and leaves when a pass that planned that same version ended with every work applied
+/// and none deferred (an older pass ending late does not count).
+#[derive(Debug, Default)]
+pub struct Unapplied(BTreeMap<String, String>);
 
 /// Loads the snapshot into typed objects; refused or unreadable files become failed files.
 pub fn load_snapshot(snapshot: &Snapshot) -> manifest::Loaded {
@@ -83,6 +100,7 @@ pub fn record_files(
     store: &mut Store,
     snapshot: &Snapshot,
     loaded: &manifest::Loaded,
+    unapplied: &mut Unapplied,
 ) -> crate::store::Result<Desired> {
     let now = now_ms();
     store.transaction(|tx| {
@@ -102,6 +120,9 @@ pub fn record_files(
                     let unchanged = old.is_some_and(|o| {
                         o.last_error.is_none() && o.content_hash.as_deref() == Some(&f.sha256)
                     });
+                    if !unchanged || old.is_some_and(loaded_after_apply) {
+                        unapplied.0.insert(path.clone(), f.sha256.clone());
+                    }
                     if !unchanged {
                         let value = serde_json::to_value(&manifests).map_err(|e| {
                             crate::store::Error::Invalid {
@@ -121,6 +142,8 @@ pub fn record_files(
                         path: f.path.clone(),
                         objects: manifests,
                         stale: false,
+                        unapplied: false,
+                        hash: Some(f.sha256.clone()),
                         error: None,
                     });
                 }
@@ -136,10 +159,22 @@ pub fn record_files(
                     let last_good: Vec<Manifest> = old
                         .map(|o| serde_json::from_value(o.objects.clone()).unwrap_or_default())
                         .unwrap_or_default();
+                    // Its first failure since a good load: the record still tells whether that
+                    // load was applied (after a restart the loop's own memory is empty).
+                    let hash = old.and_then(|o| o.content_hash.clone());
+                    if let Some(o) = old
+                        && let Some(h) = &hash
+                        && o.last_error.is_none()
+                        && loaded_after_apply(o)
+                    {
+                        unapplied.0.insert(path.clone(), h.clone());
+                    }
                     desired.files.push(DesiredFile {
                         path: f.path.clone(),
                         objects: last_good,
                         stale: true,
+                        unapplied: hash.is_some() && unapplied.0.get(&path) == hash.as_ref(),
+                        hash,
                         error: Some(text),
                     });
                 }
@@ -159,6 +194,8 @@ pub fn record_files(
                         path: PathBuf::from(path),
                         objects: serde_json::from_value(rec.objects.clone()).unwrap_or_default(),
                         stale: true,
+                        unapplied: false,
+                        hash: rec.content_hash.clone(),
                         error: snapshot.dir_error.clone(),
                     });
                 }
@@ -166,6 +203,12 @@ pub fn record_files(
         }
         Ok(desired)
     })
+}
+
+/// Whether the record's last load came after its last apply (or it was never applied).
+fn loaded_after_apply(rec: &ManifestFileRecord) -> bool {
+    rec.applied_at
+        .is_none_or(|a| rec.loaded_at.is_some_and(|l| l > a))
 }
 
 /// Forgets files whose removal was applied.
@@ -183,18 +226,23 @@ pub fn forget_removed(store: &mut Store, removed: &[String]) -> crate::store::Re
     })
 }
 
-/// Marks the files whose objects were applied.
-pub fn mark_applied(store: &mut Store, desired: &Desired) -> crate::store::Result<()> {
+/// Marks the files whose objects were applied (a pass that planned them ended with every work
+/// applied and none deferred), the last good version of a broken file included.
+pub fn mark_applied(
+    store: &mut Store,
+    desired: &Desired,
+    unapplied: &mut Unapplied,
+) -> crate::store::Result<()> {
     let now = now_ms();
     store.transaction(|tx| {
-        for f in desired.files.iter().filter(|f| !f.stale) {
+        for f in desired.files.iter().filter(|f| !f.stale || f.unapplied) {
             let path = f.path.to_string_lossy();
+            if f.hash.is_some() && unapplied.0.get(path.as_ref()) == f.hash.as_ref() {
+                unapplied.0.remove(path.as_ref());
+            }
             let rec = tx.manifest_file(&path)?;
             // Only after the content changed since the last apply: no idle writes.
-            if rec.is_some_and(|r| {
-                r.applied_at
-                    .is_none_or(|a| r.loaded_at.is_some_and(|l| l > a))
-            }) {
+            if rec.as_ref().is_some_and(loaded_after_apply) {
                 tx.record_manifest_applied(&path, now)?;
             }
         }
@@ -216,7 +264,9 @@ impl Desired {
             .iter()
             .map(|f| FileInput {
                 path: f.path.clone(),
-                state: if f.stale {
+                // A last good version never applied is planned like a loaded one: frozen, its
+                // containers would stay on whatever version ran before.
+                state: if f.stale && !f.unapplied {
                     FileState::Failed {
                         error: f.error.clone().unwrap_or_default(),
                         last_good: f.objects.clone(),

@@ -89,6 +89,8 @@ pub struct Engine {
     carried: Vec<oneshot::Sender<PassReport>>,
     /// Works were deferred: a full pass is wanted once a busy object is free.
     deferred: bool,
+    /// Files whose last good version was not applied completely yet.
+    unapplied: pass::Unapplied,
     /// Containers found running without their monitor (reported once each).
     unmonitored: Vec<String>,
     /// The host's forwarding problems last found.
@@ -119,6 +121,7 @@ impl Engine {
             open: Vec::new(),
             carried: Vec::new(),
             deferred: false,
+            unapplied: pass::Unapplied::default(),
             recheck: HashSet::new(),
             unmonitored: Vec::new(),
             forward_problems: Vec::new(),
@@ -271,7 +274,12 @@ impl Engine {
         }
         let snapshot = self.p.watcher.snapshot();
         let loaded = pass::load_snapshot(&snapshot);
-        let desired = pass::record_files(&mut lock(&self.p.store), &snapshot, &loaded);
+        let desired = pass::record_files(
+            &mut lock(&self.p.store),
+            &snapshot,
+            &loaded,
+            &mut self.unapplied,
+        );
         let mut open = OpenReport {
             report,
             outstanding: HashSet::new(),
@@ -388,7 +396,7 @@ impl Engine {
             && let Some(desired) = &open.desired
         {
             let mut store = lock(&self.p.store);
-            if let Err(e) = pass::mark_applied(&mut store, desired) {
+            if let Err(e) = pass::mark_applied(&mut store, desired, &mut self.unapplied) {
                 open.report
                     .failed
                     .push(format!("recording applied files: {e}"));
