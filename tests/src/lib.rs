@@ -3,6 +3,7 @@
 pub mod daemon;
 pub mod exec;
 pub mod graph;
+pub mod layout;
 pub mod manifest;
 pub mod network;
 pub mod store;

@@ -24,12 +24,25 @@ pub struct GraphOpts {
 }
 
 impl GraphOpts {
-    fn open(&self) -> crate::Result<Graph> {
-        let state_dir = self
-            .state_dir
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir
             .clone()
             .or_else(|| std::env::var_os("AGENT_STATE_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/agent"));
+            .unwrap_or_else(|| PathBuf::from("/var/lib/agent"))
+    }
+
+    /// The graph, or `None` when the state directory has none yet (listing commands then
+    /// show nothing instead of creating a state directory as a side effect).
+    fn open_existing(&self) -> crate::Result<Option<Graph>> {
+        let graph = self.state_dir().join("graph");
+        if !graph.join("version").is_file() {
+            return Ok(None);
+        }
+        self.open().map(Some)
+    }
+
+    fn open(&self) -> crate::Result<Graph> {
+        let state_dir = self.state_dir();
         let driver = match (self.graph_driver, std::env::var("AGENT_GRAPH_DRIVER")) {
             (Some(d), _) => Some(d),
             (None, Ok(v)) if !v.is_empty() => Some(
@@ -89,6 +102,10 @@ pub enum Command {
         /// Name the loaded image (required to name a root filesystem tarball).
         #[arg(long)]
         name: Option<String>,
+        /// Load only the image with this tag (an OCI layout's
+        /// `org.opencontainers.image.ref.name`, a docker archive's `RepoTags` entry).
+        #[arg(long)]
+        tag: Option<String>,
     },
     /// Write an image as an OCI layout tar.
     Save {
@@ -146,11 +163,51 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// `agent image ls` as text: one row per name (`<none>` for an unnamed image), every column as
+/// wide as its widest value.
+fn ls_table(images: &[graph::Image]) -> String {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "NAME".into(),
+        "ID".into(),
+        "MANIFEST".into(),
+        "SIZE".into(),
+        "PLATFORM".into(),
+    ]];
+    for i in images {
+        let names = if i.names.is_empty() {
+            vec!["<none>".to_string()]
+        } else {
+            i.names.clone()
+        };
+        for n in names {
+            rows.push([
+                n,
+                short(&i.id).to_string(),
+                short(&i.manifest_digest).to_string(),
+                human(i.size()),
+                i.platform.clone(),
+            ]);
+        }
+    }
+    let width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n",
+            r[0], r[1], r[2], r[3], r[4]
+        ));
+    }
+    out
+}
+
 pub fn run(cmd: Command) -> crate::Result<Outcome> {
     match cmd {
         Command::Ls { graph, format } => {
-            let g = graph.open()?;
-            let mut images = g.images()?;
+            let mut images = match graph.open_existing()? {
+                Some(g) => g.images()?,
+                None => Vec::new(),
+            };
             images.sort_by(|a, b| a.names.cmp(&b.names).then(a.id.cmp(&b.id)));
             match format {
                 OutputFormat::Json => {
@@ -158,29 +215,7 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
                         .map_err(|e| crate::Error::Usage(format!("cannot print JSON: {e}")))?;
                     println!("{s}");
                 }
-                OutputFormat::Text => {
-                    println!(
-                        "{:<40} {:<12} {:<12} {:>9}  PLATFORM",
-                        "NAME", "ID", "MANIFEST", "SIZE"
-                    );
-                    for i in &images {
-                        let names = if i.names.is_empty() {
-                            vec!["<none>".to_string()]
-                        } else {
-                            i.names.clone()
-                        };
-                        for n in names {
-                            println!(
-                                "{:<40} {:<12} {:<12} {:>9}  {}",
-                                n,
-                                short(&i.id),
-                                short(&i.manifest_digest),
-                                human(i.size()),
-                                i.platform
-                            );
-                        }
-                    }
-                }
+                OutputFormat::Text => print!("{}", ls_table(&images)),
             }
             Ok(Outcome::OK)
         }
@@ -212,9 +247,16 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
             );
             Ok(Outcome::OK)
         }
-        Command::Load { graph, file, name } => {
+        Command::Load {
+            graph,
+            file,
+            name,
+            tag,
+        } => {
             let g = graph.open()?;
-            for img in g.load(&file, name.as_deref())? {
+            let mut opts = graph::import::archive::LoadOptions::named(name.as_deref());
+            opts.tag = tag;
+            for img in g.load_with(&file, &opts)? {
                 let names = if img.names.is_empty() {
                     "<none>".to_string()
                 } else {
