@@ -84,6 +84,20 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         .map(|e| e.id)
         .unwrap_or(0);
     let (events_tx, events_rx) = watch::channel(newest);
+    // Every committed event wakes the followers at once, whoever wrote it.
+    let hook_tx = events_tx.clone();
+    store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_event_hook(Arc::new(move |id| {
+            hook_tx.send_if_modified(|cur| {
+                let newer = id > *cur;
+                if newer {
+                    *cur = id;
+                }
+                newer
+            });
+        }));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let listener = server::bind(&config.socket).await?;
@@ -148,6 +162,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         config.graph.driver.to_driver_kind(),
     ) {
         Ok(graph) => Some(crate::reconcile::apply::Applier {
+            board: board.clone(),
             state_dir: config.state_dir.clone(),
             graph,
             exec: crate::driver::exec::select(crate::driver::exec::ExecConfig::new(

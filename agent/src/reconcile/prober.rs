@@ -170,12 +170,26 @@ impl Prober {
                         (me.clone(), exec.clone(), store.clone(), triggers.clone());
                     tokio::spawn(async move {
                         let start = Instant::now();
-                        let result = probe(exec, id, command, timeout).await;
+                        let (result, leftover) = probe(exec, id, command, timeout).await;
+                        // A timed-out probe is recorded at once (its event is not held up by
+                        // the killed probe's end); the next probe waits until it is gone.
                         me.record(&name, result, start, &store, &triggers);
+                        if let Some(job) = leftover {
+                            let _ = tokio::time::timeout(Duration::from_secs(5), job).await;
+                        }
+                        me.release(&name);
                     });
                 }
             }
         });
+    }
+
+    /// The probe of `name` is over: the next one may start.
+    fn release(&self, name: &str) {
+        if let Some(t) = self.lock().get_mut(name) {
+            t.running = false;
+        }
+        self.wake.notify_one();
     }
 
     fn record(
@@ -191,10 +205,8 @@ impl Prober {
             let Some(t) = targets.get_mut(name) else {
                 return;
             };
-            t.running = false;
             t.health.record(result.clone(), start, Instant::now())
         };
-        self.wake.notify_one();
         let Some(status) = changed else {
             return;
         };
@@ -228,27 +240,36 @@ impl Prober {
     }
 }
 
+/// The probe's result, and for a probe over its timeout its job (the killed exec), to be
+/// waited for before the next probe of the container starts.
 async fn probe(
     exec: Arc<AnyExecDriver>,
     id: String,
     command: Vec<String>,
     timeout: Duration,
-) -> ProbeResult {
+) -> (
+    ProbeResult,
+    Option<
+        tokio::task::JoinHandle<
+            Result<crate::driver::exec::ExecOutput, crate::driver::exec::Error>,
+        >,
+    >,
+) {
     let req = ExecRequest {
         argv: command,
         ..ExecRequest::default()
     };
     let target = id.clone();
     let mut job = tokio::task::spawn_blocking(move || exec.exec(&id, &req, ExecStdio::Capture));
-    match tokio::time::timeout(timeout, &mut job).await {
+    let result = match tokio::time::timeout(timeout, &mut job).await {
         Err(_) => {
             let killed = tokio::task::spawn_blocking(move || kill_probe(&target))
                 .await
                 .unwrap_or(0);
             tracing::debug!(killed, "health probe timed out; its processes were killed");
-            // The exec returns once its process is gone; wait (bounded) so probes never pile up.
-            let _ = tokio::time::timeout(Duration::from_secs(5), job).await;
-            ProbeResult::TimedOut
+            // The exec returns once its process is gone; the caller waits (bounded) for that
+            // before the next probe, so probes never pile up.
+            return (ProbeResult::TimedOut, Some(job));
         }
         Ok(Err(e)) => ProbeResult::Error(e.to_string()),
         Ok(Ok(Err(e))) => ProbeResult::Error(e.to_string()),
@@ -269,7 +290,8 @@ async fn probe(
                 output: tail,
             }
         }
-    }
+    };
+    (result, None)
 }
 
 /// A process seen in `/proc`.

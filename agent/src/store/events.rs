@@ -65,6 +65,7 @@ impl Tx<'_> {
             ],
         )?;
         let id = self.conn().last_insert_rowid();
+        self.last_event.set(Some(id));
         let cap = i64::from(self.event_cap);
         if id % trim_interval(self.event_cap) == 0 {
             self.conn()

@@ -217,7 +217,22 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     options: Options,
+    /// Called with the newest event id after a transaction that appended events committed
+    /// (the running agent wakes `agent events -f` with it).
+    event_hook: HookSlot,
     _lock: Option<StateLock>,
+}
+
+/// See [`Store::set_event_hook`].
+pub type EventHook = std::sync::Arc<dyn Fn(i64) + Send + Sync>;
+
+#[derive(Default)]
+struct HookSlot(Option<EventHook>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl Store {
@@ -240,6 +255,7 @@ impl Store {
             conn,
             path,
             options: sanitise(options),
+            event_hook: HookSlot::default(),
             _lock: Some(lock),
         };
         // A damaged file fails here ("file is not a database"): name it and the way out.
@@ -267,6 +283,7 @@ impl Store {
             conn,
             path,
             options: Options::default(),
+            event_hook: HookSlot::default(),
             _lock: None,
         };
         store.configure(false)?;
@@ -305,10 +322,22 @@ impl Store {
         let wrapped = Tx {
             tx,
             event_cap: self.options.event_cap,
+            last_event: std::cell::Cell::new(None),
         };
         let value = f(&wrapped)?;
-        wrapped.tx.commit().map_err(Error::from)?;
+        let Tx { tx, last_event, .. } = wrapped;
+        tx.commit().map_err(Error::from)?;
+        if let (Some(id), Some(hook)) = (last_event.get(), &self.event_hook.0) {
+            hook(id);
+        }
         Ok(value)
+    }
+
+    /// Calls `hook` with the newest event id whenever a transaction that appended events has
+    /// committed, whoever wrote them (the loop, the applier, the health prober), so that
+    /// followers of the event log learn of them at once.
+    pub fn set_event_hook(&mut self, hook: EventHook) {
+        self.event_hook = HookSlot(Some(hook));
     }
 
     /// `PRAGMA integrity_check` and `PRAGMA foreign_key_check`: the problems found (empty when
@@ -452,6 +481,8 @@ fn check_state_dir(dir: &Path) -> Result<()> {
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     event_cap: u32,
+    /// The id of the last event appended in it.
+    last_event: std::cell::Cell<Option<i64>>,
 }
 
 impl Tx<'_> {

@@ -50,6 +50,9 @@ use crate::driver::graph::{Graph, GraphDriver};
 use crate::plan::{self, Change, EffectiveContainer, ImageSource, Step};
 use crate::store::{ContainerRecord, ContainerState, ImageRecord, NewIntent, VolumeRecord};
 
+/// The grace period shown when a config names none (the exec driver's default).
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Intent kinds of container steps (object `container/NAME`). Payload `{"id": runtime id}`.
 pub const INTENT_START: &str = "start-container";
 /// Payload `{"id": .., "replaced": bool}`.
@@ -149,6 +152,8 @@ pub struct Applier {
     pub registries: crate::daemon::config::RegistriesConfig,
     /// The network driver; `Err` says why it is unavailable (bridge-mode changes fail with it).
     pub net: Result<Arc<Net>, String>,
+    /// Where a stop in its grace period shows (`agent ps`: `stopping`).
+    pub board: super::report::Board,
 }
 
 /// A new runtime id for container `name`: the name and 12 hex digits (unique per creation).
@@ -632,10 +637,40 @@ impl Applier {
         Ok(pid)
     }
 
+    /// The beginning of a stop of a running container: logged, an event `container.stopping`
+    /// (with `why` and the grace period), and `stopping` in `agent ps` until the guard is
+    /// dropped. `None` when it does not run (nothing to wait for).
+    pub(super) fn begin_stop(
+        &self,
+        store: &SharedStore,
+        name: &str,
+        id: &str,
+        grace: Option<std::time::Duration>,
+        why: &str,
+    ) -> Option<super::report::StoppingGuard> {
+        if !self.exec.state(id).is_ok_and(|i| i.status.is_running()) {
+            return None;
+        }
+        let grace = grace.unwrap_or(DEFAULT_GRACE);
+        tracing::info!(container = %name, grace = %humantime::format_duration(grace), why, "stopping: stop signal sent, SIGKILL when the grace period is over");
+        let object = format!("container/{name}");
+        let _ = lock(store).transaction(|tx| {
+            event(
+                tx,
+                "container.stopping",
+                &object,
+                json!({"reason": why, "graceMs": u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)}),
+            )
+        });
+        Some(self.board.stopping(name, grace))
+    }
+
     fn stop(&self, store: &SharedStore, name: &str) -> Result<(), ApplyError> {
         let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
             return Ok(());
         };
+        let grace = super::supervise::grace_of(&rec.config);
+        let _stopping = self.begin_stop(store, name, &rec.id, grace, "stop");
         let info = self
             .exec
             .stop(&rec.id, super::supervise::grace_of(&rec.config))?;
@@ -673,7 +708,15 @@ impl Applier {
                 now_ms(),
             )
         })?;
+        let stopping = self.begin_stop(
+            store,
+            name,
+            &rec.id,
+            super::supervise::grace_of(&rec.config),
+            if replaced { "recreate" } else { "remove" },
+        );
         self.discard(&rec.id, super::supervise::grace_of(&rec.config), replaced)?;
+        drop(stopping);
         debug_pause("remove", name);
         lock(store).transaction(|tx| {
             if !replaced {

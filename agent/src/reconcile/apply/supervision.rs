@@ -21,6 +21,11 @@ impl Applier {
         let name = work.step.change.name();
         match (&work.step.change, &work.cause) {
             (Change::StopContainer { .. }, Cause::User { grace }) => {
+                let rec = lock(store).transaction(|tx| tx.container(name))?;
+                let _stopping = rec.and_then(|rec| {
+                    let g = grace.or_else(|| crate::reconcile::supervise::grace_of(&rec.config));
+                    self.begin_stop(store, name, &rec.id, g, "agent stop")
+                });
                 let r = crate::reconcile::request::stop(store, &self.exec, name, *grace)
                     .map_err(|e| ApplyError::Other(e.to_string()))?;
                 Ok(Applied {
@@ -81,6 +86,8 @@ impl Applier {
                 json!({"reason": "unhealthy; its restart policy restarts it"}),
             )
         })?;
+        let grace = crate::reconcile::supervise::grace_of(&rec.config);
+        let _stopping = self.begin_stop(store, name, &rec.id, grace, "unhealthy");
         self.exec
             .stop(&rec.id, crate::reconcile::supervise::grace_of(&rec.config))?;
         Ok(Applied::from(format!("stopped unhealthy {name}")))
