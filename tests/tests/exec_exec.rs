@@ -114,7 +114,7 @@ fn exec_runs_inside_the_container_with_its_settings() {
         .stop(&id, Some(Duration::from_millis(100)))
         .unwrap_or_else(|e| panic!("{e}"));
     let out = f.agent(&["exec", "box", "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(125));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not running"),
         "{}",

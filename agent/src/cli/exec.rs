@@ -55,7 +55,8 @@ pub struct LogsArgs {
 pub struct ExecArgs {
     /// The container's name (or id).
     pub name: String,
-    /// Keep stdin open (without it the command reads /dev/null).
+    /// Pass the terminal's input to the command (input from a file or a pipe is always passed;
+    /// without -i a terminal's is not, and the command reads /dev/null).
     #[arg(short, long)]
     pub interactive: bool,
     /// Allocate a terminal.
@@ -155,15 +156,37 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
     Ok(Outcome::OK)
 }
 
+/// `agent exec`'s exit code when the agent itself failed (no such container, not running, a
+/// runtime error): Docker's 125. 126 and 127 are the command's "cannot execute" and "not
+/// found" ([`exec::tenant::EXIT_NOT_FOUND`]); anything else is the command's own exit code.
+pub const EXEC_FAILED: u8 = 125;
+
 pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
+    match exec_inner(args) {
+        Ok(o) => Ok(o),
+        Err(e @ crate::Error::Usage(_)) => Err(e),
+        Err(e) => {
+            // Not `eprintln!`: it panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "agent: {e}");
+            Ok(Outcome(EXEC_FAILED))
+        }
+    }
+}
+
+fn exec_inner(args: ExecArgs) -> crate::Result<Outcome> {
     let id = paths::resolve_name(&args.state_dir, &args.name)?;
     let env = exec::tenant::parse_env(&args.env)?;
-    if args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    let stdin_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if args.tty && !stdin_is_terminal {
         return Err(crate::Error::Usage(
             "-t needs a terminal on stdin (run without -t to pipe input)".into(),
         ));
     }
+    // Without -i a terminal's input is not passed (as `docker exec`: the command would compete
+    // with the shell for it); input from a file or a pipe is (`agent exec db -- mariadb <
+    // dump.sql`).
     if !args.interactive
+        && stdin_is_terminal
         && let Ok(null) = std::fs::File::open("/dev/null")
     {
         // SAFETY: dup2 onto stdin from a descriptor that stays valid for the call.
@@ -176,12 +199,24 @@ pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
         user: args.user,
         tty: args.tty,
     };
-    // libcontainer and libcgroups log at info/warn in this process, whose stderr is the
-    // command's stderr: only their errors are shown unless RUST_LOG asks for more.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    // libcontainer and libcgroups log in this process, whose stderr is the command's stderr:
+    // nothing of theirs is shown (their errors reach the message `agent exec` prints) unless
+    // RUST_LOG asks for it.
+    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut directives = if wanted.is_empty() {
+        "error".to_string()
+    } else {
+        wanted.clone()
+    };
+    for lib in ["libcontainer", "libcgroups"] {
+        if !wanted.contains(lib) {
+            directives.push_str(&format!(",{lib}=off"));
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(directives);
     let quiet = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .finish();
     let code =

@@ -2,7 +2,8 @@
 //!
 //! Every command returns an [`std::process::ExitCode`]-like number through [`Outcome`] so that
 //! `main.rs` only maps it. Exit codes: 0 success, 1 failure (invalid input, errors), 2 usage error
-//! (and, for `agent plan`, "changes pending").
+//! (and, for `agent plan`, "changes pending"). `agent exec` exits with the command's code, or
+//! Docker's 125 (the agent failed), 126 (cannot execute), 127 (not found).
 
 use clap::{Parser, Subcommand};
 

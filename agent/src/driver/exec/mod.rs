@@ -65,6 +65,9 @@ pub enum Error {
     AlreadyRunning(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    /// `agent exec` into a container whose process does not run, with why in words.
+    #[error("container {container} is not running: {detail}")]
+    ExecNotRunning { container: String, detail: String },
     #[error("container {0} is running; stop it first")]
     StillRunning(String),
     #[error("the name {name} is already used by container {id}")]

@@ -17,18 +17,26 @@
 //! Terminal (`-t`): libcontainer opens the pty inside the container and passes the master over a
 //! console socket; this process puts its own terminal in raw mode, copies both ways and restores
 //! the terminal at the end.
+//!
+//! Exit codes and signals (docs/exec.md "Exec"): a command that cannot be run ends the exec'd
+//! process with a shell's 127/126 and one line ([`SeccompExecutor`]); the catchable signals
+//! `agent exec` gets are passed on to the command, and the command dies with `agent exec` if
+//! that is killed outright (`PR_SET_PDEATHSIG`). A failure because the container's process ended
+//! meanwhile is reported as "not running", whatever libcontainer met on the way.
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec, UserBuilder};
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -37,14 +45,50 @@ use super::monitor::{RUNTIME_DIR, chain};
 use super::state::{ContainerState, Status, is_same_process};
 use super::{Error, paths};
 
-/// Loads the container's seccomp filter, then runs the command as the default executor does.
+/// The last steps inside the container before the command runs: dies with `agent exec`
+/// (`PR_SET_PDEATHSIG`), takes the caller's terminal size (`-t`), loads the container's seccomp
+/// filter, then `execvp`. A command that cannot be run ends this process the way a shell does:
+/// one line on stderr, exit 127 (not found) or 126 (found, not executable), which `agent exec`
+/// passes on as its own exit code (Docker's codes).
 #[derive(Clone)]
 pub struct SeccompExecutor {
     seccomp: Option<LinuxSeccomp>,
+    /// Rows and columns of the caller's terminal, set on the container's pty before the command
+    /// starts (libcontainer 0.7.0 ignores `process.consoleSize`).
+    winsize: Option<(u16, u16)>,
 }
+
+/// Exit code of a command that was not found (a shell's, Docker's).
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit code of a command that was found but cannot be executed.
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 
 impl Executor for SeccompExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        // The command ends with `agent exec`, even one killed by SIGKILL (its catchable signals
+        // are forwarded, see `catch_signals`). The parent is `agent exec` itself: libcontainer
+        // clones the process with CLONE_PARENT.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        if let Some((rows, cols)) = self.winsize {
+            set_winsize(0, rows, cols);
+        }
+        let args: Vec<String> = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        let Some(cmd) = args.first() else {
+            return Err(ExecutorError::InvalidArg);
+        };
+        let cstrings: Result<Vec<CString>, _> =
+            args.iter().map(|a| CString::new(a.as_bytes())).collect();
+        let Ok(cstrings) = cstrings else {
+            fail(
+                EXIT_CANNOT_EXECUTE,
+                &format!("{cmd:?}: the command contains a NUL byte"),
+            );
+        };
         if let Some(s) = &self.seccomp {
             libcontainer::seccomp::initialize_seccomp(s).map_err(|e| {
                 ExecutorError::Other(format!(
@@ -53,12 +97,51 @@ impl Executor for SeccompExecutor {
                 ))
             })?;
         }
-        DefaultExecutor {}.exec(spec)
+        let errno = match nix::unistd::execvp(&cstrings[0], &cstrings) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        let where_ = if cmd.contains('/') {
+            "in the container"
+        } else {
+            "in the container's $PATH"
+        };
+        match errno {
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => fail(
+                EXIT_NOT_FOUND,
+                &format!("{cmd:?}: executable file not found {where_}"),
+            ),
+            e => fail(
+                EXIT_CANNOT_EXECUTE,
+                &format!("{cmd:?}: cannot execute: {}", e.desc()),
+            ),
+        }
     }
 
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
+    fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
+        // libcontainer's check runs before the process is reported started and fails the whole
+        // exec with its own error chain; `exec` above reports a missing or unusable command
+        // itself, with the shell's exit codes.
+        Ok(())
     }
+}
+
+/// Ends the exec'd process (before the command ran) with `code` and one line on its stderr.
+fn fail(code: i32, msg: &str) -> ! {
+    write_all(2, format!("agent: {msg}\n").as_bytes());
+    // SAFETY: _exit ends this (forked, single-threaded) process without running destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the struct we own.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
 /// Builds the exec'd process from the container's own process and the request.
@@ -128,19 +211,20 @@ fn process_for(
     Ok(p)
 }
 
+/// Rows and columns of the caller's terminal: stdin's, or stdout's or stderr's (`-t` without
+/// `-i` has stdin on /dev/null).
 fn terminal_size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills the struct we own.
-    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
-        Some((ws.ws_row, ws.ws_col))
-    } else {
-        None
-    }
+    [0, 1, 2].into_iter().find_map(|fd| {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ fills the struct we own.
+        (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0)
+            .then_some((ws.ws_row, ws.ws_col))
+    })
 }
 
 /// Runs `req` in the running container `id` with this process's stdio; returns the command's
@@ -150,7 +234,7 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
     let st = ContainerState::load(&dir)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
     match (st.status, st.pid) {
         (Status::Running, Some(pid)) if is_same_process(pid, st.pid_start) => {}
-        _ => return Err(Error::NotRunning(st.name)),
+        _ => return Err(not_running(&st)),
     }
     if req.argv.is_empty() {
         return Err(Error::InvalidSpec {
@@ -185,16 +269,72 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
         source,
     })?;
     fs::write(&process_file, json).map_err(Error::io("write", &process_file))?;
-    let result = run_tenant(
-        &dir,
-        id,
-        &st.name,
-        &process_file,
-        req.tty,
-        SeccompExecutor { seccomp },
-    );
+    let executor = SeccompExecutor {
+        seccomp,
+        winsize: if req.tty { terminal_size() } else { None },
+    };
+    let result = run_tenant(&dir, id, &st.name, &process_file, req.tty, executor);
     let _ = fs::remove_file(&process_file);
+    // A failure because the container's process ended meanwhile (a crash-looping container
+    // between two runs) says so, not what libcontainer met on the way (a vanished /proc/<pid>,
+    // a broken channel, a refused notify socket). An init that is exiting can still look alive
+    // for a moment: give it half a second.
+    if result.is_err() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let still_running = || {
+            ContainerState::load(&dir).ok().flatten().is_some_and(|n| {
+                n.status == Status::Running
+                    && n.pid == st.pid
+                    && n.pid.is_some_and(|p| is_same_process(p, n.pid_start))
+            })
+        };
+        while still_running() {
+            if std::time::Instant::now() >= deadline {
+                return result;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        return Err(Error::ExecNotRunning {
+            container: st.name,
+            detail: format!("its process ended while the command was starting {ENDED}"),
+        });
+    }
     result
+}
+
+/// Said of a container whose process ended a moment ago.
+const ENDED: &str = "(it is stopping or restarting); try again once `agent ps` shows it running";
+
+/// Why `st` cannot take an exec, in words.
+fn not_running(st: &ContainerState) -> Error {
+    let detail = match st.status {
+        Status::Created => "it has not been started".to_string(),
+        Status::Failed => format!(
+            "its last start failed: {}",
+            st.error.as_deref().unwrap_or("no reason recorded")
+        ),
+        Status::Exited => {
+            let how = match (st.signal, st.exit_code) {
+                (Some(sig), _) => format!(" (signal {sig})"),
+                (None, Some(code)) => format!(" (code {code})"),
+                (None, None) => String::new(),
+            };
+            let when = st
+                .finished_at
+                .as_deref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default();
+            format!(
+                "its process exited{how}{when}; if its restart policy is restarting it \
+                 (`agent ps` says `restarting`), try again once it runs"
+            )
+        }
+        Status::Running => format!("its process has ended {ENDED}"),
+    };
+    Error::ExecNotRunning {
+        container: st.name.clone(),
+        detail,
+    }
 }
 
 fn run_tenant(
@@ -219,6 +359,7 @@ fn run_tenant(
     };
     // The exec'd process must not inherit ignored signals (Rust's SIGPIPE, an agent's nohup).
     super::monitor::default_signal_dispositions();
+    catch_signals();
     let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(dir.join(RUNTIME_DIR))
         .map_err(lc)?
@@ -236,6 +377,7 @@ fn run_tenant(
         let _ = fs::remove_file(p);
     }
     let pid = Pid::from_raw(built.map_err(lc)?.as_raw());
+    forward_to(pid);
     let status = match master {
         Some(m) => relay_terminal(m, pid)?,
         None => wait(pid)?,
@@ -245,6 +387,72 @@ fn run_tenant(
         WaitStatus::Signaled(_, s, _) => 128 + s as i32,
         _ => 255,
     })
+}
+
+/// The exec'd process, for the signal handlers.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// SIGWINCH arrived: the relay copies the new terminal size to the container's pty.
+static WINCH: AtomicBool = AtomicBool::new(false);
+
+/// The signals `agent exec` passes on to the command (Ctrl-C, `timeout`, `kill`, a closed
+/// terminal): the command ends when `agent exec` is told to end, and `agent exec` reports how
+/// it ended. SIGKILL cannot be caught: the command's parent-death signal covers it.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// A forwarded signal that arrived before the command's pid was known (0: none).
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    } else {
+        PENDING.store(sig, Ordering::SeqCst);
+    }
+}
+
+extern "C" fn winch(_: libc::c_int) {
+    WINCH.store(true, Ordering::SeqCst);
+}
+
+/// Catches the [`FORWARDED`] signals (held until [`forward_to`] names the command) and
+/// SIGWINCH. Called before libcontainer forks: the command's process gets its signals back at
+/// their defaults when it execs (caught signals do not survive `execve`).
+fn catch_signals() {
+    let act = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only calls kill(2) or stores into an atomic.
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+    let act = SigAction::new(
+        SigHandler::Handler(winch),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores into an atomic.
+    let _ = unsafe { sigaction(Signal::SIGWINCH, &act) };
+}
+
+/// From now on the caught signals go to `pid`; one that came meanwhile goes now.
+fn forward_to(pid: Pid) {
+    FORWARD_TO.store(pid.as_raw(), Ordering::SeqCst);
+    let sig = PENDING.swap(0, Ordering::SeqCst);
+    if sig > 0 {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid.as_raw(), sig) };
+    }
 }
 
 fn wait(pid: Pid) -> Result<WaitStatus, Error> {
@@ -372,6 +580,11 @@ fn relay_terminal(master: OwnedFd, pid: Pid) -> Result<WaitStatus, Error> {
             } else {
                 write_all(master.as_raw_fd(), &buf[..r as usize]);
             }
+        }
+        if WINCH.swap(false, Ordering::SeqCst)
+            && let Some((rows, cols)) = terminal_size()
+        {
+            set_winsize(master.as_raw_fd(), rows, cols);
         }
         if n == 0
             && let Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
