@@ -14,6 +14,7 @@
 //!   the restart itself is a work).
 //! - [`health`], [`prober`]: the health-check state machine and the probes on a deadline queue.
 //! - [`exits`]: container exits as inotify events on the monitors' state files.
+//! - [`failing`]: per-object backoff of failed changes.
 //! - [`trigger`]: triggers coalesced into batches.
 //! - [`recover`]: finishing or undoing half-applied changes (intents), orphans at start-up.
 //! - [`request`]: `agent stop` / `agent start` (stopped-by-user, as Docker's restart policies
@@ -23,6 +24,7 @@
 pub mod apply;
 pub mod engine;
 pub mod exits;
+pub mod failing;
 pub mod health;
 pub mod pass;
 pub mod prober;

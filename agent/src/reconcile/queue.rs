@@ -47,6 +47,8 @@ pub struct Done {
 pub struct Failed {
     pub change: String,
     pub error: String,
+    /// The object of the failed change (its backoff is the dependents' too).
+    pub key: Key,
 }
 
 impl std::fmt::Display for Failed {
@@ -228,6 +230,7 @@ impl Queue {
                 (Err(e), None) => End::Failed(Failed {
                     change: format!("{} {}", work.step.change.action(), work.step.change.name()),
                     error: e.clone(),
+                    key: key.clone(),
                 }),
             };
             let _ = end_tx.send(end);

@@ -1,5 +1,6 @@
-//! The loop's one timer: a deadline per thing it waits for (a restart delay, the retry of failed
-//! changes, the periodic resync), each at most once. The loop sleeps until the earliest.
+//! The loop's one timer: a deadline per thing it waits for (a restart delay, the end of a failed
+//! object's backoff, the retry of a pass that failed outside any change, the periodic resync),
+//! each at most once. The loop sleeps until the earliest.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -9,7 +10,9 @@ use std::time::Instant;
 pub enum Due {
     /// The restart delay of this container is over.
     Restart(String),
-    /// Retry the changes that failed.
+    /// The backoff of this object's failed change is over (see [`super::failing`]).
+    Backoff(String),
+    /// Retry a pass that failed outside any change (reading the store, recording file status).
     Retry,
     /// The periodic resync.
     Resync,

@@ -106,7 +106,7 @@ impl Engine {
     /// each one that drifted gets a [`Change::RepairNetwork`] work, cause network drift or netns
     /// gone, added to the pass `open`. Containers with a work in flight are left to it (a
     /// container being created or stopped looks like drift), and all are while a network is
-    /// being changed.
+    /// being changed; a container whose last change failed waits out its backoff.
     pub(super) fn network_repair(&mut self, open: &mut super::OpenReport) {
         let Some(applier) = self.p.applier.as_ref() else {
             return;
@@ -117,8 +117,11 @@ impl Engine {
         if self.queue.in_flight_where(|k| k.starts_with("network/")) > 0 {
             return;
         }
-        let queue = &self.queue;
-        let busy = |name: &str| queue.busy(&crate::reconcile::work::key(Kind::Container, name));
+        let (queue, failing, now) = (&self.queue, &self.failing, std::time::Instant::now());
+        let busy = |name: &str| {
+            let k = crate::reconcile::work::key(Kind::Container, name);
+            queue.busy(&k) || failing.held(&k, now).is_some()
+        };
         let (found, failed) = net.drift(&self.p.store, &busy);
         open.report.failed.extend(failed);
         let works: Vec<Work> = found

@@ -13,7 +13,10 @@
 //! - a work's end ([`Done`]): the report of the pass that submitted it, the answer to a user,
 //!   the next backoff of a failed restart;
 //! - its one timer: restarts whose delay is over (a [`Change::RestartContainer`] work each),
-//!   the retry of failed changes, the periodic resync. Each pass returns when it next wants to
+//!   the end of a failed object's backoff (see [`super::failing`]: a failed change waits out its
+//!   own object's backoff; other passes report it held and never try it early; other objects
+//!   never wait for it), the retry of a pass that failed outside any change, the periodic
+//!   resync. Each pass returns when it next wants to
 //!   run by leaving a deadline in [`Timers`]; there is no other clock and no poll.
 //!
 //! `agent apply` waits for the report of a pass that started after its request; that report is
@@ -29,6 +32,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::Applier;
+use super::failing::Failing;
 use super::pass;
 use super::prober::Prober;
 use super::queue::{Done, Queue};
@@ -58,6 +62,12 @@ struct OpenReport {
     /// Objects with a failed or skipped work in this pass: a later skipped work of the same
     /// object does not replace the first one's failure on the board.
     failed_objects: HashSet<String>,
+    /// Failures of its works and works held by their object's backoff (the others in
+    /// `report.failed` are the pass's own: they retry the whole pass).
+    object_failed: usize,
+    /// Skipped works' objects and the object whose failure they were skipped for: they show the
+    /// same next try.
+    skipped_by: Vec<(String, String)>,
 }
 
 /// Parts of the engine made by the composition root.
@@ -83,6 +93,10 @@ pub struct Engine {
     done_rx: mpsc::UnboundedReceiver<Done>,
     timers: Timers,
     retry: Backoff,
+    /// Objects whose last change failed, with their backoff.
+    failing: Failing,
+    /// What the manifests asked of each object at the last plan ([`super::failing`]).
+    fingerprints: HashMap<String, u64>,
     passes: u64,
     open: Vec<OpenReport>,
     /// `agent apply` waiters whose pass deferred works: the next full pass answers them.
@@ -117,6 +131,8 @@ impl Engine {
             done_rx,
             timers,
             retry: Backoff::default(),
+            failing: Failing::default(),
+            fingerprints: HashMap::new(),
             passes: 0,
             open: Vec::new(),
             carried: Vec::new(),
@@ -194,6 +210,10 @@ impl Engine {
         self.serve_requests();
         let waiters = batch.take_waiters();
         if full {
+            if batch.triggers.contains(&Trigger::Api) {
+                // `agent apply`: the operator asks to try again now.
+                self.failing.release_all(Instant::now());
+            }
             let rescan = batch
                 .triggers
                 .iter()
@@ -287,6 +307,8 @@ impl Engine {
             desired: None,
             deferred: 0,
             failed_objects: HashSet::new(),
+            object_failed: 0,
+            skipped_by: Vec::new(),
         };
         match desired {
             Ok(desired) => {
@@ -333,6 +355,8 @@ impl Engine {
         };
         let wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
         self.files_of = files_of(&wanted);
+        self.fingerprints = super::failing::fingerprints(&wanted);
+        self.failing.forget_changed(&self.fingerprints);
         let plan = crate::plan::plan(&wanted, &actual);
         // A failure the plan no longer repeats is over (fixed by hand, or no longer wanted).
         let planned: HashSet<String> = plan
@@ -365,6 +389,37 @@ impl Engine {
         let waits = work::order(&works, &rel);
         let queue = &self.queue;
         let deferred = work::deferred(&works, &waits, &rel, &|k: &str| queue.busy(k));
+        // Works of objects on a backoff, and works that wait for those, are held.
+        let now = Instant::now();
+        let mut held: Vec<Option<(String, Instant)>> = vec![None; works.len()];
+        for (i, w) in works.iter().enumerate() {
+            if deferred[i] {
+                continue;
+            }
+            let k = w.key();
+            held[i] = match self.failing.held(&k, now) {
+                Some(h) => Some((
+                    format!(
+                        "held: failed {} time(s), next try in {:.1}s: {}",
+                        h.failures,
+                        h.left.as_secs_f64(),
+                        h.error
+                    ),
+                    now + h.left,
+                )),
+                None => waits[i].iter().find_map(|&j| {
+                    let (_, until) = held[j].as_ref()?;
+                    Some((
+                        format!("held: waits for {}, which is held", works[j].key()),
+                        *until,
+                    ))
+                }),
+            };
+            if let Some((_, until)) = &held[i] {
+                self.timers.set(Due::Backoff(k.clone()), *until);
+                self.p.board.set_retry_of(&k, board_time(*until));
+            }
+        }
         // Submit the rest with their order (indices renumbered to the submitted works).
         let mut index = vec![None; works.len()];
         let mut go = Vec::new();
@@ -373,6 +428,12 @@ impl Engine {
             if deferred[i] {
                 tracing::debug!(change = %w.summary(), "deferred: its object is busy");
                 open.deferred += 1;
+                continue;
+            }
+            if let Some((why, _)) = &held[i] {
+                tracing::debug!(change = %w.summary(), "{why}");
+                open.report.failed.push(format!("{}: {why}", w.summary()));
+                open.object_failed += 1;
                 continue;
             }
             index[i] = Some(go.len());
@@ -407,7 +468,8 @@ impl Engine {
                     .push(format!("forgetting removed files: {e}"));
             }
         }
-        if open.report.failed.is_empty() {
+        if open.report.failed.len() <= open.object_failed {
+            // Failed works retry on their own object's backoff.
             self.retry.reset();
         } else {
             let delay = self
@@ -418,6 +480,11 @@ impl Engine {
                 &Cause::Plan.to_string(),
                 pass::now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
             );
+        }
+        for (k, root) in &open.skipped_by {
+            if let Some(until) = self.failing.until(root) {
+                self.p.board.set_retry_of(k, board_time(until));
+            }
         }
         open.report.finished_at = pass::now_ms();
         tracing::debug!(
@@ -480,6 +547,14 @@ impl Engine {
             Some(o) if done.result.is_err() => o.failed_objects.insert(done.key.clone()),
             _ => true,
         };
+        if let Some(first) = &done.skipped
+            && let Some(o) = self
+                .open
+                .iter_mut()
+                .find(|o| o.outstanding.contains(&done.id))
+        {
+            o.skipped_by.push((done.key.clone(), first.key.clone()));
+        }
         if let Some(first) = &done.skipped {
             // One error per cause: the first failure was logged and recorded on its own.
             tracing::info!(change = %done.work.summary(), because = %first, "skipped: a change it depends on failed");
@@ -508,6 +583,8 @@ impl Engine {
             Ok(a) => {
                 self.p.board.succeeded(&done.key);
                 tracing::info!(change = %a.line, cause = %done.work.cause, "applied");
+                self.failing.succeeded(&done.key);
+                self.timers.cancel(&Due::Backoff(done.key.clone()));
                 if is_container
                     && matches!(done.work.cause, Cause::Plan)
                     && !matches!(done.work.step.change, Change::RestartContainer { .. })
@@ -531,6 +608,17 @@ impl Engine {
                         json!({"reason": done.work.summary(), "cause": done.work.cause.to_string(), "error": e}),
                     )
                 });
+                if backs_off(&done.work.cause) && !self.p.stopping.load(Ordering::SeqCst) {
+                    let until = self.failing.failed(
+                        &done.key,
+                        self.fingerprints.get(&done.key).copied(),
+                        e,
+                        &self.p.config.restart,
+                        Instant::now(),
+                    );
+                    self.timers.set(Due::Backoff(done.key.clone()), until);
+                    self.p.board.set_retry_of(&done.key, board_time(until));
+                }
                 if matches!(done.work.step.change, Change::RestartContainer { .. })
                     && !self.p.stopping.load(Ordering::SeqCst)
                 {
@@ -589,10 +677,12 @@ impl Engine {
                     .skipped
                     .push(format!("{}: {e}", done.work.summary())),
                 Ok(a) => o.report.applied.push(a.line.clone()),
-                Err(e) => o
-                    .report
-                    .failed
-                    .push(format!("{}: {e}", done.work.summary())),
+                Err(e) => {
+                    o.report
+                        .failed
+                        .push(format!("{}: {e}", done.work.summary()));
+                    o.object_failed += 1;
+                }
             }
             if o.outstanding.is_empty() {
                 let o = self.open.remove(i);
@@ -618,7 +708,7 @@ impl Engine {
         for d in due {
             match d {
                 Due::Restart(name) => restarts.push(name),
-                Due::Retry => self.p.triggers.fire(Trigger::Retry),
+                Due::Retry | Due::Backoff(_) => self.p.triggers.fire(Trigger::Retry),
                 Due::Resync => self.p.triggers.fire(Trigger::Resync),
             }
         }
@@ -702,6 +792,19 @@ impl Engine {
             tracing::warn!(error = %e, "health checks");
         }
     }
+}
+
+/// `at` in Unix milliseconds, for the board.
+fn board_time(at: Instant) -> i64 {
+    let left = at.saturating_duration_since(Instant::now());
+    pass::now_ms().saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether a failed work of this cause puts its object on a backoff: the plan's and drift
+/// repair's (a failed restart has the restart policy's own backoff; a user's request is
+/// answered with its failure).
+fn backs_off(cause: &Cause) -> bool {
+    matches!(cause, Cause::Plan | Cause::NetworkDrift | Cause::NetnsGone)
 }
 
 /// How the queue applies a work: through the applier, or failing when the graph driver could
