@@ -6,7 +6,10 @@
 # network's too), the firewall rules and the example's state directory, without building.
 #
 # Options: --release (optimised build; slower to build), --clean, --help, --check (the test
-# suite's: bring the example up, check it, then clean up as --clean does; non-zero on failure).
+# suite's: bring the example up, check it, then clean up as --clean does; non-zero on failure),
+# --app (the realistic app of examples/app instead: Redis with a volume, Flask, nginx on two
+# networks, its image built from Debian packages with mmdebstrap (~2 min, ~75 MB), the proxy on
+# http://127.0.0.1:18081/).
 # Environment: AGENT_EXAMPLE_DIR (default /var/lib/agent-example): state, socket, config and a
 # root-owned copy of the manifests (the agent refuses manifest files others can write). Files
 # you edit there are kept when the script runs again; a changed example is reported, not copied.
@@ -16,12 +19,14 @@ cd "$(dirname "$0")/.."
 release=0
 clean=0
 check=0
+app=0
 for arg in "$@"; do
   case "$arg" in
     --release) release=1 ;;
     --clean) clean=1 ;;
     --check) check=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --app) app=1 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-example: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,6 +41,11 @@ socket="$base/agent.sock"
 config="$base/config.toml"
 manifests="$base/manifests"
 port=18080
+examples=examples/manifests
+if [ "$app" = 1 ]; then
+  port=18081
+  examples=examples/app
+fi
 
 if [ "$clean" = 1 ]; then
   # Cleaning builds nothing: it uses the binary a run built (release first).
@@ -56,6 +66,10 @@ else
   # 1. What the build and the containers need (Debian packages, the busybox example image):
   #    no fuzzer, registry or benchmark tools.
   scripts/setup.sh --example
+  if [ "$app" = 1 ]; then
+    # mmdebstrap, then the image (a no-op when current).
+    scripts/setup.sh --app
+  fi
 
   # 2. The agent.
   if [ "$release" = 1 ]; then
@@ -120,17 +134,19 @@ if [ "$clean" = 1 ]; then
     echo "run-example: clean: agent system reset failed; see the messages above ($base kept)" >&2
     exit 1
   fi
-  if ip link show agent-shop >/dev/null 2>&1 || ip link show agentex0 >/dev/null 2>&1; then
-    echo "run-example: a bridge (agent-shop or agentex0) is still there; see the log above" >&2
-    exit 1
-  fi
+  for b in agent-shop agent-front agent-back agentex0; do
+    if ip link show "$b" >/dev/null 2>&1; then
+      echo "run-example: bridge $b is still there; see the log above" >&2
+      exit 1
+    fi
+  done
   rm -rf "$base"
-  echo "run-example: clean: containers, bridges agent-shop and agentex0, firewall rules and $base removed"
+  echo "run-example: clean: containers, bridges, firewall rules and $base removed"
   exit 0
 fi
 
 # The example's files, copied once: a file you edited (or added) in $manifests is kept.
-for f in examples/manifests/*.yaml; do
+for f in "$examples"/*.yaml; do
   target="$manifests/$(basename "$f")"
   if [ ! -e "$target" ]; then
     install -m 0644 -o root -g root "$f" "$target"
@@ -145,18 +161,36 @@ trap 'kill -INT $agent_pid 2>/dev/null || true' INT TERM
 
 up=0
 linked=0
-for _ in $(seq 1 120); do
+wait_s=120
+[ "$app" = 1 ] && wait_s=300
+for _ in $(seq 1 "$wait_s"); do
   if ! kill -0 "$agent_pid" 2>/dev/null; then
     echo "run-example: the agent exited; see its log above" >&2
     exit 1
   fi
-  if [ "$(names_running)" -ge 2 ] && body=$(curl -sf -m 2 "http://127.0.0.1:$port/"); then
+  if [ "$app" = 1 ]; then
+    # proxy -> app -> db: a count from Redis through nginx and Flask proves the links.
+    if body=$(curl -sf -m 5 "http://127.0.0.1:$port/") && [ "${body#hits }" != "$body" ]; then
+      up=1
+      linked=1
+      break
+    fi
+  elif [ "$(names_running)" -ge 2 ] && body=$(curl -sf -m 2 "http://127.0.0.1:$port/"); then
     up=1
     break
   fi
   sleep 1
 done
-if [ "$up" = 1 ]; then
+if [ "$up" = 1 ] && [ "$app" = 1 ]; then
+  echo
+  cli ps || true
+  echo
+  echo "run-example: db, app and proxy are up; curl http://127.0.0.1:$port/ answers: $body"
+  echo "run-example: (nginx on network front -> Flask on front and back -> Redis on back)"
+  echo "run-example: the agent binary is $agent; try: $agent ps --state-dir $state --socket $socket"
+  echo "run-example: Ctrl-C stops the agent (the containers keep running;"
+  echo "             'scripts/run-example.sh --clean' removes them)"
+elif [ "$up" = 1 ]; then
   echo
   cli ps || true
   echo
@@ -181,7 +215,7 @@ if [ "$up" = 1 ]; then
   echo "run-example: Ctrl-C stops the agent (the containers keep running;"
   echo "             'scripts/run-example.sh --clean' removes them)"
 else
-  echo "run-example: the containers did not come up within 120 s; the agent keeps running" >&2
+  echo "run-example: the containers did not come up within $wait_s s; the agent keeps running" >&2
 fi
 
 if [ "$check" = 1 ]; then
@@ -201,6 +235,6 @@ set +e
 wait "$agent_pid"
 wait "$agent_pid" 2>/dev/null
 echo
-echo "run-example: the agent stopped. Still running: containers kv and web (bridge agent-shop,"
+echo "run-example: the agent stopped. Its containers are still running (and"
 echo "             http://127.0.0.1:$port/ keeps answering). Run the script again to adopt them,"
 echo "             or 'scripts/run-example.sh --clean' to remove everything."

@@ -5,7 +5,8 @@
 #
 # `scripts/setup.sh --example` installs only what building the agent and running the example
 # need (scripts/apt/example.list and the busybox test images): no fuzzer, registry, skopeo or
-# benchmark tools. scripts/run-example.sh uses it.
+# benchmark tools. scripts/run-example.sh uses it; `--app` installs what the example app's image
+# needs (scripts/apt/app.list: mmdebstrap) and builds it (run-example.sh --app).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,11 @@ case "${1:-}" in
     lists=(scripts/apt/example.list)
     steps=(scripts/setup.d/20-test-images.sh)
     ;;
-  *) echo "setup: unknown option $1 (use --example or nothing)" >&2; exit 2 ;;
+  --app)
+    lists=(scripts/apt/app.list)
+    steps=(scripts/setup.d/25-app-image.sh)
+    ;;
+  *) echo "setup: unknown option $1 (use --example, --app or nothing)" >&2; exit 2 ;;
 esac
 
 mapfile -t packages < <(cat "${lists[@]}" | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
