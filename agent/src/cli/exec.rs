@@ -1,7 +1,9 @@
 //! `agent monitor`, `agent logs`, `agent exec`, `agent kill`.
 //!
 //! These commands work on the exec driver's state directly (`<state-dir>/exec/`), with or without
-//! a running agent: NAME is a container's name or id as recorded there. (`agent stop` and
+//! a running agent: NAME is a container's name or id as recorded there. `agent logs` takes any
+//! number of names (none: every container), prefixes each line with its container's name when it
+//! shows more than one, merges their past by time and follows them all at once with `-f`. (`agent stop` and
 //! `agent start` go through the agent: see [`super::container`].) None of them starts
 //! an async runtime: `monitor` and `exec` must stay single-threaded (libcontainer forks).
 
@@ -31,12 +33,13 @@ pub struct MonitorArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// The container's name (or id).
-    pub name: String,
-    /// Keep printing new output until the container stops.
+    /// The containers' names (or ids); none: every container. With more than one, each line
+    /// starts with the container's name (as `docker compose logs`).
+    pub names: Vec<String>,
+    /// Keep printing new output until the containers stop.
     #[arg(short, long)]
     pub follow: bool,
-    /// Only the last N lines (`all`: every line).
+    /// Only the last N lines of each container (`all`: every line).
     #[arg(long, default_value = "all")]
     pub tail: String,
     /// Only lines since a time: RFC 3339 (2024-05-01T12:00:00Z), Unix seconds, or a duration
@@ -46,6 +49,9 @@ pub struct LogsArgs {
     /// Prefix each line with its time.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// No `name | ` prefix, even for several containers.
+    #[arg(long)]
+    pub no_log_prefix: bool,
     /// The agent's state directory.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
@@ -104,9 +110,40 @@ pub fn monitor(args: MonitorArgs) -> crate::Result<Outcome> {
     Ok(Outcome(code.clamp(0, 255) as u8))
 }
 
+/// One container whose logs are shown, and the prefix of its lines.
+struct LogSource {
+    id: String,
+    prefix: String,
+}
+
 pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
-    let id = paths::resolve_name(&args.state_dir, &args.name)?;
-    let dir = paths::container_dir(&args.state_dir, &id);
+    let d = driver(&args.state_dir);
+    let mut named: Vec<(String, String)> = Vec::new();
+    if args.names.is_empty() {
+        for info in d.list()? {
+            named.push((info.name, info.id));
+        }
+    } else {
+        for name in &args.names {
+            let id = paths::resolve_name(&args.state_dir, name)?;
+            if !named.iter().any(|(_, i)| *i == id) {
+                named.push((name.clone(), id));
+            }
+        }
+    }
+    let prefixed = !args.no_log_prefix && !(args.names.len() == 1);
+    let width = named.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let sources: Vec<LogSource> = named
+        .into_iter()
+        .map(|(name, id)| LogSource {
+            id,
+            prefix: if prefixed {
+                format!("{name:<width$} | ")
+            } else {
+                String::new()
+            },
+        })
+        .collect();
     let tail = match args.tail.as_str() {
         "all" | "-1" => None,
         n => Some(n.parse::<usize>().map_err(|_| {
@@ -124,36 +161,83 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
         None => None,
     };
     let filter = logs::Filter { tail, since };
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let print = |r: &logs::Record| -> bool {
-        let text = if args.timestamps {
-            format!("{} {}", r.time, r.log)
-        } else {
-            r.log.clone()
-        };
-        let ok = match r.stream {
-            logs::Stream::Stdout => stdout
-                .lock()
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.lock().flush()),
-            logs::Stream::Stderr => stderr.lock().write_all(text.as_bytes()),
-        };
-        ok.is_ok()
+    let timestamps = args.timestamps;
+    // One whole line per write, so that lines of several containers never mix.
+    let print = move |prefix: &str, r: &logs::Record| -> bool {
+        let mut text = String::with_capacity(prefix.len() + r.log.len() + 40);
+        text.push_str(prefix);
+        if timestamps {
+            text.push_str(&r.time);
+            text.push(' ');
+        }
+        text.push_str(&r.log);
+        if !prefix.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        match r.stream {
+            logs::Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_ok()
+            }
+            logs::Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()).is_ok(),
+        }
     };
-    for r in logs::read(&dir, &filter)? {
-        if !print(&r) {
+    // The past: of several containers, merged by time (RFC 3339 in UTC sorts as text).
+    let mut past: Vec<(&str, logs::Record)> = Vec::new();
+    for src in &sources {
+        let dir = paths::container_dir(&args.state_dir, &src.id);
+        past.extend(
+            logs::read(&dir, &filter)?
+                .into_iter()
+                .map(|r| (src.prefix.as_str(), r)),
+        );
+    }
+    if sources.len() > 1 {
+        past.sort_by(|a, b| a.1.time.cmp(&b.1.time));
+    }
+    for (prefix, r) in &past {
+        if !print(prefix, r) {
             return Ok(Outcome::OK);
         }
     }
-    if args.follow {
-        let d = driver(&args.state_dir);
-        let follow_filter = logs::Filter { tail: None, since };
-        logs::follow(&dir, &follow_filter, print, || {
-            d.state(&id).map(|i| !i.status.is_running()).unwrap_or(true)
-        })?;
+    if !args.follow {
+        return Ok(Outcome::OK);
     }
-    Ok(Outcome::OK)
+    // Then each container on its own thread until it stops (the last one ends the command).
+    let follow_filter = logs::Filter { tail: None, since };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|src| {
+                let d = d.clone();
+                let dir = paths::container_dir(&args.state_dir, &src.id);
+                let f = &follow_filter;
+                scope.spawn(move || {
+                    logs::follow(
+                        &dir,
+                        f,
+                        |r| print(&src.prefix, r),
+                        || {
+                            d.state(&src.id)
+                                .map(|i| !i.status.is_running())
+                                .unwrap_or(true)
+                        },
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(crate::Error::Usage("following a log failed".into()));
+                }
+            }
+        }
+        Ok(Outcome::OK)
+    })
 }
 
 /// `agent exec`'s exit code when the agent itself failed (no such container, not running, a
