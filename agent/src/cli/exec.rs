@@ -131,7 +131,7 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
             }
         }
     }
-    let prefixed = !args.no_log_prefix && !(args.names.len() == 1);
+    let prefixed = !args.no_log_prefix && args.names.len() != 1;
     let width = named.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let sources: Vec<LogSource> = named
         .into_iter()
