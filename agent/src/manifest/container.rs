@@ -175,6 +175,9 @@ pub enum Mount {
         target: PathBuf,
         #[serde(skip_serializing_if = "is_false")]
         read_only: bool,
+        /// Do not copy the image's files at `target` into the volume when it is new.
+        #[serde(rename = "nocopy", skip_serializing_if = "is_false")]
+        no_copy: bool,
     },
     /// A host directory or file.
     #[serde(rename_all = "camelCase")]
@@ -221,6 +224,11 @@ struct MountLong {
     read_only: Option<bool>,
     /// Size limit of a tmpfs, e.g. `16Mi`.
     size: Option<ByteSize>,
+    /// With `volume`: do not copy the image's files at `target` into the volume when it is new
+    /// and empty (Docker's `nocopy`). Default false: a new volume starts with the image's
+    /// content, owner and mode there.
+    #[serde(default)]
+    nocopy: Option<bool>,
 }
 
 const MOUNT_HELP: &str = "a mount is {volume: NAME, target: /path}, {bind: /host/path, target: /path, readOnly: true}, {tmpfs: /path, size: 16Mi}, or \"NAME|/host/path:/target[:ro|rw]\"";
@@ -236,9 +244,13 @@ fn mount_from_long(m: MountLong) -> Result<Mount, String> {
                 volume,
                 target,
                 read_only: m.read_only.unwrap_or(false),
+                no_copy: m.nocopy.unwrap_or(false),
             })
         }
         (None, Some(bind), None) => {
+            if m.nocopy.is_some() {
+                return Err("`nocopy` applies only to volume mounts".into());
+            }
             if m.size.is_some() {
                 return Err("`size` applies only to tmpfs mounts".into());
             }
@@ -250,6 +262,9 @@ fn mount_from_long(m: MountLong) -> Result<Mount, String> {
             })
         }
         (None, None, Some(tmpfs)) => {
+            if m.nocopy.is_some() {
+                return Err("`nocopy` applies only to volume mounts".into());
+            }
             if m.target.is_some() {
                 return Err("a tmpfs mount takes its path from `tmpfs`; drop `target`".into());
             }
@@ -295,6 +310,7 @@ fn mount_from_str(s: &str) -> Result<Mount, String> {
             volume: src.into(),
             target,
             read_only: ro,
+            no_copy: false,
         }
     })
 }

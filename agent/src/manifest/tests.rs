@@ -78,7 +78,8 @@ fn a_full_container_reads_into_the_typed_model() {
         Mount::Volume {
             volume: "kv-data".into(),
             target: "/data".into(),
-            read_only: true
+            read_only: true,
+            no_copy: false
         }
     );
     assert_eq!(

@@ -165,6 +165,9 @@ pub struct EffectiveMount {
     pub target: PathBuf,
     pub source: MountSource,
     pub read_only: bool,
+    /// A volume mount that does not copy the image's files into a new volume (`nocopy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
 }
 
 /// What is mounted.
@@ -190,6 +193,9 @@ impl std::fmt::Display for EffectiveMount {
         }
         if self.read_only {
             f.write_str(":ro")?;
+        }
+        if self.no_copy {
+            f.write_str(":nocopy")?;
         }
         Ok(())
     }
@@ -414,10 +420,12 @@ fn mount(m: &Mount) -> EffectiveMount {
             volume,
             target,
             read_only,
+            no_copy,
         } => EffectiveMount {
             target: normalize_path(target),
             source: MountSource::Volume(volume.clone()),
             read_only: *read_only,
+            no_copy: *no_copy,
         },
         Mount::Bind {
             bind,
@@ -427,11 +435,13 @@ fn mount(m: &Mount) -> EffectiveMount {
             target: normalize_path(target),
             source: MountSource::Bind(normalize_path(bind)),
             read_only: *read_only,
+            no_copy: false,
         },
         Mount::Tmpfs { tmpfs, size } => EffectiveMount {
             target: normalize_path(tmpfs),
             source: MountSource::Tmpfs(size.map(ByteSize::bytes)),
             read_only: false,
+            no_copy: false,
         },
     }
 }

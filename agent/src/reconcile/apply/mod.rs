@@ -44,6 +44,7 @@ use super::translate::network::{Net, NetError, SharedStore, lock};
 use super::work::Work;
 
 mod supervision;
+pub mod volumes;
 use crate::driver::exec::spec::{self, ContainerSpec};
 use crate::driver::exec::{AnyExecDriver, ExecDriver, LiveUpdate};
 use crate::driver::graph::{Graph, GraphDriver};
@@ -517,12 +518,15 @@ impl Applier {
         let (id, digest) = (id.to_string(), digest.to_string());
         self.graph.create_container(&id, &digest)?;
         let rootfs = self.graph.driver().mount(&id)?;
-        let mut s = ContainerSpec::new(&id, &name, rootfs);
+        let mut s = ContainerSpec::new(&id, &name, rootfs.clone());
         let img = self.graph.find(&digest)?;
         let blob = self.graph.blobs().read(&img.id)?;
         s.image = spec::image_config(&blob)
             .map_err(|e| ApplyError::Other(format!("image config: {e}")))?;
-        let s = super::translate::spec::container_spec(s, config, &wiring, &self.state_dir);
+        let mut s = super::translate::spec::container_spec(s, config, &wiring, &self.state_dir);
+        for line in volumes::prepare(&self.state_dir, config, &blob, &rootfs, &mut s)? {
+            tracing::info!(container = %name, "{line}");
+        }
         self.exec.create(&s)?;
         Ok(wiring.netns)
     }
@@ -717,6 +721,9 @@ impl Applier {
         );
         self.discard(&rec.id, super::supervise::grace_of(&rec.config), replaced)?;
         drop(stopping);
+        if !replaced {
+            volumes::remove_anonymous(&self.state_dir, name)?;
+        }
         debug_pause("remove", name);
         lock(store).transaction(|tx| {
             if !replaced {

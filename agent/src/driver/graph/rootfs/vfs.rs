@@ -88,6 +88,23 @@ fn set_times(f: &File, md: &Metadata, p: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Copies the directory tree `src` (its entries, then the directory's own owner, mode, xattrs
+/// and mtime) onto the existing directory `dst`: regular files, directories, symlinks (as
+/// symlinks, never followed), hard links within the tree, fifos and device nodes, with owners,
+/// modes, `user.*`/`security.*` xattrs and mtimes. Used to fill a new volume from the image
+/// directory it is mounted over (Docker's copy-up). `src` must be a real directory, not a
+/// symlink (the caller resolves it inside the root filesystem).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), Error> {
+    let md = fs::symlink_metadata(src).map_err(ioe("stat", src))?;
+    if !md.is_dir() {
+        return Err(ioe("copy", src)(io::Error::from_raw_os_error(
+            libc::ENOTDIR,
+        )));
+    }
+    apply_layer(src, dst, &mut HashMap::new())?;
+    copy_meta(src, &md, dst)
+}
+
 /// Applies one unpacked layer directory onto `dst`.
 fn apply_layer(
     src: &Path,
