@@ -470,7 +470,22 @@ pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
                 crate::Error::Usage(format!("no such container: {name} (see `agent ps`)"))
             })
     })?;
-    print_json(&i)?;
+    // The effective stop signal (manifest, image or default), from the exec driver's record of
+    // the container: the store keeps only the manifest's.
+    let (_, state) = args.client.resolve()?;
+    let dir = crate::driver::exec::paths::container_dir(&state, &i.container.id);
+    let mut v = serde_json::to_value(&i).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    if let (Ok(spec), Some(obj)) = (
+        crate::driver::exec::paths::load_spec(&dir),
+        v.as_object_mut(),
+    ) {
+        let (signal, from) = crate::driver::exec::paths::stop_signal_of(&spec);
+        obj.insert(
+            "stopSignal".into(),
+            serde_json::json!({"signal": signal, "from": from}),
+        );
+    }
+    print_json(&v)?;
     Ok(Outcome::OK)
 }
 

@@ -509,11 +509,7 @@ impl ExecDriver for MonitorDriver {
             _ => return Ok(info),
         };
         let spec = paths::load_spec(&dir)?;
-        let image_signal = spec.image.as_ref().and_then(|c| c.stop_signal().clone());
-        let sig = match spec.stop_signal.as_deref().or(image_signal.as_deref()) {
-            Some(s) => paths::parse_signal(s)?,
-            None => libc::SIGTERM,
-        };
+        let sig = paths::parse_signal(&paths::stop_signal_of(&spec).0)?;
         // Clamped: a grace stored by an older version may be anything up to u64 seconds.
         let grace = grace.unwrap_or(spec.stop_grace).min(MAX_STOP_GRACE);
         if is_same_process(pid, st.pid_start) {

@@ -28,6 +28,19 @@ pub fn container_dir(state_dir: &Path, id: &str) -> PathBuf {
     exec_root(state_dir).join(id)
 }
 
+/// The signal that stops the container of `spec` and where it comes from (`manifest`, `image`,
+/// `default`): the manifest's `stopSignal`, else the image's `StopSignal`, else SIGTERM, as
+/// Docker. As written (`SIGQUIT`, `QUIT`, `3`); [`parse_signal`] reads it.
+pub fn stop_signal_of(spec: &ContainerSpec) -> (String, &'static str) {
+    if let Some(s) = &spec.stop_signal {
+        return (s.clone(), "manifest");
+    }
+    if let Some(s) = spec.image.as_ref().and_then(|c| c.stop_signal().clone()) {
+        return (s, "image");
+    }
+    ("SIGTERM".to_string(), "default")
+}
+
 /// `monitor.log` is rotated when a start finds it larger than this.
 pub const MONITOR_LOG_CAP: u64 = 64 * 1024;
 /// How much of a rotated `monitor.log` is kept, as `monitor.log.1` (its last whole lines).
