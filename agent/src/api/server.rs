@@ -59,6 +59,8 @@ pub struct ApiState {
     pub dir_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     /// The changes in flight (written by the loop).
     pub board: crate::reconcile::report::Board,
+    /// The state directory (`inspect` reads the monitors' state files there).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Creates the socket at `path` (its directory `0755` if missing), refusing when another agent
@@ -236,7 +238,10 @@ async fn status(State(state): State<ApiState>) -> Response {
 async fn inspect(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
     let n = name.clone();
     match with_store(&state, move |tx| types::inspect(tx, &n)).await {
-        Ok(Some(i)) => Json(i).into_response(),
+        Ok(Some(mut i)) => {
+            types::inspect_monitor(&mut i, &state.state_dir);
+            Json(i).into_response()
+        }
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("no such container: {name} (see `agent ps`)"),

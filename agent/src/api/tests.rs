@@ -80,6 +80,7 @@ fn start() -> Running {
         events: events_rx,
         shutdown: shutdown_rx.clone(),
         dir_error: Arc::new(|| None),
+        state_dir: dir.path().to_path_buf(),
     };
     let sock = socket.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

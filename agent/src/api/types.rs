@@ -79,12 +79,45 @@ pub struct StatusReport {
 /// `agent inspect NAME`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inspect {
+    /// The store's record (times in Unix milliseconds; see `created`, `started`, `finished`).
     pub container: ContainerRecord,
+    /// `created_at`, `started_at`, `finished_at` of the record in RFC 3339 (UTC).
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub started: Option<String>,
+    #[serde(default)]
+    pub finished: Option<String>,
+    /// The `agent monitor` process of its current or last run, and whether it is alive (read
+    /// from the exec driver's state file, not the store).
+    #[serde(default)]
+    pub monitor_pid: Option<i32>,
+    #[serde(default)]
+    pub monitor_alive: bool,
     pub ports: Vec<store::PortBinding>,
     pub addresses: Vec<store::IpAllocation>,
+    /// Its links (`parent` is this container, `child` the linked one, `alias` its name here),
+    /// from its effective config.
     pub links: Vec<store::LinkRecord>,
-    /// The newest events about this container, oldest first.
-    pub events: Vec<Event>,
+    /// The containers that link to it.
+    #[serde(default)]
+    pub linked_by: Vec<store::LinkRecord>,
+    /// The newest events about this container, oldest first, each with `at` in RFC 3339.
+    pub events: Vec<InspectEvent>,
+}
+
+/// An event with its time in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectEvent {
+    #[serde(flatten)]
+    pub event: Event,
+    pub at: String,
+}
+
+/// Unix milliseconds in RFC 3339 (UTC, seconds).
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 pub use crate::reconcile::report::{ActionReport, Failure, InFlight, PassReport, Stopping};
@@ -232,11 +265,65 @@ pub fn inspect(tx: &Tx<'_>, name: &str) -> store::Result<Option<Inspect>> {
     let Some(container) = tx.container(name)? else {
         return Ok(None);
     };
+    let links_of = |c: &ContainerRecord| -> Vec<store::LinkRecord> {
+        let links = c
+            .config
+            .get("fixed")
+            .and_then(|f| f.get("links"))
+            .cloned()
+            .and_then(|l| {
+                serde_json::from_value::<Vec<crate::plan::effective::EffectiveLink>>(l).ok()
+            })
+            .unwrap_or_default();
+        links
+            .into_iter()
+            .map(|l| store::LinkRecord {
+                parent: c.name.clone(),
+                child: l.container,
+                alias: l.alias,
+            })
+            .collect()
+    };
+    let mut links = tx.links_from(name)?;
+    if links.is_empty() {
+        links = links_of(&container);
+    }
+    let linked_by = tx
+        .containers()?
+        .iter()
+        .flat_map(links_of)
+        .filter(|l| l.child == name)
+        .collect();
     Ok(Some(Inspect {
         ports: tx.container_ports(name)?,
         addresses: tx.container_ips(name)?,
-        links: tx.links_from(name)?,
-        events: tx.recent_events(Some(&format!("container/{name}")), 20)?,
+        links,
+        linked_by,
+        events: tx
+            .recent_events(Some(&format!("container/{name}")), 20)?
+            .into_iter()
+            .map(|e| InspectEvent {
+                at: rfc3339(e.time),
+                event: e,
+            })
+            .collect(),
+        created: Some(rfc3339(container.created_at)),
+        started: container.started_at.map(rfc3339),
+        finished: container.finished_at.map(rfc3339),
+        monitor_pid: None,
+        monitor_alive: false,
         container,
     }))
+}
+
+/// Adds what the exec driver's state file under `state_dir` says of the monitor.
+pub fn inspect_monitor(i: &mut Inspect, state_dir: &std::path::Path) {
+    use crate::driver::exec::{paths, state};
+    let dir = paths::container_dir(state_dir, &i.container.id);
+    if let Ok(Some(st)) = state::ContainerState::load(&dir) {
+        i.monitor_pid = st.monitor_pid;
+        i.monitor_alive = st
+            .monitor_pid
+            .is_some_and(|pid| state::is_same_process(pid, st.monitor_start));
+    }
 }

@@ -464,11 +464,15 @@ fn print_file_status(f: &FileStatus, now: i64) {
 pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
     let name = args.name.clone();
     let path = format!("/v1/containers/{}", url_escape(&args.name));
+    let (_, state_dir) = args.client.resolve()?;
     let i: Inspect = ask(&args.client, &path, move |s| {
-        s.transaction(|tx| types::inspect(tx, &name))?
+        let mut i = s
+            .transaction(|tx| types::inspect(tx, &name))?
             .ok_or_else(|| {
                 crate::Error::Usage(format!("no such container: {name} (see `agent ps`)"))
-            })
+            })?;
+        types::inspect_monitor(&mut i, &state_dir);
+        Ok(i)
     })?;
     // The effective stop signal (manifest, image or default), from the exec driver's record of
     // the container: the store keeps only the manifest's.

@@ -111,6 +111,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         events: events_rx,
         shutdown: shutdown_rx.clone(),
         board: board.clone(),
+        state_dir: config.state_dir.clone(),
         dir_error: Arc::new(move || w.snapshot().dir_error.clone()),
     };
     let mut sd = shutdown_rx.clone();

@@ -11,8 +11,10 @@
 //! - a set (ports, mounts, links, ...): `field +added -removed`;
 //! - an ordered list (command, dns): `field [a, b] -> [c]`.
 //!
-//! Values longer than [`MAX_VALUE`] characters are cut with `...`; digests are shown as
-//! `sha256:` and 12 hex digits. Reasons are sorted by field name.
+//! Values longer than [`MAX_VALUE`] characters are cut with `...`; when both sides of a change
+//! are cut, each shows the part where they differ (a few characters before the first
+//! difference on), not the same prefix twice. Digests are shown as `sha256:` and 12 hex digits.
+//! Reasons are sorted by field name.
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
@@ -290,13 +292,53 @@ fn show_opt<T: Display>(v: Option<T>) -> String {
     v.map_or_else(|| "(unset)".to_string(), show)
 }
 
+/// Characters shown before the first difference when a long value is cut there.
+const CONTEXT: usize = 12;
+
+/// Two values of a change for display (see the module docs): as [`show`], but when a value is
+/// too long, each side shows where the two differ.
+pub fn show_pair(o: &str, n: &str) -> (String, String) {
+    let (oc, nc): (Vec<char>, Vec<char>) = (o.chars().collect(), n.chars().collect());
+    if oc.len() <= MAX_VALUE && nc.len() <= MAX_VALUE {
+        return (show(o), show(n));
+    }
+    let common = oc.iter().zip(&nc).take_while(|(a, b)| a == b).count();
+    let start = common.saturating_sub(CONTEXT);
+    let cut = |c: &[char]| -> String {
+        let lead = if start > 0 { "..." } else { "" };
+        let rest = c.get(start..).unwrap_or_default();
+        let room = MAX_VALUE - lead.len();
+        if rest.len() > room {
+            let body: String = rest.iter().take(room - 3).collect();
+            format!("{lead}{body}...")
+        } else if c.is_empty() {
+            show("")
+        } else {
+            format!("{lead}{}", rest.iter().collect::<String>())
+        }
+    };
+    (cut(&oc), cut(&nc))
+}
+
+fn change_text(o: Option<String>, n: Option<String>) -> (String, String) {
+    match (o, n) {
+        (Some(o), Some(n)) => show_pair(&o, &n),
+        (o, n) => (show_opt(o), show_opt(n)),
+    }
+}
+
 fn scalar<T: Display + PartialEq>(out: &mut Vec<String>, field: &str, o: Option<T>, n: Option<T>) {
     if o != n {
-        out.push(format!("{field} {} -> {}", show_opt(o), show_opt(n)));
+        let (a, b) = change_text(o.map(|v| v.to_string()), n.map(|v| v.to_string()));
+        out.push(format!("{field} {a} -> {b}"));
     }
 }
 
 fn show_list<T: Display>(v: &[T]) -> String {
+    show(list_text(v))
+}
+
+fn list_text<T: Display>(v: &[T]) -> String {
     let mut s = String::from("[");
     for (i, x) in v.iter().enumerate() {
         if i > 0 {
@@ -305,7 +347,7 @@ fn show_list<T: Display>(v: &[T]) -> String {
         let _ = write!(s, "{x}");
     }
     s.push(']');
-    show(s)
+    s
 }
 
 fn list<T: Display + PartialEq>(
@@ -315,8 +357,8 @@ fn list<T: Display + PartialEq>(
     n: Option<&[T]>,
 ) {
     if o != n {
-        let f = |v: Option<&[T]>| v.map_or_else(|| "(unset)".to_string(), show_list);
-        out.push(format!("{field} {} -> {}", f(o), f(n)));
+        let (a, b) = change_text(o.map(list_text), n.map(list_text));
+        out.push(format!("{field} {a} -> {b}"));
     }
 }
 
@@ -347,7 +389,10 @@ fn map<V: Display + PartialEq>(
     for (k, nv) in n {
         match o.get(k) {
             Some(ov) if ov == nv => {}
-            ov => out.push(format!("{field}.{k} {} -> {}", show_opt(ov), show(nv))),
+            ov => {
+                let (a, b) = change_text(ov.map(|v| v.to_string()), Some(nv.to_string()));
+                out.push(format!("{field}.{k} {a} -> {b}"));
+            }
         }
     }
     for (k, ov) in o {
@@ -375,5 +420,42 @@ fn secret_map<V: PartialEq>(
         if !n.contains_key(k) {
             out.push(format!("{field}.{k} removed"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_show_where_they_differ() {
+        let head = "x".repeat(100);
+        let (a, b) = show_pair(&format!("{head}-old-tail"), &format!("{head}-new-tail"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("...") && a.contains("-old-tail"), "{a}");
+        assert!(b.starts_with("...") && b.contains("-new-tail"), "{b}");
+        assert!(a.chars().count() <= MAX_VALUE && b.chars().count() <= MAX_VALUE);
+        // A difference early on: both start at the beginning, cut at the end.
+        let (a, b) = show_pair(&format!("a{head}"), &format!("b{head}"));
+        assert!(
+            a.starts_with('a') && a.ends_with("...") && b.starts_with('b'),
+            "{a} {b}"
+        );
+        // Short values as they are.
+        assert_eq!(show_pair("1", "2"), ("1".to_string(), "2".to_string()));
+        assert_eq!(show_pair("", "2").0, "\"\"");
+        // A long command: the reason names the changed argument.
+        let mut out = Vec::new();
+        let script = |s: &str| vec!["/bin/sh".to_string(), "-c".into(), format!("{head} {s}")];
+        list(
+            &mut out,
+            "command",
+            Some(&script("--port 80")[..]),
+            Some(&script("--port 81")[..]),
+        );
+        assert!(
+            out[0].contains("--port 80") && out[0].contains("--port 81"),
+            "{out:?}"
+        );
     }
 }

@@ -55,6 +55,37 @@ pub enum RestartPolicy {
     UnlessStopped,
 }
 
+/// As Docker writes it: `no`, `always`, `on-failure`, `on-failure:5`, `unless-stopped`.
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::OnFailure {
+                max_retries: Some(n),
+            } if *n > 0 => write!(f, "on-failure:{n}"),
+            RestartPolicy::OnFailure { .. } => f.write_str("on-failure"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+        }
+    }
+}
+
+/// A delay in words, to the millisecond: `0s`, `250ms`, `1.5s`, `2m 30s`.
+pub fn delay_text(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        let s = format!("{}.{:03}", ms / 1000, ms % 1000);
+        return format!("{}s", s.trim_end_matches('0').trim_end_matches('.'));
+    }
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+}
+
 /// When the decision is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Occasion {
@@ -146,6 +177,21 @@ impl Backoff {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn policies_and_delays_in_words() {
+        use std::time::Duration;
+        let p = |max| RestartPolicy::OnFailure { max_retries: max };
+        assert_eq!(p(Some(5)).to_string(), "on-failure:5");
+        assert_eq!(p(None).to_string(), "on-failure");
+        assert_eq!(p(Some(0)).to_string(), "on-failure");
+        assert_eq!(RestartPolicy::UnlessStopped.to_string(), "unless-stopped");
+        assert_eq!(delay_text(Duration::ZERO), "0s");
+        assert_eq!(delay_text(Duration::from_millis(250)), "250ms");
+        assert_eq!(delay_text(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(delay_text(Duration::from_secs(2)), "2s");
+        assert_eq!(delay_text(Duration::from_secs(150)), "2m 30s");
+    }
+
     use super::*;
 
     const NONZERO: i32 = 1;

@@ -279,7 +279,10 @@ impl Supervisor {
                         .next_delay(&self.backoff, ran_for)
                 };
                 rec.state = ContainerState::Restarting;
-                let reason = format!("restart policy {policy:?}: restart in {delay:?}");
+                let reason = format!(
+                    "restart policy {policy}: restart in {}",
+                    super::restart::delay_text(delay)
+                );
                 lock(store).transaction(|tx| {
                     tx.upsert_container(&rec)?;
                     event(
