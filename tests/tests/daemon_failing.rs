@@ -92,3 +92,73 @@ fn a_failing_change_waits_for_its_own_backoff_and_delays_nothing_else() {
     });
     assert_eq!(failed().len(), 1);
 }
+
+#[test]
+fn a_recreate_whose_port_is_taken_keeps_the_running_container() {
+    if !require_root("a_recreate_whose_port_is_taken_keeps_the_running_container") {
+        return;
+    }
+    require_images();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
+    let port = listener.local_addr().expect("local addr").port();
+    let mut d = Daemon::prepare("portclash", "");
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("web.yaml", &sleeper("web", ""));
+    d.wait_for("web running", Duration::from_secs(90), || {
+        running(&d, "web")
+    });
+    let id = d.try_ps_row("web").expect("web")["id"].clone();
+    assert_eq!(d.cli(&["status"]).status.code(), Some(0));
+
+    // The edit publishes the port the test's listener holds: the check before the teardown
+    // refuses it, names the port, and the running container stays.
+    d.write(
+        "web.yaml",
+        &sleeper("web", &format!("  ports: [\"127.0.0.1:{port}:80/tcp\"]\n")),
+    );
+    let failure = d.wait_for("the clash reported", Duration::from_secs(30), || {
+        d.events_of("web", "change.failed").into_iter().next()
+    });
+    assert!(
+        failure
+            .to_string()
+            .contains(&format!("127.0.0.1:{port}/tcp is in use")),
+        "{failure}"
+    );
+    let row = d.try_ps_row("web").expect("web is still listed");
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(
+        row["id"], id,
+        "the running container was not replaced: {row}"
+    );
+    assert!(
+        d.events_of("web", "container.stop").is_empty()
+            && d.events_of("web", "container.remove").is_empty(),
+        "nothing was torn down: {:?}",
+        d.events()
+    );
+    let status = d.cli(&["status"]);
+    assert_ne!(
+        status.status.code(),
+        Some(0),
+        "status reports the failure: {}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    // The port freed: `agent apply` tries again at once and the replacement goes through.
+    drop(listener);
+    d.cli_ok(&["apply"]);
+    d.wait_for("web replaced", Duration::from_secs(30), || {
+        let row = d.try_ps_row("web")?;
+        (row["state"] == "running" && row["id"] != id).then_some(())
+    });
+    d.wait_for("status ok", Duration::from_secs(30), || {
+        (d.cli(&["status"]).status.code() == Some(0)).then_some(())
+    });
+}

@@ -14,7 +14,8 @@
 //!   the restart itself is a work).
 //! - [`health`], [`prober`]: the health-check state machine and the probes on a deadline queue.
 //! - [`exits`]: container exits as inotify events on the monitors' state files.
-//! - [`failing`]: per-object backoff of failed changes.
+//! - [`failing`]: per-object backoff of failed changes; [`precheck`]: what a replacement of a
+//!   running container needs, checked before it is stopped.
 //! - [`trigger`]: triggers coalesced into batches.
 //! - [`recover`]: finishing or undoing half-applied changes (intents), orphans at start-up.
 //! - [`request`]: `agent stop` / `agent start` (stopped-by-user, as Docker's restart policies
@@ -27,6 +28,7 @@ pub mod exits;
 pub mod failing;
 pub mod health;
 pub mod pass;
+pub mod precheck;
 pub mod prober;
 pub mod queue;
 pub mod recover;

@@ -389,6 +389,9 @@ impl Engine {
         let waits = work::order(&works, &rel);
         let queue = &self.queue;
         let deferred = work::deferred(&works, &waits, &rel, &|k: &str| queue.busy(k));
+        // Running containers that would be replaced but could not be (a host port in use): all
+        // their works fail before anything is stopped.
+        self.precheck(&works, &actual, &deferred);
         // Works of objects on a backoff, and works that wait for those, are held.
         let now = Instant::now();
         let mut held: Vec<Option<(String, Instant)>> = vec![None; works.len()];
@@ -446,6 +449,86 @@ impl Engine {
         for id in self.submit(go, &go_waits) {
             open.outstanding.insert(id);
         }
+    }
+
+    /// Checks the preconditions of every replacement of a running container in `works` (see
+    /// [`super::precheck`]); a container that fails them is recorded failed, so that all its
+    /// works are held and the running one is kept.
+    fn precheck(&mut self, works: &[Work], actual: &crate::plan::Actual, deferred: &[bool]) {
+        let now = Instant::now();
+        let mut bindings = None;
+        for (i, w) in works.iter().enumerate() {
+            let config = match &w.step.change {
+                Change::CreateContainer { config, .. }
+                | Change::RecreateContainer { config, .. } => config,
+                _ => continue,
+            };
+            let k = w.key();
+            let Some(have) = actual.containers.get(&config.name) else {
+                continue;
+            };
+            if deferred[i]
+                || !matches!(
+                    have.state,
+                    crate::store::ContainerState::Running
+                        | crate::store::ContainerState::Restarting
+                )
+                || self.failing.held(&k, now).is_some()
+            {
+                continue;
+            }
+            let bindings = bindings.get_or_insert_with(|| {
+                lock(&self.p.store)
+                    .transaction(|tx| tx.port_bindings())
+                    .unwrap_or_default()
+            });
+            if let Err(e) = super::precheck::replacement(
+                config,
+                have.config.as_ref(),
+                bindings,
+                &crate::driver::network::ports::probe_bind,
+            ) {
+                self.refused(w, &e);
+            }
+        }
+    }
+
+    /// A work that failed before it was tried (its preconditions): reported like a failed
+    /// change (event, board, the object's backoff).
+    fn refused(&mut self, w: &Work, error: &str) {
+        let k = w.key();
+        tracing::warn!(change = %w.summary(), error, "change refused before anything was stopped");
+        let _ = lock(&self.p.store).transaction(|tx| {
+            pass::event(
+                tx,
+                "change.failed",
+                &k,
+                json!({"reason": w.summary(), "cause": w.cause.to_string(), "error": error, "precondition": true}),
+            )
+        });
+        self.p.board.fail(Failure {
+            object: k.clone(),
+            error: format!(
+                "{} {} failed: {error}",
+                w.step.change.action(),
+                w.step.change.name()
+            ),
+            skipped: false,
+            cause: w.cause.to_string(),
+            file: self.files_of.get(&k).cloned(),
+            since: pass::now_ms(),
+            attempts: 1,
+            retry_at: None,
+        });
+        let until = self.failing.failed(
+            &k,
+            self.fingerprints.get(&k).copied(),
+            error,
+            &self.p.config.restart,
+            Instant::now(),
+        );
+        self.timers.set(Due::Backoff(k.clone()), until);
+        self.p.board.set_retry_of(&k, board_time(until));
     }
 
     /// Ends a pass's report: records the files applied when everything succeeded, schedules the

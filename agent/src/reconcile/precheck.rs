@@ -1,0 +1,187 @@
+//! Preconditions of replacing a running container, checked before it is stopped.
+//!
+//! A recreate tears the running container down before the new one is created; a create that
+//! then fails (a published host port another process holds) leaves nothing running. So before
+//! a pass submits the works that replace a running container, the loop checks what can be
+//! checked without changing anything, and holds all of that container's works when a check
+//! fails: the old container keeps running, the failure is reported with the reason and the
+//! object waits out its backoff ([`super::failing`]) like any failed change.
+//!
+//! Checked today: every fixed host port the new config publishes (bridge mode), TCP and UDP:
+//! not published by another container of the agent, and bindable on its host address (the
+//! network driver's own probe, [`crate::driver::network::ports::probe_bind`]). Ports the
+//! container being replaced declares itself are skipped (its own process or its rules may hold
+//! them). An image is fetched by earlier works of the same plan, before any teardown, so a
+//! missing image never reaches this point; volumes are directories the agent creates.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::driver::network::Protocol as NetProtocol;
+use crate::manifest::{NetworkMode, Protocol};
+use crate::plan::EffectiveContainer;
+use crate::plan::effective::Port;
+use crate::store::PortBinding;
+
+/// How a host port is probed: the network driver's bind test in the daemon, a fake in tests.
+pub type Probe<'a> = &'a dyn Fn(Option<Ipv4Addr>, u16, NetProtocol) -> std::io::Result<()>;
+
+fn overlaps(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
+    let any = |ip: Option<IpAddr>| ip.is_none_or(|i| i.is_unspecified());
+    any(a) || any(b) || a == b
+}
+
+fn same_proto(p: Protocol, s: crate::store::Protocol) -> bool {
+    matches!(
+        (p, s),
+        (Protocol::Tcp, crate::store::Protocol::Tcp)
+            | (Protocol::Udp, crate::store::Protocol::Udp)
+            | (Protocol::Sctp, crate::store::Protocol::Sctp)
+    )
+}
+
+fn shown(p: &Port, port: u16) -> String {
+    let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    format!("{ip}:{port}/{}", p.protocol)
+}
+
+/// Checks that `new` can replace `old` (the running container of the same name): `bindings`
+/// are the host ports the agent's containers publish now. `Err` says what is wrong.
+pub fn replacement(
+    new: &EffectiveContainer,
+    old: Option<&EffectiveContainer>,
+    bindings: &[PortBinding],
+    probe: Probe<'_>,
+) -> Result<(), String> {
+    if new.fixed.network_mode != NetworkMode::Bridge {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    for p in &new.fixed.ports {
+        let Some(port) = p.host_port else {
+            continue;
+        };
+        let own = old.is_some_and(|o| {
+            o.fixed.ports.iter().any(|q| {
+                q.host_port == Some(port)
+                    && q.protocol == p.protocol
+                    && overlaps(q.host_ip, p.host_ip)
+            })
+        });
+        if own {
+            continue;
+        }
+        if let Some(b) = bindings.iter().find(|b| {
+            b.container != new.name
+                && b.host_port == port
+                && same_proto(p.protocol, b.proto)
+                && overlaps(Some(b.host_ip), p.host_ip)
+        }) {
+            problems.push(format!(
+                "host port {} is published by container {}",
+                shown(p, port),
+                b.container
+            ));
+            continue;
+        }
+        let proto = match p.protocol {
+            Protocol::Tcp => NetProtocol::Tcp,
+            Protocol::Udp => NetProtocol::Udp,
+            Protocol::Sctp => continue,
+        };
+        let ip = match p.host_ip {
+            None => None,
+            Some(IpAddr::V4(v4)) if v4.is_unspecified() => None,
+            Some(IpAddr::V4(v4)) => Some(v4),
+            Some(IpAddr::V6(_)) => continue,
+        };
+        if let Err(e) = probe(ip, port, proto) {
+            problems.push(format!(
+                "host port {} is in use by another process: {e}",
+                shown(p, port)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "container {}: not replaced, the running one is kept: {}",
+            new.name,
+            problems.join("; ")
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn container(spec: &str) -> EffectiveContainer {
+        let yaml = format!(
+            "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n  image: 127.0.0.1:5000/busybox\n{spec}"
+        );
+        let loaded =
+            crate::manifest::Loaded::from_sources(vec![("/m/web.yaml".into(), yaml.into_bytes())]);
+        let objects = match &loaded.files[0].outcome {
+            Ok(o) => o.iter().map(|o| o.manifest.clone()).collect(),
+            Err(e) => panic!("{e:?}"),
+        };
+        let d = crate::plan::Desired::build(
+            vec![crate::plan::FileInput {
+                path: "/m/web.yaml".into(),
+                state: crate::plan::FileState::Loaded(objects),
+            }],
+            &crate::plan::Actual::default().resolutions(),
+        );
+        d.containers["web"].value.config.clone()
+    }
+
+    fn binding(container: &str, port: u16) -> PortBinding {
+        PortBinding {
+            container: container.into(),
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host_port: port,
+            proto: crate::store::Protocol::Tcp,
+            container_port: 80,
+        }
+    }
+
+    #[test]
+    fn a_port_another_process_holds_is_refused_by_name() {
+        let new = container("  ports: [\"127.0.0.1:8080:80/tcp\", \"9090:90/udp\"]\n");
+        let held = |_: Option<Ipv4Addr>, port: u16, proto: NetProtocol| {
+            if port == 9090 && proto == NetProtocol::Udp {
+                Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+            } else {
+                Ok(())
+            }
+        };
+        let e = replacement(&new, None, &[], &held).unwrap_err();
+        assert!(e.contains("0.0.0.0:9090/udp is in use"), "{e}");
+        assert!(!e.contains("8080"), "{e}");
+        assert!(e.contains("the running one is kept"), "{e}");
+        assert!(replacement(&new, None, &[], &|_, _, _| Ok(())).is_ok());
+    }
+
+    #[test]
+    fn ports_the_old_container_declares_are_not_probed() {
+        let old = container("  ports: [\"8080:80/tcp\"]\n");
+        let new = container("  ports: [\"8080:80/tcp\"]\n  env: {A: b}\n");
+        let busy = |_: Option<Ipv4Addr>, _: u16, _: NetProtocol| {
+            Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+        };
+        assert!(replacement(&new, Some(&old), &[binding("web", 8080)], &busy).is_ok());
+        assert!(replacement(&new, None, &[], &busy).is_err());
+    }
+
+    #[test]
+    fn a_port_another_container_publishes_is_refused() {
+        let new = container("  ports: [\"127.0.0.1:8080:80/tcp\"]\n");
+        let e = replacement(&new, None, &[binding("db", 8080)], &|_, _, _| Ok(())).unwrap_err();
+        assert!(e.contains("published by container db"), "{e}");
+        // Random host ports and other modes are not checked.
+        let new = container("  ports: [\"80/tcp\"]\n");
+        assert!(replacement(&new, None, &[binding("db", 8080)], &|_, _, _| Ok(())).is_ok());
+    }
+}
