@@ -218,10 +218,23 @@ fn parse_checked(
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let docs = parse_documents(text).map_err(|e| {
+        // A quote left open runs on over the following lines and the parser notices only where
+        // the string ends: point at the quote that opened it.
+        let (line, column, message) = match open_quote(text, e.line) {
+            Some((l, c)) => (
+                l,
+                c,
+                format!(
+                    "invalid YAML: this quoted string is not closed on its line, so it runs on to line {} where the parser stops ({}); is a closing quote missing?",
+                    e.line, e.message
+                ),
+            ),
+            None => (e.line, e.col, format!("invalid YAML: {}", e.message)),
+        };
         vec![Diagnostic {
-            line: e.line,
-            column: e.col,
-            ..file_diag(path, format!("invalid YAML: {}", e.message))
+            line,
+            column,
+            ..file_diag(path, message)
         }]
     })?;
     if docs.is_empty() {
@@ -245,7 +258,7 @@ fn parse_checked(
                     diags.extend(found);
                 }
             }
-            Err(d) => diags.push(d),
+            Err(d) => diags.extend(d),
         }
     }
     if diags.is_empty() {
@@ -253,6 +266,61 @@ fn parse_checked(
     } else {
         Err(diags)
     }
+}
+
+/// Where the quoted scalar starts (1-based line and column) that opened on an earlier line than
+/// `until`, was not closed on its own line and is still open when line `until` (where the
+/// parser stopped) begins: the likely place of a missing closing quote. A quote counts as opening a
+/// scalar where YAML starts one: at the start of a line's content or after `: `, `- `, `[`, `{`
+/// or `,`; `#` outside quotes starts a comment.
+fn open_quote(text: &str, until: u32) -> Option<(u32, u32)> {
+    let mut open: Option<(char, u32, u32)> = None;
+    let mut candidate = None;
+    for (n, line) in text.lines().enumerate() {
+        let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
+        if line_no >= until {
+            break;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            match open {
+                Some((q, _, _)) => {
+                    if q == '"' && c == '\\' {
+                        i += 1;
+                    } else if c == q {
+                        if q == '\'' && chars.get(i + 1) == Some(&'\'') {
+                            i += 1;
+                        } else {
+                            open = None;
+                        }
+                    }
+                }
+                None => {
+                    let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
+                    let spaced = i == 0 || chars[i - 1].is_whitespace();
+                    if c == '#' && spaced {
+                        break;
+                    }
+                    if (c == '"' || c == '\'') && matches!(before, None | Some('[' | '{' | ','))
+                        || (c == '"' || c == '\'') && spaced && matches!(before, Some(':' | '-'))
+                    {
+                        let col = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                        open = Some((c, line_no, col));
+                    }
+                }
+            }
+            i += 1;
+        }
+        if let Some((_, l, c)) = open
+            && l == line_no
+        {
+            candidate = Some((l, c));
+        }
+    }
+    // A string that closed before the parser's stop is a legitimate multi-line string.
+    open.and(candidate)
 }
 
 /// The kind and name a document declares, if both can be read.
@@ -270,14 +338,16 @@ fn declared_name(doc: &Node) -> Option<(Kind, String)> {
 
 const KINDS: [&str; 4] = ["Image", "Volume", "Network", "Container"];
 
-fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Diagnostic> {
-    let at = |n: &Node, field: &str, message: String| Diagnostic {
-        file: path.to_path_buf(),
-        line: n.line,
-        column: n.col,
-        field: field.to_string(),
-        message,
-        related: None,
+fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Vec<Diagnostic>> {
+    let at = |n: &Node, field: &str, message: String| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: n.line,
+            column: n.col,
+            field: field.to_string(),
+            message,
+            related: None,
+        }]
     };
     let NodeKind::Map(entries) = &doc.kind else {
         return Err(at(
@@ -327,21 +397,48 @@ fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Diagnos
         ),
         ..doc.clone()
     };
-    let manifest = match kind {
-        Kind::Image => from_node(&stripped, "").map(Manifest::Image),
-        Kind::Volume => from_node(&stripped, "").map(Manifest::Volume),
-        Kind::Network => from_node(&stripped, "").map(Manifest::Network),
-        Kind::Container => from_node(&stripped, "").map(Manifest::Container),
-    }
-    .map_err(|e| Diagnostic {
-        file: path.to_path_buf(),
-        line: e.line.max(1),
-        column: e.col.max(1),
-        field: e.path,
-        message: e.message,
-        related: None,
-    })?;
-    Ok(Object {
+    // Every problem of the document at once: a field that fails to read is reported and taken
+    // out of a copy of the tree, and the copy is read again (at most MAX_PROBLEMS rounds). A
+    // field that is then missing because it was taken out is not reported again.
+    let mut tree = stripped;
+    let mut problems = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    let manifest = loop {
+        let read = match kind {
+            Kind::Image => from_node(&tree, "").map(Manifest::Image),
+            Kind::Volume => from_node(&tree, "").map(Manifest::Volume),
+            Kind::Network => from_node(&tree, "").map(Manifest::Network),
+            Kind::Container => from_node(&tree, "").map(Manifest::Container),
+        };
+        let e = match read {
+            Ok(m) => break Some(m),
+            Err(e) => e,
+        };
+        let consequence = e.message.starts_with("missing field `")
+            && removed
+                .iter()
+                .any(|name| !name.is_empty() && e.message.contains(&format!("`{name}`")));
+        if consequence {
+            break None;
+        }
+        let (line, col) = (e.line.max(1), e.col.max(1));
+        problems.push(Diagnostic {
+            file: path.to_path_buf(),
+            line,
+            column: col,
+            field: e.path,
+            message: e.message,
+            related: None,
+        });
+        if problems.len() >= MAX_PROBLEMS {
+            break None;
+        }
+        match tree.remove_at(line, col) {
+            Some(name) => removed.push(name),
+            None => break None,
+        }
+    };
+    let object = |manifest| Object {
         manifest,
         source: Source {
             file: path.to_path_buf(),
@@ -349,9 +446,30 @@ fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Diagnos
             column: doc.col,
             document: index,
         },
-        tree: Arc::new(doc),
-    })
+        tree: Arc::new(doc.clone()),
+    };
+    match manifest {
+        Some(m) if problems.is_empty() => Ok(object(m)),
+        // The rest of the document read: its own checks run too, except those that mention a
+        // field taken out (their complaint would be a consequence of the first problem).
+        Some(m) => {
+            problems.extend(validate::check_object(&object(m)).into_iter().filter(|d| {
+                !removed
+                    .iter()
+                    .any(|name| !name.is_empty() && d.message.contains(name.as_str()))
+            }));
+            problems.sort_by_key(|d| (d.line, d.column));
+            Err(problems)
+        }
+        None => {
+            problems.sort_by_key(|d| (d.line, d.column));
+            Err(problems)
+        }
+    }
 }
+
+/// The most problems reported for one document.
+const MAX_PROBLEMS: usize = 50;
 
 #[cfg(test)]
 mod tests {
@@ -362,5 +480,76 @@ mod tests {
         assert_eq!(position(b"ab\ncd", 4), (2, 2));
         assert_eq!(position("é\nx".as_bytes(), 1), (1, 2));
         assert_eq!(position(b"", 0), (1, 1));
+    }
+
+    fn problems(text: &str) -> Vec<(u32, u32, String)> {
+        match parse_bytes(Path::new("/m.yaml"), text.as_bytes()).outcome {
+            Ok(_) => Vec::new(),
+            Err(d) => d.into_iter().map(|d| (d.line, d.column, d.field)).collect(),
+        }
+    }
+
+    const HEAD: &str = "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n";
+
+    #[test]
+    fn every_problem_of_a_document_is_reported_in_order() {
+        let text = format!(
+            "{HEAD}  image: busybox\n  restart: sometimes\n  stopGracePeriod: 10 parsecs\n  ports: [\"abc\", \"80:80\"]\n  bogus: 1\n  volumes:\n    - {{volume: x, target: relative}}\n"
+        );
+        let found = problems(&text);
+        let fields: Vec<&str> = found.iter().map(|(_, _, f)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.restart",
+                "spec.stopGracePeriod",
+                "spec.ports[0]",
+                "spec.bogus",
+                "spec.volumes[0].target"
+            ],
+            "{found:?}"
+        );
+        assert_eq!((found[0].0, found[0].1), (7, 12));
+        assert_eq!((found[3].0, found[3].1), (10, 3));
+    }
+
+    #[test]
+    fn a_field_taken_out_is_not_reported_again_as_missing_or_by_later_checks() {
+        // `image` is required: after its bad value no "missing field `image`" follows.
+        let found = problems(&format!("{HEAD}  image: [busybox]\n  hostnme: x\n"));
+        let fields: Vec<&str> = found.iter().map(|(_, _, f)| f.as_str()).collect();
+        assert_eq!(fields, ["spec.image", "spec.hostnme"], "{found:?}");
+        // memorySwap needs memory: not said again when memory itself is wrong.
+        let found = problems(&format!(
+            "{HEAD}  image: busybox\n  resources:\n    memory: lots\n    memorySwap: 64Mi\n"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].2, "spec.resources.memory");
+    }
+
+    #[test]
+    fn long_form_ports_read_from_yaml() {
+        // YAML integers reach PortRange as i64: every long-form port was refused as out of range.
+        let text = format!(
+            "{HEAD}  image: busybox\n  ports:\n    - {{hostPort: 7000, containerPort: 80}}\n    - {{containerPort: 81, protocol: udp}}\n"
+        );
+        assert_eq!(problems(&text), Vec::new());
+        let text = format!("{HEAD}  image: busybox\n  ports:\n    - {{containerPort: -5}}\n");
+        assert_eq!(problems(&text).len(), 1);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_reported_where_it_opens() {
+        let text = format!(
+            "{HEAD}  image: busybox\n  command: [\"/bin/sh\", \"-c\", \"echo hi]\n  env:\n    A: b\n  restart: always\n  stopGracePeriod: \"10s\"\n"
+        );
+        let found = problems(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (7, 30), "{found:?}");
+        // A multi-line string that is closed is not blamed for a later mistake.
+        assert_eq!(open_quote("a: \"x\n  y\"\nb: [\n", 4), None);
+        assert_eq!(open_quote("a: \"x\nb: 1\nc: \"2\"\n", 3), Some((1, 4)));
+        // Apostrophes inside plain scalars and comments open nothing.
+        assert_eq!(open_quote("a: don't\n# it's\nb: 1\n", 3), None);
     }
 }

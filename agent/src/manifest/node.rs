@@ -112,6 +112,32 @@ impl Node {
         (node, depth)
     }
 
+    /// Removes the mapping entry whose key or value starts at `line`:`col`, or the sequence item
+    /// that does, searching from the top (the outermost match wins). Returns the removed
+    /// entry's key name (`Some("")` for a sequence item), or `None` when nothing below this node
+    /// starts there. Used to read a document again past a field that failed, so that every
+    /// problem of a file is reported in one round.
+    pub fn remove_at(&mut self, line: u32, col: u32) -> Option<String> {
+        match &mut self.kind {
+            NodeKind::Map(entries) => {
+                if let Some(i) = entries.iter().position(|(k, v)| {
+                    (k.line == line && k.col == col) || (v.line == line && v.col == col)
+                }) {
+                    return Some(entries.remove(i).0.name);
+                }
+                entries.iter_mut().find_map(|(_, v)| v.remove_at(line, col))
+            }
+            NodeKind::Seq(items) => {
+                if let Some(i) = items.iter().position(|v| v.line == line && v.col == col) {
+                    items.remove(i);
+                    return Some(String::new());
+                }
+                items.iter_mut().find_map(|v| v.remove_at(line, col))
+            }
+            _ => None,
+        }
+    }
+
     /// The string value, if this is a string scalar.
     pub fn as_str(&self) -> Option<&str> {
         match &self.kind {

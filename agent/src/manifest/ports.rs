@@ -143,8 +143,12 @@ impl<'de> Deserialize<'de> for PortRange {
                     .map(PortRange::single)
                     .map_err(E::custom)
             }
+            // YAML integers arrive as i64 when they fit (the long form's `hostPort: 8080`).
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortRange, E> {
-                Err(E::custom(format!("port {v} is out of range 1-65535")))
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("port {v} is out of range 1-65535"))),
+                }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PortRange, E> {
                 v.parse().map_err(E::custom)
