@@ -41,11 +41,24 @@ pub struct ActualNetwork {
     pub config: Option<EffectiveNetwork>,
 }
 
+/// A fetched image whose source now holds another image: a layout or archive rebuilt in place,
+/// a registry tag moved by `agent image pull`. Found by the daemon (I/O) before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChange {
+    /// The digest the source holds now.
+    pub digest: String,
+    /// Why, for the plan (`layout /x changed on disk: sha256:.. -> sha256:..`).
+    pub reason: String,
+}
+
 /// Everything the host has, by name (images by key).
 #[derive(Debug, Clone, Default)]
 pub struct Actual {
     /// Image key -> digest.
     pub images: BTreeMap<String, String>,
+    /// Fetched images whose source changed (by key): fetched again, their users recreated on
+    /// the new digest.
+    pub changed_images: BTreeMap<String, ImageChange>,
     pub volumes: BTreeMap<String, EffectiveVolume>,
     pub networks: BTreeMap<String, ActualNetwork>,
     pub containers: BTreeMap<String, ActualContainer>,
@@ -59,7 +72,10 @@ impl Actual {
     pub fn resolutions(&self) -> Resolutions {
         self.images
             .iter()
-            .map(|(k, d)| (k.clone(), d.clone()))
+            .map(|(k, d)| {
+                let d = self.changed_images.get(k).map_or(d, |c| &c.digest);
+                (k.clone(), d.clone())
+            })
             .collect()
     }
 

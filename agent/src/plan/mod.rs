@@ -56,7 +56,7 @@ pub mod planner;
 pub mod render;
 pub mod store;
 
-pub use actual::{Actual, ActualContainer, ActualNetwork};
+pub use actual::{Actual, ActualContainer, ActualNetwork, ImageChange};
 pub use change::{Change, Counts, Held, Plan, Step};
 pub use desired::{
     Desired, DesiredContainer, Entry, FileInput, FileState, FileStatus, Origin, Resolutions,

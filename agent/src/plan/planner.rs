@@ -748,7 +748,8 @@ impl<'a> Planner<'a> {
             }
         }
         for (key, e) in &d.images {
-            if e.origin.frozen || a.images.contains_key(key) {
+            let changed = a.changed_images.get(key);
+            if e.origin.frozen || (a.images.contains_key(key) && changed.is_none()) {
                 continue;
             }
             let users = fetch_users
@@ -766,6 +767,9 @@ impl<'a> Planner<'a> {
                     e.value.names.join(", "),
                     e.origin.file.display()
                 );
+            }
+            if let Some(c) = changed {
+                reasons = vec![c.reason.clone()];
             }
             let change = match &e.value.source {
                 ImageSource::Registry {

@@ -142,6 +142,35 @@ fn image_digest_change_recreates_users() {
 }
 
 #[test]
+fn changed_image_source_is_fetched_again_and_users_recreated() {
+    let mut actual = Actual::default();
+    let inputs = loaded_inputs(&[("shop.yaml", &shop())]);
+    converge(&inputs, &mut actual);
+    let key = "127.0.0.1:5000/busybox:latest";
+    let old = digest_of(key);
+    let new = format!("sha256:ef56{}", "0".repeat(60));
+    actual.changed_images.insert(
+        key.into(),
+        crate::plan::ImageChange {
+            digest: new.clone(),
+            reason: "moved".into(),
+        },
+    );
+    let d = desired(&inputs, &actual);
+    let p = plan(&d, &actual);
+    let steps: Vec<String> = p.steps.iter().map(Step::summary).collect();
+    let short_old = format!("sha256:{}..", &old[7..19]);
+    assert_eq!(
+        steps,
+        [
+            format!("pull {key}: moved"),
+            format!("recreate db: image {short_old} -> sha256:ef5600000000.."),
+            format!("recreate web: image {short_old} -> sha256:ef5600000000.."),
+        ]
+    );
+}
+
+#[test]
 fn deleted_file_removes_users_first_and_keeps_retained_volumes() {
     let mut actual = Actual::default();
     converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);

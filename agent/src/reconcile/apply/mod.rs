@@ -43,6 +43,7 @@ use super::pass::{event, now_ms};
 use super::translate::network::{Net, NetError, SharedStore, lock};
 use super::work::Work;
 
+pub mod sources;
 mod supervision;
 pub mod volumes;
 use crate::driver::exec::spec::{self, ContainerSpec};
@@ -289,15 +290,32 @@ impl Applier {
                     None => config.with_digest(&digest),
                 };
                 let running = lock(store).transaction(|tx| tx.container(&config.name))?;
-                if hash.is_none() && running.is_some_and(|r| r.config_hash == new_hash.to_hex()) {
+                if hash.is_none()
+                    && running
+                        .as_ref()
+                        .is_some_and(|r| r.config_hash == new_hash.to_hex())
+                {
                     return Ok(format!(
                         "{summary} (skipped: unchanged once the image was fetched)"
                     ));
                 }
+                let old_digest = running.as_ref().map(|r| r.image_digest.clone());
                 self.remove(store, &config.name, true)?;
                 self.create(store, &config, Some(&new_hash), !*start)?;
                 if *start {
                     self.start(store, &config.name)?;
+                }
+                // The image it ran before, replaced (a rebuilt source, a moved tag) and recorded
+                // by no key any more: gone from the graph with its unshared layers.
+                if let Some(old) = old_digest.filter(|o| *o != digest) {
+                    let recorded = lock(store).transaction(|tx| {
+                        Ok::<_, crate::store::Error>(
+                            tx.images()?.into_iter().any(|i| i.digest == old),
+                        )
+                    })?;
+                    if !recorded && let Err(e) = self.forget_image(&old) {
+                        tracing::warn!(image = %old, error = %e, "removing the replaced image");
+                    }
                 }
                 let sharers = self.recreate_sharers(store, &config.name)?;
                 if !sharers.is_empty() {

@@ -344,7 +344,7 @@ impl Engine {
 
     /// Plans against the store and submits the works that can start now.
     fn plan_and_submit(&mut self, desired: &pass::Desired, open: &mut OpenReport) {
-        let actual = match crate::plan::store::actual_from_store(&mut lock(&self.p.store)) {
+        let mut actual = match crate::plan::store::actual_from_store(&mut lock(&self.p.store)) {
             Ok(a) => a,
             Err(e) => {
                 open.report
@@ -353,7 +353,15 @@ impl Engine {
                 return;
             }
         };
-        let wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
+        let mut wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
+        // Sources rebuilt in place or tags moved by `agent image pull` (apply::sources).
+        if let Some(applier) = &self.p.applier {
+            actual.changed_images =
+                super::apply::sources::changed(&applier.graph, &wanted, &actual);
+            if !actual.changed_images.is_empty() {
+                wanted = crate::plan::Desired::build(desired.inputs(), &actual.resolutions());
+            }
+        }
         self.files_of = files_of(&wanted);
         self.fingerprints = super::failing::fingerprints(&wanted);
         self.failing.forget_changed(&self.fingerprints);

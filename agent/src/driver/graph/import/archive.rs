@@ -22,7 +22,7 @@ use super::{
 };
 
 /// Largest JSON member (index.json, manifest.json, configs) read into memory from an archive.
-const MAX_JSON: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_JSON: u64 = 16 * 1024 * 1024;
 
 /// The kinds of file `agent image load` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +40,13 @@ fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read>>, Error> {
+pub(crate) fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read>>, Error> {
     let f = File::open(path).map_err(Error::io("open", path))?;
     let (_, r) = decompress(f).map_err(Error::io("read", path))?;
     Ok(tar::Archive::new(r))
 }
 
-fn member_name(e: &tar::Entry<'_, impl Read>) -> String {
+pub(crate) fn member_name(e: &tar::Entry<'_, impl Read>) -> String {
     let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
     raw.trim_start_matches("./")
         .trim_start_matches('/')
@@ -191,7 +191,7 @@ fn several_named(path: &Path) -> Error {
     )
 }
 
-fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
     let f = File::open(path).map_err(Error::io("open", path))?;
     let mut v = Vec::new();
     f.take(MAX_JSON)
@@ -201,11 +201,45 @@ fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct OciIndex {
-    manifests: Vec<Descriptor>,
+pub(crate) struct OciIndex {
+    pub(crate) manifests: Vec<Descriptor>,
 }
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The descriptors of index.json that `tag` selects (all of them without a tag).
+pub(crate) fn select_oci<'a>(
+    manifests: &'a [Descriptor],
+    tag: Option<&str>,
+    path: &Path,
+) -> Result<Vec<&'a Descriptor>, Error> {
+    if manifests.is_empty() {
+        return Err(fmt_err(path, "index.json lists no manifests"));
+    }
+    let Some(want) = tag else {
+        return Ok(manifests.iter().collect());
+    };
+    let hit = manifests.iter().find(|d| {
+        let refs: Vec<&str> = d
+            .annotations
+            .get(REF_NAME)
+            .map(String::as_str)
+            .into_iter()
+            .collect();
+        tag_matches(&refs, want)
+    });
+    match hit {
+        // The same tag twice (a manifest per platform, listed flat): the first.
+        Some(d) => Ok(vec![d]),
+        None => {
+            let have: Vec<String> = manifests
+                .iter()
+                .filter_map(|d| d.annotations.get(REF_NAME).cloned())
+                .collect();
+            Err(unknown_tag(path, want, &have))
+        }
+    }
+}
 
 fn load_oci(
     graph: &Graph,
@@ -218,37 +252,7 @@ fn load_oci(
 ) -> Result<Vec<Image>, Error> {
     let idx: OciIndex =
         serde_json::from_slice(index).map_err(|e| fmt_err(path, format!("index.json: {e}")))?;
-    if idx.manifests.is_empty() {
-        return Err(fmt_err(path, "index.json lists no manifests"));
-    }
-    let chosen: Vec<&Descriptor> = match tag {
-        None => idx.manifests.iter().collect(),
-        Some(want) => {
-            let hit: Vec<&Descriptor> = idx
-                .manifests
-                .iter()
-                .filter(|d| {
-                    let refs: Vec<&str> = d
-                        .annotations
-                        .get(REF_NAME)
-                        .map(String::as_str)
-                        .into_iter()
-                        .collect();
-                    tag_matches(&refs, want)
-                })
-                .collect();
-            if hit.is_empty() {
-                let have: Vec<String> = idx
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.annotations.get(REF_NAME).cloned())
-                    .collect();
-                return Err(unknown_tag(path, want, &have));
-            }
-            // The same tag twice (a manifest per platform, listed flat): the first.
-            hit.into_iter().take(1).collect()
-        }
-    };
+    let chosen = select_oci(&idx.manifests, tag, path)?;
     if !names.is_empty() && chosen.len() > 1 {
         return Err(several_named(path));
     }
@@ -401,7 +405,7 @@ fn stream_members(graph: &Graph, path: &Path, oci: bool) -> Result<Members, Erro
     Ok(m)
 }
 
-fn normalize_rel(p: &Path) -> String {
+pub(crate) fn normalize_rel(p: &Path) -> String {
     let mut out: Vec<String> = Vec::new();
     for c in p.components() {
         match c {
@@ -417,11 +421,11 @@ fn normalize_rel(p: &Path) -> String {
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerManifestEntry {
-    config: String,
+pub(crate) struct DockerManifestEntry {
+    pub(crate) config: String,
     #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
+    pub(crate) repo_tags: Option<Vec<String>>,
+    pub(crate) layers: Vec<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -479,6 +483,30 @@ pub(crate) fn store_manifest(
     Ok(descriptor(MT_OCI_MANIFEST, d, bytes.len() as u64))
 }
 
+/// Keeps the entries of manifest.json that `tag` selects (all without a tag).
+pub(crate) fn select_docker(
+    entries: &mut Vec<DockerManifestEntry>,
+    tag: Option<&str>,
+    path: &Path,
+) -> Result<(), Error> {
+    let Some(want) = tag else {
+        return Ok(());
+    };
+    let have: Vec<String> = entries
+        .iter()
+        .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+        .collect();
+    entries.retain(|e| {
+        let refs: Vec<&str> = e.repo_tags.iter().flatten().map(String::as_str).collect();
+        tag_matches(&refs, want)
+    });
+    if entries.is_empty() {
+        return Err(unknown_tag(path, want, &have));
+    }
+    entries.truncate(1);
+    Ok(())
+}
+
 fn load_docker(
     graph: &Graph,
     path: &Path,
@@ -493,20 +521,7 @@ fn load_docker(
         .ok_or_else(|| fmt_err(path, "docker archive without manifest.json"))?;
     let mut entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest)
         .map_err(|e| fmt_err(path, format!("manifest.json: {e}")))?;
-    if let Some(want) = tag {
-        let have: Vec<String> = entries
-            .iter()
-            .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
-            .collect();
-        entries.retain(|e| {
-            let refs: Vec<&str> = e.repo_tags.iter().flatten().map(String::as_str).collect();
-            tag_matches(&refs, want)
-        });
-        if entries.is_empty() {
-            return Err(unknown_tag(path, want, &have));
-        }
-        entries.truncate(1);
-    }
+    select_docker(&mut entries, tag, path)?;
     if !names.is_empty() && entries.len() > 1 {
         return Err(several_named(path));
     }
@@ -573,13 +588,25 @@ fn load_rootfs(graph: &Graph, path: &Path, names: &[String], source: &str) -> Re
     let info = graph
         .layers()
         .create(None, None, graph.blobs().open_blob(&blob)?, source)?;
+    let cfg_bytes = rootfs_config(&info.diff_id).map_err(|e| fmt_err(path, e))?;
+    let cfg = graph.blobs().put_bytes(&cfg_bytes, "image config")?;
+    let desc = store_manifest(graph, cfg, cfg_bytes.len() as u64, vec![(blob, size)])?;
+    let mut src = StoreSource {
+        name: source.to_string(),
+    };
+    super::import_manifest(graph, &mut src, &desc, names.to_vec(), source)
+}
+
+/// The config made for a root filesystem tarball whose layer has `diff_id` (its digest is the
+/// image id: the same tarball always gives the same id).
+pub(crate) fn rootfs_config(diff_id: &Digest) -> Result<Vec<u8>, String> {
     let host = Platform::host();
     let config = serde_json::json!({
         "architecture": host.architecture,
         "os": host.os,
         "variant": host.variant,
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [info.diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "agent image load (root filesystem tarball)"}],
     });
     let mut config = config;
@@ -588,11 +615,5 @@ fn load_rootfs(graph: &Graph, path: &Path, names: &[String], source: &str) -> Re
     {
         o.remove("variant");
     }
-    let cfg_bytes = serde_json::to_vec(&config).map_err(|e| fmt_err(path, e.to_string()))?;
-    let cfg = graph.blobs().put_bytes(&cfg_bytes, "image config")?;
-    let desc = store_manifest(graph, cfg, cfg_bytes.len() as u64, vec![(blob, size)])?;
-    let mut src = StoreSource {
-        name: source.to_string(),
-    };
-    super::import_manifest(graph, &mut src, &desc, names.to_vec(), source)
+    serde_json::to_vec(&config).map_err(|e| e.to_string())
 }

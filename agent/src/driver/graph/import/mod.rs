@@ -5,6 +5,7 @@
 //! import records nothing (and [`super::Graph::load`] also removes the blobs and layers it added).
 
 pub mod archive;
+pub mod peek;
 pub mod platform;
 
 use std::collections::BTreeMap;
