@@ -9,6 +9,7 @@
 //! | `POST /v1/apply`                   | `PassReport` of a pass that started after the request |
 //! | `POST /v1/containers/{name}/stop?time=SECS` | `ActionReport`; `agent stop` (stopped-by-user), `time` (0 to 86400 seconds, else 400) overrides the grace period |
 //! | `POST /v1/containers/{name}/start` | `ActionReport`; `agent start`                    |
+//! | `POST /v1/containers/{name}/kill?signal=SIG` | `ActionReport`; `agent kill`: the signal (name or number, else 400) is sent at once and a `container.kill` event recorded |
 //!
 //! Stop and start are served by the pass loop between two passes (see
 //! [`crate::reconcile::request`]); the answer comes once the container is stopped or started.
@@ -59,7 +60,8 @@ pub struct ApiState {
     pub dir_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     /// The changes in flight (written by the loop).
     pub board: crate::reconcile::report::Board,
-    /// The state directory (`inspect` reads the monitors' state files there).
+    /// The state directory (`inspect` reads the monitors' state files there; `agent kill`
+    /// signals through the exec driver's records there).
     pub state_dir: std::path::PathBuf,
 }
 
@@ -100,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/apply", post(apply))
         .route("/v1/containers/{name}/stop", post(stop))
         .route("/v1/containers/{name}/start", post(start))
+        .route("/v1/containers/{name}/kill", post(kill))
         .with_state(state)
 }
 
@@ -423,4 +426,41 @@ pub fn grace_secs(t: f64) -> Result<Duration, String> {
 
 async fn start(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
     request(&state, Action::Start { name }).await
+}
+
+#[derive(Debug, Deserialize)]
+struct KillQuery {
+    signal: Option<String>,
+}
+
+async fn kill(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<KillQuery>,
+) -> Response {
+    let text = q.signal.unwrap_or_else(|| "KILL".into());
+    let signal = match crate::driver::exec::paths::parse_signal(&text) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("signal={e}")),
+    };
+    let store = state.store.clone();
+    let exec = crate::driver::exec::MonitorDriver::new(crate::driver::exec::ExecConfig::new(
+        &state.state_dir,
+    ));
+    let done = tokio::task::spawn_blocking(move || {
+        crate::reconcile::request::kill(&store, &exec, &name, signal)
+    })
+    .await;
+    let e = match done {
+        Ok(Ok(report)) => return Json(report).into_response(),
+        Ok(Err(e)) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let status = match e {
+        RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+        RequestError::Busy { .. } => StatusCode::CONFLICT,
+        RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        RequestError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
 }

@@ -1,7 +1,8 @@
 //! `agent monitor`, `agent logs`, `agent exec`, `agent kill`.
 //!
 //! These commands work on the exec driver's state directly (`<state-dir>/exec/`), with or without
-//! a running agent: NAME is a container's name or id as recorded there. `agent logs` takes any
+//! a running agent: NAME is a container's name or id as recorded there (`agent kill` goes through
+//! the agent when it runs, to record its event). `agent logs` takes any
 //! number of names (none: every container), prefixes each line with its container's name when it
 //! shows more than one, merges their past by time and follows them all at once with `-f`. (`agent stop` and
 //! `agent start` go through the agent: see [`super::container`].) None of them starts
@@ -93,9 +94,8 @@ pub struct KillArgs {
     /// The signal: a name (SIGTERM, TERM) or a number.
     #[arg(short, long, default_value = "KILL")]
     pub signal: String,
-    /// The agent's state directory.
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub client: super::daemon::ClientOpts,
 }
 
 fn driver(state_dir: &std::path::Path) -> MonitorDriver {
@@ -308,18 +308,65 @@ fn exec_inner(args: ExecArgs) -> crate::Result<Outcome> {
     Ok(Outcome(code.clamp(0, 255) as u8))
 }
 
+/// `agent kill`: through the agent when it runs (it signals and records a `container.kill`
+/// event), else on the store and the exec driver directly (the same, the event included); a
+/// container only the exec driver knows is signalled without an event.
 pub fn kill(args: KillArgs) -> crate::Result<Outcome> {
-    let d = driver(&args.state_dir);
     let sig = paths::parse_signal(&args.signal)?;
+    let (client, state) = args.client.resolve()?;
     let mut failed = false;
     for name in &args.name {
-        match paths::resolve_name(&args.state_dir, name).and_then(|id| d.kill(&id, sig)) {
+        let path = format!(
+            "/v1/containers/{}/kill?signal={sig}",
+            super::daemon::url_escape(name)
+        );
+        let result = match super::daemon::wait_for_starting_agent(&state, || {
+            client.call::<crate::reconcile::report::ActionReport>(true, &path)
+        }) {
+            Ok(_) => Ok(()),
+            Err(crate::api::ClientError::NotRunning(_)) => kill_offline(&state, name, sig),
+            // An agent that does not know it (another state directory's agent on the default
+            // socket): a container of the exec driver alone is signalled directly.
+            Err(e @ crate::api::ClientError::Api(_)) => match paths::resolve_name(&state, name) {
+                Ok(id) => driver(&state).kill(&id, sig).map_err(Into::into),
+                Err(_) => Err(crate::api::Error::from(e).into()),
+            },
+            Err(e) => Err(crate::api::Error::from(e).into()),
+        };
+        match result {
             Ok(()) => println!("{name}"),
             Err(e) => {
-                eprintln!("agent: {e}");
+                let _ = writeln!(std::io::stderr(), "agent: {e}");
                 failed = true;
             }
         }
     }
     Ok(if failed { Outcome::FAILED } else { Outcome::OK })
+}
+
+fn kill_offline(state: &std::path::Path, name: &str, sig: i32) -> crate::Result<()> {
+    use crate::reconcile::request::{self, RequestError};
+    let d = driver(state);
+    // The store when it can be had: an agent holding it but answering on another socket than
+    // the one asked leaves the exec driver alone.
+    let store = if state.join(crate::store::DB_FILE).exists() {
+        match crate::store::Store::open(state) {
+            Ok(s) => Some(s),
+            Err(crate::store::Error::Locked { .. }) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    if let Some(store) = store {
+        let store = std::sync::Mutex::new(store);
+        match request::kill(&store, &d, name, sig) {
+            Err(RequestError::NotFound(_)) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(crate::Error::Usage(e.to_string())),
+        }
+    }
+    let id = paths::resolve_name(state, name)?;
+    d.kill(&id, sig)?;
+    Ok(())
 }

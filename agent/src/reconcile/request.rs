@@ -1,4 +1,4 @@
-//! `agent stop` and `agent start`: a user's requests on one container.
+//! `agent stop`, `agent start` and `agent kill`: a user's requests on one container.
 //!
 //! While the agent runs, the CLI sends them to the API; the API queues them in [`Requests`] and
 //! fires [`Trigger::Request`](super::trigger::Trigger); the loop turns each into a work
@@ -260,6 +260,34 @@ pub fn start<E: ExecDriver>(
 
 /// Saves the changed record with its event `kind` and finishes `intent`, in one transaction;
 /// the answer says it changed.
+/// `agent kill`: sends `signal` to the container's main process and records a `container.kill`
+/// event (`reason`, `signal`), as `docker kill` emits its `kill` event. Nothing else changes: a
+/// process the signal ends is an exit like any other (its restart policy applies), one that
+/// survives it runs on. Served by the API handler directly (a signal is not a change of the
+/// container's state, so it needs no work on the queue), or by the CLI when no agent runs.
+pub fn kill<E: ExecDriver>(
+    store: &Mutex<Store>,
+    exec: &E,
+    name: &str,
+    signal: i32,
+) -> Result<ActionReport, RequestError> {
+    let rec = request_target(store, name)?;
+    exec.kill(&rec.id, signal).map_err(|e| failed(name, e))?;
+    let signal_name = nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| signal.to_string());
+    let message = json!({"reason": "agent kill", "signal": signal_name});
+    lock(store)
+        .transaction(|tx| event(tx, "container.kill", &format!("container/{name}"), message))
+        .map_err(|e| failed(name, e))?;
+    tracing::info!(container = name, signal = %signal_name, "signalled by the user (agent kill)");
+    Ok(ActionReport {
+        name: name.to_string(),
+        state: rec.state.to_string(),
+        changed: true,
+    })
+}
+
 fn record(
     store: &Mutex<Store>,
     rec: &ContainerRecord,
