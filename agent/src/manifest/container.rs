@@ -1000,6 +1000,43 @@ pub struct Healthcheck {
     /// Failures during this time after start do not count; default 0s.
     #[serde(default)]
     pub start_period: Duration,
+    /// What the agent does when the container becomes unhealthy: `restart` (default: stop it,
+    /// and its restart policy brings it back) or `none` (only report it, as Docker and Compose
+    /// do).
+    #[serde(default, skip_serializing_if = "OnUnhealthy::is_default")]
+    pub on_unhealthy: OnUnhealthy,
+}
+
+/// `healthcheck.onUnhealthy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnhealthy {
+    /// Stop it; its restart policy (every policy but `no`) restarts it.
+    #[default]
+    Restart,
+    /// Only report it (`agent ps`, the `container.health` event); it keeps running.
+    None,
+}
+
+impl OnUnhealthy {
+    /// Whether it is the default (left out of the stored config, so that configs stored
+    /// before the field existed keep their hash).
+    pub fn is_default(&self) -> bool {
+        *self == OnUnhealthy::Restart
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnhealthy::Restart => "restart",
+            OnUnhealthy::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for OnUnhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn default_interval() -> Duration {

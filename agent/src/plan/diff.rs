@@ -228,6 +228,12 @@ fn healthcheck(out: &mut Vec<String>, o: Option<&Healthcheck>, n: Option<&Health
                 Some(o.start_period),
                 Some(n.start_period),
             );
+            scalar(
+                out,
+                "healthcheck.onUnhealthy",
+                Some(o.on_unhealthy),
+                Some(n.on_unhealthy),
+            );
         }
         (o, n) => {
             let show = |h: Option<&Healthcheck>| {

@@ -11,7 +11,8 @@
 //! next probe of that container can start. Timed-out probes never pile up. A status change is written to the store
 //! (`containers.health_status`, a `container.health` event) and fires
 //! [`Trigger::Health`](super::trigger::Trigger): the next pass stops an `unhealthy` container whose
-//! restart policy restarts (every policy but `no`), and the exit is then handled like any other.
+//! restart policy restarts (every policy but `no`) unless its `healthcheck.onUnhealthy` is `none`
+//! (then it is only reported, as Docker does), and the exit is then handled like any other.
 //! The set of probed containers is refreshed by every pass ([`Prober::sync`]).
 
 use std::collections::HashMap;

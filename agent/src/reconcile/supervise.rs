@@ -54,6 +54,16 @@ pub fn policy_of(config: &Value) -> RestartPolicy {
         .unwrap_or_default()
 }
 
+/// `live.healthcheck.onUnhealthy` of a stored effective config (`restart` when absent).
+pub fn on_unhealthy_of(config: &Value) -> manifest::OnUnhealthy {
+    config
+        .get("live")
+        .and_then(|l| l.get("healthcheck"))
+        .and_then(|h| h.get("onUnhealthy"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// The stop grace period in a stored effective config (`live.stopGracePeriod`).
 pub fn grace_of(config: &Value) -> Option<Duration> {
     config
@@ -302,8 +312,10 @@ impl Supervisor {
         }
     }
 
-    /// Whether container `name` runs `unhealthy` with a policy that restarts it: then it is to
-    /// be stopped ([`Cause::Unhealthy`](super::work::Cause)); its exit is handled like any other.
+    /// Whether container `name` runs `unhealthy` with a policy that restarts it and
+    /// `healthcheck.onUnhealthy: restart`: then it is to be stopped
+    /// ([`Cause::Unhealthy`](super::work::Cause)); its exit is handled like any other. With
+    /// `onUnhealthy: none` it is only reported, as Docker does.
     pub fn needs_unhealthy_stop(&self, store: &Mutex<Store>, name: &str) -> bool {
         let Ok(Some(c)) = lock(store).transaction(|tx| tx.container(name)) else {
             return false;
@@ -311,6 +323,7 @@ impl Supervisor {
         c.state == ContainerState::Running
             && c.health == Some(crate::store::HealthStatus::Unhealthy)
             && policy_of(&c.config).restarts_unhealthy()
+            && on_unhealthy_of(&c.config) == manifest::OnUnhealthy::Restart
             && self.exec.state(&c.id).is_ok_and(|i| i.status.is_running())
     }
 

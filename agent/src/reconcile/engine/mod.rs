@@ -673,6 +673,11 @@ impl Engine {
             Err(_) if done.skipped.is_some() => {}
             Ok(a) => {
                 self.p.board.succeeded(&done.key);
+                // An in-place update may change what an unhealthy container's health means
+                // (`healthcheck.onUnhealthy`, its restart policy): decide again.
+                if matches!(done.work.step.change, Change::UpdateContainer { .. }) {
+                    self.recheck.insert(name.clone());
+                }
                 tracing::info!(change = %a.line, cause = %done.work.cause, "applied");
                 self.failing.succeeded(&done.key);
                 self.timers.cancel(&Due::Backoff(done.key.clone()));
