@@ -278,14 +278,17 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
     // A failure because the container's process ended meanwhile (a crash-looping container
     // between two runs) says so, not what libcontainer met on the way (a vanished /proc/<pid>,
     // a broken channel, a refused notify socket). An init that is exiting can still look alive
-    // for a moment: give it half a second.
+    // for a while (it waits for every process of its pid namespace to die, the exec'd one
+    // included): one marked exiting by the kernel counts as ended, and a record that still says
+    // running gets two seconds to change.
     if result.is_err() {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let still_running = || {
             ContainerState::load(&dir).ok().flatten().is_some_and(|n| {
                 n.status == Status::Running
                     && n.pid == st.pid
-                    && n.pid.is_some_and(|p| is_same_process(p, n.pid_start))
+                    && n.pid
+                        .is_some_and(|p| is_same_process(p, n.pid_start) && !is_exiting(p))
             })
         };
         while still_running() {
@@ -300,6 +303,19 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
         });
     }
     result
+}
+
+/// Whether the kernel is ending process `pid` (`PF_EXITING` in its flags): an init that waits for
+/// the rest of its pid namespace to die is not a zombie yet.
+fn is_exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // After the command name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
 }
 
 /// Said of a container whose process ended a moment ago.
