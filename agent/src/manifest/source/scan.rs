@@ -245,7 +245,7 @@ impl Scanner {
     /// last scan. Blocking (it sleeps through settle checks).
     pub fn scan(&mut self) -> Changes {
         let before = self.last.clone();
-        while let Some(at) = self.step_inner() {
+        while let Some(at) = self.step_inner(&mut Vec::new) {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
         diff(&before, &self.last)
@@ -254,12 +254,21 @@ impl Scanner {
     /// One scan without waiting: takes what is complete into the snapshot, returns what changed
     /// and when to scan again for what is still pending (`None`: nothing is).
     pub fn step(&mut self) -> (Changes, Option<Instant>) {
+        self.step_with(&mut Vec::new)
+    }
+
+    /// [`Scanner::step`] for a watcher: `late()` returns the events that arrived since the
+    /// hints were noted. It is called after the files were read; when one of them is about a
+    /// file just read (or swaps a symlink, or says events were lost), the scan takes nothing
+    /// and asks to be run again at once (the wake-up is now) with those hints noted: the file
+    /// was read in the middle of a write whose event was not seen yet.
+    pub fn step_with(&mut self, late: &mut dyn FnMut() -> Vec<Hint>) -> (Changes, Option<Instant>) {
         let before = self.last.clone();
-        let wake = self.step_inner();
+        let wake = self.step_inner(late);
         (diff(&before, &self.last), wake)
     }
 
-    fn step_inner(&mut self) -> Option<Instant> {
+    fn step_inner(&mut self, late: &mut dyn FnMut() -> Vec<Hint>) -> Option<Instant> {
         let now = Instant::now();
         let touched = std::mem::take(&mut self.touched);
         let deleted = std::mem::take(&mut self.deleted);
@@ -383,6 +392,7 @@ impl Scanner {
             .retain(|n, _| listing.contains_key(n) || last.contains_key(n));
 
         let read_any = !to_read.is_empty();
+        let read_names: BTreeSet<String> = to_read.iter().map(|(n, _, _)| n.clone()).collect();
         for (name, key, settled) in to_read {
             let path = self.dir.join(&name);
             let previous = self.last.files.get(&name);
@@ -427,11 +437,22 @@ impl Scanner {
             self.read_keys.insert(name.clone(), key);
             self.last.files.insert(name, file);
         }
-        if read_any && !self.listing_held(&listing) {
-            let late = self.unstable_since.is_some_and(|t| now >= t + max_settle);
-            if !late {
-                // Something changed while it was read (a `..data` swap half-way through the
-                // listing): take none of it, look again in a moment.
+        // Events that arrived while the files were read: noted after the rollback below (or
+        // kept for the next scan); one about a file read, a symlink swap or lost events means a
+        // read may have seen a write half-way.
+        let late_hints = if read_any { late() } else { Vec::new() };
+        let raced = late_hints.iter().any(|h| match h {
+            Hint::Blind => true,
+            Hint::Writing(n) | Hint::Closed(n) | Hint::Deleted(n) => read_names.contains(n),
+            Hint::Renamed(n) | Hint::Touched(n) => read_names.contains(n) || !is_manifest_name(n),
+        });
+        let unstable = read_any && (raced || !self.listing_held(&listing));
+        if unstable {
+            let overdue = self.unstable_since.is_some_and(|t| now >= t + max_settle);
+            if !overdue {
+                // Something changed while it was read (a rewrite whose event came late, a
+                // `..data` swap half-way through the listing): take none of it, look again at
+                // once (the events say what to wait for) or in a moment.
                 self.unstable_since.get_or_insert(now);
                 (self.last, self.read_keys, self.pending, self.writing) = saved;
                 self.last.dir_error = dir_error;
@@ -439,9 +460,19 @@ impl Scanner {
                 self.deleted.extend(deleted);
                 self.closed.extend(closed);
                 self.indirect |= indirect;
-                return Some(now + settle / 10);
+                for h in late_hints {
+                    self.note(h);
+                }
+                return Some(if raced { now } else { now + settle / 10 });
             }
             tracing::warn!(dir = %self.dir.display(), "manifest directory keeps changing; reading it as it is now");
+        }
+        if !late_hints.is_empty() {
+            // Their events were read here, so nothing else wakes the watcher for them.
+            wake = Some(wake.map_or(now, |w| w.min(now)));
+        }
+        for h in late_hints {
+            self.note(h);
         }
         self.unstable_since = None;
         if wake.is_none() {

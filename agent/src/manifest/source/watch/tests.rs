@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use std::path::PathBuf;
+
 use super::*;
 
 fn timing() -> WatchTiming {
@@ -459,4 +461,51 @@ fn scanner_takes_closed_files_at_once_and_growing_ones_once_settled() {
     let (c, wake) = s.step();
     assert!(c.is_empty() && wake.is_none());
     assert_eq!(s.parses(), parses);
+}
+
+#[test]
+fn a_rewrite_whose_event_arrives_during_the_read_is_not_taken_half_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.yaml");
+    let mut s = Scanner::new(dir.path(), no_settle());
+    s.set_watching(true);
+    assert!(s.scan().is_empty());
+    // Renamed into place (complete), but before the scan reads it a writer truncates it for an
+    // in-place rewrite: the read sees the empty file; the truncation's event is queued by then
+    // and the watcher hands it over as a late hint.
+    std::fs::write(&path, vol("a", 1)).unwrap();
+    s.note(Hint::Renamed("a.yaml".into()));
+    std::fs::write(&path, "").unwrap();
+    let mut late = vec![Hint::Writing("a.yaml".into())];
+    let (c, wake) = s.step_with(&mut || std::mem::take(&mut late));
+    assert!(c.is_empty(), "the half-written file was taken: {c:?}");
+    assert!(
+        wake.is_some_and(|w| w <= std::time::Instant::now()),
+        "look again at once"
+    );
+    // Still being written: nothing taken.
+    let (c, _) = s.step();
+    assert!(c.is_empty(), "{c:?}");
+    // The rewrite ends: taken once, with its whole content.
+    std::fs::write(&path, vol("a", 2)).unwrap();
+    s.note(Hint::Closed("a.yaml".into()));
+    let (c, wake) = s.step();
+    assert_eq!(c.added, ["a.yaml"]);
+    assert!(wake.is_none());
+    let f = &s.snapshot().files["a.yaml"];
+    assert_eq!(
+        f.content.as_ref().unwrap().as_slice(),
+        vol("a", 2).as_bytes()
+    );
+    // A late event about a file not read is kept for the next scan, which is due at once.
+    std::fs::write(dir.path().join("b.yaml"), vol("b", 1)).unwrap();
+    std::fs::write(&path, vol("a", 3)).unwrap();
+    s.note(Hint::Closed("a.yaml".into()));
+    let mut late = vec![Hint::Closed("b.yaml".into())];
+    let (c, wake) = s.step_with(&mut || std::mem::take(&mut late));
+    assert_eq!(c.changed, ["a.yaml"]);
+    assert!(wake.is_some_and(|w| w <= std::time::Instant::now()));
+    let (c, wake) = s.step();
+    assert_eq!(c.added, ["b.yaml"]);
+    assert!(wake.is_none());
 }
