@@ -587,6 +587,11 @@ impl Engine {
         );
         if open.deferred > 0 {
             self.carried.append(&mut open.waiters);
+            // A later full pass answers them, also when the pass that planned the deferred
+            // works started before this one closed (it took no waiters from here then).
+            if !self.carried.is_empty() {
+                self.deferred = true;
+            }
             if self.queue.in_flight() == 0 {
                 self.p.triggers.fire(Trigger::Deferred);
             }
