@@ -6,6 +6,7 @@
 //!   (read-only commands only), through the same [`types`] functions, so the output is the same.
 
 pub mod client;
+pub mod disk;
 pub mod server;
 pub mod types;
 

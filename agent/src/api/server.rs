@@ -10,6 +10,8 @@
 //! | `POST /v1/containers/{name}/stop?time=SECS` | `ActionReport`; `agent stop` (stopped-by-user), `time` (0 to 86400 seconds, else 400) overrides the grace period |
 //! | `POST /v1/containers/{name}/start` | `ActionReport`; `agent start`                    |
 //! | `POST /v1/containers/{name}/kill?signal=SIG` | `ActionReport`; `agent kill`: the signal (name or number, else 400) is sent at once and a `container.kill` event recorded |
+//! | `GET /v1/volumes`                  | `[VolumeRow]` (named and anonymous volumes; [`super::disk`]) |
+//! | `GET /v1/system/df`                | `[DfRow]` (disk use by kind; [`super::disk`])    |
 //!
 //! Stop and start are served by the pass loop between two passes (see
 //! [`crate::reconcile::request`]); the answer comes once the container is stopped or started.
@@ -103,6 +105,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/containers/{name}/stop", post(stop))
         .route("/v1/containers/{name}/start", post(start))
         .route("/v1/containers/{name}/kill", post(kill))
+        .route("/v1/volumes", get(volumes))
+        .route("/v1/system/df", get(df))
         .with_state(state)
 }
 
@@ -202,6 +206,22 @@ async fn with_store<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn volumes(State(state): State<ApiState>) -> Response {
+    let dir = state.state_dir.clone();
+    match with_store(&state, move |tx| super::disk::volumes(tx, &dir)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn df(State(state): State<ApiState>) -> Response {
+    let dir = state.state_dir.clone();
+    match with_store(&state, move |tx| super::disk::df(tx, &dir)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(r) => r,
     }
 }
 

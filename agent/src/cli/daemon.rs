@@ -203,7 +203,7 @@ pub(super) fn wait_for_starting_agent<T>(
 }
 
 /// Asks the agent; when it is not running, reads the store with `offline`.
-fn ask<T: serde::de::DeserializeOwned>(
+pub(super) fn ask<T: serde::de::DeserializeOwned>(
     opts: &ClientOpts,
     path: &str,
     offline: impl FnOnce(&mut Store) -> crate::Result<T>,
@@ -241,7 +241,7 @@ fn ask<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> crate::Result<()> {
+pub(super) fn print_json<T: serde::Serialize>(v: &T) -> crate::Result<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| crate::Error::Usage(e.to_string()))?;
     // A closed pipe (`agent ps -o json | head`) is not an error.
     let _ = writeln!(std::io::stdout().lock(), "{text}");
@@ -284,7 +284,7 @@ fn status_text(r: &PsRow, now: i64) -> String {
     }
 }
 
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod schema;
 pub mod system;
 pub mod validate;
+pub mod volume;
 
 /// The process exit code a command asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +85,12 @@ pub enum Command {
     Events(daemon::EventsArgs),
     /// Ask the running agent to reconcile now.
     Apply(daemon::ApplyArgs),
-    /// Host-level housekeeping: reset.
+    /// Host-level housekeeping: disk use (df), reset.
     #[command(subcommand)]
     System(system::Command),
+    /// Volumes: ls, inspect.
+    #[command(subcommand)]
+    Volume(volume::Command),
 }
 
 /// Runs the parsed command.
@@ -110,5 +114,6 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Events(args) => daemon::events(args),
         Command::Apply(args) => daemon::apply(args),
         Command::System(cmd) => system::run(cmd),
+        Command::Volume(cmd) => volume::run(cmd),
     }
 }

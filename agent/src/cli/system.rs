@@ -25,6 +25,9 @@ pub enum Command {
     /// Remove the agent's networks (bridges, the default one included) and firewall rules once
     /// no container is left; with --state, the state directory too. The agent must be stopped.
     Reset(ResetArgs),
+    /// Disk use of the state directory by kind (images, layers, containers, volumes, logs) and
+    /// what removing the unused ones would free.
+    Df(super::volume::DfArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +43,7 @@ pub struct ResetArgs {
 pub fn run(cmd: Command) -> crate::Result<Outcome> {
     match cmd {
         Command::Reset(args) => reset(args),
+        Command::Df(args) => super::volume::df(args),
     }
 }
 
