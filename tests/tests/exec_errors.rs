@@ -216,7 +216,8 @@ fn exec_into_a_restarting_container_says_so() {
     require_images();
     let mut d = Daemon::prepare(
         "execrestart",
-        "[restart]\nstart = \"100ms\"\nfactor = 1.0\ncap = \"100ms\"\nreset_after = \"10s\"\n",
+        // a second between an exit and the restart: `agent ps` says `restarting` meanwhile
+        "[restart]\nstart = \"1s\"\nfactor = 1.0\ncap = \"1s\"\nreset_after = \"10s\"\n",
     );
     d.write("busybox.yaml", BUSYBOX_IMAGE);
     d.write(
@@ -228,10 +229,13 @@ fn exec_into_a_restarting_container_says_so() {
         (d.try_ps_row("a")?["restarts"].as_u64()? > 1).then_some(())
     });
     let mut failures = 0;
+    let mut said_restarting = 0;
     for _ in 0..60 {
         let out = Command::new(agent_bin())
             .args(["exec", "a", "--state-dir"])
             .arg(&d.state)
+            .arg("--socket")
+            .arg(&d.socket)
             .args(["--", "true"])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -242,12 +246,27 @@ fn exec_into_a_restarting_container_says_so() {
         }
         failures += 1;
         assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
-        one_plain_line(&out, "container a is not running: its process");
+        one_plain_line(&out, "agent: container a is ");
         let err = text(&out.stderr);
         assert!(
             err.contains("restart"),
             "does not say it may be restarting: {err}"
         );
+        // the agent, asked, says it is restarting (between an exit and the agent's noticing
+        // it, or while it starts, the words are "not running: its process ...")
+        if err.contains("container a is restarting (restart ") {
+            said_restarting += 1;
+        } else {
+            assert!(
+                err.contains("container a is not running: its process"),
+                "{err}"
+            );
+        }
     }
     assert!(failures > 0, "every exec hit a running container");
+    assert!(
+        said_restarting > 0,
+        "never said restarting in {failures} failures; ps: {}",
+        d.ps_row("a")
+    );
 }

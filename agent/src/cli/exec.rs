@@ -78,9 +78,10 @@ pub struct ExecArgs {
     /// Extra environment, KEY=VALUE (repeatable).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
-    /// The agent's state directory.
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// The state directory (`--state-dir`), and the agent's socket, asked only to say whether a
+    /// container that does not run is restarting.
+    #[command(flatten)]
+    pub client: super::daemon::ClientOpts,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -246,9 +247,25 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
 pub const EXEC_FAILED: u8 = 125;
 
 pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
-    match exec_inner(args) {
+    let (client, state) = args.client.resolve()?;
+    match exec_inner(args, &state) {
         Ok(o) => Ok(o),
         Err(e @ crate::Error::Usage(_)) => Err(e),
+        Err(crate::Error::Exec(exec::Error::ExecNotRunning { container, detail })) => {
+            let msg = match restarting(&client, &container) {
+                Some(row) => format!(
+                    "container {container} is restarting (restart {} by its restart policy; its \
+                     process exited{}); try again once `agent ps` shows it running",
+                    row.restarts,
+                    row.exit_code
+                        .map(|c| format!(" with code {c}"))
+                        .unwrap_or_default()
+                ),
+                None => format!("container {container} is not running: {detail}"),
+            };
+            let _ = writeln!(std::io::stderr(), "agent: {msg}");
+            Ok(Outcome(EXEC_FAILED))
+        }
         Err(e) => {
             // Not `eprintln!`: it panics when stderr is a closed pipe.
             let _ = writeln!(std::io::stderr(), "agent: {e}");
@@ -257,8 +274,15 @@ pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
     }
 }
 
-fn exec_inner(args: ExecArgs) -> crate::Result<Outcome> {
-    let id = paths::resolve_name(&args.state_dir, &args.name)?;
+/// The agent's `ps` row of `name` when the agent runs and says it is restarting.
+fn restarting(client: &crate::api::Client, name: &str) -> Option<crate::api::types::PsRow> {
+    let rows: Vec<crate::api::types::PsRow> = client.call(false, "/v1/ps").ok()?;
+    rows.into_iter()
+        .find(|r| r.name == name && r.state == "restarting")
+}
+
+fn exec_inner(args: ExecArgs, state_dir: &std::path::Path) -> crate::Result<Outcome> {
+    let id = paths::resolve_name(state_dir, &args.name)?;
     let env = exec::tenant::parse_env(&args.env)?;
     let stdin_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
     if args.tty && !stdin_is_terminal {
@@ -304,7 +328,7 @@ fn exec_inner(args: ExecArgs) -> crate::Result<Outcome> {
         .with_writer(std::io::stderr)
         .finish();
     let code =
-        tracing::subscriber::with_default(quiet, || exec::tenant::run(&args.state_dir, &id, &req))?;
+        tracing::subscriber::with_default(quiet, || exec::tenant::run(state_dir, &id, &req))?;
     Ok(Outcome(code.clamp(0, 255) as u8))
 }
 
