@@ -103,6 +103,60 @@ pub struct ContainerSpec {
     /// Extra `/etc/hosts` entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<ExtraHost>,
+    /// Size of `/dev/shm`, e.g. `256Mi`; default 64Mi (Docker's `--shm-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<ByteSize>,
+    /// The OOM killer's preference for the container's processes, -1000 (never kill) to 1000
+    /// (kill first); default the agent's own (Docker's `--oom-score-adj`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1000, max = 1000))]
+    pub oom_score_adj: Option<i64>,
+    /// Supplementary groups of the container's process, by name (from the image's `/etc/group`)
+    /// or gid, added to the user's own (Docker's `--group-add`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<GroupRef>,
+}
+
+/// A group by name or number (`video`, `44`, or the YAML integer `44`); kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct GroupRef(pub String);
+
+impl<'de> Deserialize<'de> for GroupRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = GroupRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a group name or a gid 0-2147483647")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<GroupRef, E> {
+                Ok(GroupRef(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<GroupRef, E> {
+                Ok(GroupRef(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<GroupRef, E> {
+                Ok(GroupRef(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for GroupRef {
+    fn schema_name() -> Cow<'static, str> {
+        "GroupRef".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A group name from the image's /etc/group, or a gid 0-2147483647.",
+            "anyOf": [
+                {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+                {"type": "integer", "minimum": 0, "maximum": 2147483647u32}
+            ]
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,11 +19,12 @@
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
+use super::effective::DEFAULT_SHM_SIZE;
 use super::effective::{
     EffectiveContainer, EffectiveNetwork, EffectiveResources, EffectiveVolume, FixedConfig,
     LiveConfig,
 };
-use crate::manifest::{Healthcheck, MemorySwap, RestartPolicy};
+use crate::manifest::{ByteSize, Healthcheck, MemorySwap, RestartPolicy};
 
 /// Longest value shown in a reason.
 pub const MAX_VALUE: usize = 60;
@@ -124,6 +125,10 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
         &hosts(&o.extra_hosts),
         &hosts(&n.extra_hosts),
     );
+    let shm = |v: Option<u64>| ByteSize(v.unwrap_or(DEFAULT_SHM_SIZE));
+    scalar(out, "shmSize", Some(shm(o.shm_size)), Some(shm(n.shm_size)));
+    scalar(out, "oomScoreAdj", o.oom_score_adj, n.oom_score_adj);
+    set(out, "groupAdd", &o.group_add, &n.group_add);
 }
 
 fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {

@@ -124,13 +124,20 @@ pub fn write(
             MountSource::Tmpfs { .. } => {}
         }
     }
-    let user = spec::user::resolve(&spec.rootfs, spec::build::user(spec).as_deref()).map_err(
+    let mut user = spec::user::resolve(&spec.rootfs, spec::build::user(spec).as_deref()).map_err(
         |reason| Error::InvalidSpec {
             container: spec.name.clone(),
             field: "user".into(),
             reason,
         },
     )?;
+    spec::user::add_groups(&spec.rootfs, &mut user, &spec.group_add).map_err(|reason| {
+        Error::InvalidSpec {
+            container: spec.name.clone(),
+            field: "groupAdd".into(),
+            reason,
+        }
+    })?;
     let oci = spec::build(spec, host, &user, &etc)?;
     let cwd = spec::build::workdir(spec);
     let wd: PathBuf =

@@ -453,6 +453,9 @@ fn start(dir: &Path, id: &str) -> Result<Started, Error> {
     };
     // The container's processes must not inherit ignored signals (see the module docs).
     default_signal_dispositions();
+    // libcontainer writes the spec's oomScoreAdj to our own /proc/self/oom_score_adj before it
+    // clones the container's init; the monitor takes its own value back afterwards.
+    let own_oom = std::fs::read_to_string("/proc/self/oom_score_adj").ok();
     let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(&runtime)
         .map_err(lc)?
@@ -465,6 +468,9 @@ fn start(dir: &Path, id: &str) -> Result<Started, Error> {
         .with_systemd(false)
         .with_detach(true)
         .build();
+    if let Some(v) = own_oom {
+        let _ = std::fs::write("/proc/self/oom_score_adj", v.trim());
+    }
     let mut container = match built {
         Ok(c) => c,
         Err(e) => {

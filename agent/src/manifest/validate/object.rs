@@ -483,6 +483,54 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
         c.err(&spec("stopGracePeriod"), too_long("stopGracePeriod", d));
     }
 
+    if s.shm_size.is_some_and(|b| b.bytes() == 0) {
+        c.err(
+            &spec("shmSize"),
+            "shmSize must be more than 0, e.g. 64Mi (the default)".into(),
+        );
+    }
+    if let Some(v) = s.oom_score_adj
+        && !(-1000..=1000).contains(&v)
+    {
+        c.err(
+            &spec("oomScoreAdj"),
+            format!("oomScoreAdj {v} is out of range: use -1000 (never kill) to 1000 (kill first)"),
+        );
+    }
+    let mut groups_seen = BTreeSet::new();
+    for (i, g) in s.group_add.iter().enumerate() {
+        let at = [Key("spec"), Key("groupAdd"), Index(i)];
+        let name = g.0.as_str();
+        let numeric = name.trim_start_matches('-');
+        if !numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit()) {
+            let ok = !name.starts_with('-')
+                && crate::driver::exec::spec::user::check_numeric_ids(&format!("0:{name}")).is_ok();
+            if !ok {
+                c.err(
+                    &at,
+                    format!(
+                        "invalid groupAdd {name}: gid out of range: {}",
+                        crate::driver::exec::spec::user::ID_RULE
+                    ),
+                );
+                continue;
+            }
+        } else if !name.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            c.err(
+                &at,
+                format!("invalid groupAdd {name:?}: use a group name (a letter or '_', then letters, digits, '_', '-', '.') or a gid 0-2147483647"),
+            );
+            continue;
+        }
+        if !groups_seen.insert(name) {
+            c.err(&at, format!("group {name:?} is listed twice in groupAdd"));
+        }
+    }
+
     let dropped: BTreeSet<&str> = s.cap_drop.iter().map(|c| c.as_str()).collect();
     for (i, cap) in s.cap_add.iter().enumerate() {
         if dropped.contains(cap.as_str()) && !cap.is_all() {

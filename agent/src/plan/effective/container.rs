@@ -16,6 +16,7 @@
 //!   volumesFrom are sorted sets; `dns` and `dnsSearch` keep their order (it matters in
 //!   resolv.conf) but drop repeats; `cpuset` is rewritten as sorted ranges (`2,0-1` = `0-2`);
 //!   `cpus` becomes an integer of nano-CPUs (Docker's `NanoCpus`), so `0.5` and `0.50` are equal;
+//!   `shmSize: 64Mi` (Docker's default) = unset; `groupAdd` is a sorted set;
 //! - networks are empty outside bridge mode.
 //!
 //! In-place fields (changed without recreating, like `docker update`): the restart policy,
@@ -40,6 +41,8 @@ use crate::plan::hash::{ConfigHash, Hasher};
 pub const DEFAULT_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Docker's default CPU weight; `cpuShares: 1024` is the same as no value.
 pub const DEFAULT_CPU_SHARES: u64 = 1024;
+/// Docker's default size of `/dev/shm`; `shmSize: 64Mi` is the same as no value.
+pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
 
 /// One container, canonical. Serialised as the store's `containers.config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +89,14 @@ pub struct FixedConfig {
     pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
     pub extra_hosts: Vec<ExtraHost>,
+    /// Size of `/dev/shm` in bytes; `None`: the default 64 MiB (an explicit `64Mi` is `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    /// Supplementary groups as written (names or gids), sorted, without repeats.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
 }
 
 /// Fields the agent changes on the existing container.
@@ -402,6 +413,16 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             dns: first_of_each(&s.dns),
             dns_search: first_of_each(&s.dns_search),
             extra_hosts,
+            shm_size: s
+                .shm_size
+                .map(ByteSize::bytes)
+                .filter(|&b| b != DEFAULT_SHM_SIZE),
+            // validate keeps it within -1000..=1000
+            oom_score_adj: s.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32),
+            group_add: {
+                let set: BTreeSet<&str> = s.group_add.iter().map(|g| g.0.as_str()).collect();
+                set.into_iter().map(str::to_string).collect()
+            },
         },
         live: LiveConfig {
             restart: s.restart,

@@ -64,6 +64,9 @@ pub fn container_spec(
     s.cap_add = f.cap_add.clone();
     s.cap_drop = f.cap_drop.clone();
     s.sysctls = f.sysctls.clone();
+    s.shm_size = f.shm_size;
+    s.oom_score_adj = f.oom_score_adj;
+    s.group_add = f.group_add.clone();
     s.network = wiring.network.clone();
     s.hosts = wiring.hosts.clone();
     s.resolv_conf = wiring.resolv_conf.clone();

@@ -72,6 +72,9 @@ pub struct HostInfo {
     pub cgroup_v1: Vec<V1Hierarchy>,
     /// The agent's capability bounding set (bits); `None`: unknown, not checked.
     pub cap_bounding: Option<u64>,
+    /// The agent's own `oom_score_adj`: without CAP_SYS_RESOURCE (`can_raise_rlimits`) a
+    /// container cannot get a lower one.
+    pub oom_score_adj: i32,
 }
 
 /// `ulimit` names (Docker's) and their rlimit.
@@ -149,6 +152,10 @@ impl HostInfo {
             cap_bounding: std::fs::read_to_string("/proc/self/status")
                 .ok()
                 .and_then(|s| caps::bounding_in_status(&s)),
+            oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
             cgroup_v1: if cgroup_v2 {
                 Vec::new()
             } else {
@@ -755,7 +762,28 @@ pub fn build(
         capset.remove("MKNOD");
     }
     let oci_caps = caps::to_oci(&capset);
-    let process = ProcessBuilder::default()
+    if let Some(adj) = spec.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(invalid(
+                spec,
+                "oomScoreAdj",
+                format!("{adj} is out of range -1000..1000"),
+            ));
+        }
+        if adj < host.oom_score_adj && !host.can_raise_rlimits {
+            return Err(invalid(
+                spec,
+                "oomScoreAdj",
+                format!(
+                    "{adj} is below the agent's own oom_score_adj ({}) and the agent lacks \
+                     CAP_SYS_RESOURCE, which the kernel requires to lower it: use a value of at \
+                     least {} or run the agent with CAP_SYS_RESOURCE",
+                    host.oom_score_adj, host.oom_score_adj
+                ),
+            ));
+        }
+    }
+    let mut process = ProcessBuilder::default()
         .terminal(false)
         .args(argv)
         .env(environment(spec, &hostname, &user.home))
@@ -777,8 +805,11 @@ pub fn build(
                 .ambient(oci_spec::runtime::Capabilities::new())
                 .build()?,
         )
-        .no_new_privileges(spec.no_new_privileges)
-        .build()?;
+        .no_new_privileges(spec.no_new_privileges);
+    if let Some(adj) = spec.oom_score_adj {
+        process = process.oom_score_adj(adj);
+    }
+    let process = process.build()?;
 
     let mut namespaces = vec![
         LinuxNamespaceBuilder::default()
@@ -841,7 +872,7 @@ pub fn build(
     if spec.seccomp == SeccompMode::Default {
         linux = linux.seccomp(seccomp::docker_default(&capset, &host.arch, host.kernel)?);
     }
-    let spec_out = SpecBuilder::default()
+    let mut spec_out = SpecBuilder::default()
         .version("1.0.2")
         .hostname(hostname)
         .root(
@@ -852,7 +883,14 @@ pub fn build(
         )
         .process(process)
         .mounts(mounts(spec, host, etc_dir)?)
-        .linux(linux.build()?)
-        .build()?;
-    Ok(spec_out)
+        .linux(linux.build()?);
+    if !spec.annotations.is_empty() {
+        spec_out = spec_out.annotations(
+            spec.annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    Ok(spec_out.build()?)
 }

@@ -59,6 +59,16 @@ pub struct ContainerSpec {
     /// Size of `/dev/shm` in bytes (Docker's default: 64 MiB).
     #[serde(default)]
     pub shm_size: Option<u64>,
+    /// The OOM killer's preference for the container's processes (-1000..1000); `None`: the
+    /// agent's own, inherited. A value below the agent's own needs CAP_SYS_RESOURCE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    /// Supplementary groups added to the user's (names from the image's `/etc/group`, or gids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// OCI annotations (the manifest's `metadata.labels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
     #[serde(default)]
@@ -133,6 +143,9 @@ impl ContainerSpec {
             read_only: false,
             mounts: Vec::new(),
             shm_size: None,
+            oom_score_adj: None,
+            group_add: Vec::new(),
+            annotations: BTreeMap::new(),
             rlimits: Vec::new(),
             resources: Resources::default(),
             sysctls: BTreeMap::new(),

@@ -190,6 +190,60 @@ pub fn resolve_with(user: Option<&str>, passwd: &str, group: &str) -> Result<Res
     })
 }
 
+/// Adds `groups` (Docker's `--group-add`: names from the image's `/etc/group`, or gids) to the
+/// supplementary groups of `user`, skipping its primary group and repeats.
+pub fn add_groups_with(
+    user: &mut ResolvedUser,
+    groups: &[String],
+    group: &str,
+) -> Result<(), String> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let entries = parse_group(group);
+    for g in groups {
+        let gid = match g.parse::<u64>() {
+            Ok(n) if n <= u64::from(MAX_ID) => n as u32,
+            Ok(n) => return Err(format!("gid {n} is out of range: {ID_RULE}")),
+            Err(_) => match entries.iter().find(|e| e.name == *g) {
+                Some(e) if e.gid <= MAX_ID => e.gid,
+                Some(e) => {
+                    return Err(format!(
+                        "group {g:?} has gid {} in the image's /etc/group: {ID_RULE}",
+                        e.gid
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "group {g:?} is not in the image's /etc/group; use a group listed there \
+                         or a numeric gid"
+                    ));
+                }
+            },
+        };
+        if gid != user.gid && !user.additional_gids.contains(&gid) {
+            user.additional_gids.push(gid);
+        }
+    }
+    Ok(())
+}
+
+/// [`add_groups_with`] with the image's `/etc/group` in `rootfs` (a missing file counts as
+/// empty).
+pub fn add_groups(rootfs: &Path, user: &mut ResolvedUser, groups: &[String]) -> Result<(), String> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let path =
+        secure_join(rootfs, "/etc/group").map_err(|e| format!("resolving /etc/group: {e}"))?;
+    let text = match std::fs::read(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    add_groups_with(user, groups, &text)
+}
+
 /// Resolves `user` against the files in `rootfs` (missing files count as empty).
 pub fn resolve(rootfs: &Path, user: Option<&str>) -> Result<ResolvedUser, String> {
     let read = |p: &str| -> Result<String, String> {
