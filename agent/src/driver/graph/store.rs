@@ -320,6 +320,8 @@ impl Graph {
     /// Removes every layer and blob that no image and no container layer refers to (no image
     /// and no temporary file: partial downloads stay for the next pull).
     pub fn collect_garbage(&self) -> Result<PruneReport, Error> {
+        // As `prune`: a running pull has blobs in the store that no image names yet.
+        let _p = self.pull_lock()?;
         let _l = self.lock()?;
         let containers = self.containers()?;
         let mut report = PruneReport::default();
