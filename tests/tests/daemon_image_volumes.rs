@@ -148,3 +148,55 @@ fn image_volumes_and_copy_up() {
     assert!(data.join("mine").is_file());
     d.stop();
 }
+
+#[test]
+fn anonymous_volume_of_a_removal_cut_by_kill_9_goes_at_recovery() {
+    if !require_root("anonymous_volume_of_a_removal_cut_by_kill_9_goes_at_recovery") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare_with("anoncrash", "workers = 1\n", false);
+    let mut layout = Layout::new(&d.dir.path().join("app"));
+    layout.add(
+        "1",
+        &[Entry::file("data/seed.txt", b"s\n", 0, 0, 0o644)],
+        serde_json::json!({"Volumes": {"/data": {}}}),
+    );
+    d.start();
+    d.write(
+        "app.yaml",
+        &format!(
+            "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: app\nspec:\n  ociLayout:\n    path: {}\n    tag: \"1\"\n",
+            layout.dir.display()
+        ),
+    );
+    d.write("anon.yaml", &container("anon", "1", ""));
+    running_id(&d, "anon", None);
+    let anon_dir = d.state.join("anonymous-volumes/anon");
+    assert!(anon_dir.join("data/_data/seed.txt").is_file());
+
+    // The removal pauses half-way (runtime gone, row not yet): kill -9 there.
+    d.stop();
+    d.env("AGENT_DEBUG_STEP_DELAY_MS", "5000");
+    d.start();
+    d.remove("anon.yaml");
+    d.wait_for("the removal paused", Duration::from_secs(60), || {
+        d.log_text()
+            .lines()
+            .any(|l| l.contains("pausing half-way") && l.contains("\"step\":\"remove\""))
+            .then_some(())
+    });
+    d.stop_with(libc::SIGKILL);
+    assert!(
+        anon_dir.exists(),
+        "removed before the pause: the test cuts nothing"
+    );
+    d.clear_env();
+    d.start();
+    d.wait_for(
+        "recovery removed the anonymous volume",
+        Duration::from_secs(60),
+        || (!anon_dir.exists() && d.try_ps_row("anon").is_none()).then_some(()),
+    );
+    d.stop();
+}

@@ -215,6 +215,9 @@ fn settle(
                 .as_ref()
                 .and_then(|r| super::supervise::grace_of(&r.config));
             applier.discard(id, grace, replaced)?;
+            if !replaced {
+                super::apply::volumes::remove_anonymous(&applier.state_dir, name)?;
+            }
             if !replaced && row.is_some() {
                 lock(store).transaction(|tx| tx.delete_container(name).map(|_| ()))?;
             }

@@ -739,10 +739,11 @@ impl Applier {
         );
         self.discard(&rec.id, super::supervise::grace_of(&rec.config), replaced)?;
         drop(stopping);
+        debug_pause("remove", name);
+        // After the pause: a crash here leaves the intent, and recovery removes them.
         if !replaced {
             volumes::remove_anonymous(&self.state_dir, name)?;
         }
-        debug_pause("remove", name);
         lock(store).transaction(|tx| {
             if !replaced {
                 tx.delete_container(name)?;
