@@ -37,6 +37,19 @@ pub struct PsRow {
     pub stopping_since: Option<i64>,
     #[serde(default)]
     pub grace_ms: Option<u64>,
+    /// Its `metadata.labels` as recorded (what `agent ps --filter label=K[=V]` matches).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The labels in a container record's config: `live.labels`, or `fixed.labels` in a record
+/// written before labels were a live field.
+pub fn labels_of(config: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    let at = |part: &str| config.get(part).and_then(|p| p.get("labels")).cloned();
+    at("live")
+        .or_else(|| at("fixed"))
+        .and_then(|l| serde_json::from_value(l).ok())
+        .unwrap_or_default()
 }
 
 /// One line of `agent status`.
@@ -94,6 +107,9 @@ pub struct Inspect {
     pub monitor_pid: Option<i32>,
     #[serde(default)]
     pub monitor_alive: bool,
+    /// Its `metadata.labels` as recorded (also the OCI annotations it was created with).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub ports: Vec<store::PortBinding>,
     pub addresses: Vec<store::IpAllocation>,
     /// Its links (`parent` is this container, `child` the linked one, `alias` its name here),
@@ -149,6 +165,7 @@ pub fn ps(tx: &Tx<'_>) -> store::Result<Vec<PsRow>> {
         .containers()?
         .into_iter()
         .map(|c| PsRow {
+            labels: labels_of(&c.config),
             ports: ports
                 .iter()
                 .filter(|p| p.container == c.name)
@@ -209,6 +226,7 @@ pub fn ps_live(
                 retry_at: f.retry_at,
                 stopping_since: None,
                 grace_ms: None,
+                labels: Default::default(),
             }),
         }
     }
@@ -295,6 +313,7 @@ pub fn inspect(tx: &Tx<'_>, name: &str) -> store::Result<Option<Inspect>> {
         .filter(|l| l.child == name)
         .collect();
     Ok(Some(Inspect {
+        labels: labels_of(&container.config),
         ports: tx.container_ports(name)?,
         addresses: tx.container_ips(name)?,
         links,

@@ -61,6 +61,10 @@ pub struct ClientOpts {
 
 #[derive(Debug, clap::Args)]
 pub struct PsArgs {
+    /// Only containers that match: `label=KEY` (has the label) or `label=KEY=VALUE`; repeat to
+    /// require several (as `docker ps --filter`).
+    #[arg(short, long = "filter", value_name = "label=KEY[=VALUE]", value_parser = parse_ps_filter)]
+    pub filter: Vec<(String, Option<String>)>,
     #[command(flatten)]
     pub client: ClientOpts,
     #[arg(short, long, value_enum, default_value_t)]
@@ -316,8 +320,29 @@ fn short_digest(d: &str) -> String {
     hex.chars().take(12).collect()
 }
 
+/// `label=KEY[=VALUE]` -> (KEY, VALUE).
+fn parse_ps_filter(s: &str) -> Result<(String, Option<String>), String> {
+    match s.split_once('=') {
+        Some(("label", kv)) if !kv.is_empty() && !kv.starts_with('=') => {
+            Ok(match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (kv.to_string(), None),
+            })
+        }
+        _ => Err(format!(
+            "unsupported filter {s:?}: use label=KEY or label=KEY=VALUE"
+        )),
+    }
+}
+
 pub fn ps(args: PsArgs) -> crate::Result<Outcome> {
-    let rows: Vec<PsRow> = ask(&args.client, "/v1/ps", |s| Ok(s.transaction(types::ps)?))?;
+    let mut rows: Vec<PsRow> = ask(&args.client, "/v1/ps", |s| Ok(s.transaction(types::ps)?))?;
+    rows.retain(|r| {
+        args.filter.iter().all(|(k, v)| match v {
+            Some(v) => r.labels.get(k) == Some(v),
+            None => r.labels.contains_key(k),
+        })
+    });
     if args.output == OutputFormat::Json {
         print_json(&rows)?;
         return Ok(Outcome::OK);

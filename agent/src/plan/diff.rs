@@ -90,7 +90,6 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     scalar(out, "user", o.user.as_ref(), n.user.as_ref());
     scalar(out, "hostname", Some(&o.hostname), Some(&n.hostname));
     secret_map(out, "env", &o.env, &n.env);
-    map(out, "labels", &o.labels, &n.labels);
     set(out, "ports", &o.ports, &n.ports);
     set(out, "volumes", &o.mounts, &n.mounts);
     set(out, "volumesFrom", &o.volumes_from, &n.volumes_from);
@@ -147,6 +146,7 @@ fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {
         Some(o.stop_grace_period),
         Some(n.stop_grace_period),
     );
+    map(out, "labels", &o.labels, &n.labels);
 }
 
 /// `no`, `always`, `on-failure`, `on-failure:5`, `unless-stopped`.

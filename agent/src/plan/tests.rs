@@ -106,6 +106,21 @@ fn memory_change_is_updated_in_place() {
 }
 
 #[test]
+fn label_change_is_updated_in_place_and_shm_size_recreates() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let labelled = shop().replacen("  name: web\n", "  name: web\n  labels: {tier: web}\n", 1);
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &labelled)]), &mut actual);
+    assert_eq!(steps, ["update web: labels.tier (unset) -> web"]);
+    let changed = labelled.replace(
+        "resources: {memory: 256Mi}",
+        "resources: {memory: 256Mi}\n  shmSize: 128Mi",
+    );
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
+    assert_eq!(steps, ["recreate web: shmSize 64Mi -> 128Mi"]);
+}
+
+#[test]
 fn recreated_link_target_refreshes_its_users() {
     let mut actual = Actual::default();
     converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);

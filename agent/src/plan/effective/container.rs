@@ -21,8 +21,9 @@
 //!
 //! In-place fields (changed without recreating, like `docker update`): the restart policy,
 //! resource limits (cgroup values), the health check (the agent runs it through exec) and the stop
-//! signal and grace period (the agent reads them when it stops the container). Everything else
-//! needs a new container.
+//! signal and grace period (the agent reads them when it stops the container) and the labels
+//! (recorded; a new container gets them as OCI annotations). Everything else needs a new
+//! container.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -73,7 +74,6 @@ pub struct FixedConfig {
     pub user: Option<String>,
     pub hostname: String,
     pub env: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
     pub ports: Vec<Port>,
     pub mounts: Vec<EffectiveMount>,
     /// Containers whose mounts are folded into `mounts` (kept for ordering and display).
@@ -111,6 +111,10 @@ pub struct LiveConfig {
     #[serde(default)]
     pub stop_signal: Option<Signal>,
     pub stop_grace_period: Duration,
+    /// `metadata.labels`: the OCI annotations of a new container; a change is recorded without
+    /// touching the running one (before this field was live, records kept them in `fixed`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for LiveConfig {
@@ -121,6 +125,7 @@ impl Default for LiveConfig {
             healthcheck: None,
             stop_signal: None,
             stop_grace_period: Duration(DEFAULT_STOP_GRACE),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -398,7 +403,6 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             user: s.user.clone(),
             hostname: s.hostname.clone().unwrap_or_else(|| name.clone()),
             env: s.env.clone(),
-            labels: m.metadata.labels.clone(),
             ports,
             mounts,
             volumes_from,
@@ -430,6 +434,7 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             healthcheck: s.healthcheck.clone(),
             stop_signal: s.stop_signal,
             stop_grace_period: s.stop_grace_period.unwrap_or(Duration(DEFAULT_STOP_GRACE)),
+            labels: m.metadata.labels.clone(),
         },
         name,
     }

@@ -67,6 +67,7 @@ pub fn container_spec(
     s.shm_size = f.shm_size;
     s.oom_score_adj = f.oom_score_adj;
     s.group_add = f.group_add.clone();
+    s.annotations = config.live.labels.clone();
     s.network = wiring.network.clone();
     s.hosts = wiring.hosts.clone();
     s.resolv_conf = wiring.resolv_conf.clone();
