@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::config::{DriverOptions, NetworkConfig};
@@ -19,13 +20,23 @@ use super::types::{
 };
 use super::{Error, bridge, links, netlink, netns};
 
-/// The network driver of one agent instance. Calls are serialised internally; they block (each
-/// netlink exchange runs on its own short-lived thread), so async callers use `spawn_blocking`.
+/// The network driver of one agent instance. Calls block (each netlink exchange runs on its
+/// own short-lived thread), so async callers use `spawn_blocking`.
+///
+/// Locking: one lock serialises the decisions (addresses, host ports, records written as
+/// incomplete, teardown, networks); the plumbing of a container's own namespace and veths runs
+/// outside it, so attaches of different containers overlap (the caller runs at most one call
+/// per container at a time). The firewall has its own lock: a sync reads the records and
+/// applies them whole; syncs asked for while one runs are served by the next one, which reads
+/// the records after they were asked for ([`NetworkDriver::sync_firewall`]).
 pub struct NetworkDriver {
     opts: DriverOptions,
     store: Arc<dyn IpamStore>,
     firewall: AnyFirewall,
     lock: Mutex<()>,
+    /// Firewall syncs asked for so far, and (under the lock) the last one applied.
+    fw_asked: AtomicU64,
+    fw_applied: Mutex<u64>,
 }
 
 impl std::fmt::Debug for NetworkDriver {
@@ -66,6 +77,8 @@ impl NetworkDriver {
             store,
             firewall,
             lock: Mutex::new(()),
+            fw_asked: AtomicU64::new(0),
+            fw_applied: Mutex::new(0),
         })
     }
 
@@ -167,13 +180,26 @@ impl NetworkDriver {
     }
 
     /// Makes the firewall equal to what the records explain.
+    ///
+    /// Concurrent callers are coalesced: a caller whose request a sync that started later has
+    /// covered (that sync read the records after the request) returns at once.
     pub fn sync_firewall(&self) -> Result<(), Error> {
+        let mine = self.fw_asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut applied = self.fw_applied.lock().map_err(|_| Error::Netlink {
+            op: "firewall".into(),
+            reason: "lock poisoned by an earlier panic".into(),
+        })?;
+        if *applied >= mine {
+            return Ok(());
+        }
+        let upto = self.fw_asked.load(Ordering::SeqCst);
         let state = self.firewall_state()?;
         if state.networks.is_empty() {
             self.firewall.remove_all()?;
         } else {
             self.firewall.apply(&state)?;
         }
+        *applied = upto;
         Ok(())
     }
 
@@ -279,7 +305,7 @@ impl NetworkDriver {
     /// except the container's address and random-port records, which are kept for stability.
     pub fn attach(&self, req: &AttachRequest) -> Result<Attachment, Error> {
         validate_id(&req.container_id)?;
-        let _g = self.guard()?;
+        let g = self.guard()?;
         if let Some(old) = self.record(&req.container_id)? {
             self.detach_locked(&old)?;
         }
@@ -355,7 +381,7 @@ impl NetworkDriver {
                 let hosts = links::render_hosts(&own, &[]);
                 Ok(self.result(&rec, netns, t.endpoints.clone(), hosts, Vec::new()))
             }
-            NetworkMode::Bridge(names) => self.attach_bridge(req, names),
+            NetworkMode::Bridge(names) => self.attach_bridge(req, names, g),
         }
     }
 
@@ -398,7 +424,14 @@ impl NetworkDriver {
             .find(|r| r.container_id == container_id))
     }
 
-    fn attach_bridge(&self, req: &AttachRequest, names: &[String]) -> Result<Attachment, Error> {
+    /// Bridge mode: addresses, host ports and the incomplete record under the driver's lock
+    /// `g`, then the namespace, veths and firewall without it.
+    fn attach_bridge(
+        &self,
+        req: &AttachRequest,
+        names: &[String],
+        g: MutexGuard<'_, ()>,
+    ) -> Result<Attachment, Error> {
         let id = req.container_id.as_str();
         let bad = |reason: String| Error::BadRequest {
             container: req.name.clone(),
@@ -485,6 +518,12 @@ impl NetworkDriver {
             links: allows,
         };
         self.store.put_attachment(&rec)?;
+        // The namespace directory's mount is shared by all: made under the lock.
+        if let Err(e) = netns::prepare_dir(&self.opts.netns_dir) {
+            self.undo(&rec);
+            return Err(e);
+        }
+        drop(g);
         if let Err(e) = self.plumb(&rec, &nets) {
             self.undo(&rec);
             return Err(e);
@@ -554,12 +593,11 @@ impl NetworkDriver {
         ))
     }
 
-    /// Creates the namespace and the veths of a record.
+    /// Creates the namespace and the veths of a record (its directory is prepared already).
     fn plumb(&self, rec: &AttachmentRecord, nets: &[NetworkConfig]) -> Result<(), Error> {
         let Some(path) = rec.owned_netns.clone() else {
             return Ok(());
         };
-        netns::prepare_dir(&self.opts.netns_dir)?;
         netns::create(&path)?;
         for net in nets {
             let idx = netlink::run_in(None, {

@@ -103,6 +103,12 @@ pub struct Engine {
     carried: Vec<oneshot::Sender<PassReport>>,
     /// Works were deferred: a full pass is wanted once a busy object is free.
     deferred: bool,
+    /// The busy objects that works were deferred for: the end of the last work on one of them
+    /// runs that pass (the end of other works does not).
+    deferred_on: HashSet<String>,
+    /// The works submitted and not ended, by id: a pass that plans the same change again joins
+    /// the one pending instead of deferring it.
+    pending: HashMap<u64, (String, Change)>,
     /// Files whose last good version was not applied completely yet.
     unapplied: pass::Unapplied,
     /// Containers found running without their monitor (reported once each).
@@ -137,6 +143,8 @@ impl Engine {
             open: Vec::new(),
             carried: Vec::new(),
             deferred: false,
+            deferred_on: HashSet::new(),
+            pending: HashMap::new(),
             unapplied: pass::Unapplied::default(),
             recheck: HashSet::new(),
             unmonitored: Vec::new(),
@@ -276,6 +284,7 @@ impl Engine {
         self.passes += 1;
         waiters.append(&mut self.carried);
         self.deferred = false;
+        self.deferred_on.clear();
         let mut report = PassReport {
             pass: self.passes,
             triggers,
@@ -395,16 +404,44 @@ impl Engine {
         }
         let works: Vec<Work> = plan.steps.into_iter().map(Work::planned).collect();
         let waits = work::order(&works, &rel);
+        // A change already queued or running for its object (planned again by a pass that ran
+        // meanwhile) is joined: this pass's report waits for that work.
+        let mut joined: Vec<Option<u64>> = vec![None; works.len()];
+        for (i, w) in works.iter().enumerate() {
+            let k = w.key();
+            joined[i] = self
+                .pending
+                .iter()
+                .filter(|(_, (pk, pc))| *pk == k && *pc == w.step.change)
+                .map(|(id, _)| *id)
+                .max();
+        }
         let queue = &self.queue;
-        let deferred = work::deferred(&works, &waits, &rel, &|k: &str| queue.busy(k));
+        let mut deferred = vec![false; works.len()];
+        for (i, w) in works.iter().enumerate() {
+            if joined[i].is_some() {
+                continue;
+            }
+            let k = w.key();
+            let mut on: Vec<&String> = rel.related(&k).filter(|r| queue.busy(r)).collect();
+            if queue.busy(&k) {
+                on.push(&k);
+            }
+            let after_deferred = waits[i].iter().any(|&j| deferred[j]);
+            deferred[i] = !on.is_empty() || after_deferred;
+            self.deferred_on.extend(on.into_iter().cloned());
+        }
         // Running containers that would be replaced but could not be (a host port in use): all
         // their works fail before anything is stopped.
-        self.precheck(&works, &actual, &deferred);
+        let busy: Vec<bool> = (0..works.len())
+            .map(|i| deferred[i] || joined[i].is_some())
+            .collect();
+        self.precheck(&works, &actual, &busy);
         // Works of objects on a backoff, and works that wait for those, are held.
         let now = Instant::now();
         let mut held: Vec<Option<(String, Instant)>> = vec![None; works.len()];
         for (i, w) in works.iter().enumerate() {
-            if deferred[i] {
+            if busy[i] {
                 continue;
             }
             let k = w.key();
@@ -436,6 +473,11 @@ impl Engine {
         let mut go = Vec::new();
         let mut go_waits = Vec::new();
         for (i, w) in works.into_iter().enumerate() {
+            if let Some(id) = joined[i] {
+                tracing::debug!(change = %w.summary(), "joined: the same change is pending");
+                open.outstanding.insert(id);
+                continue;
+            }
             if deferred[i] {
                 tracing::debug!(change = %w.summary(), "deferred: its object is busy");
                 open.deferred += 1;
@@ -604,23 +646,30 @@ impl Engine {
 
     /// Submits works to the queue and posts them on the board.
     fn submit(&mut self, works: Vec<Work>, waits: &[Vec<usize>]) -> Vec<u64> {
-        let items: Vec<InFlight> = works.iter().map(in_flight).collect();
+        let items: Vec<(InFlight, String, Change)> = works
+            .iter()
+            .map(|w| (in_flight(w), w.key(), w.step.change.clone()))
+            .collect();
         let ids = self.queue.submit(works, waits);
-        for (id, item) in ids.iter().zip(items) {
+        for (id, (item, key, change)) in ids.iter().zip(items) {
             self.p.board.add(*id, item);
+            self.pending.insert(*id, (key, change));
         }
         ids
     }
 
     fn submit_one(&mut self, work: Work) -> u64 {
         let item = in_flight(&work);
+        let (key, change) = (work.key(), work.step.change.clone());
         let id = self.queue.submit_one(work);
         self.p.board.add(id, item);
+        self.pending.insert(id, (key, change));
         id
     }
 
     fn on_done(&mut self, done: Done) {
         self.queue.finish(&done);
+        self.pending.remove(&done.id);
         self.p.board.remove(done.id);
         let name = done.work.step.change.name().to_string();
         let is_container = done.work.step.change.kind() == Kind::Container;
@@ -764,12 +813,13 @@ impl Engine {
             };
             let _ = reply.send(answer);
         }
-        // The pass that submitted it.
-        if let Some(i) = self
-            .open
-            .iter()
-            .position(|o| o.outstanding.contains(&done.id))
-        {
+        // The passes that submitted or joined it.
+        let mut i = 0;
+        while i < self.open.len() {
+            if !self.open[i].outstanding.contains(&done.id) {
+                i += 1;
+                continue;
+            }
             let o = &mut self.open[i];
             o.outstanding.remove(&done.id);
             match &done.result {
@@ -788,9 +838,15 @@ impl Engine {
             if o.outstanding.is_empty() {
                 let o = self.open.remove(i);
                 self.close(o);
+            } else {
+                i += 1;
             }
         }
-        if self.deferred && !self.p.stopping.load(Ordering::SeqCst) {
+        if self.deferred
+            && !self.p.stopping.load(Ordering::SeqCst)
+            && !self.queue.busy(&done.key)
+            && self.deferred_on.contains(&done.key)
+        {
             self.p.triggers.fire(Trigger::Deferred);
         }
         if is_container && !self.queue.busy(&done.key) && self.recheck.remove(&name) {
