@@ -334,8 +334,6 @@ impl Engine {
         }
         if rescan || startup {
             self.network_repair(&mut open);
-            self.host_warnings();
-            self.report_unmonitored();
         }
         if startup {
             self.check(Occasion::AgentStart, None);
@@ -348,6 +346,13 @@ impl Engine {
             self.close(open);
         } else {
             self.open.push(open);
+        }
+        // After the report went out: they feed `agent status`, not the report, and the host
+        // check runs iptables twice (20-35 ms on a busy host), which a no-op `agent apply`
+        // would otherwise wait for.
+        if rescan || startup {
+            self.host_warnings();
+            self.report_unmonitored();
         }
     }
 
