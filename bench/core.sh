@@ -172,6 +172,10 @@ agent_stop() {
   fi
   agent_pid=""
   kill_leftovers "$work"
+  # Bridges, the firewall table and the host accept rules in FORWARD / DOCKER-USER (the manual
+  # removals below are the fallback for a state the reset refuses).
+  "$BIN" system reset --state-dir "$work/state" --socket "$work/agent.sock" \
+    --config "$work/config.toml" >/dev/null 2>&1 || say "agent stop: agent system reset failed"
   ip link del "$agent_bridge" 2>/dev/null || true
   nft delete table ip "$agent_inst" 2>/dev/null || true
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
