@@ -180,7 +180,11 @@ fn a_limit_the_kernel_refuses_keeps_the_container_and_is_reported() {
     assert!(error.contains("cpuset"), "{error}");
     assert_eq!(d.ps_row("lim")["state"], "running");
     assert_eq!(pid_of(&d, &id), pid);
-    assert_eq!(limits(pid), (Some(64 * MIB), Some(50), None));
+    // The failed update is retried on its object's backoff, and each try resets the limits
+    // before writing them: wait for the restored values rather than read them once.
+    d.wait_for("old limits restored", Duration::from_secs(10), || {
+        (limits(pid) == (Some(64 * MIB), Some(50), None)).then_some(())
+    });
 
     // Fixed: applied in place.
     d.write(
