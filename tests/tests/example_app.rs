@@ -13,21 +13,15 @@
 //! own containers only.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
 use agent_e2e::daemon::{Daemon, require_root};
+use agent_e2e::graph::free_port;
 use agent_e2e::network::{DockerLikeHost, TestNet, br_netfilter};
 
 const IMAGE: &str = "/var/lib/agent-test-images/debian-app.tar.zst";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// `GET /` on 127.0.0.1:`port`: the body of a 200 answer.
 fn http_get(port: u16) -> Option<String> {
