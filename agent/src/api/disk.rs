@@ -35,6 +35,9 @@ pub struct VolumeRow {
     /// `retain` or `delete` (named volumes the store records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reclaim: Option<String>,
+    /// The Volume manifest's labels, as the store records them (`agent volume prune --filter`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One kind of `agent system df`.
@@ -123,6 +126,7 @@ pub fn volumes(tx: &Tx<'_>, state: &Path) -> Result<Vec<VolumeRow>> {
                 users: users.get(&v.name).cloned().unwrap_or_default(),
                 declared: declared_vols.contains(&v.name),
                 reclaim: Some(format!("{:?}", v.reclaim).to_lowercase()),
+                labels: v.labels.clone(),
                 kind: "named".into(),
                 name: v.name,
             },
@@ -146,6 +150,7 @@ pub fn volumes(tx: &Tx<'_>, state: &Path) -> Result<Vec<VolumeRow>> {
                 users: users.get(&name).cloned().unwrap_or_default(),
                 declared: declared_vols.contains(&name),
                 reclaim: None,
+                labels: BTreeMap::new(),
                 kind: "named".into(),
                 name,
             },
@@ -177,6 +182,7 @@ pub fn volumes(tx: &Tx<'_>, state: &Path) -> Result<Vec<VolumeRow>> {
                 },
                 declared: declared_ctrs.contains(&container),
                 reclaim: None,
+                labels: BTreeMap::new(),
             });
         }
     }

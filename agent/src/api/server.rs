@@ -11,10 +11,12 @@
 //! | `POST /v1/containers/{name}/start` | `ActionReport`; `agent start`                    |
 //! | `POST /v1/containers/{name}/kill?signal=SIG` | `ActionReport`; `agent kill`: the signal (name or number, else 400) is sent at once and a `container.kill` event recorded |
 //! | `GET /v1/volumes`                  | `[VolumeRow]` (named and anonymous volumes; [`super::disk`]) |
+//! | `POST /v1/volumes/{name}/remove`   | `ActionReport` (state `removed`); `agent volume rm`: 404 no such volume, 409 in use or declared (the error says by what) |
 //! | `GET /v1/system/df`                | `[DfRow]` (disk use by kind; [`super::disk`])    |
 //!
-//! Stop and start are served by the pass loop between two passes (see
-//! [`crate::reconcile::request`]); the answer comes once the container is stopped or started.
+//! Stop, start and volume removal are served by the pass loop between two passes (see
+//! [`crate::reconcile::request`]); the answer comes once the container is stopped or started,
+//! the volume removed.
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status. The socket is created `0600` (root only):
 //! whoever can talk to it can make the agent run containers.
@@ -106,6 +108,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/containers/{name}/start", post(start))
         .route("/v1/containers/{name}/kill", post(kill))
         .route("/v1/volumes", get(volumes))
+        .route("/v1/volumes/{name}/remove", post(volume_rm))
         .route("/v1/system/df", get(df))
         .with_state(state)
 }
@@ -414,6 +417,8 @@ async fn request(state: &ApiState, action: Action) -> Response {
         RequestError::Busy { .. } => StatusCode::CONFLICT,
         RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         RequestError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        RequestError::NoVolume(_) => StatusCode::NOT_FOUND,
+        RequestError::Refused(_) => StatusCode::CONFLICT,
     };
     error(status, e.to_string())
 }
@@ -442,6 +447,11 @@ pub fn grace_secs(t: f64) -> Result<Duration, String> {
             max.as_secs()
         ))
     }
+}
+
+/// `agent volume rm NAME` (and each volume of `agent volume prune`): a work through the loop.
+async fn volume_rm(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
+    request(&state, Action::RemoveVolume { name }).await
 }
 
 async fn start(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
@@ -481,6 +491,8 @@ async fn kill(
         RequestError::Busy { .. } => StatusCode::CONFLICT,
         RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         RequestError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        RequestError::NoVolume(_) => StatusCode::NOT_FOUND,
+        RequestError::Refused(_) => StatusCode::CONFLICT,
     };
     error(status, e.to_string())
 }

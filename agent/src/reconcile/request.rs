@@ -1,4 +1,6 @@
-//! `agent stop`, `agent start` and `agent kill`: a user's requests on one container.
+//! `agent stop`, `agent start` and `agent kill`: a user's requests on one container; and
+//! `agent volume rm|prune`'s removal of one volume ([`Action::RemoveVolume`], served the same
+//! way through the applier: see [`super::apply::volume_rm`]).
 //!
 //! While the agent runs, the CLI sends them to the API; the API queues them in [`Requests`] and
 //! fires [`Trigger::Request`](super::trigger::Trigger); the loop turns each into a work
@@ -45,13 +47,82 @@ pub enum Action {
     },
     /// `agent start NAME`.
     Start { name: String },
+    /// `agent volume rm NAME` (also one per volume of `agent volume prune`): see
+    /// [`super::apply::volume_rm`].
+    RemoveVolume { name: String },
 }
 
 impl Action {
     pub fn name(&self) -> &str {
         match self {
-            Action::Stop { name, .. } | Action::Start { name } => name,
+            Action::Stop { name, .. } | Action::Start { name } | Action::RemoveVolume { name } => {
+                name
+            }
         }
+    }
+
+    /// Whether it acts on a container (a stop or start: pending restarts are cancelled).
+    pub fn on_container(&self) -> bool {
+        !matches!(self, Action::RemoveVolume { .. })
+    }
+
+    /// Refuses it before any work is queued: no such container, or one being removed; a volume
+    /// that does not exist, is in use or declared.
+    pub fn check(&self, store: &Mutex<Store>, state: &std::path::Path) -> Result<(), RequestError> {
+        match self {
+            Action::RemoveVolume { name } => {
+                super::apply::volume_rm::check(store, state, name).map_err(volume_error)
+            }
+            _ => request_target(store, self.name()).map(|_| ()),
+        }
+    }
+
+    /// The answer once its work ended with `result`.
+    pub fn answer(
+        &self,
+        store: &Mutex<Store>,
+        result: &Result<super::apply::Applied, String>,
+    ) -> Result<ActionReport, RequestError> {
+        let name = self.name().to_string();
+        match (self, result) {
+            // A refusal found by the applier (a race with the check) comes back unchanged.
+            (Action::RemoveVolume { .. }, Ok(a)) if !a.changed => {
+                Err(RequestError::Refused(a.line.clone()))
+            }
+            (Action::RemoveVolume { .. }, Ok(_)) => Ok(ActionReport {
+                name,
+                state: "removed".into(),
+                changed: true,
+            }),
+            (Action::RemoveVolume { .. }, Err(e)) => Err(RequestError::Refused(format!(
+                "removing volume {name}: {e}"
+            ))),
+            (_, Ok(a)) => {
+                let state = lock(store)
+                    .transaction(|tx| tx.container(&name))
+                    .ok()
+                    .flatten()
+                    .map(|r| r.state.to_string())
+                    .unwrap_or_default();
+                Ok(ActionReport {
+                    name,
+                    state,
+                    changed: a.changed,
+                })
+            }
+            (_, Err(e)) => Err(RequestError::Failed {
+                name,
+                error: e.clone(),
+            }),
+        }
+    }
+}
+
+fn volume_error(e: super::apply::volume_rm::RmError) -> RequestError {
+    use super::apply::volume_rm::RmError;
+    match e {
+        RmError::NotFound(n) => RequestError::NoVolume(n),
+        e => RequestError::Refused(e.to_string()),
     }
 }
 
@@ -66,6 +137,11 @@ pub enum RequestError {
     Failed { name: String, error: String },
     #[error("the agent is shutting down; the request was not served")]
     ShuttingDown,
+    #[error("no such volume: {0} (see `agent volume ls`)")]
+    NoVolume(String),
+    /// A volume removal refused (in use, declared) or failed; the text says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A queued request and where its answer goes.
@@ -141,6 +217,11 @@ impl Action {
                 Change::StartContainer { name: name.clone() },
                 Cause::User { grace: None },
                 "agent start",
+            ),
+            Action::RemoveVolume { name } => Work::container(
+                Change::RemoveVolume { name: name.clone() },
+                Cause::User { grace: None },
+                "agent volume rm",
             ),
         }
     }

@@ -9,7 +9,8 @@
 //!   pulls (the config's `registries.insecure` applies); the config digest is recorded as the
 //!   image's digest;
 //! - volumes: a directory per volume under `<state>/volumes/<name>/_data`, kept on removal unless
-//!   `reclaim: delete`;
+//!   `reclaim: delete`; a removal (that one, `agent volume rm|prune`) is journalled, see
+//!   [`volume_rm`];
 //! - containers: create (container layer from the graph driver, OCI spec from the effective
 //!   config, exec driver create), start, stop, remove, recreate, in-place update of the live
 //!   fields, in every network mode (see [`super::network`]);
@@ -45,6 +46,7 @@ use super::work::Work;
 
 pub mod sources;
 mod supervision;
+pub mod volume_rm;
 pub mod volumes;
 use crate::driver::exec::spec::{self, ContainerSpec};
 use crate::driver::exec::{AnyExecDriver, ExecDriver, LiveUpdate};
@@ -241,13 +243,12 @@ impl Applier {
                 lock(store).transaction(|tx| tx.upsert_volume(&rec))?;
             }
             Change::RemoveVolume { name } => {
-                let dir = self.state_dir.join("volumes").join(name);
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(ApplyError::Other(format!("{}: {e}", dir.display()))),
+                // Journalled (see [`volume_rm`]); gone already is success.
+                match volume_rm::remove(store, &self.state_dir, name, false) {
+                    Ok(_) | Err(volume_rm::RmError::NotFound(_)) => {}
+                    Err(volume_rm::RmError::Refused(e)) => return Err(ApplyError::Other(e)),
+                    Err(volume_rm::RmError::Failed(e)) => return Err(e),
                 }
-                lock(store).transaction(|tx| tx.delete_volume(name))?;
             }
             Change::CreateNetwork { network } => {
                 self.net()?.create_network(network)?;

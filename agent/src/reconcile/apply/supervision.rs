@@ -58,6 +58,9 @@ impl Applier {
                     "stopped {name} (stop_containers_on_exit)"
                 )))
             }
+            (Change::RemoveVolume { .. }, Cause::User { .. }) => {
+                self.remove_volume_by_user(store, name)
+            }
             (Change::RestartContainer { .. }, _) => self.restart(store, name),
             (Change::RepairNetwork { .. }, cause) => self.repair_network(store, name, cause),
             _ => self.apply(store, &work.step).map(Applied::from),

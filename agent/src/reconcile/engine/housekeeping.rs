@@ -25,6 +25,9 @@ impl Engine {
         let i = crate::reconcile::recover::intents(applier, store);
         r.done.extend(i.done);
         r.failed.extend(i.failed);
+        let (done, failed) = crate::reconcile::apply::volume_rm::recover(store, &applier.state_dir);
+        r.done.extend(done);
+        r.failed.extend(failed);
         let o =
             crate::reconcile::recover::sweep_orphans(applier, store, self.p.config.remove_orphans);
         r.done.extend(o.done);

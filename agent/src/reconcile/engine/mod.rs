@@ -9,7 +9,7 @@
 //! - a container's exit (its state file written, [`super::exits`]) or health change: a check of
 //!   that container alone: its exit recorded, the restart policy's decision turned into a
 //!   deadline, an unhealthy container's stop submitted. No parse, no plan;
-//! - `agent stop` / `agent start`: a work each, answered when it ends;
+//! - `agent stop` / `agent start` / `agent volume rm`: a work each, answered when it ends;
 //! - a work's end ([`Done`]): the report of the pass that submitted it, the answer to a user,
 //!   the next backoff of a failed restart;
 //! - its one timer: restarts whose delay is over (a [`Change::RestartContainer`] work each),
@@ -260,13 +260,15 @@ impl Engine {
     fn serve_requests(&mut self) {
         for p in self.p.requests.take() {
             let name = p.action.name().to_string();
-            if let Err(e) = super::request::request_target(&self.p.store, &name) {
+            if let Err(e) = p.action.check(&self.p.store, &self.p.config.state_dir) {
                 let _ = p.reply.send(Err(e));
                 continue;
             }
-            // A stop cancels a pending restart; a start begins a fresh backoff.
-            self.timers.cancel(&Due::Restart(name.clone()));
-            self.p.supervisor.forget(&name);
+            if p.action.on_container() {
+                // A stop cancels a pending restart; a start begins a fresh backoff.
+                self.timers.cancel(&Due::Restart(name.clone()));
+                self.p.supervisor.forget(&name);
+            }
             let id = self.submit_one(p.action.work());
             self.replies.insert(id, (p.action, p.reply));
         }
@@ -797,26 +799,7 @@ impl Engine {
             }
         }
         if let Some((action, reply)) = self.replies.remove(&done.id) {
-            let answer = match &done.result {
-                Ok(a) => {
-                    let state = lock(&self.p.store)
-                        .transaction(|tx| tx.container(action.name()))
-                        .ok()
-                        .flatten()
-                        .map(|r| r.state.to_string())
-                        .unwrap_or_default();
-                    Ok(ActionReport {
-                        name: action.name().to_string(),
-                        state,
-                        changed: a.changed,
-                    })
-                }
-                Err(e) => Err(RequestError::Failed {
-                    name: action.name().to_string(),
-                    error: e.clone(),
-                }),
-            };
-            let _ = reply.send(answer);
+            let _ = reply.send(action.answer(&self.p.store, &done.result));
         }
         // The passes that submitted or joined it.
         let mut i = 0;
