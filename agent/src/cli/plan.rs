@@ -40,7 +40,16 @@ pub fn run(args: Args) -> crate::Result<Outcome> {
         context: format!("manifest directory {}", args.dir.display()),
         source,
     })?;
-    let loaded = manifest::load_paths(std::slice::from_ref(&dir))?;
+    let mut loaded = manifest::load_paths(std::slice::from_ref(&dir))?;
+    // The daemon's key, so that digests compare with the recorded ones (none yet: nothing
+    // recorded uses a secret, any key will do).
+    let key = manifest::source::secrets::host_key(&args.state_dir, false)
+        .map_err(|source| crate::Error::Io {
+            context: "the agent's secret key".into(),
+            source,
+        })?
+        .unwrap_or_default();
+    manifest::source::secrets::seal(&mut loaded, &key);
     let (actual, last_good) = read_state(&args.state_dir)?;
 
     let mut inputs =

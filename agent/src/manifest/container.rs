@@ -115,6 +115,14 @@ pub struct ContainerSpec {
     /// or gid, added to the user's own (Docker's `--group-add`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_add: Vec<GroupRef>,
+    /// Secrets mounted read-only as files (Compose's `secrets`): a Secret manifest's name (at
+    /// `/run/secrets/NAME`) or `{source, target, uid, gid, mode}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<super::secret::SecretRef>,
+    /// Environment variables set to a secret's value: `{DB_PASSWORD: db-password}` (variable
+    /// name: Secret manifest name). Wins over `env` and the image's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 /// A group by name or number (`video`, `44`, or the YAML integer `44`); kept as written.
@@ -164,7 +172,7 @@ impl JsonSchema for GroupRef {
 
 /// Deserialises a value written either as a string (parsed by `from_str`) or as a mapping (read
 /// into `R`, then converted by `from_long`).
-fn str_or_map<'de, D, T, R>(
+pub(crate) fn str_or_map<'de, D, T, R>(
     d: D,
     expecting: &'static str,
     from_str: fn(&str) -> Result<T, String>,
@@ -202,7 +210,7 @@ where
 }
 
 /// Schema: a string (described, optionally with a pattern) or the long form `R`.
-fn str_or_obj_schema<R: JsonSchema>(
+pub(crate) fn str_or_obj_schema<R: JsonSchema>(
     generator: &mut SchemaGenerator,
     desc: &str,
     pattern: Option<&str>,

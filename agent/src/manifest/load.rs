@@ -330,13 +330,14 @@ fn declared_name(doc: &Node) -> Option<(Kind, String)> {
         "Volume" => Kind::Volume,
         "Network" => Kind::Network,
         "Container" => Kind::Container,
+        "Secret" => Kind::Secret,
         _ => return None,
     };
     let name = doc.get("metadata")?.get("name")?.as_str()?;
     Some((kind, name.to_string()))
 }
 
-const KINDS: [&str; 4] = ["Image", "Volume", "Network", "Container"];
+const KINDS: [&str; 5] = ["Image", "Volume", "Network", "Container", "Secret"];
 
 fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Vec<Diagnostic>> {
     let at = |n: &Node, field: &str, message: String| {
@@ -371,6 +372,7 @@ fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Vec<Dia
         Some("Volume") => Kind::Volume,
         Some("Network") => Kind::Network,
         Some("Container") => Kind::Container,
+        Some("Secret") => Kind::Secret,
         other => {
             let hint = other
                 .and_then(|k| did_you_mean(k, KINDS))
@@ -409,6 +411,7 @@ fn read_document(path: &Path, doc: Node, index: usize) -> Result<Object, Vec<Dia
             Kind::Volume => from_node(&tree, "").map(Manifest::Volume),
             Kind::Network => from_node(&tree, "").map(Manifest::Network),
             Kind::Container => from_node(&tree, "").map(Manifest::Container),
+            Kind::Secret => from_node(&tree, "").map(Manifest::Secret),
         };
         let e = match read {
             Ok(m) => break Some(m),

@@ -1,4 +1,5 @@
-//! The documents: `apiVersion: agent/v1`, `kind` (Image, Volume, Network, Container), `metadata`,
+//! The documents: `apiVersion: agent/v1`, `kind` (Image, Volume, Network, Container, Secret),
+//! `metadata`,
 //! `spec`. Field names are camelCase in YAML. Every struct refuses unknown fields.
 
 use std::collections::BTreeMap;
@@ -29,10 +30,13 @@ pub enum Kind {
     Volume,
     Network,
     Container,
+    /// Not an object the agent creates: a value its containers read (see [`SecretManifest`]).
+    Secret,
 }
 
 impl Kind {
-    /// Every kind, in the order the agent creates them.
+    /// Every kind the agent creates, in the order it creates them (secrets are read, not
+    /// created).
     pub const ALL: [Kind; 4] = [Kind::Image, Kind::Volume, Kind::Network, Kind::Container];
 
     /// The name as written in `kind:`.
@@ -42,6 +46,7 @@ impl Kind {
             Kind::Volume => "Volume",
             Kind::Network => "Network",
             Kind::Container => "Container",
+            Kind::Secret => "Secret",
         }
     }
 }
@@ -76,6 +81,7 @@ pub enum Manifest {
     Volume(VolumeManifest),
     Network(NetworkManifest),
     Container(ContainerManifest),
+    Secret(SecretManifest),
 }
 
 impl Manifest {
@@ -86,6 +92,7 @@ impl Manifest {
             Manifest::Volume(_) => Kind::Volume,
             Manifest::Network(_) => Kind::Network,
             Manifest::Container(_) => Kind::Container,
+            Manifest::Secret(_) => Kind::Secret,
         }
     }
 
@@ -96,6 +103,7 @@ impl Manifest {
             Manifest::Volume(m) => &m.metadata,
             Manifest::Network(m) => &m.metadata,
             Manifest::Container(m) => &m.metadata,
+            Manifest::Secret(m) => &m.metadata,
         }
     }
 
@@ -140,6 +148,35 @@ pub struct ContainerManifest {
     pub api_version: ApiVersion,
     pub metadata: Metadata,
     pub spec: ContainerSpec,
+}
+
+/// `kind: Secret`: a value kept in a file on the host that only root can read, given to
+/// containers as a read-only file (`spec.secrets`) or an environment variable
+/// (`spec.secretEnv`). The value never enters a manifest, the store, the plan, the logs, the
+/// events or `agent inspect`: what they hold is [`SecretManifest::digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretManifest {
+    pub api_version: ApiVersion,
+    pub metadata: Metadata,
+    pub spec: SecretSpec,
+    /// Keyed SHA-256 of the value (`sha256:` + hex), filled by the intake
+    /// ([`super::source::secrets::seal`]): a change of the value changes it, and with it the
+    /// config hash of every container that uses the secret. Kept with the store's copy of the
+    /// manifest (a file that later fails keeps its last digest in force); refused in a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub digest: Option<String>,
+}
+
+/// Where a secret's value is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretSpec {
+    /// Absolute path of the file holding the value (at most 1 MiB, taken byte for byte). It must
+    /// be owned by root and give group and others no access (`chown root:root F && chmod 600
+    /// F`), in a directory only root may change; anything else is refused.
+    pub file: PathBuf,
 }
 
 /// Where an image comes from: exactly one of the four sources.

@@ -160,7 +160,7 @@ impl Desired {
                 continue;
             };
             match m {
-                Manifest::Image(_) => {}
+                Manifest::Image(_) | Manifest::Secret(_) => {}
                 Manifest::Volume(v) => {
                     d.volumes.insert(
                         v.metadata.name.clone(),
@@ -204,7 +204,18 @@ impl Desired {
                     if !ro.is_empty() {
                         read_only_from.insert(c.metadata.name.clone(), ro);
                     }
-                    let eff = effective::canonicalise(c, image_key);
+                    let mut eff = effective::canonicalise(c, image_key);
+                    eff.fixed
+                        .secrets
+                        .resolve(|n| match chosen.get(&(Kind::Secret, n)) {
+                            Some((Manifest::Secret(s), _)) => {
+                                Some(effective::secret::SecretValue {
+                                    file: s.spec.file.clone(),
+                                    digest: s.digest.clone(),
+                                })
+                            }
+                            _ => None,
+                        });
                     origins.insert(eff.name.clone(), origin.clone());
                     containers.insert(eff.name.clone(), eff);
                 }
@@ -235,6 +246,7 @@ impl Desired {
             Kind::Volume => self.volumes.contains_key(name),
             Kind::Network => self.networks.contains_key(name),
             Kind::Container => self.containers.contains_key(name),
+            Kind::Secret => false,
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   value, which may be a secret (these reasons reach `agent plan`, `agent apply`, the event log
 //!   and the agent's log);
 //! - a set (ports, mounts, links, ...): `field +added -removed`;
-//! - an ordered list (command, dns): `field [a, b] -> [c]`.
+//! - an ordered list (command, dns): `field [a, b] -> [c]`;
+//! - a secret's value: `secret NAME changed` (its keyed digest differs; never the value).
 //!
 //! Values longer than [`MAX_VALUE`] characters are cut with `...`; when both sides of a change
 //! are cut, each shows the part where they differ (a few characters before the first
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
 use super::effective::DEFAULT_SHM_SIZE;
+use super::effective::secret::EffectiveSecrets;
 use super::effective::{
     EffectiveContainer, EffectiveNetwork, EffectiveResources, EffectiveVolume, FixedConfig,
     LiveConfig,
@@ -128,6 +130,28 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     scalar(out, "shmSize", Some(shm(o.shm_size)), Some(shm(n.shm_size)));
     scalar(out, "oomScoreAdj", o.oom_score_adj, n.oom_score_adj);
     set(out, "groupAdd", &o.group_add, &n.group_add);
+    secrets(out, &o.secrets, &n.secrets);
+}
+
+/// `secrets +db:/run/secrets/db(0:0 0444)`, `secretEnv.PW a -> b` (names, never values),
+/// `secret db changed` (its value's digest differs), `secret db file /a -> /b`.
+fn secrets(out: &mut Vec<String>, o: &EffectiveSecrets, n: &EffectiveSecrets) {
+    set(out, "secrets", &o.secrets, &n.secrets);
+    map(out, "secretEnv", &o.secret_env, &n.secret_env);
+    for (name, new) in &n.secret_values {
+        let Some(old) = o.secret_values.get(name) else {
+            continue;
+        };
+        if old.file != new.file {
+            out.push(format!(
+                "secret {name} file {} -> {}",
+                old.file.display(),
+                new.file.display()
+            ));
+        } else if old.digest != new.digest {
+            out.push(format!("secret {name} changed"));
+        }
+    }
 }
 
 fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {

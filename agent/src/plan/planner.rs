@@ -884,7 +884,7 @@ impl<'a> KeptUses<'a> {
             Kind::Container => &self.containers,
             Kind::Volume => &self.volumes,
             Kind::Network => &self.networks,
-            Kind::Image => &self.images,
+            Kind::Image | Kind::Secret => &self.images,
         };
         map.get(name).copied().unwrap_or("?")
     }

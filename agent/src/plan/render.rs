@@ -21,6 +21,7 @@ fn group_title(kind: Kind) -> &'static str {
         Kind::Volume => "Volumes",
         Kind::Network => "Networks",
         Kind::Container => "Containers",
+        Kind::Secret => "Secrets",
     }
 }
 

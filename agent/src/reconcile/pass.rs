@@ -83,8 +83,23 @@ pub struct Desired {
 pub struct Unapplied(BTreeMap<String, String>);
 
 /// Loads the snapshot into typed objects; refused or unreadable files become failed files.
-pub fn load_snapshot(snapshot: &Snapshot) -> manifest::Loaded {
-    manifest::source::load(snapshot)
+/// Secret values are read now and sealed with the host key of `state_dir`
+/// ([`manifest::source::secrets`]); without that key every Secret's file fails.
+pub fn load_snapshot(snapshot: &Snapshot, state_dir: &std::path::Path) -> manifest::Loaded {
+    let mut loaded = manifest::source::load(snapshot);
+    let has_secrets = loaded
+        .objects()
+        .any(|o| matches!(o.manifest, Manifest::Secret(_)));
+    if has_secrets {
+        match manifest::source::secrets::host_key(state_dir, true) {
+            Ok(Some(key)) => manifest::source::secrets::seal(&mut loaded, &key),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read or make the secret key; secrets keep no digest")
+            }
+        }
+    }
+    loaded
 }
 
 fn diagnostics_text(d: &[Diagnostic]) -> String {
@@ -117,19 +132,22 @@ pub fn record_files(
                 Ok(objects) => {
                     let manifests: Vec<Manifest> =
                         objects.iter().map(|o| o.manifest.clone()).collect();
+                    let value = serde_json::to_value(&manifests).map_err(|e| {
+                        crate::store::Error::Invalid {
+                            what: format!("manifest {path}"),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    // The objects too: a Secret's digest changes with its value, not the file.
                     let unchanged = old.is_some_and(|o| {
-                        o.last_error.is_none() && o.content_hash.as_deref() == Some(&f.sha256)
+                        o.last_error.is_none()
+                            && o.content_hash.as_deref() == Some(&f.sha256)
+                            && o.objects == value
                     });
                     if !unchanged || old.is_some_and(loaded_after_apply) {
                         unapplied.0.insert(path.clone(), f.sha256.clone());
                     }
                     if !unchanged {
-                        let value = serde_json::to_value(&manifests).map_err(|e| {
-                            crate::store::Error::Invalid {
-                                what: format!("manifest {path}"),
-                                reason: e.to_string(),
-                            }
-                        })?;
                         tx.record_manifest_loaded(&path, &f.sha256, &value, now)?;
                         event(
                             tx,

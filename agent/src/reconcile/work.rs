@@ -72,6 +72,7 @@ fn kind_str(kind: Kind) -> &'static str {
         Kind::Image => "image",
         Kind::Volume => "volume",
         Kind::Network => "network",
+        Kind::Secret => "secret",
     }
 }
 

@@ -1,6 +1,7 @@
 //! The OCI bundle of one container: `<state>/exec/<id>/` with `config.json` (the runtime spec),
 //! `spec.json` (the [`ContainerSpec`] it was built from) and `etc/{hosts,hostname,resolv.conf}`,
-//! which are bind-mounted into the container. Every file is written atomically.
+//! which are bind-mounted into the container, and `secrets/` ([`super::secrets`]). Every file
+//! is written atomically.
 //!
 //! Preparing the bundle also does what the spec needs on the host and in the root filesystem:
 //! named volume directories are created, bind sources must exist, the working directory is
@@ -138,7 +139,8 @@ pub fn write(
             reason,
         }
     })?;
-    let oci = spec::build(spec, host, &user, &etc)?;
+    let mut oci = spec::build(spec, host, &user, &etc)?;
+    super::secrets::apply(dir, spec, &mut oci)?;
     let cwd = spec::build::workdir(spec);
     let wd: PathBuf =
         spec::user::secure_join(&spec.rootfs, &cwd).map_err(Error::io("resolve workdir", &cwd))?;

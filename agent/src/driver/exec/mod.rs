@@ -21,6 +21,7 @@ pub mod driver;
 pub mod logs;
 pub mod monitor;
 pub mod paths;
+pub mod secrets;
 pub mod spec;
 pub mod state;
 pub mod tenant;

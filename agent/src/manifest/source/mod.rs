@@ -7,6 +7,9 @@
 //!   or the agent's user, not writable by group or others), for manifest files, their directory
 //!   and the image archives they name (checked in [`load`] and [`load_paths`] every time, so a
 //!   refused archive fails its manifest file at the `path` field, for `agent validate` too).
+//! - [`secrets`]: the file of every Secret is read on every load, held to
+//!   [`perms::read_secret`] (a refused one fails its manifest file at `spec.file`), and
+//!   [`secrets::seal`] records a keyed digest of its value.
 //! - [`read_file`]: one file read whole (capped at [`MAX_FILE_SIZE`] + 1 bytes), permission
 //!   checked on the open file, hashed, parsed and checked on its own. The parse cache: the
 //!   watcher's [`Scanner`] re-reads only files whose metadata changed or that had an event, and
@@ -24,6 +27,7 @@ mod list;
 pub mod perms;
 mod read;
 pub mod scan;
+pub mod secrets;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +56,7 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = &'a ManifestFile>) -> Load
             .map(|f| {
                 let mut result = (*f.parsed).clone();
                 check_archives(&mut result);
+                secrets::check(&mut result, None);
                 result
             })
             .collect(),

@@ -10,6 +10,9 @@
 //! The same rule holds for what the agent reads on a manifest's word, which runs as root just the
 //! same: image archives (`dockerArchive`, `rootfsTar`, an `ociLayout` tar) and OCI layout
 //! directories ([`check_archive`]).
+//!
+//! Secret files ([`read_secret`]) are held to more: owned by root (or the agent's user) and
+//! closed to group and others entirely, since reading them is the harm.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -22,6 +25,8 @@ pub enum Subject {
     Manifest,
     /// An image archive or OCI layout named by a manifest.
     Archive,
+    /// The file holding a Secret's value, or its directory.
+    Secret,
 }
 
 impl Subject {
@@ -29,6 +34,7 @@ impl Subject {
         match self {
             Subject::Manifest => "manifests run code as root",
             Subject::Archive => "the image it holds runs as root",
+            Subject::Secret => "it holds a secret",
         }
     }
 }
@@ -51,6 +57,11 @@ pub enum PermError {
         who: &'static str,
         why: &'static str,
     },
+    #[error(
+        "{path}: refused: {problem}; a secret must be a file only root can read \
+         (fix: chown root:root {path} && chmod 600 {path})"
+    )]
+    Secret { path: PathBuf, problem: String },
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
 }
@@ -61,6 +72,7 @@ impl PermError {
         match self {
             PermError::Owner { path, .. }
             | PermError::Writable { path, .. }
+            | PermError::Secret { path, .. }
             | PermError::Io { path, .. } => path,
         }
     }
@@ -190,6 +202,53 @@ pub fn check_archive(path: &Path) -> Result<(), PermError> {
     Ok(())
 }
 
+/// The largest secret value read (Docker's and Kubernetes' limit is 500 KiB and 1 MiB).
+pub const MAX_SECRET_SIZE: u64 = 1024 * 1024;
+
+/// Reads a Secret's value from `path` (symlinks followed): the open file must be a regular file
+/// owned by root (or the agent's user) that gives group and others no access at all, at most
+/// [`MAX_SECRET_SIZE`] bytes, in a directory only root may change. The error never holds the
+/// value.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, PermError> {
+    use std::io::Read;
+    let secret = |problem: String| PermError::Secret {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let file = File::open(path).map_err(|e| io(path, &e))?;
+    let meta = file.metadata().map_err(|e| io(path, &e))?;
+    if !meta.is_file() {
+        return Err(secret("not a regular file".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(secret(format!("owned by uid {}, not root", meta.uid())));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(secret(format!(
+            "mode {mode:04o} lets group or others at it"
+        )));
+    }
+    check_parent(path, Subject::Secret)?;
+    if meta.len() > MAX_SECRET_SIZE {
+        return Err(secret(format!(
+            "{} bytes, more than the {MAX_SECRET_SIZE} a secret may hold",
+            meta.len()
+        )));
+    }
+    let mut value = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_SECRET_SIZE + 1)
+        .read_to_end(&mut value)
+        .map_err(|e| io(path, &e))?;
+    if value.len() as u64 > MAX_SECRET_SIZE {
+        return Err(secret(format!(
+            "more than the {MAX_SECRET_SIZE} bytes a secret may hold"
+        )));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -271,6 +330,28 @@ mod tests {
         let e = check_file(&f).unwrap_err().to_string();
         assert!(e.contains("owned by uid 65534, not root"), "{e}");
         assert!(e.contains("chown root"), "{e}");
+    }
+
+    #[test]
+    fn secrets_readable_by_root_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "hunter2").unwrap();
+        chmod(&f, 0o600);
+        assert_eq!(read_secret(&f).unwrap(), b"hunter2");
+        chmod(&f, 0o640);
+        let e = read_secret(&f).unwrap_err().to_string();
+        assert!(e.contains("mode 0640 lets group or others at it"), "{e}");
+        assert!(
+            e.contains("chown root:root") && e.contains("chmod 600"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        chmod(&f, 0o400);
+        chmod(dir.path(), 0o777);
+        let e = read_secret(&f).unwrap_err().to_string();
+        assert!(e.contains("it holds a secret"), "{e}");
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn containers(loaded: &Loaded) -> impl Iterator<Item = (&Object, &ContainerSpec)
 }
 
 /// Every reference from a container to another object: (kind, name, field path, what).
-fn references(s: &ContainerSpec) -> Vec<(Kind, &str, Vec<Step<'static>>, &'static str)> {
+fn references<'a>(s: &'a ContainerSpec) -> Vec<(Kind, &'a str, Vec<Step<'a>>, &'static str)> {
     let mut refs = Vec::new();
     if !s.image.contains(['/', ':', '@']) {
         refs.push((
@@ -147,6 +147,22 @@ fn references(s: &ContainerSpec) -> Vec<(Kind, &str, Vec<Step<'static>>, &'stati
             n.as_str(),
             vec![Key("spec"), Key("networks"), Index(i)],
             "network",
+        ));
+    }
+    for (i, r) in s.secrets.iter().enumerate() {
+        refs.push((
+            Kind::Secret,
+            r.source.as_str(),
+            vec![Key("spec"), Key("secrets"), Index(i), Key("source")],
+            "secret",
+        ));
+    }
+    for (var, name) in &s.secret_env {
+        refs.push((
+            Kind::Secret,
+            name.as_str(),
+            vec![Key("spec"), Key("secretEnv"), Key(var)],
+            "secret",
         ));
     }
     refs.extend(

@@ -80,7 +80,16 @@ pub fn check_object(obj: &Object) -> Vec<Diagnostic> {
         Manifest::Image(i) => image(&mut c, &i.spec),
         Manifest::Volume(_) => {}
         Manifest::Network(n) => network(&mut c, &n.spec),
-        Manifest::Container(ct) => container(&mut c, &ct.spec),
+        Manifest::Container(ct) => {
+            container(&mut c, &ct.spec);
+            secrets(&mut c, &ct.spec);
+        }
+        Manifest::Secret(sec) => {
+            c.absolute(&[Key("spec"), Key("file")], "secret file", &sec.spec.file);
+            if sec.digest.is_some() {
+                c.err(&[Key("digest")], "unknown field `digest`; allowed: `apiVersion`, `metadata`, `spec` (the agent computes the digest)".into());
+            }
+        }
     }
     c.out
 }
@@ -611,6 +620,70 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
                 ),
             );
         }
+    }
+}
+
+/// `secrets` and `secretEnv`: names, targets (absolute after the `/run/secrets` default, not
+/// shared with another secret or a volume), ids, variable names. References to Secret
+/// manifests that do not exist are reported by the checks across files.
+fn secrets(c: &mut Check<'_>, s: &ContainerSpec) {
+    let volume_targets: BTreeSet<std::path::PathBuf> = s
+        .volumes
+        .iter()
+        .map(|m| crate::plan::effective::normalize_path(m.target()))
+        .collect();
+    let mut seen: HashMap<std::path::PathBuf, usize> = HashMap::new();
+    for (i, r) in s.secrets.iter().enumerate() {
+        let at = |k: &'static str| [Key("spec"), Key("secrets"), Index(i), Key(k)];
+        c.name_ref(&at("source"), "secret", &r.source);
+        let target = crate::plan::effective::normalize_path(&r.effective_target());
+        if target
+            .components()
+            .any(|p| matches!(p, std::path::Component::ParentDir))
+            || target == Path::new("/")
+        {
+            c.err(
+                &at("target"),
+                format!(
+                    "invalid secret target {:?}: a file path without '..'",
+                    target.display().to_string()
+                ),
+            );
+        } else if volume_targets.contains(&target) {
+            c.err(
+                &at("target"),
+                format!("secret target {} is also a volume target", target.display()),
+            );
+        } else if let Some(first) = seen.insert(target.clone(), i) {
+            c.err(
+                &at("target"),
+                format!(
+                    "secret target {} is used twice (also secrets[{first}])",
+                    target.display()
+                ),
+            );
+        }
+        for (field, id) in [("uid", r.uid), ("gid", r.gid)] {
+            if id.is_some_and(|v| v > crate::driver::exec::spec::user::MAX_ID) {
+                c.err(
+                    &at(field),
+                    format!(
+                        "{field} out of range: {}",
+                        crate::driver::exec::spec::user::ID_RULE
+                    ),
+                );
+            }
+        }
+    }
+    for (k, name) in &s.secret_env {
+        let at = [Key("spec"), Key("secretEnv"), Key(k)];
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            c.err(&at, format!("invalid environment variable name {k:?}: it must be non-empty without '=' or NUL"));
+        }
+        if s.env.contains_key(k) {
+            c.err(&at, format!("{k} is set in both env and secretEnv"));
+        }
+        c.name_ref(&at, "secret", name);
     }
 }
 

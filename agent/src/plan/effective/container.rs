@@ -97,6 +97,9 @@ pub struct FixedConfig {
     /// Supplementary groups as written (names or gids), sorted, without repeats.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group_add: Vec<String>,
+    /// Secrets: file mounts, env variables and the digests of their values ([`super::secret`]).
+    #[serde(flatten)]
+    pub secrets: super::secret::EffectiveSecrets,
 }
 
 /// Fields the agent changes on the existing container.
@@ -427,6 +430,7 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
                 let set: BTreeSet<&str> = s.group_add.iter().map(|g| g.0.as_str()).collect();
                 set.into_iter().map(str::to_string).collect()
             },
+            secrets: super::secret::EffectiveSecrets::from_spec(s),
         },
         live: LiveConfig {
             restart: s.restart,

@@ -304,7 +304,7 @@ impl Engine {
             self.p.watcher.rescan_and_wait();
         }
         let snapshot = self.p.watcher.snapshot();
-        let loaded = pass::load_snapshot(&snapshot);
+        let loaded = pass::load_snapshot(&snapshot, &self.p.config.state_dir);
         let desired = pass::record_files(
             &mut lock(&self.p.store),
             &snapshot,

@@ -98,6 +98,27 @@ pub fn container_spec(
             hard: u.hard.unwrap_or(u64::MAX),
         });
     }
+    let secrets = &f.secrets;
+    let file_of = |name: &str| {
+        secrets
+            .secret_values
+            .get(name)
+            .map(|v| v.file.clone())
+            .unwrap_or_default()
+    };
+    for m in &secrets.secrets {
+        s.secrets.push(spec::SecretFile {
+            name: m.name.clone(),
+            source: file_of(&m.name),
+            target: m.target.to_string_lossy().into_owned(),
+            uid: m.uid,
+            gid: m.gid,
+            mode: m.mode,
+        });
+    }
+    for (var, name) in &secrets.secret_env {
+        s.secret_env.insert(var.clone(), file_of(name));
+    }
     let live = LiveUpdate::from(&config.live);
     s.resources = live.resources;
     s.stop_signal = live.stop_signal;

@@ -103,6 +103,30 @@ pub struct ContainerSpec {
     pub stop_grace: Duration,
     #[serde(default)]
     pub log: LogConfig,
+    /// Secret files, copied into the bundle when it is written (see [`SecretFile`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretFile>,
+    /// Variables set to the content of a secret file (variable -> the file on the host), read
+    /// when the bundle is written: the value reaches only the root-only `config.json` that the
+    /// runtime needs, never `spec.json`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, PathBuf>,
+}
+
+/// A secret mounted into the container: `source` is read (held to
+/// [`crate::manifest::source::perms::read_secret`]) when the bundle is written, copied to
+/// `<bundle>/secrets/<name>` (directory 0700, root only; the copy owned by `uid:gid` with
+/// `mode`) and bound read-only, nosuid, nodev, noexec at `target`. Podman copies secrets into
+/// the container's run directory in the same way; nothing world-readable is made on the host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecretFile {
+    pub name: String,
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
 }
 
 fn yes() -> bool {
@@ -159,6 +183,8 @@ impl ContainerSpec {
             stop_signal: None,
             stop_grace: default_grace(),
             log: LogConfig::default(),
+            secrets: Vec::new(),
+            secret_env: BTreeMap::new(),
         }
     }
 }
