@@ -234,6 +234,7 @@ async fn ps(State(state): State<ApiState>) -> Response {
             rows,
             &state.board.failures(),
             &state.board.stopping_now(),
+            &state.board.monitor_lost_now(),
         ))
         .into_response(),
         Err(r) => r,

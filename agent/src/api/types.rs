@@ -192,11 +192,13 @@ pub fn ps(tx: &Tx<'_>) -> store::Result<Vec<PsRow>> {
 /// grace period is `stopping`; one whose last change failed is `failed` (`pending` when it was
 /// not tried because a change it depends on failed), listed even when it does not exist (its
 /// create failed), with the error and the next try. A running container keeps its state and
-/// shows the error.
+/// shows the error. One whose monitor is gone is `monitor-lost` (`stopping` while its repair
+/// stops it), with what happens as its error, until the repair has started it again.
 pub fn ps_live(
     mut rows: Vec<PsRow>,
     failures: &[Failure],
     stopping: &std::collections::BTreeMap<String, Stopping>,
+    monitor_lost: &std::collections::BTreeSet<String>,
 ) -> Vec<PsRow> {
     for f in failures {
         let Some(name) = f.object.strip_prefix("container/") else {
@@ -235,6 +237,19 @@ pub fn ps_live(
             r.state = "stopping".into();
             r.stopping_since = Some(s.since);
             r.grace_ms = Some(s.grace_ms);
+        }
+    }
+    for name in monitor_lost {
+        if let Some(r) = rows.iter_mut().find(|r| &r.name == name) {
+            if r.state != "stopping" {
+                r.state = "monitor-lost".into();
+            }
+            r.error = Some(
+                "its monitor process is gone (killed from outside): its output was not logged \
+                 and its exit would be lost; it is being stopped and started again under a new \
+                 monitor"
+                    .into(),
+            );
         }
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));

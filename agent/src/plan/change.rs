@@ -99,6 +99,13 @@ pub enum Change {
     RepairNetwork {
         name: String,
     },
+    /// Bring a running container whose monitor is gone (killed from outside) back under a
+    /// monitor: stop it (its stop signal, the grace period, SIGKILL; the exit status read by
+    /// the exec driver) and start it again under a new one. Never planned from manifests: the
+    /// supervision of monitors decides it (`reconcile::engine`).
+    RepairMonitor {
+        name: String,
+    },
     /// Forget an image reference no desired object uses (its blobs go with the last reference).
     RemoveImage {
         image: String,
@@ -140,7 +147,8 @@ impl Change {
             | Change::RemoveContainer { name, .. }
             | Change::UpdateContainer { name, .. }
             | Change::RefreshLinks { name, .. }
-            | Change::RepairNetwork { name } => name,
+            | Change::RepairNetwork { name }
+            | Change::RepairMonitor { name } => name,
         }
     }
 
@@ -163,6 +171,7 @@ impl Change {
             Change::RecreateContainer { .. } => "recreate",
             Change::RefreshLinks { .. } => "refresh-links",
             Change::RepairNetwork { .. } => "repair-network",
+            Change::RepairMonitor { .. } => "repair-monitor",
         }
     }
 

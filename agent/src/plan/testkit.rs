@@ -267,7 +267,9 @@ pub fn try_apply_change(actual: &mut Actual, change: &Change) -> Result<(), Stri
             ensure!(cfg.hash().as_ref() == Some(hash), "update hash of {name}");
             *c = ActualContainer::new(Some(cfg), c.state);
         }
-        Change::RefreshLinks { name, .. } | Change::RepairNetwork { name } => {
+        Change::RefreshLinks { name, .. }
+        | Change::RepairNetwork { name }
+        | Change::RepairMonitor { name } => {
             ensure!(
                 actual.containers.contains_key(name),
                 "refresh of absent {name}"

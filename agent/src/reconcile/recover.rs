@@ -9,7 +9,7 @@
 //! |--------------------|----------------------------------------|--------------------------------|
 //! | `start-container`  | the process runs                       | finished: recorded running     |
 //! |                    | it does not                            | nothing: the row says created or exited and the plan or the restart policy decides |
-//! |                    | it does not, the intent is a network repair's and the row says running | started again (attached first): the repair was cut between its stop and its start |
+//! |                    | it does not, the intent is a network or monitor repair's and the row says running | started again (attached first): the repair was cut between its stop and its start |
 //! | `remove-container` | anything                               | finished: runtime container, layer and network removed, the row deleted (kept in `removing` when it is being replaced) |
 //!
 //! A create needs no intent: its row is written first, in state `removing`, so a create cut short
@@ -120,8 +120,8 @@ fn restart_ran(intent: &Intent, info: &crate::driver::exec::ContainerInfo) -> bo
     is_restart && !info.status.is_running() && started.is_some_and(|s| s >= intent.started_at)
 }
 
-/// Whether a start intent journals a network repair's restart (see
-/// [`Applier::repair_network`](super::apply::Applier)).
+/// Whether a start intent journals a network or monitor repair's restart (see
+/// [`Applier::repair_network`](super::apply::Applier) and `repair_monitor`).
 fn is_repair(intent: &Intent) -> bool {
     intent
         .payload
@@ -195,10 +195,26 @@ fn settle(
                     && r.state == ContainerState::Running =>
             {
                 applier.start(store, name)?;
+                let what = if intent.payload.get("monitorLost").is_some() {
+                    "repair of the lost monitor"
+                } else {
+                    "network repair"
+                };
+                // The stop's exit, recorded by the driver before the crash.
+                let exit = match &info.status {
+                    crate::driver::exec::ContainerStatus::Exited { exit_code, .. } => format!(
+                        " (its stop ended it with exit code {exit_code}{})",
+                        info.exit_note
+                            .as_deref()
+                            .map(|n| format!(": {n}"))
+                            .unwrap_or_default()
+                    ),
+                    _ => String::new(),
+                };
                 (
                     Some("recovery.finish"),
                     Some(format!(
-                        "interrupted network repair of {name} finished: attached and started again"
+                        "interrupted {what} of {name} finished: attached and started again{exit}"
                     )),
                     None,
                 )

@@ -88,6 +88,7 @@ pub struct Board {
     warnings: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<BTreeMap<String, Failure>>>,
     stopping: Arc<Mutex<BTreeMap<String, Stopping>>>,
+    monitor_lost: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// A container in its stop's grace period.
@@ -210,6 +211,16 @@ impl Board {
     /// The containers in their stop's grace period, by name.
     pub fn stopping_now(&self) -> BTreeMap<String, Stopping> {
         relock(&self.stopping).clone()
+    }
+
+    /// Replaces the containers found running without their monitor (until their repair ends).
+    pub fn set_monitor_lost(&self, names: impl IntoIterator<Item = String>) {
+        *relock(&self.monitor_lost) = names.into_iter().collect();
+    }
+
+    /// The containers running without their monitor, being repaired.
+    pub fn monitor_lost_now(&self) -> std::collections::BTreeSet<String> {
+        relock(&self.monitor_lost).clone()
     }
 }
 

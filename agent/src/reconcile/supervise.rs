@@ -183,6 +183,7 @@ impl Supervisor {
                         created_at: String::new(),
                         started_at: None,
                         finished_at: None,
+                        exit_note: None,
                     }
                 }
                 Err(e) => {
@@ -220,7 +221,13 @@ impl Supervisor {
                     json!({"exitCode": exit_code, "lost": reason})
                 }
                 ContainerStatus::Failed { error } => json!({"exitCode": exit_code, "lost": error}),
-                _ => json!({"exitCode": exit_code, "signal": signal, "oomKilled": oom}),
+                _ => match &info.exit_note {
+                    // Stopped by the driver after its monitor was lost (`agent stop`).
+                    Some(note) => {
+                        json!({"exitCode": exit_code, "signal": signal, "oomKilled": oom, "reason": note})
+                    }
+                    None => json!({"exitCode": exit_code, "signal": signal, "oomKilled": oom}),
+                },
             };
             lock(store).transaction(|tx| {
                 tx.upsert_container(&rec)?;
@@ -328,9 +335,16 @@ impl Supervisor {
     }
 
     /// The containers recorded `running` whose process runs without its monitor (killed from
-    /// outside): their output is no longer logged and their exit code would be lost.
-    pub fn unmonitored(&self, store: &Mutex<Store>) -> Vec<String> {
-        let Ok(containers) = lock(store).transaction(|tx| tx.containers()) else {
+    /// outside): their output is no longer logged and their exit code would be lost. All, or
+    /// only `only`.
+    pub fn unmonitored(&self, store: &Mutex<Store>, only: Option<&str>) -> Vec<String> {
+        let containers = match only {
+            Some(name) => lock(store)
+                .transaction(|tx| tx.container(name))
+                .map(|c| c.into_iter().collect::<Vec<_>>()),
+            None => lock(store).transaction(|tx| tx.containers()),
+        };
+        let Ok(containers) = containers else {
             return Vec::new();
         };
         containers

@@ -42,6 +42,8 @@ pub enum Cause {
     NetworkDrift,
     /// A running container's network namespace is gone (its processes hold the old one).
     NetnsGone,
+    /// A running container's monitor process is gone (killed from outside).
+    MonitorLost,
 }
 
 impl std::fmt::Display for Cause {
@@ -54,6 +56,7 @@ impl std::fmt::Display for Cause {
             Cause::AgentExit => "agent exit",
             Cause::NetworkDrift => "network drift",
             Cause::NetnsGone => "netns gone",
+            Cause::MonitorLost => "monitor lost",
         })
     }
 }

@@ -88,6 +88,9 @@ pub struct ContainerInfo {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// How the exit was learnt when its monitor could not record it ([`super::orphan`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_note: Option<String>,
 }
 
 /// A command to run in a running container.
@@ -262,6 +265,7 @@ impl MonitorDriver {
             created_at: st.created_at,
             started_at: st.started_at,
             finished_at: st.finished_at,
+            exit_note: st.exit_note,
         }
     }
 
@@ -302,6 +306,62 @@ impl MonitorDriver {
                 reason: monitor::chain(&e),
             }
         })
+    }
+}
+
+impl MonitorDriver {
+    /// [`ExecDriver::stop`] of a container whose monitor is gone ([`super::orphan`]): stopped
+    /// with its real exit status read as its tracer, and the exit recorded here, since no
+    /// monitor will. The monitor's lock is taken for the write (no monitor starts meanwhile),
+    /// and libcontainer's state and the cgroup are removed as the monitor would have.
+    fn stop_unmonitored(
+        &self,
+        dir: &Path,
+        st: ContainerState,
+        pid: i32,
+        sig: i32,
+        grace: Duration,
+    ) -> Result<ContainerInfo, Error> {
+        tracing::info!(container = %st.name, pid, "stopping a container whose monitor is gone");
+        let exit = super::orphan::stop(pid, st.pid_start, sig, grace).map_err(|e| match e {
+            Error::Runtime { reason, .. } => Error::Runtime {
+                container: st.name.clone(),
+                reason,
+            },
+            e => e,
+        })?;
+        let _lock = monitor::take_lock(dir)?;
+        let mut rec = ContainerState::load(dir)?.unwrap_or(st);
+        if rec.status == Status::Running {
+            let (code, signal, how) = match exit {
+                Some(e) => (e.exit_code, e.signal, e.how),
+                None => (
+                    super::state::LOST_EXIT_CODE,
+                    None,
+                    "it ended before the agent could stop it; its monitor was gone, so its \
+                     exit code is lost"
+                        .to_string(),
+                ),
+            };
+            rec.status = Status::Exited;
+            rec.exit_code = Some(code);
+            rec.signal = signal;
+            rec.oom_killed = paths::cgroups_path_of(dir)
+                .ok()
+                .and_then(|cg| cgroups::oom_kills(cgroups::version(), &cg))
+                .is_some_and(|n| n > 0);
+            rec.finished_at = Some(super::time::format(std::time::SystemTime::now()));
+            rec.exit_note = Some(how);
+            rec.save(dir)?;
+        }
+        let id = rec.id.clone();
+        if dir.join(RUNTIME_DIR).join(&id).exists()
+            && let Ok(mut c) = self.libcontainer(dir, &id)
+        {
+            let _ = c.delete(true);
+        }
+        let _ = std::fs::remove_file(dir.join(super::state::RESERVE_FILE));
+        Ok(self.info(dir, rec))
     }
 }
 
@@ -512,6 +572,15 @@ impl ExecDriver for MonitorDriver {
         let sig = paths::parse_signal(&paths::stop_signal_of(&spec).0)?;
         // Clamped: a grace stored by an older version may be anything up to u64 seconds.
         let grace = grace.unwrap_or(spec.stop_grace).min(MAX_STOP_GRACE);
+        if matches!(
+            info.status,
+            ContainerStatus::Running {
+                monitored: false,
+                ..
+            }
+        ) {
+            return self.stop_unmonitored(&dir, st, pid, sig, grace);
+        }
         if is_same_process(pid, st.pid_start) {
             signal_pid(pid, sig)?;
         }

@@ -9,6 +9,8 @@
 //!   starts one [`monitor`] process per container.
 //! - [`monitor`] (`agent monitor <id>`) creates the container with youki's libcontainer, stays its
 //!   parent, writes [`logs`] and records the end in [`state`].
+//! - [`orphan`] stops a container whose monitor is gone and reads its real exit status as its
+//!   tracer (the driver's stop does this itself for such a container).
 //! - [`tenant`] runs a command inside a running container (`agent exec`).
 //! - [`cgroups`] reads OOM kills and resource use and changes a running container's limits (v1
 //!   and v2); [`time`] formats timestamps.
@@ -20,6 +22,7 @@ pub mod cgroups;
 pub mod driver;
 pub mod logs;
 pub mod monitor;
+pub mod orphan;
 pub mod paths;
 pub mod secrets;
 pub mod spec;

@@ -308,7 +308,9 @@ impl ReportPipe {
     }
 }
 
-fn take_lock(dir: &Path) -> Result<File, Error> {
+/// Takes `<dir>/monitor.lock` (exclusive, not waiting); held until the file is dropped. Also
+/// taken by the driver to record the exit of a container whose monitor is gone.
+pub(super) fn take_lock(dir: &Path) -> Result<File, Error> {
     let path = dir.join(LOCK_FILE);
     let f = OpenOptions::new()
         .create(true)
@@ -524,6 +526,7 @@ fn start(dir: &Path, id: &str) -> Result<Started, Error> {
     st.signal = None;
     st.oom_killed = false;
     st.error = None;
+    st.exit_note = None;
     if let Err(e) = st.save(dir) {
         // Unrecorded, it would run where nothing sees it (a full disk): end it instead.
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);

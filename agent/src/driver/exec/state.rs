@@ -2,7 +2,8 @@
 //!
 //! Writers: the driver writes `created`; from then on only the container's monitor writes
 //! (`running` with the pids, then `exited` with code, signal, OOM kill and times), so there is a
-//! single writer at any time. Every write is atomic (temporary file, fsync, rename, fsync of the
+//! single writer at any time. The one exception: when the monitor is gone (killed from outside)
+//! the driver's stop records the exit itself, holding the monitor's lock ([`super::orphan`]). Every write is atomic (temporary file, fsync, rename, fsync of the
 //! directory), so a power cut leaves the old or the new state, never a torn one.
 //!
 //! A file with a newer version is refused (an older agent must not half-understand it); version
@@ -78,7 +79,14 @@ pub struct ContainerState {
     /// parse `config.json` (absent in records of older agents: read it from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroups_path: Option<String>,
+    /// How the exit was learnt when not by the monitor (the driver stopped a container whose
+    /// monitor was gone: see [`super::orphan`]); absent in the monitor's own records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_note: Option<String>,
 }
+
+/// The exit code recorded when the real one cannot be known (as Docker's 255).
+pub const LOST_EXIT_CODE: i32 = 255;
 
 impl ContainerState {
     pub fn new(id: &str, name: &str) -> Self {
@@ -99,6 +107,7 @@ impl ContainerState {
             oom_killed: false,
             error: None,
             cgroups_path: None,
+            exit_note: None,
         }
     }
 

@@ -362,6 +362,9 @@ impl Applier {
                 let cause = super::work::Cause::NetworkDrift;
                 return self.repair_network(store, name, &cause).map(|a| a.line);
             }
+            Change::RepairMonitor { name } => {
+                return self.repair_monitor(store, name).map(|a| a.line);
+            }
         }
         let kind = format!("{:?}.{}", step.change.kind(), step.change.action()).to_lowercase();
         let object = format!(

@@ -1,11 +1,12 @@
 //! Works the plan does not make: the restart policy's restart, the stop of an unhealthy
-//! container, `agent stop` / `agent start`, the stop at the agent's exit, network drift repair;
-//! and the dispatch of every work to its handler.
+//! container, `agent stop` / `agent start`, the stop at the agent's exit, network drift repair,
+//! the repair of a container whose monitor is gone; and the dispatch of every work to its
+//! handler.
 
 use serde_json::json;
 
-use super::{Applied, Applier, ApplyError, INTENT_START, debug_panic, new_intent};
-use crate::driver::exec::ExecDriver;
+use super::{Applied, Applier, ApplyError, INTENT_START, debug_panic, debug_pause, new_intent};
+use crate::driver::exec::{ContainerStatus, ExecDriver};
 use crate::plan::{Change, EffectiveContainer};
 use crate::reconcile::pass::{event, now_ms};
 use crate::reconcile::translate::network::{SharedStore, lock};
@@ -63,6 +64,7 @@ impl Applier {
             }
             (Change::RestartContainer { .. }, _) => self.restart(store, name),
             (Change::RepairNetwork { .. }, cause) => self.repair_network(store, name, cause),
+            (Change::RepairMonitor { .. }, _) => self.repair_monitor(store, name),
             _ => self.apply(store, &work.step).map(Applied::from),
         }
     }
@@ -235,6 +237,108 @@ impl Applier {
                 json!({"reason": line, "cause": cause.to_string()}),
             )
         })?;
+        Ok(Applied::from(line))
+    }
+
+    /// A running container whose monitor is gone ([`Change::RepairMonitor`], cause monitor
+    /// lost): stopped (its stop signal, grace, SIGKILL; the exec driver reads the real exit
+    /// status as the process's tracer and records it, since no monitor will) and started again
+    /// at once under a new monitor, whatever its restart policy: the stop is the agent's repair,
+    /// not an exit of the container, and is not counted as a restart. The exit is recorded as an
+    /// event `container.exit` with cause `monitor lost` and how its status was read; the start
+    /// is journalled by a start intent (payload `"repair": true, "monitorLost": true`) taken
+    /// before the stop: recovery starts the container when a crash cuts between the stop and
+    /// the start, and a crash before the stop ends leaves it running without its monitor, which
+    /// start-up finds and repairs again.
+    pub(super) fn repair_monitor(
+        &self,
+        store: &SharedStore,
+        name: &str,
+    ) -> Result<Applied, ApplyError> {
+        let Some(mut rec) = lock(store).transaction(|tx| tx.container(name))? else {
+            return Ok(Applied::unchanged(format!("{name} is gone")));
+        };
+        if rec.state != ContainerState::Running {
+            return Ok(Applied::unchanged(format!(
+                "{name} is {}: no monitor to repair",
+                rec.state
+            )));
+        }
+        match self.exec.state(&rec.id)?.status {
+            ContainerStatus::Running {
+                monitored: false, ..
+            } => {}
+            ContainerStatus::Running { .. } | ContainerStatus::Paused { .. } => {
+                return Ok(Applied::unchanged(format!(
+                    "the monitor of {name} is alive"
+                )));
+            }
+            _ => {
+                return Ok(Applied::unchanged(format!(
+                    "{name} no longer runs: its exit is handled by the exit check"
+                )));
+            }
+        }
+        let object = format!("container/{name}");
+        let intent = lock(store).transaction(|tx| {
+            tx.begin_intent(
+                &new_intent(
+                    INTENT_START,
+                    name,
+                    json!({"id": rec.id, "restart": false, "repair": true, "monitorLost": true}),
+                ),
+                now_ms(),
+            )
+        })?;
+        let grace = crate::reconcile::supervise::grace_of(&rec.config);
+        let stopped = {
+            let _stopping = self.begin_stop(store, name, &rec.id, grace, "monitor lost");
+            self.exec.stop(&rec.id, grace)?
+        };
+        let (exit_code, signal, how) = match &stopped.status {
+            ContainerStatus::Exited {
+                exit_code, signal, ..
+            } => (*exit_code, *signal, stopped.exit_note.clone()),
+            other => (
+                crate::reconcile::restart::LOST_EXIT_CODE,
+                None,
+                Some(format!("after the stop: {other:?}")),
+            ),
+        };
+        let how = how.unwrap_or_else(|| "stopped by the agent".into());
+        lock(store).transaction(|tx| {
+            event(
+                tx,
+                "container.exit",
+                &object,
+                json!({"exitCode": exit_code, "signal": signal, "cause": "monitor lost", "reason": how}),
+            )
+        })?;
+        tracing::warn!(container = %name, exit_code, how = %how, "container whose monitor was gone stopped; starting it under a new monitor");
+        debug_pause("monitor-repair", name);
+        self.attach_if_stopped(store, name)?;
+        let pid = self.start_or_adopt(name, &rec.id)?;
+        rec.state = ContainerState::Running;
+        rec.runtime.container_pid = Some(pid);
+        rec.started_at = Some(now_ms());
+        rec.exit_code = None;
+        rec.signal = None;
+        rec.oom_killed = false;
+        rec.health = None;
+        let line = format!(
+            "{name} ran without its monitor: stopped (exit code {exit_code}) and started under a new monitor"
+        );
+        lock(store).transaction(|tx| {
+            tx.upsert_container(&rec)?;
+            tx.finish_intent(intent)?;
+            event(
+                tx,
+                "container.monitor-repaired",
+                &object,
+                json!({"reason": line, "cause": "monitor lost", "exitCode": exit_code}),
+            )
+        })?;
+        tracing::warn!(container = %name, pid, "supervised again under a new monitor");
         Ok(Applied::from(line))
     }
 }

@@ -1,7 +1,7 @@
 //! The loop's housekeeping, apart from passes and works: recovery and network clean-up at
-//! start-up, network drift found (its repair is a work), host problems for `agent status` (another firewall
-//! dropping the bridges' traffic, containers running without their monitor), and stopping
-//! every container at exit when configured.
+//! start-up, network drift found (its repair is a work), containers found running without their
+//! monitor (their repair is a work), host problems for `agent status` (another firewall
+//! dropping the bridges' traffic), and stopping every container at exit when configured.
 
 use serde_json::json;
 
@@ -57,22 +57,49 @@ impl Engine {
         );
     }
 
-    /// Containers that run without their monitor (killed from outside): an event and a
-    /// warning when first seen, and a line in `agent status` while it lasts.
-    pub(super) fn report_unmonitored(&mut self) {
-        let now = self.p.supervisor.unmonitored(&self.p.store);
-        for name in now.iter().filter(|n| !self.unmonitored.contains(n)) {
-            tracing::warn!(container = %name, "runs without its monitor (killed from outside): its output is not logged and its exit code will be lost; `agent stop` and `agent start` it to supervise it again");
-            let _ = lock(&self.p.store).transaction(|tx| {
-                pass::event(
-                    tx,
-                    "container.unmonitored",
-                    &format!("container/{name}"),
-                    json!({"reason": "its monitor process is gone; output and exit code are no longer recorded"}),
-                )
-            });
+    /// Containers that run without their monitor (killed from outside; all, or only `only`):
+    /// a warning and an event `container.monitor-lost` when first seen, `monitor-lost` in
+    /// `agent ps` and a line in `agent status` while it lasts, and a
+    /// [`Change::RepairMonitor`] work each (cause monitor lost), unless a work on it is in
+    /// flight (it is checked again when that ends) or its last repair failed (it waits out
+    /// its backoff; the retry's pass checks all). Called for a container whose monitor ended
+    /// (the exit watcher's pidfd, [`crate::reconcile::exits`]), and for all at start-up (a
+    /// monitor that died while the agent was down) and at each resync (the backstop).
+    pub(super) fn repair_monitors(&mut self, only: Option<&str>) {
+        let found = self.p.supervisor.unmonitored(&self.p.store, only);
+        self.unmonitored
+            .retain(|n| only.is_some_and(|o| o != n) || found.contains(n));
+        let now = std::time::Instant::now();
+        for name in found {
+            if !self.unmonitored.contains(&name) {
+                tracing::warn!(container = %name, "its monitor process is gone (killed from outside): its output is not logged and its exit would be lost; stopping it and starting it again under a new monitor");
+                let _ = lock(&self.p.store).transaction(|tx| {
+                    pass::event(
+                        tx,
+                        "container.monitor-lost",
+                        &format!("container/{name}"),
+                        json!({"reason": "its monitor process is gone; it is stopped and started again under a new monitor", "cause": Cause::MonitorLost.to_string()}),
+                    )
+                });
+                self.unmonitored.push(name.clone());
+            }
+            let key = crate::reconcile::work::key(Kind::Container, &name);
+            if self.queue.busy(&key) {
+                self.recheck.insert(name);
+                continue;
+            }
+            if self.failing.held(&key, now).is_some() {
+                continue;
+            }
+            self.submit_one(Work::container(
+                Change::RepairMonitor { name },
+                Cause::MonitorLost,
+                "its monitor process is gone",
+            ));
         }
-        self.unmonitored = now;
+        self.p
+            .board
+            .set_monitor_lost(self.unmonitored.iter().cloned());
         self.publish_warnings();
     }
 
@@ -80,8 +107,8 @@ impl Engine {
         let mut w = self.forward_problems.clone();
         w.extend(self.unmonitored.iter().map(|n| {
             format!(
-                "container {n} runs without its monitor: its output is not logged and its exit \
-                 code will be lost; `agent stop {n}` and `agent start {n}` supervise it again"
+                "container {n} runs without its monitor (killed from outside): it is being \
+                 stopped and started again under a new monitor"
             )
         }));
         self.p.board.set_warnings(w);

@@ -111,7 +111,7 @@ pub struct Engine {
     pending: HashMap<u64, (String, Change)>,
     /// Files whose last good version was not applied completely yet.
     unapplied: pass::Unapplied,
-    /// Containers found running without their monitor (reported once each).
+    /// Containers found running without their monitor (reported once each, until repaired).
     unmonitored: Vec<String>,
     /// The host's forwarding problems last found.
     forward_problems: Vec<String>,
@@ -247,6 +247,9 @@ impl Engine {
                         if matches!(t, Trigger::Health(_)) {
                             self.health(name);
                         }
+                        if matches!(t, Trigger::ContainerExit(_)) {
+                            self.repair_monitors(Some(name));
+                        }
                     }
                     _ => {}
                 }
@@ -354,7 +357,7 @@ impl Engine {
         // would otherwise wait for.
         if rescan || startup {
             self.host_warnings();
-            self.report_unmonitored();
+            self.repair_monitors(None);
         }
     }
 
@@ -840,6 +843,12 @@ impl Engine {
         if is_container && !self.queue.busy(&done.key) && self.recheck.remove(&name) {
             self.check(Occasion::Exited, Some(&name));
             self.health(&name);
+            self.repair_monitors(Some(&name));
+        } else if matches!(done.work.step.change, Change::RepairMonitor { .. })
+            && !self.queue.busy(&done.key)
+        {
+            // Monitored again (or not: then it is repaired again, after its backoff if failed).
+            self.repair_monitors(Some(&name));
         }
         if is_container {
             self.sync_prober();
@@ -949,7 +958,10 @@ fn board_time(at: Instant) -> i64 {
 /// repair's (a failed restart has the restart policy's own backoff; a user's request is
 /// answered with its failure).
 fn backs_off(cause: &Cause) -> bool {
-    matches!(cause, Cause::Plan | Cause::NetworkDrift | Cause::NetnsGone)
+    matches!(
+        cause,
+        Cause::Plan | Cause::NetworkDrift | Cause::NetnsGone | Cause::MonitorLost
+    )
 }
 
 /// How the queue applies a work: through the applier, or failing when the graph driver could
