@@ -34,6 +34,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # firewalld is installed for a test that runs it privately (in a network namespace of its
+  # own); where systemd runs, its package enables and starts it on the host: undo that.
+  if [[ " ${missing[*]} " == *" firewalld "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now firewalld || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -39,6 +39,9 @@ pub struct Daemon {
     pub subnet: String,
     /// Bridges of `Network` manifests the test wrote (removed in `Drop` as well).
     pub extra_bridges: Vec<String>,
+    /// A command `agent run` is started under (`nsenter --net=...`), empty for none; it must
+    /// exec the agent (its pid is the agent's).
+    pub wrapper: Vec<String>,
 }
 
 impl Daemon {
@@ -99,6 +102,7 @@ impl Daemon {
             bridge,
             subnet,
             extra_bridges: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -124,7 +128,14 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("open log");
-        let mut cmd = Command::new(crate::agent_bin());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(crate::agent_bin());
+                c
+            }
+            None => Command::new(crate::agent_bin()),
+        };
         cmd.args(["run", "--manifests"])
             .arg(&self.manifests)
             .arg("--state-dir")

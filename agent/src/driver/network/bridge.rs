@@ -7,6 +7,8 @@
 //! - `net.bridge.bridge-nf-call-iptables=1` when a bridge has `icc: false`: traffic between two
 //!   ports of one bridge is switched, not routed, and only passes the firewall's forward hook
 //!   when the bridge netfilter hook is on (Docker sets the same).
+//! - where firewalld runs, the bridge in its `trusted` zone while it exists (runtime only; see
+//!   [`super::firewall::firewalld`]).
 
 use std::fs;
 use std::path::Path;
@@ -61,11 +63,18 @@ pub fn ensure(net: &NetworkConfig) -> Result<(), Error> {
             other => other,
         })?;
     }
+    // Not fatal: `forward_problems` reports a bridge firewalld still drops.
+    if let Err(e) = super::firewall::firewalld::trust(std::slice::from_ref(&net.bridge)) {
+        tracing::warn!(bridge = %net.bridge, error = %e, "firewalld: adding the bridge to the trusted zone");
+    }
     Ok(())
 }
 
 /// Deletes the bridge device (absent is fine).
 pub fn remove(bridge: &str) -> Result<(), Error> {
+    if let Err(e) = super::firewall::firewalld::untrust(bridge) {
+        tracing::warn!(bridge, error = %e, "firewalld: removing the bridge from the trusted zone");
+    }
     let name = bridge.to_string();
     netlink::run_in(None, move |h| async move {
         netlink::delete_link(&h, &name).await.map(drop)

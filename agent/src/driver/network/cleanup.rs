@@ -133,6 +133,12 @@ impl NetworkDriver {
         if let Err(e) = self.sync_firewall() {
             report.failures.push(e.to_string());
         }
+        // firewalld forgets runtime zone members when it restarts: put the bridges back.
+        let mut own: Vec<String> = own_bridges.iter().cloned().collect();
+        own.sort();
+        if let Err(e) = super::firewall::firewalld::trust(&own) {
+            report.failures.push(e.to_string());
+        }
         self.warn_forward_problems();
         let after = super::FirewallDriver::list(self.firewall()).unwrap_or_default();
         if before != after {

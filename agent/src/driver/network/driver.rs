@@ -167,6 +167,18 @@ impl NetworkDriver {
             .forward_problems(&self.opts.instance, &bridges))
     }
 
+    /// Puts this instance's bridges that firewalld forgot (it was reloaded or restarted) back
+    /// into its trusted zone; returns those it added. Nothing when firewalld does not run.
+    pub fn refresh_firewalld(&self) -> Result<Vec<String>, Error> {
+        let bridges: Vec<String> = self
+            .store
+            .networks()?
+            .into_iter()
+            .map(|n| n.bridge)
+            .collect();
+        Ok(super::firewall::firewalld::trust(&bridges)?)
+    }
+
     /// Logs [`NetworkDriver::forward_problems`] as warnings.
     pub(crate) fn warn_forward_problems(&self) {
         match self.forward_problems() {

@@ -115,11 +115,16 @@ impl Engine {
     }
 
     /// Host problems for `agent status`: traffic on the agent's bridges that another firewall
-    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop.
+    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop. Bridges a
+    /// reloaded firewalld forgot are put back in its trusted zone first.
     pub(super) fn host_warnings(&mut self) {
         let Some(Ok(net)) = self.p.applier.as_ref().map(|a| &a.net) else {
             return;
         };
+        // A firewalld reload forgets the bridges' zone: put them back first.
+        if let Err(e) = net.driver().refresh_firewalld() {
+            tracing::warn!(error = %e, "firewalld: adding the bridges to the trusted zone again");
+        }
         match net.driver().forward_problems() {
             Ok(w) => {
                 for line in &w {

@@ -22,8 +22,10 @@
 //!
 //! [`forward_problems`] says when traffic on an agent bridge would still be dropped: iptables'
 //! `FORWARD` drops by policy and the accepts are missing, another nftables table drops forwarded
-//! traffic by policy, or firewalld runs (its zones reject forwarded traffic of interfaces in no
-//! zone: put the bridges in the `trusted` zone).
+//! traffic by policy, or firewalld runs and a bridge is in none of its zones (its zones reject
+//! forwarded traffic of interfaces in no zone; the agent puts its bridges in `trusted` itself,
+//! see [`super::firewalld`], so this is left for a firewalld it cannot reach, or one restarted
+//! since).
 
 use super::{Error, run};
 
@@ -205,11 +207,21 @@ pub fn forward_problems(
         }
         if table == "firewalld" {
             if name == "filter_FORWARD" {
-                problems.push(format!(
-                    "firewalld runs; it rejects forwarded traffic of interfaces in no zone: add \
-                     the agent's bridges to a zone that forwards, for example \
-                     firewall-cmd --permanent --zone=trusted --add-interface=<bridge> for {list}"
-                ));
+                // The agent adds its bridges to `trusted` itself when it can reach firewalld.
+                let zones = super::firewalld::zones().unwrap_or_default();
+                let outside: Vec<&String> =
+                    bridges.iter().filter(|b| !zones.contains_key(*b)).collect();
+                if !outside.is_empty() {
+                    let names: Vec<&str> = outside.iter().map(|b| b.as_str()).collect();
+                    problems.push(format!(
+                        "firewalld runs and bridge(s) {} are in none of its zones: it rejects \
+                         their forwarded traffic. The agent adds its bridges to the trusted zone \
+                         when it can reach firewalld over the system D-Bus (firewall-cmd); \
+                         otherwise run firewall-cmd --zone=trusted --add-interface=<bridge> \
+                         (restart the agent after a firewalld restart or reload)",
+                        names.join(", ")
+                    ));
+                }
             }
             continue;
         }

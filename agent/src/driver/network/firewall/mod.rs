@@ -10,7 +10,8 @@
 //! (`<INSTANCE>-FORWARD`, `<INSTANCE>-INPUT`, `<INSTANCE>-PORTS`, `<INSTANCE>-POSTROUTING`),
 //! except the jumps to those chains and, for the nftables backend on hosts where iptables filters
 //! forwarded traffic too (Docker), two accept rules per bridge tagged `agent:<instance>` in
-//! iptables' `DOCKER-USER` or `FORWARD` ([`host`]).
+//! iptables' `DOCKER-USER` or `FORWARD` ([`host`]), and, where firewalld runs, the bridges in its
+//! `trusted` zone ([`firewalld`], for both backends: done with the bridge, see `bridge.rs`).
 //!
 //! The rules, per bridge `B` with subnet `S` (both backends, same order):
 //!
@@ -43,6 +44,7 @@
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod conformance;
+pub mod firewalld;
 pub mod host;
 pub mod iptables;
 pub mod nft;
