@@ -44,6 +44,17 @@ pub struct ContainerSpec {
     /// Environment variables, added to the image's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Dotenv files (Compose's `env_file`), relative to the manifest's directory or absolute:
+    /// their variables are added to the image's, a later file winning over an earlier one and
+    /// `env` over every file. Root-owned, not writable by group or others, not readable by
+    /// others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<String>,
+    /// What intake read from `envFiles` ([`super::envfile`]); never serialised: values may be
+    /// secrets.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub env_file_data: Vec<super::envfile::EnvFileData>,
     /// Published ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
@@ -123,6 +134,10 @@ pub struct ContainerSpec {
     /// name: Secret manifest name). Wins over `env` and the image's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
+    /// Run the agent's small init as the container's process 1: it forwards signals to the
+    /// command and reaps zombies (Docker's `--init`); default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub init: bool,
 }
 
 /// A group by name or number (`video`, `44`, or the YAML integer `44`); kept as written.

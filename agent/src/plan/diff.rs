@@ -8,6 +8,7 @@
 //! - an environment variable: `env.KEY changed`, `env.KEY added`, `env.KEY removed`: never its
 //!   value, which may be a secret (these reasons reach `agent plan`, `agent apply`, the event log
 //!   and the agent's log);
+//! - an env file: `envFile ./db.env changed` (its variables' digest), never a value;
 //! - a set (ports, mounts, links, ...): `field +added -removed`;
 //! - an ordered list (command, dns): `field [a, b] -> [c]`;
 //! - a secret's value: `secret NAME changed` (its keyed digest differs; never the value).
@@ -23,8 +24,8 @@ use std::fmt::{Display, Write};
 use super::effective::DEFAULT_SHM_SIZE;
 use super::effective::secret::EffectiveSecrets;
 use super::effective::{
-    EffectiveContainer, EffectiveNetwork, EffectiveResources, EffectiveVolume, FixedConfig,
-    LiveConfig,
+    EffectiveContainer, EffectiveNetwork, EffectiveResources, EffectiveVolume, EnvFileRef,
+    FixedConfig, LiveConfig,
 };
 use crate::manifest::{ByteSize, Healthcheck, MemorySwap, RestartPolicy};
 
@@ -92,6 +93,7 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     scalar(out, "user", o.user.as_ref(), n.user.as_ref());
     scalar(out, "hostname", Some(&o.hostname), Some(&n.hostname));
     secret_map(out, "env", &o.env, &n.env);
+    env_files(out, &o.env_files, &n.env_files);
     set(out, "ports", &o.ports, &n.ports);
     set(out, "volumes", &o.mounts, &n.mounts);
     set(out, "volumesFrom", &o.volumes_from, &n.volumes_from);
@@ -131,6 +133,7 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     scalar(out, "oomScoreAdj", o.oom_score_adj, n.oom_score_adj);
     set(out, "groupAdd", &o.group_add, &n.group_add);
     secrets(out, &o.secrets, &n.secrets);
+    scalar(out, "init", Some(o.init), Some(n.init));
 }
 
 /// `secrets +db:/run/secrets/db(0:0 0444)`, `secretEnv.PW a -> b` (names, never values),
@@ -150,6 +153,21 @@ fn secrets(out: &mut Vec<String>, o: &EffectiveSecrets, n: &EffectiveSecrets) {
             ));
         } else if old.digest != new.digest {
             out.push(format!("secret {name} changed"));
+        }
+    }
+}
+
+/// `envFiles [a, b] -> [b]` when the list changed (its order matters: a later file wins), and
+/// `envFile ./db.env changed` for a file listed in both whose variables changed: never a value.
+fn env_files(out: &mut Vec<String>, o: &[EnvFileRef], n: &[EnvFileRef]) {
+    let paths = |v: &[EnvFileRef]| v.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+    let (op, np) = (paths(o), paths(n));
+    list(out, "envFiles", Some(&op), Some(&np));
+    for f in n {
+        if let Some(old) = o.iter().find(|x| x.path == f.path)
+            && (old.digest != f.digest || old.resolved != f.resolved)
+        {
+            out.push(format!("envFile {} changed", show(&f.path)));
         }
     }
 }

@@ -121,6 +121,18 @@ fn label_change_is_updated_in_place_and_shm_size_recreates() {
 }
 
 #[test]
+fn init_change_recreates() {
+    let mut actual = Actual::default();
+    converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);
+    let changed = shop().replace(
+        "resources: {memory: 256Mi}",
+        "resources: {memory: 256Mi}\n  init: true",
+    );
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
+    assert_eq!(steps, ["recreate web: init false -> true"]);
+}
+
+#[test]
 fn recreated_link_target_refreshes_its_users() {
     let mut actual = Actual::default();
     converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);

@@ -490,7 +490,10 @@ impl ExecDriver for MonitorDriver {
                 id: other.id,
             });
         }
-        let host = HostInfo::detect(&self.config.cgroup_parent);
+        let mut host = HostInfo::detect(&self.config.cgroup_parent);
+        if spec.init {
+            host.init_binary = Some(super::init::ensure(&self.config.state_dir)?);
+        }
         let oci = bundle::write(&dir, spec, &host)?;
         let mut st = ContainerState::new(&spec.id, &spec.name);
         st.cgroups_path = oci

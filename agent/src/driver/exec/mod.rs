@@ -14,12 +14,14 @@
 //! - [`tenant`] runs a command inside a running container (`agent exec`).
 //! - [`cgroups`] reads OOM kills and resource use and changes a running container's limits (v1
 //!   and v2); [`time`] formats timestamps.
+//! - [`init`] is the embedded `agent-init`, process 1 of containers with `init: true`.
 //!
 //! cgroup v1 and v2: libcontainer (pinned, systemd off) creates the cgroups on either; this
 //! module's own reads handle both layouts. See `docs/exec.md` for what is tested where.
 pub mod bundle;
 pub mod cgroups;
 pub mod driver;
+pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod orphan;

@@ -11,6 +11,7 @@
 //! <state>/exec/<id>/monitor.log.1  the last lines of the one before
 //! <state>/exec/<id>/monitor.lock   held by the living monitor
 //! <state>/exec/<id>/runtime/<id>/  libcontainer's state while the container exists
+//! <state>/bin/agent-init           the init of `init: true` containers (super::init)
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,8 @@
 //!   taken only once complete ([`Scanner`]); [`watch`]: the daemon's [`Watcher`] thread that
 //!   feeds it inotify events and publishes snapshots.
 //! - [`load`] / [`load_paths`]: files to a [`Loaded`] (each file parsed and checked on its own,
-//!   then all files checked together).
+//!   then all files checked together); both read the env files containers name
+//!   ([`super::envfile`]) on every load.
 //!
 //! [`MAX_FILE_SIZE`]: crate::manifest::MAX_FILE_SIZE
 
@@ -57,6 +58,7 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = &'a ManifestFile>) -> Load
                 let mut result = (*f.parsed).clone();
                 check_archives(&mut result);
                 secrets::check(&mut result, None);
+                read_env_files(&mut result);
                 result
             })
             .collect(),
@@ -90,6 +92,47 @@ fn check_archives(file: &mut FileResult) {
                 &[Key("spec"), Key(field), Key("path")],
                 format!("image archive {}: {}", path.display(), e.about(path)),
             ));
+        }
+    }
+    if !found.is_empty() {
+        file.outcome = Err(found);
+    }
+}
+
+/// Reads the env files (`envFiles`) of a file's containers into their `env_file_data`, on
+/// every load: their content can change without the manifest changing, and they may lie outside
+/// the watched directory (so a change is noticed at the next full pass: a file event in the
+/// directory, the resync, `agent apply`). A missing, unreadable, refused or unparsable env file
+/// fails the manifest file at the `envFiles` entry (file:line:col), as an archive does.
+fn read_env_files(file: &mut FileResult) {
+    use crate::manifest::node::Step::{Index, Key};
+    let Ok(objects) = &mut file.outcome else {
+        return;
+    };
+    let dir = file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for obj in objects.iter_mut() {
+        let Manifest::Container(c) = &obj.manifest else {
+            continue;
+        };
+        let mut data = Vec::new();
+        for (i, path) in c.spec.env_files.iter().enumerate() {
+            let resolved = super::envfile::resolve(&dir, path);
+            match super::envfile::read(path, &resolved) {
+                Ok(d) => data.push(d),
+                Err(e) => found.push(super::validate::diag(
+                    obj,
+                    &[Key("spec"), Key("envFiles"), Index(i)],
+                    format!("{}: {e}", super::envfile::describe(path, &resolved)),
+                )),
+            }
+        }
+        if let Manifest::Container(c) = &mut obj.manifest {
+            c.spec.env_file_data = data;
         }
     }
     if !found.is_empty() {

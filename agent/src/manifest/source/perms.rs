@@ -9,7 +9,9 @@
 //!
 //! The same rule holds for what the agent reads on a manifest's word, which runs as root just the
 //! same: image archives (`dockerArchive`, `rootfsTar`, an `ociLayout` tar) and OCI layout
-//! directories ([`check_archive`]).
+//! directories ([`check_archive`]), and env files (`envFiles`, [`check_env_file`]), which feed
+//! containers and often hold secrets: those must not be readable by others either (a group
+//! may read them).
 //!
 //! Secret files ([`read_secret`]) are held to more: owned by root (or the agent's user) and
 //! closed to group and others entirely, since reading them is the harm.
@@ -27,6 +29,8 @@ pub enum Subject {
     Archive,
     /// The file holding a Secret's value, or its directory.
     Secret,
+    /// An env file (`envFiles`) named by a manifest.
+    EnvFile,
 }
 
 impl Subject {
@@ -35,6 +39,7 @@ impl Subject {
             Subject::Manifest => "manifests run code as root",
             Subject::Archive => "the image it holds runs as root",
             Subject::Secret => "it holds a secret",
+            Subject::EnvFile => "its variables reach a container",
         }
     }
 }
@@ -62,6 +67,12 @@ pub enum PermError {
          (fix: chown root:root {path} && chmod 600 {path})"
     )]
     Secret { path: PathBuf, problem: String },
+    /// An env file others may read (they often hold secrets).
+    #[error(
+        "{path}: refused: mode {mode:04o} lets others read it; env files often hold secrets \
+         (fix: chmod o-rwx {path})"
+    )]
+    Readable { path: PathBuf, mode: u32 },
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
 }
@@ -73,6 +84,7 @@ impl PermError {
             PermError::Owner { path, .. }
             | PermError::Writable { path, .. }
             | PermError::Secret { path, .. }
+            | PermError::Readable { path, .. }
             | PermError::Io { path, .. } => path,
         }
     }
@@ -157,6 +169,20 @@ pub fn check_open(path: &Path, file: &File, subject: Subject) -> Result<(), Perm
     let meta = file.metadata().map_err(|e| io(path, &e))?;
     check_meta(path, &meta, subject)?;
     check_parent(path, subject)
+}
+
+/// Checks an env file opened from `path` (symlinks followed): [`check_open`] with
+/// [`Subject::EnvFile`], and not readable by others.
+pub fn check_env_file(path: &Path, file: &File) -> Result<(), PermError> {
+    check_open(path, file, Subject::EnvFile)?;
+    let mode = file.metadata().map_err(|e| io(path, &e))?.mode() & 0o7777;
+    if mode & 0o004 != 0 {
+        return Err(PermError::Readable {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Checks an image archive a manifest names (`dockerArchive`, `rootfsTar`, an `ociLayout` tar or
@@ -352,6 +378,27 @@ mod tests {
         chmod(dir.path(), 0o777);
         let e = read_secret(&f).unwrap_err().to_string();
         assert!(e.contains("it holds a secret"), "{e}");
+    }
+
+    #[test]
+    fn env_files_must_not_be_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let f = dir.path().join("db.env");
+        std::fs::write(&f, "A=1").unwrap();
+        chmod(&f, 0o640);
+        check_env_file(&f, &File::open(&f).unwrap()).unwrap();
+        chmod(&f, 0o644);
+        let e = check_env_file(&f, &File::open(&f).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode 0644 lets others read it"), "{e}");
+        assert!(e.contains("chmod o-rwx"), "{e}");
+        chmod(&f, 0o660);
+        let e = check_env_file(&f, &File::open(&f).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("its variables reach a container"), "{e}");
     }
 
     #[test]

@@ -492,6 +492,18 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
         c.err(&spec("stopGracePeriod"), too_long("stopGracePeriod", d));
     }
 
+    let mut env_files_seen = BTreeSet::new();
+    for (i, f) in s.env_files.iter().enumerate() {
+        let at = [Key("spec"), Key("envFiles"), Index(i)];
+        if f.trim().is_empty() || f.contains('\0') {
+            c.err(
+                &at,
+                "an env file is a path, absolute or relative to the manifest's directory".into(),
+            );
+        } else if !env_files_seen.insert(f.as_str()) {
+            c.err(&at, format!("env file {f} is listed twice in envFiles"));
+        }
+    }
     if s.shm_size.is_some_and(|b| b.bytes() == 0) {
         c.err(
             &spec("shmSize"),

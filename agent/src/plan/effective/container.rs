@@ -17,7 +17,10 @@
 //!   resolv.conf) but drop repeats; `cpuset` is rewritten as sorted ranges (`2,0-1` = `0-2`);
 //!   `cpus` becomes an integer of nano-CPUs (Docker's `NanoCpus`), so `0.5` and `0.50` are equal;
 //!   `shmSize: 64Mi` (Docker's default) = unset; `groupAdd` is a sorted set;
-//! - networks are empty outside bridge mode.
+//! - networks are empty outside bridge mode;
+//! - `envFiles` keep their order (a later file wins) and carry what intake read: the digest and
+//!   keys of their variables in the config (and its hash: a changed file recreates), the values
+//!   only in memory ([`FixedConfig::env_file_vars`]).
 //!
 //! In-place fields (changed without recreating, like `docker update`): the restart policy,
 //! resource limits (cgroup values), the health check (the agent runs it through exec) and the stop
@@ -74,6 +77,14 @@ pub struct FixedConfig {
     pub user: Option<String>,
     pub hostname: String,
     pub env: BTreeMap<String, String>,
+    /// `envFiles` in order, each with the digest and keys of its variables (never the values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<EnvFileRef>,
+    /// The variables of `env_files`, merged (a later file wins): for the container's spec only,
+    /// never serialised (not in the store, the plan, events or `inspect`). `None`: not read
+    /// here (a config from the store or a last good version); the applier reads the files.
+    #[serde(skip)]
+    pub env_file_vars: Option<EnvVars>,
     pub ports: Vec<Port>,
     pub mounts: Vec<EffectiveMount>,
     /// Containers whose mounts are folded into `mounts` (kept for ordering and display).
@@ -100,6 +111,33 @@ pub struct FixedConfig {
     /// Secrets: file mounts, env variables and the digests of their values ([`super::secret`]).
     #[serde(flatten)]
     pub secrets: super::secret::EffectiveSecrets,
+    /// `init: true`: the agent's init is process 1.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+}
+
+/// One `envFiles` entry of a container, without its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFileRef {
+    /// As written in the manifest.
+    pub path: String,
+    /// Resolved against the manifest's directory.
+    pub resolved: PathBuf,
+    /// [`crate::manifest::envfile::digest`] of its variables; empty when not read.
+    pub digest: String,
+    /// Its variables' names, sorted.
+    pub keys: Vec<String>,
+}
+
+/// Environment variables whose values stay in memory; `Debug` shows the keys only.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct EnvVars(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Fields the agent changes on the existing container.
@@ -406,6 +444,16 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             user: s.user.clone(),
             hostname: s.hostname.clone().unwrap_or_else(|| name.clone()),
             env: s.env.clone(),
+            env_files: env_file_refs(s),
+            env_file_vars: (!s.env_files.is_empty() && s.env_file_data.len() == s.env_files.len())
+                .then(|| {
+                    EnvVars(
+                        s.env_file_data
+                            .iter()
+                            .flat_map(|d| d.vars.clone())
+                            .collect(),
+                    )
+                }),
             ports,
             mounts,
             volumes_from,
@@ -431,6 +479,7 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
                 set.into_iter().map(str::to_string).collect()
             },
             secrets: super::secret::EffectiveSecrets::from_spec(s),
+            init: s.init,
         },
         live: LiveConfig {
             restart: s.restart,
@@ -442,6 +491,24 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
         },
         name,
     }
+}
+
+/// The `envFiles` entries with what intake read of them (digest and keys; empty when not read).
+fn env_file_refs(s: &crate::manifest::ContainerSpec) -> Vec<EnvFileRef> {
+    s.env_files
+        .iter()
+        .map(|path| {
+            let data = s.env_file_data.iter().find(|d| &d.path == path);
+            EnvFileRef {
+                path: path.clone(),
+                resolved: data.map(|d| d.resolved.clone()).unwrap_or_default(),
+                digest: data.map(|d| d.digest.clone()).unwrap_or_default(),
+                keys: data
+                    .map(|d| d.vars.keys().cloned().collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 fn mount(m: &Mount) -> EffectiveMount {

@@ -454,6 +454,7 @@ impl Applier {
             Some(h) => (config.clone(), *h),
             None => config.with_digest(&digest),
         };
+        let config = super::translate::spec::read_env_files(config).map_err(ApplyError::Other)?;
         let name = config.name.clone();
         if super::translate::network::uses_driver(&config) {
             self.net()?;

@@ -44,6 +44,8 @@ impl From<&plan::effective::LiveConfig> for LiveUpdate {
 
 /// Fills `s` (made with the runtime id, name, root filesystem and image config) from the
 /// container's effective config and its network wiring; named volumes live under `state_dir`.
+/// The env files' variables come from `config.fixed.env_file_vars` ([`read_env_files`] fills
+/// it for a config that has none).
 pub fn container_spec(
     mut s: ContainerSpec,
     config: &EffectiveContainer,
@@ -53,7 +55,13 @@ pub fn container_spec(
     let f = &config.fixed;
     s.entrypoint = f.entrypoint.clone();
     s.command = f.command.clone();
-    s.env = f.env.clone();
+    // The env files' variables first (a later file wins), then `env` over them.
+    s.env = f
+        .env_file_vars
+        .as_ref()
+        .map(|v| v.0.clone())
+        .unwrap_or_default();
+    s.env.extend(f.env.clone());
     s.workdir = f
         .working_dir
         .as_ref()
@@ -67,6 +75,7 @@ pub fn container_spec(
     s.shm_size = f.shm_size;
     s.oom_score_adj = f.oom_score_adj;
     s.group_add = f.group_add.clone();
+    s.init = f.init;
     s.annotations = config.live.labels.clone();
     s.network = wiring.network.clone();
     s.hosts = wiring.hosts.clone();
@@ -124,4 +133,32 @@ pub fn container_spec(
     s.stop_signal = live.stop_signal;
     s.stop_grace = live.stop_grace;
     s
+}
+
+/// Reads the env files of a config that carries their names but not their variables (one from
+/// the store, or a last good version: the values are never serialised), from the paths intake
+/// resolved. A config that has them, or has no env files, is returned as it is.
+pub fn read_env_files(mut config: EffectiveContainer) -> Result<EffectiveContainer, String> {
+    let f = &mut config.fixed;
+    if f.env_files.is_empty() || f.env_file_vars.is_some() {
+        return Ok(config);
+    }
+    let mut vars = std::collections::BTreeMap::new();
+    for r in &f.env_files {
+        if r.resolved.as_os_str().is_empty() {
+            return Err(format!(
+                "env file {} was never read (its manifest file did not load)",
+                r.path
+            ));
+        }
+        let d = crate::manifest::envfile::read(&r.path, &r.resolved).map_err(|e| {
+            format!(
+                "{}: {e}",
+                crate::manifest::envfile::describe(&r.path, &r.resolved)
+            )
+        })?;
+        vars.extend(d.vars);
+    }
+    f.env_file_vars = Some(plan::effective::EnvVars(vars));
+    Ok(config)
 }

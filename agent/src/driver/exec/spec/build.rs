@@ -45,8 +45,8 @@ use oci_spec::runtime::{
 
 use super::user::ResolvedUser;
 use super::{ContainerSpec, MountSource, NetworkMode, SeccompMode, caps, seccomp};
-use crate::driver::exec::Error;
 use crate::driver::exec::cgroups::{self, V1Hierarchy};
+use crate::driver::exec::{Error, init};
 
 /// What the spec builder needs to know about the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub struct HostInfo {
     /// The agent's own `oom_score_adj`: without CAP_SYS_RESOURCE (`can_raise_rlimits`) a
     /// container cannot get a lower one.
     pub oom_score_adj: i32,
+    /// The agent's init executable on the host ([`crate::driver::exec::init`]), for a spec
+    /// with `init`; `None`: not prepared, and such a spec is refused.
+    pub init_binary: Option<PathBuf>,
 }
 
 /// `ulimit` names (Docker's) and their rlimit.
@@ -156,6 +159,7 @@ impl HostInfo {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0),
+            init_binary: None,
             cgroup_v1: if cgroup_v2 {
                 Vec::new()
             } else {
@@ -538,6 +542,28 @@ pub fn mounts(
             }
         });
     }
+    if spec.init {
+        let Some(path) = &host.init_binary else {
+            return Err(invalid(
+                spec,
+                "init",
+                "the agent's init executable is not prepared",
+            ));
+        };
+        if seen.contains(init::TARGET) {
+            return Err(invalid(
+                spec,
+                &format!("mounts[{}]", init::TARGET),
+                "the init of `init: true` is mounted there; mount something else elsewhere",
+            ));
+        }
+        out.push(mount(
+            init::TARGET,
+            "bind",
+            &path.to_string_lossy(),
+            &["bind", "rprivate", "ro", "nosuid", "nodev"],
+        )?);
+    }
     for (file, target) in [
         ("hosts", "/etc/hosts"),
         ("hostname", "/etc/hostname"),
@@ -737,7 +763,10 @@ pub fn build(
     etc_dir: &Path,
 ) -> Result<Spec, Error> {
     let hostname = hostname(spec);
-    let argv = command(spec)?;
+    let mut argv = command(spec)?;
+    if spec.init {
+        argv.splice(0..0, [init::TARGET.to_string(), "--".to_string()]);
+    }
     let cwd = workdir(spec);
     if !cwd.starts_with('/') {
         return Err(invalid(

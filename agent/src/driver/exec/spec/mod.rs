@@ -69,6 +69,9 @@ pub struct ContainerSpec {
     /// OCI annotations (the manifest's `metadata.labels`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Run the agent's init as process 1, the command as its child (Docker's `--init`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
     #[serde(default)]
@@ -170,6 +173,7 @@ impl ContainerSpec {
             oom_score_adj: None,
             group_add: Vec::new(),
             annotations: BTreeMap::new(),
+            init: false,
             rlimits: Vec::new(),
             resources: Resources::default(),
             sysctls: BTreeMap::new(),

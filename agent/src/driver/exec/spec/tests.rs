@@ -24,6 +24,7 @@ fn host() -> HostInfo {
         cgroup_parent: "/agent".into(),
         cap_bounding: None,
         oom_score_adj: 0,
+        init_binary: None,
         cgroup_v1: crate::driver::exec::cgroups::v1_hierarchies_in(
             "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
              35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
