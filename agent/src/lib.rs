@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod driver;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod store;

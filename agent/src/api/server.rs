@@ -13,6 +13,9 @@
 //! | `GET /v1/volumes`                  | `[VolumeRow]` (named and anonymous volumes; [`super::disk`]) |
 //! | `POST /v1/volumes/{name}/remove`   | `ActionReport` (state `removed`); `agent volume rm`: 404 no such volume, 409 in use or declared (the error says by what) |
 //! | `GET /v1/system/df`                | `[DfRow]` (disk use by kind; [`super::disk`])    |
+//! | `GET /v1/stats`                    | `StatsReport`: every container's cgroup and network use ([`crate::metrics::sample`]) |
+//! | `GET /v1/containers/{name}/top`    | `Top`: the processes in its cgroup ([`crate::metrics::top`]); 409 when it does not run |
+//! | `GET /metrics`                     | Prometheus text ([`crate::metrics`]); also on `[metrics] listen` over TCP ([`serve_metrics`], this route only) |
 //!
 //! Stop, start and volume removal are served by the pass loop between two passes (see
 //! [`crate::reconcile::request`]); the answer comes once the container is stopped or started,
@@ -110,6 +113,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/volumes", get(volumes))
         .route("/v1/volumes/{name}/remove", post(volume_rm))
         .route("/v1/system/df", get(df))
+        .route("/v1/stats", get(stats))
+        .route("/v1/containers/{name}/top", get(top))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -130,7 +136,47 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let app = router(state);
+    serve_on(Listener::Unix(listener), router(state), shutdown).await
+}
+
+/// Serves `GET /metrics` alone on the TCP listener of `[metrics] listen`, with the same
+/// limits as [`serve`]. Nothing else of the API is reachable there: the metrics are read-only
+/// and hold no secret, the rest of the API is root-only.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    serve_on(Listener::Tcp(listener), app, shutdown).await
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+        }
+    }
+}
+
+async fn serve_on(
+    listener: Listener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -141,7 +187,7 @@ pub async fn serve(
             a = listener.accept() => a,
         };
         let stream = match accepted {
-            Ok((s, _)) => s,
+            Ok(s) => s,
             Err(e) => {
                 // EMFILE and the like: the limit frees up as connections close; don't spin.
                 tracing::warn!(error = %e, "API: accepting a connection failed");
@@ -160,34 +206,48 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "API connection ended");
-                    }
-                }
-                _ = async { stop.wait_for(|v| *v).await.is_ok() } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
-                }
-            }
-            drop(slot);
-        });
+        match stream {
+            Stream::Unix(s) => spawn_connection(s, app.clone(), stop_rx.clone(), slot),
+            Stream::Tcp(s) => spawn_connection(s, app.clone(), stop_rx.clone(), slot),
+        }
     }
     let _ = stop_tx.send(true);
     // Every slot back means every connection has ended.
     let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, slots.acquire_many(all)).await;
     Ok(())
+}
+
+/// Serves one connection on a task of its own until it ends or the server stops.
+fn spawn_connection<S>(
+    stream: S,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    tokio::spawn(async move {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "API connection ended");
+                }
+            }
+            _ = async { stop.wait_for(|v| *v).await.is_ok() } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+            }
+        }
+        drop(slot);
+    });
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -209,6 +269,59 @@ async fn with_store<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let records = match with_store(&state, crate::metrics::sample::records).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let dir = state.state_dir.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let scrape = crate::metrics::sample::scrape(&dir, records);
+        crate::metrics::global().render(&scrape)
+    })
+    .await;
+    match text {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn stats(State(state): State<ApiState>) -> Response {
+    let records = match with_store(&state, crate::metrics::sample::records).await {
+        Ok((containers, _, _)) => containers,
+        Err(r) => return r,
+    };
+    let dir = state.state_dir.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::sample::stats_report(&dir, records))
+        .await
+    {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn top(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Response {
+    let n = name.clone();
+    let record = match with_store(&state, move |tx| tx.container(&n)).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no such container: {name} (see `agent ps`)"),
+            );
+        }
+        Err(r) => return r,
+    };
+    let dir = state.state_dir.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::top::of_container(&dir, &record))
+        .await
+    {
+        Ok(Ok(top)) => Json(top).into_response(),
+        Ok(Err(msg)) => error(StatusCode::CONFLICT, msg),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

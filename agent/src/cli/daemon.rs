@@ -67,6 +67,7 @@ pub struct PsArgs {
     pub filter: Vec<(String, Option<String>)>,
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -74,11 +75,13 @@ pub struct PsArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
+    /// The container's name.
     pub name: String,
     #[command(flatten)]
     pub client: ClientOpts,
@@ -93,6 +96,7 @@ pub struct EventsArgs {
     pub limit: usize,
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -100,6 +104,7 @@ pub struct EventsArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

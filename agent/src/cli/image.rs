@@ -64,6 +64,7 @@ pub enum Command {
     Ls {
         #[command(flatten)]
         graph: GraphOpts,
+        /// Output format: `text` (a table) or `json`.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
     },
@@ -113,6 +114,7 @@ pub enum Command {
         graph: GraphOpts,
         /// Image name, id or digest.
         image: String,
+        /// The tar file to write.
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -121,6 +123,7 @@ pub enum Command {
     Rm {
         #[command(flatten)]
         graph: GraphOpts,
+        /// Image names, ids or digests.
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -128,6 +131,7 @@ pub enum Command {
     Prune {
         #[command(flatten)]
         graph: GraphOpts,
+        /// Remove every unused image, named ones too.
         #[arg(long)]
         all: bool,
     },

@@ -7,12 +7,14 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod completion;
 pub mod container;
 pub mod daemon;
 pub mod exec;
 pub mod image;
 pub mod plan;
 pub mod schema;
+pub mod stats;
 pub mod system;
 pub mod validate;
 pub mod volume;
@@ -91,6 +93,14 @@ pub enum Command {
     /// Volumes: ls, inspect.
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Live CPU, memory, network and process counts per container (like `docker stats`).
+    Stats(stats::StatsArgs),
+    /// The processes running in a container (like `docker top`).
+    Top(stats::TopArgs),
+    /// Print a shell completion script: `agent completion bash > /etc/bash_completion.d/agent`.
+    Completion(completion::CompletionArgs),
+    /// Write man pages (agent.1, agent-ps.1, ...) into a directory.
+    Man(completion::ManArgs),
 }
 
 /// Runs the parsed command.
@@ -115,5 +125,9 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Apply(args) => daemon::apply(args),
         Command::System(cmd) => system::run(cmd),
         Command::Volume(cmd) => volume::run(cmd),
+        Command::Stats(args) => stats::stats(args),
+        Command::Top(args) => stats::top(args),
+        Command::Completion(args) => completion::completion(args),
+        Command::Man(args) => completion::man(args),
     }
 }

@@ -31,6 +31,7 @@ pub struct Args {
     /// The agent's state directory (read only).
     #[arg(long, default_value = "/var/lib/agent")]
     pub state_dir: std::path::PathBuf,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(long, value_enum, default_value_t)]
     pub output: super::OutputFormat,
 }

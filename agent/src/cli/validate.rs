@@ -21,6 +21,7 @@ pub struct Args {
     /// Manifest files or directories.
     #[arg(required = true)]
     pub paths: Vec<std::path::PathBuf>,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(long, value_enum, default_value_t)]
     pub output: super::OutputFormat,
 }

@@ -57,6 +57,7 @@ pub struct PruneArgs {
     pub filter: Vec<(String, Option<String>)>,
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -87,6 +88,7 @@ struct Pruned {
 pub struct LsArgs {
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -103,6 +105,7 @@ pub struct InspectArgs {
 pub struct DfArgs {
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

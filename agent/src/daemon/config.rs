@@ -53,6 +53,8 @@ pub struct Config {
     pub registries: RegistriesConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The Prometheus endpoint over TCP.
+    pub metrics: MetricsConfig,
     /// `agent run --remove-orphans` (command line only, for one start): containers and layers
     /// that the store does not account for are removed instead of refused or kept (see
     /// [`crate::reconcile::recover`]).
@@ -151,6 +153,33 @@ impl Default for RegistriesConfig {
     }
 }
 
+/// `[metrics]`: Prometheus text at `GET /metrics`, always on the API socket and, when `listen`
+/// is set, on that TCP address too (that listener serves `/metrics` only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `address:port` to listen on, e.g. `"127.0.0.1:9323"` (Docker's metrics port). Off by
+    /// default; anyone who can reach it can read the containers' names, labels and usage.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "socket_addr"
+    )]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `metrics.listen`: an `address:port`, with an error that says how to write it.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "metrics.listen: {s:?} is not an address and port; write it like \"127.0.0.1:9323\" \
+             (\"[::1]:9323\" for IPv6)"
+        ))
+    })
+}
+
 /// Logging settings. `RUST_LOG`, when set, wins over `level`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +218,7 @@ impl Default for Config {
             graph: GraphConfig::default(),
             registries: RegistriesConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             remove_orphans: false,
         }
     }
@@ -585,6 +615,8 @@ insecure = ["127.0.0.1:5000"]
 [log]
 level = "debug"
 format = "json"
+[metrics]
+listen = "127.0.0.1:9323"
 "#,
         )
         .unwrap();
@@ -595,6 +627,7 @@ format = "json"
         assert_eq!(c.graph.driver, GraphDriverChoice::Vfs);
         assert_eq!(c.log.format, LogFormat::Json);
         assert!(c.stop_containers_on_exit);
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9323".parse().unwrap()));
         // A round trip through the serializer gives the same config.
         let text = toml::to_string(&c).unwrap();
         assert_eq!(parse(&text).unwrap(), c);
@@ -669,6 +702,8 @@ format = "json"
         assert!(e.contains("network.bridge"), "{e}");
         let e = parse("[log]\nlevel = \"agent=loud\"\n").unwrap_err();
         assert!(e.contains("log.level"), "{e}");
+        let e = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(e.contains(":2:10:") && e.contains("metrics.listen"), "{e}");
         let e = parse("[registries]\ninsecure = [\"http://x\"]\n").unwrap_err();
         assert!(e.contains("registries.insecure"), "{e}");
     }

@@ -1,7 +1,8 @@
 //! `agent run`: the long-running agent (the composition root of the daemon).
 //!
 //! Start-up order: open the store (takes the state-directory lock), start the watcher, bind the
-//! API socket, tell systemd `READY=1`, then the loop ([`crate::reconcile::engine`]) runs the start-up pass
+//! API socket (and the metrics TCP listener of `[metrics] listen`, whose bind failure stops the
+//! start like the socket's), tell systemd `READY=1`, then the loop ([`crate::reconcile::engine`]) runs the start-up pass
 //! (recovery, adoption, the first plan) and everything after it until SIGTERM/SIGINT.
 //!
 //! Shutdown: no new change starts; the changes in flight finish (a stop in its grace period is
@@ -114,6 +115,15 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         state_dir: config.state_dir.clone(),
         dir_error: Arc::new(move || w.snapshot().dir_error.clone()),
     };
+    if let Some(addr) = config.metrics.listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Runtime(format!("metrics.listen {addr}: {e}")))?;
+        let mut sd = shutdown_rx.clone();
+        tokio::spawn(server::serve_metrics(tcp, api.clone(), async move {
+            let _ = sd.wait_for(|v| *v).await;
+        }));
+    }
     let mut sd = shutdown_rx.clone();
     let api_task = tokio::spawn(server::serve(listener, api, async move {
         let _ = sd.wait_for(|v| *v).await;

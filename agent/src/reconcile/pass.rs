@@ -33,13 +33,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Appends an event.
+/// Appends an event (and counts it in [`crate::metrics`]).
 pub fn event(
     tx: &Tx<'_>,
     kind: &str,
     object: &str,
     message: serde_json::Value,
 ) -> crate::store::Result<i64> {
+    crate::metrics::global().on_event(kind, object, &message);
     tx.append_event(&NewEvent {
         time: now_ms(),
         kind: kind.into(),

@@ -263,6 +263,127 @@ pub fn stats(version: CgroupVersion, cgroups_path: &str) -> Stats {
     }
 }
 
+/// What the metrics endpoint and `agent stats` read of a container's cgroup, under the names
+/// cAdvisor gives them. `None`: the file is missing or unreadable (a controller not mounted).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// CPU time, nanoseconds: total, user, system (v1 `cpuacct.usage` and `cpuacct.stat` in
+    /// USER_HZ ticks; v2 `cpu.stat` `usage_usec`, `user_usec`, `system_usec`).
+    pub cpu_nanos: Option<u64>,
+    pub cpu_user_nanos: Option<u64>,
+    pub cpu_system_nanos: Option<u64>,
+    /// Memory in use including the page cache (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub memory_bytes: Option<u64>,
+    /// `memory_bytes` less the inactive file cache: what the kernel cannot reclaim easily
+    /// (cAdvisor's and `docker stats`' working set).
+    pub working_set_bytes: Option<u64>,
+    /// Anonymous memory (v1 `total_rss`, v2 `anon`).
+    pub rss_bytes: Option<u64>,
+    /// Page cache (v1 `total_cache`, v2 `file`).
+    pub cache_bytes: Option<u64>,
+    /// The memory limit; `None`: unlimited.
+    pub memory_limit: Option<u64>,
+    /// Tasks (threads) in the cgroup and their limit (`None`: unlimited).
+    pub pids: Option<u64>,
+    pub pids_limit: Option<u64>,
+    /// OOM kills in the cgroup.
+    pub oom_kills: Option<u64>,
+}
+
+/// Ticks per second of v1 `cpuacct.stat` (USER_HZ, 100 on every Linux architecture).
+const USER_HZ: u64 = 100;
+
+fn read_limit(p: PathBuf) -> Option<u64> {
+    let t = std::fs::read_to_string(p).ok()?;
+    let t = t.trim();
+    if t == "max" {
+        return None;
+    }
+    t.parse().ok().filter(|&l: &u64| l < (1 << 62))
+}
+
+/// Reads the container's resource use for metrics and `agent stats`: a few small files per
+/// controller, nothing that walks the process list.
+pub fn usage(version: CgroupVersion, cgroups_path: &str) -> Usage {
+    let d = |c: &str| dir(version, c, cgroups_path);
+    let text = |d: &Option<PathBuf>, f: &str| {
+        d.as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join(f)).ok())
+    };
+    let working_set = |usage: Option<u64>, inactive: Option<u64>| {
+        usage.map(|u| u.saturating_sub(inactive.unwrap_or(0)))
+    };
+    match version {
+        CgroupVersion::V1 => {
+            let mem = d("memory");
+            let cpu = d("cpuacct");
+            let pids = d("pids");
+            let stat = text(&mem, "memory.stat").unwrap_or_default();
+            let cpu_stat = text(&cpu, "cpuacct.stat").unwrap_or_default();
+            let ticks = |k| keyed(&cpu_stat, k).map(|t| t * (1_000_000_000 / USER_HZ));
+            let memory_bytes = mem
+                .as_ref()
+                .and_then(|d| read_u64(d.join("memory.usage_in_bytes")));
+            Usage {
+                cpu_nanos: cpu.as_ref().and_then(|d| read_u64(d.join("cpuacct.usage"))),
+                cpu_user_nanos: ticks("user"),
+                cpu_system_nanos: ticks("system"),
+                memory_bytes,
+                working_set_bytes: working_set(memory_bytes, keyed(&stat, "total_inactive_file")),
+                rss_bytes: keyed(&stat, "total_rss"),
+                cache_bytes: keyed(&stat, "total_cache"),
+                memory_limit: mem
+                    .as_ref()
+                    .and_then(|d| read_limit(d.join("memory.limit_in_bytes"))),
+                pids: pids.as_ref().and_then(|d| read_u64(d.join("pids.current"))),
+                pids_limit: pids.as_ref().and_then(|d| read_limit(d.join("pids.max"))),
+                oom_kills: text(&mem, "memory.oom_control").and_then(|t| keyed(&t, "oom_kill")),
+            }
+        }
+        CgroupVersion::V2 => {
+            let d = d("");
+            let stat = text(&d, "memory.stat").unwrap_or_default();
+            let cpu = text(&d, "cpu.stat").unwrap_or_default();
+            let usec = |k| keyed(&cpu, k).map(|u| u * 1000);
+            let memory_bytes = d.as_ref().and_then(|d| read_u64(d.join("memory.current")));
+            Usage {
+                cpu_nanos: usec("usage_usec"),
+                cpu_user_nanos: usec("user_usec"),
+                cpu_system_nanos: usec("system_usec"),
+                memory_bytes,
+                working_set_bytes: working_set(memory_bytes, keyed(&stat, "inactive_file")),
+                rss_bytes: keyed(&stat, "anon"),
+                cache_bytes: keyed(&stat, "file"),
+                memory_limit: d.as_ref().and_then(|d| read_limit(d.join("memory.max"))),
+                pids: d.as_ref().and_then(|d| read_u64(d.join("pids.current"))),
+                pids_limit: d.as_ref().and_then(|d| read_limit(d.join("pids.max"))),
+                oom_kills: text(&d, "memory.events").and_then(|t| keyed(&t, "oom_kill")),
+            }
+        }
+    }
+}
+
+/// The processes of the cgroup (`cgroup.procs`: v1 in the `pids` hierarchy, else `memory`;
+/// v2 the unified one), sorted. Empty when the cgroup is gone.
+pub fn procs(version: CgroupVersion, cgroups_path: &str) -> Vec<i32> {
+    let dirs: Vec<Option<PathBuf>> = match version {
+        CgroupVersion::V1 => vec![
+            dir(version, "pids", cgroups_path),
+            dir(version, "memory", cgroups_path),
+        ],
+        CgroupVersion::V2 => vec![dir(version, "", cgroups_path)],
+    };
+    for d in dirs.into_iter().flatten() {
+        if let Ok(t) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            let mut pids: Vec<i32> = t.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            pids.sort_unstable();
+            pids.dedup();
+            return pids;
+        }
+    }
+    Vec::new()
+}
+
 /// A file write of [`resets`]: `controller`'s `file` gets `value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reset {

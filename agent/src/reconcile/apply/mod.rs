@@ -189,7 +189,14 @@ impl Applier {
                 if *insecure && let Some(host) = reference.split('/').next() {
                     opts.insecure_registries.push(host.to_string());
                 }
-                let report = crate::driver::graph::pull::pull(&self.graph, &opts)?;
+                let started = std::time::Instant::now();
+                let pulled = crate::driver::graph::pull::pull(&self.graph, &opts);
+                crate::metrics::global().pull(
+                    pulled.is_ok(),
+                    pulled.as_ref().map_or(0, |r| r.downloaded),
+                    started.elapsed(),
+                );
+                let report = pulled?;
                 self.record_image(store, image, &report.image)?;
             }
             Change::ImportImage {

@@ -630,6 +630,9 @@ impl Engine {
             }
         }
         open.report.finished_at = pass::now_ms();
+        crate::metrics::global().pass_done(std::time::Duration::from_millis(
+            u64::try_from(open.report.finished_at - open.report.started_at).unwrap_or(0),
+        ));
         tracing::debug!(
             pass = open.report.pass,
             applied = open.report.applied.len(),
@@ -733,9 +736,11 @@ impl Engine {
                 .board
                 .fail(failure(format!("{change} failed: {e}"), false));
         }
+        let kind = format!("{:?}", done.work.step.change.kind()).to_lowercase();
         match &done.result {
             Err(_) if done.skipped.is_some() => {}
             Ok(a) => {
+                crate::metrics::global().change(done.work.step.change.action(), &kind, true);
                 self.p.board.succeeded(&done.key);
                 // An in-place update may change what an unhealthy container's health means
                 // (`healthcheck.onUnhealthy`, its restart policy): decide again.
@@ -753,6 +758,7 @@ impl Engine {
                 }
             }
             Err(e) => {
+                crate::metrics::global().change(done.work.step.change.action(), &kind, false);
                 let line = format!("{}: {e}", done.work.summary());
                 tracing::warn!(change = %line, "change failed");
                 let object = format!(
