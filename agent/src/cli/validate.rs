@@ -7,7 +7,10 @@
 //! permission rule, 2 usage error (bad arguments, a path that does not exist or cannot be read). Text output prints one line per problem,
 //! `file:line:col: field: message`, then a summary; `--output json` prints one JSON object:
 //! `{"valid": bool, "files": [{"path", "sha256", "valid", "objects": [{"kind", "name", "line",
-//! "column"}], "errors": [{"file", "line", "column", "field", "message", "related"}]}]}`.
+//! "column"}], "errors": [{"file", "line", "column", "field", "message", "related"}]}],
+//! "warnings": [{"file", "line", "column", "field", "message"}]}`. Warnings
+//! ([`crate::manifest::validate::warn`]: `privileged`, a host device missing now) print as
+//! `warning: file:line:col: ...` and do not change the exit code.
 
 use std::io::Write;
 
@@ -56,6 +59,9 @@ fn write_text(loaded: &Loaded, out: &mut impl Write) -> std::io::Result<()> {
             writeln!(out, "    (see {r})")?;
         }
     }
+    for w in manifest::validate::warn::warnings(loaded) {
+        writeln!(out, "warning: {w}")?;
+    }
     let total = loaded.files.len();
     let bad = loaded.files.iter().filter(|f| !f.is_ok()).count();
     let objects = loaded.objects().count();
@@ -92,5 +98,6 @@ fn to_json(loaded: &Loaded) -> serde_json::Value {
             json!({"path": f.path, "sha256": f.sha256, "valid": f.is_ok(), "objects": objects, "errors": errors})
         })
         .collect();
-    json!({"valid": loaded.is_valid(), "files": files})
+    let warnings = manifest::validate::warn::warnings(loaded);
+    json!({"valid": loaded.is_valid(), "files": files, "warnings": warnings})
 }

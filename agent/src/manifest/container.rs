@@ -138,6 +138,18 @@ pub struct ContainerSpec {
     /// command and reaps zombies (Docker's `--init`); default false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub init: bool,
+    /// Host device nodes (`/dev/ttyUSB0`, `/dev/video0:/dev/cam0:rw`, `{source, target,
+    /// permissions}`) and CDI devices (`nvidia.com/gpu=all`) (Docker's `--device`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<super::device::Device>,
+    /// Device cgroup rules for devices that come and go (`c 188:* rmw`; Docker's
+    /// `--device-cgroup-rule`): access to matching nodes the container makes itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<super::device::DeviceRule>,
+    /// Every capability, every host device, no seccomp filter, writable /sys (Docker's
+    /// `--privileged`): root on the host in practice. `agent validate` warns about it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
 }
 
 /// A group by name or number (`video`, `44`, or the YAML integer `44`); kept as written.

@@ -55,6 +55,7 @@
 
 pub mod container;
 pub mod de;
+pub mod device;
 pub mod envfile;
 mod load;
 pub mod net;

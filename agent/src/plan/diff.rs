@@ -134,6 +134,19 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
     set(out, "groupAdd", &o.group_add, &n.group_add);
     secrets(out, &o.secrets, &n.secrets);
     scalar(out, "init", Some(o.init), Some(n.init));
+    set(out, "devices", &o.devices.devices, &n.devices.devices);
+    set(
+        out,
+        "deviceCgroupRules",
+        &o.devices.device_cgroup_rules,
+        &n.devices.device_cgroup_rules,
+    );
+    scalar(
+        out,
+        "privileged",
+        Some(o.devices.privileged),
+        Some(n.devices.privileged),
+    );
 }
 
 /// `secrets +db:/run/secrets/db(0:0 0444)`, `secretEnv.PW a -> b` (names, never values),

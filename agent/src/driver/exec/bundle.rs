@@ -141,6 +141,7 @@ pub fn write(
     })?;
     let mut oci = spec::build(spec, host, &user, &etc)?;
     super::secrets::apply(dir, spec, &mut oci)?;
+    super::devices::apply(spec, &mut oci)?;
     let cwd = spec::build::workdir(spec);
     let wd: PathBuf =
         spec::user::secure_join(&spec.rootfs, &cwd).map_err(Error::io("resolve workdir", &cwd))?;

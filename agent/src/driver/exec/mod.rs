@@ -20,6 +20,7 @@
 //! module's own reads handle both layouts. See `docs/exec.md` for what is tested where.
 pub mod bundle;
 pub mod cgroups;
+pub mod devices;
 pub mod driver;
 pub mod init;
 pub mod logs;

@@ -22,6 +22,7 @@
 
 pub mod across;
 pub mod object;
+pub mod warn;
 
 use super::Diagnostic;
 use super::load::Object;

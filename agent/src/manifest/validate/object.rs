@@ -83,6 +83,7 @@ pub fn check_object(obj: &Object) -> Vec<Diagnostic> {
         Manifest::Container(ct) => {
             container(&mut c, &ct.spec);
             secrets(&mut c, &ct.spec);
+            devices(&mut c, &ct.spec);
         }
         Manifest::Secret(sec) => {
             c.absolute(&[Key("spec"), Key("file")], "secret file", &sec.spec.file);
@@ -696,6 +697,37 @@ fn secrets(c: &mut Check<'_>, s: &ContainerSpec) {
             c.err(&at, format!("{k} is set in both env and secretEnv"));
         }
         c.name_ref(&at, "secret", name);
+    }
+}
+
+/// `devices`: absolute host and container paths, a container path used once. Whether the host
+/// has the device is a warning of `agent validate` ([`super::warn`]) and an error at create.
+fn devices(c: &mut Check<'_>, s: &ContainerSpec) {
+    use crate::manifest::device::Device;
+    let mut seen: HashMap<std::path::PathBuf, usize> = HashMap::new();
+    for (i, d) in s.devices.iter().enumerate() {
+        let Device::Node { source, target, .. } = d else {
+            continue;
+        };
+        let at = [Key("spec"), Key("devices"), Index(i)];
+        let path = target.as_ref().unwrap_or(source);
+        if !source.is_absolute() || !path.is_absolute() {
+            c.err(
+                &at,
+                format!("device {d}: host and container paths must be absolute"),
+            );
+            continue;
+        }
+        let path = crate::plan::effective::normalize_path(path);
+        if let Some(first) = seen.insert(path.clone(), i) {
+            c.err(
+                &at,
+                format!(
+                    "device path {} is used twice (also devices[{first}])",
+                    path.display()
+                ),
+            );
+        }
     }
 }
 

@@ -114,6 +114,9 @@ pub struct FixedConfig {
     /// `init: true`: the agent's init is process 1.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// `devices`, `deviceCgroupRules`, `privileged` ([`super::device`]).
+    #[serde(flatten)]
+    pub devices: super::device::EffectiveDevices,
 }
 
 /// One `envFiles` entry of a container, without its values.
@@ -480,6 +483,7 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             },
             secrets: super::secret::EffectiveSecrets::from_spec(s),
             init: s.init,
+            devices: super::device::EffectiveDevices::from_spec(s),
         },
         live: LiveConfig {
             restart: s.restart,

@@ -27,6 +27,7 @@
 //! does not recreate anything as long as the digest stays.
 
 mod container;
+pub mod device;
 pub mod secret;
 
 pub use container::*;

@@ -128,6 +128,7 @@ pub fn container_spec(
     for (var, name) in &secrets.secret_env {
         s.secret_env.insert(var.clone(), file_of(name));
     }
+    devices(&mut s, &f.devices);
     let live = LiveUpdate::from(&config.live);
     s.resources = live.resources;
     s.stop_signal = live.stop_signal;
@@ -161,4 +162,40 @@ pub fn read_env_files(mut config: EffectiveContainer) -> Result<EffectiveContain
     }
     f.env_file_vars = Some(plan::effective::EnvVars(vars));
     Ok(config)
+}
+
+/// `devices` (host nodes and CDI names), `deviceCgroupRules` and `privileged`.
+fn devices(s: &mut ContainerSpec, d: &plan::effective::device::EffectiveDevices) {
+    use crate::manifest::device::{Device, DeviceRule};
+    for text in &d.devices {
+        match text.parse::<Device>() {
+            Ok(Device::Node {
+                source,
+                target,
+                permissions,
+            }) => s.devices.push(spec::DeviceRequest {
+                target: target
+                    .as_ref()
+                    .unwrap_or(&source)
+                    .to_string_lossy()
+                    .into_owned(),
+                host: source,
+                access: permissions.to_string(),
+            }),
+            Ok(Device::Cdi(name)) => s.cdi_devices.push(name.to_string()),
+            // Canonical forms written by the planner: they parse.
+            Err(_) => {}
+        }
+    }
+    for text in &d.device_cgroup_rules {
+        if let Ok(r) = text.parse::<DeviceRule>() {
+            s.device_rules.push(spec::DeviceRule {
+                kind: r.kind,
+                major: r.major,
+                minor: r.minor,
+                access: r.access.to_string(),
+            });
+        }
+    }
+    s.privileged = d.privileged;
 }

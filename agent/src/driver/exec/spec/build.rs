@@ -32,6 +32,10 @@
 //!   cannot create and open a host block device there, CAP_MKNOD is left out of the default set
 //!   on v2 hosts (an explicit `cap_add: [MKNOD]` still grants it). On v1 the devices cgroup
 //!   enforces the allow-list and Docker's full default set applies.
+//! - `privileged` (Docker's `--privileged`): every capability in the agent's bounding set, no
+//!   seccomp filter, no masked or read-only `/proc` paths, `/sys` read-write; every host device
+//!   and the allow-all device rule come from [`crate::driver::exec::devices`]. The cgroup file
+//!   system stays read-only (Docker makes it writable).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -469,7 +473,12 @@ pub fn mounts(
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                if spec.privileged { "rw" } else { "ro" },
+            ],
         )?);
     }
     out.extend(cgroup_mounts(spec, host)?);
@@ -608,8 +617,13 @@ const READONLY_PATHS: &[&str] = &[
 /// Docker's read-only paths, and on v1 the tmpfs that holds the cgroup binds
 /// ([`cgroup_mounts`]): it must stay writable until the binds are made, and libcontainer applies
 /// read-only paths after every mount.
-fn readonly_paths(host: &HostInfo) -> Vec<String> {
-    let mut out: Vec<String> = READONLY_PATHS.iter().map(|s| s.to_string()).collect();
+/// `privileged` keeps only the latter.
+fn readonly_paths(host: &HostInfo, privileged: bool) -> Vec<String> {
+    let mut out: Vec<String> = READONLY_PATHS
+        .iter()
+        .filter(|_| !privileged)
+        .map(|s| s.to_string())
+        .collect();
     if !host.cgroup_v2 {
         out.push("/sys/fs/cgroup".into());
     }
@@ -775,15 +789,20 @@ pub fn build(
             format!("{cwd:?} is not an absolute path"),
         ));
     }
-    let mut capset = caps::effective(&spec.cap_add, &spec.cap_drop)
-        .map_err(|e| invalid(spec, "capabilities", e))?;
+    // privileged: every capability the agent holds, whatever capAdd/capDrop say (Docker's).
+    let (cap_add, cap_drop) = if spec.privileged {
+        (vec!["ALL".to_string()], Vec::new())
+    } else {
+        (spec.cap_add.clone(), spec.cap_drop.clone())
+    };
+    let mut capset =
+        caps::effective(&cap_add, &cap_drop).map_err(|e| invalid(spec, "capabilities", e))?;
     if let Some(bounding) = host.cap_bounding {
-        capset = caps::within_bounding(capset, &spec.cap_add, bounding)
+        capset = caps::within_bounding(capset, &cap_add, bounding)
             .map_err(|e| invalid(spec, "capabilities", e))?;
     }
     if host.cgroup_v2
-        && !spec
-            .cap_add
+        && !cap_add
             .iter()
             .any(|c| matches!(caps::normalize(c).as_deref(), Some("MKNOD" | "ALL")))
     {
@@ -885,10 +904,11 @@ pub fn build(
         .masked_paths(
             MASKED_PATHS
                 .iter()
+                .filter(|_| !spec.privileged)
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         )
-        .readonly_paths(readonly_paths(host))
+        .readonly_paths(readonly_paths(host, spec.privileged))
         .rootfs_propagation("private");
     if !spec.sysctls.is_empty() {
         linux = linux.sysctl(
@@ -898,7 +918,7 @@ pub fn build(
                 .collect::<std::collections::HashMap<_, _>>(),
         );
     }
-    if spec.seccomp == SeccompMode::Default {
+    if spec.seccomp == SeccompMode::Default && !spec.privileged {
         linux = linux.seccomp(seccomp::docker_default(&capset, &host.arch, host.kernel)?);
     }
     let mut spec_out = SpecBuilder::default()

@@ -114,6 +114,40 @@ pub struct ContainerSpec {
     /// runtime needs, never `spec.json`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, PathBuf>,
+    /// Host device nodes made in the container and allowed by its device cgroup
+    /// ([`crate::driver::exec::devices`]); a missing one fails the create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRequest>,
+    /// CDI device names (`nvidia.com/gpu=all`), resolved from the CDI spec files at create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdi_devices: Vec<String>,
+    /// Extra device cgroup allow rules (`c 188:* rwm`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_rules: Vec<DeviceRule>,
+    /// Docker's `--privileged` (see [`build`]'s docs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+}
+
+/// A host device node given to the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceRequest {
+    /// The node on the host (symlinks followed).
+    pub host: PathBuf,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Device cgroup access: a combination of `r`, `w`, `m`.
+    pub access: String,
+}
+
+/// A device cgroup allow rule; `None` numbers match any.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceRule {
+    /// `a` (all), `b` (block) or `c` (char).
+    pub kind: char,
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    pub access: String,
 }
 
 /// A secret mounted into the container: `source` is read (held to
@@ -189,6 +223,10 @@ impl ContainerSpec {
             log: LogConfig::default(),
             secrets: Vec::new(),
             secret_env: BTreeMap::new(),
+            devices: Vec::new(),
+            cdi_devices: Vec::new(),
+            device_rules: Vec::new(),
+            privileged: false,
         }
     }
 }
