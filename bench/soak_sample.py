@@ -10,7 +10,7 @@
       reconnects, duplicates and ids that never arrived (gaps). Writes its counters to STATS.
   soak_sample.py report CSV OUT_PREFIX WARMUP_S
       growth per hour of every column (least-squares fit over the samples after WARMUP_S), written
-      to OUT_PREFIX.growth.md and printed; OUT_PREFIX.svg plotted with gnuplot when installed.
+      to OUT_PREFIX.growth.md and printed; OUT_PREFIX.png plotted with gnuplot when installed.
 
 Only the standard library; it reads /proc and runs `ip`, `nft`, `iptables-save` and the agent's
 CLI, nothing else.
@@ -23,7 +23,7 @@ import sys
 import time
 
 COLUMNS = [
-    "t_s", "agent_pid", "rss_kib", "anon_kib", "fds", "threads", "cpu_pct", "store_kib",
+    "t_s", "agent_pid", "rss_kib", "anon_kib", "arenas", "fds", "threads", "cpu_pct", "store_kib",
     "logs_kib", "agent_log_kib", "monitors", "monitors_rss_kib", "exec_dirs", "veths", "netns",
     "nft_rules", "ipt_rules", "mounts", "ps_ms", "containers", "running", "events", "event_gaps",
     "event_reconnects", "load1",
@@ -50,6 +50,28 @@ def status_kib(pid, key):
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def arenas(pid):
+    """glibc malloc arenas besides the main one: anonymous heaps mapped at 64 MiB boundaries
+    (HEAP_MAX_SIZE on 64-bit), each a read-write part followed by its reserved rest"""
+    n = 0
+    prev_end = None
+    for line in read("/proc/%s/maps" % pid).splitlines():
+        f = line.split()
+        if len(f) > 5:
+            prev_end = None
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        if f[1].startswith("rw") and lo % (64 << 20) == 0 and (hi - lo) <= (64 << 20):
+            prev_end = hi
+            n += 1 if hi % (64 << 20) == 0 else 0
+        elif prev_end == lo and f[1].startswith("---") and hi % (64 << 20) == 0:
+            n += 1
+            prev_end = None
+        else:
+            prev_end = None
+    return n
 
 
 def cpu_ticks(pid):
@@ -112,6 +134,7 @@ def sample(work, csv, interval, binary, instance, prefix):
             row["rss_kib"] = status_kib(pid, "VmRSS")
             row["anon_kib"] = status_kib(pid, "RssAnon")
             row["threads"] = status_kib(pid, "Threads")
+            row["arenas"] = arenas(pid)
             try:
                 row["fds"] = len(os.listdir("/proc/%s/fd" % pid))
             except OSError:
@@ -281,16 +304,17 @@ def report(csv, prefix, warmup):
     with open(prefix + ".growth.md", "w") as f:
         f.write(text + "\n")
     print(text)
-    plot(csv, prefix + ".svg", col, warmup)
+    # PNG: an SVG of a multi-hour run holds every sample (megabytes)
+    plot(csv, prefix + ".png", col, warmup)
 
 
-def plot(csv, svg, col, warmup):
+def plot(csv, png, col, warmup):
     if subprocess.run(["sh", "-c", "command -v gnuplot"], capture_output=True).returncode:
         print("gnuplot not installed: no plot (bench/soak.sh install)")
         return
     panels = [
         ("agent RSS / anon (MiB)", [("rss_kib", 1024), ("anon_kib", 1024)]),
-        ("agent fds, threads", [("fds", 1), ("threads", 1)]),
+        ("agent fds, threads, malloc arenas", [("fds", 1), ("threads", 1), ("arenas", 1)]),
         ("agent CPU (% of one core)", [("cpu_pct", 1)]),
         ("store, container logs (MiB)", [("store_kib", 1024), ("logs_kib", 1024)]),
         ("monitors, veths, netns, mounts", [("monitors", 1), ("veths", 1), ("netns", 1), ("mounts", 1)]),
@@ -298,7 +322,7 @@ def plot(csv, svg, col, warmup):
         ("agent ps latency (ms)", [("ps_ms", 1)]),
         ("containers listed / running", [("containers", 1), ("running", 1)]),
     ]
-    g = ["set terminal svg size 1200,1400 dynamic font 'sans,10'", "set output '%s'" % svg,
+    g = ["set terminal pngcairo size 1200,1400 font 'sans,9'", "set termoption noenhanced", "set output '%s'" % png,
          "set datafile separator ','", "set multiplot layout 4,2 title 'bench/soak.sh: %s'" %
          os.path.basename(os.path.dirname(os.path.abspath(csv))), "set key top left",
          "set xlabel 'hours'", "set grid"]
@@ -314,7 +338,7 @@ def plot(csv, svg, col, warmup):
     if r.returncode:
         print("gnuplot failed: " + r.stderr.strip()[:500])
     else:
-        print("plot: " + svg)
+        print("plot: " + png)
 
 
 if __name__ == "__main__":
