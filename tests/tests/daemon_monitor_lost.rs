@@ -79,6 +79,12 @@ fn starts_in_logs(d: &Daemon) -> usize {
 fn supervised_again(d: &Daemon, old_monitor: i32, starts_before: usize) {
     let new_monitor = live_monitor(d);
     assert_ne!(new_monitor, old_monitor);
+    // The store records the new monitor too (`containers.monitor_pid`) once the repair ends.
+    d.wait_for(
+        "the new monitor in the store",
+        Duration::from_secs(20),
+        || (inspect(d)["container"]["runtime"]["monitor_pid"] == new_monitor).then_some(()),
+    );
     let id = inspect(d)["container"]["id"]
         .as_str()
         .expect("id")

@@ -159,6 +159,7 @@ fn settle(
                 if let crate::driver::exec::ContainerStatus::Running { pid, .. } = info.status {
                     r.runtime.container_pid = Some(pid);
                 }
+                r.runtime.monitor_pid = info.running_monitor();
                 r.exit_code = None;
                 (
                     Some("recovery.finish"),

@@ -328,6 +328,7 @@ pub fn start<E: ExecDriver>(
     rec.state = ContainerState::Running;
     rec.started_at = Some(now_ms());
     rec.runtime.container_pid = Some(pid);
+    rec.runtime.monitor_pid = super::apply::monitor_of(exec, &rec.id);
     rec.exit_code = None;
     rec.signal = None;
     rec.oom_killed = false;

@@ -184,6 +184,7 @@ impl Supervisor {
                         started_at: None,
                         finished_at: None,
                         exit_note: None,
+                        monitor_pid: None,
                     }
                 }
                 Err(e) => {

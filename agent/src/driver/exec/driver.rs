@@ -91,6 +91,22 @@ pub struct ContainerInfo {
     /// How the exit was learnt when its monitor could not record it ([`super::orphan`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_note: Option<String>,
+    /// The `agent monitor` process of its current or last run, as its state records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_pid: Option<i32>,
+}
+
+impl ContainerInfo {
+    /// The monitor of a running container (`None` when it is not running).
+    pub fn running_monitor(&self) -> Option<i32> {
+        match self.status {
+            ContainerStatus::Running {
+                monitored: true, ..
+            }
+            | ContainerStatus::Paused { .. } => self.monitor_pid,
+            _ => None,
+        }
+    }
 }
 
 /// A command to run in a running container.
@@ -266,6 +282,7 @@ impl MonitorDriver {
             started_at: st.started_at,
             finished_at: st.finished_at,
             exit_note: st.exit_note,
+            monitor_pid: st.monitor_pid,
         }
     }
 

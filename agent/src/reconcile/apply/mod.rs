@@ -71,6 +71,12 @@ fn new_intent(kind: &str, name: &str, payload: serde_json::Value) -> NewIntent {
 }
 
 /// `AGENT_DEBUG_STEP_DELAY_MS`: see the module docs (also used by `agent start`).
+/// The monitor of running container `id`, for the store's `monitor_pid` (read from its
+/// state file; `None` when it does not run).
+pub(crate) fn monitor_of(exec: &impl ExecDriver, id: &str) -> Option<i32> {
+    exec.state(id).ok().and_then(|i| i.running_monitor())
+}
+
 pub(super) fn debug_pause(step: &str, name: &str) {
     static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
     let delay = DELAY.get_or_init(|| {
@@ -620,6 +626,7 @@ impl Applier {
         rec.state = ContainerState::Running;
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(started.pid);
+        rec.runtime.monitor_pid = monitor_of(&self.exec, &rec.id);
         rec.exit_code = None;
         lock(store).transaction(|tx| {
             tx.upsert_container(&rec)?;

@@ -131,6 +131,7 @@ impl Applier {
         rec.restart_count = rec.restart_count.saturating_add(1);
         rec.started_at = Some(now_ms());
         rec.runtime.container_pid = Some(pid.pid);
+        rec.runtime.monitor_pid = super::monitor_of(&self.exec, &rec.id);
         rec.exit_code = None;
         rec.signal = None;
         rec.oom_killed = false;
@@ -217,6 +218,7 @@ impl Applier {
                 let pid = self.start_or_adopt(name, &rec.id)?;
                 rec.state = ContainerState::Running;
                 rec.runtime.container_pid = Some(pid);
+                rec.runtime.monitor_pid = super::monitor_of(&self.exec, &rec.id);
                 rec.started_at = Some(now_ms());
                 rec.exit_code = None;
                 rec.signal = None;
@@ -320,6 +322,7 @@ impl Applier {
         let pid = self.start_or_adopt(name, &rec.id)?;
         rec.state = ContainerState::Running;
         rec.runtime.container_pid = Some(pid);
+        rec.runtime.monitor_pid = super::monitor_of(&self.exec, &rec.id);
         rec.started_at = Some(now_ms());
         rec.exit_code = None;
         rec.signal = None;
