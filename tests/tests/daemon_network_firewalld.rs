@@ -1,7 +1,8 @@
 //! Issue 16 item 1, firewalld: where firewalld runs, the agent puts its bridges into firewalld's
 //! `trusted` zone (runtime) and takes them out with the bridge, and puts them back after a
 //! firewalld reload; `agent status` then warns of nothing, and a container reaches a service on
-//! its gateway, which firewalld's default zone would reject.
+//! its gateway, which firewalld's default zone would reject. An agent that cannot reach
+//! firewalld names the bridge in `agent status`.
 //!
 //! The host's firewall is never touched: the test starts its own D-Bus system bus (a private
 //! `dbus-daemon` on a socket in a temporary directory, `DBUS_SYSTEM_BUS_ADDRESS` pointing at it)
@@ -310,4 +311,23 @@ fn bridges_join_firewalld_trusted_zone_and_leave_with_the_bridge() {
     d.wait_for("bridge trusted again", Duration::from_secs(30), || {
         fw.trusted().contains(&bridge).then_some(())
     });
+
+    // An agent that cannot reach firewalld (no system bus for it) says so in `agent status`,
+    // naming the bridge firewalld would drop.
+    d.stop();
+    d.clear_env();
+    let out = fw.cmd(&["--zone=trusted", &format!("--remove-interface={bridge}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.start();
+    d.wait_for("status names the bridge", Duration::from_secs(30), || {
+        let _ = d.cli(&["apply"]);
+        let out = d.cli(&["status"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("firewalld runs") && text.contains(&bridge)).then_some(())
+    });
+    assert!(!fw.trusted().contains(&bridge));
 }
