@@ -194,12 +194,14 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable on a terminal, journald-friendly under systemd (`JOURNAL_STREAM`), JSON
-    /// lines otherwise.
+    /// Human-readable on a terminal, journald under systemd (`JOURNAL_STREAM`), JSON lines
+    /// otherwise.
     #[default]
     Auto,
     Human,
     Json,
+    /// journald's native protocol with a field per event and span field (`CONTAINER=`,
+    /// `FILE=`, `PASS=`); priority-prefixed lines on stderr when its socket is unreachable.
     Journald,
 }
 

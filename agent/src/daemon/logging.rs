@@ -1,21 +1,30 @@
 //! Logging set-up (tracing-subscriber), chosen by where the output goes.
 //!
 //! - On a terminal: human-readable lines with colours.
-//! - Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`): plain lines without
-//!   a timestamp (journald adds its own) prefixed with the syslog priority (`<3>` error ... `<7>`
-//!   debug), which journald turns into the entry's priority, so `journalctl -p warning` works.
+//! - Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`, `dev:inode` equal to
+//!   stderr's): straight to journald over its native protocol (the `tracing-journald` crate),
+//!   every field of the event and of its spans as a journal field of its own, upper-cased and
+//!   without a prefix: `CONTAINER=web`, `FILE=/etc/agent.d/web.yaml`, `PASS=12` (the pass span),
+//!   `ERROR=...`, besides `MESSAGE`, `PRIORITY`, `TARGET`, `CODE_FILE`/`CODE_LINE` and
+//!   `SYSLOG_IDENTIFIER=agent`. So `journalctl -u agent CONTAINER=web` shows one container's
+//!   lines and `journalctl -p warning` works. When the journal's socket
+//!   (`/run/systemd/journal/socket`) cannot be reached, lines go to stderr instead, without a
+//!   timestamp (journald adds its own) and prefixed with the syslog priority (`<3>` error ...
+//!   `<7>` debug), which journald turns into the entry's priority.
 //! - Anywhere else (a pipe, a file, a log shipper): one JSON object per line.
 //!
-//! `log.format` in the config forces one of them. The level comes from `RUST_LOG` when it is
-//! set, else from `log.level` (default `info`). Only `agent run` uses these rules; the short-lived
-//! commands keep plain human-readable warnings on stderr.
+//! `log.format` in the config forces one of them (`journald`: the native protocol, with the
+//! same fallback). The level comes from `RUST_LOG` when it is set, else from `log.level`
+//! (default `info`). Only `agent run` uses these rules; the short-lived commands keep plain
+//! human-readable warnings on stderr. The choice is [`choose`], a pure function of the
+//! settings and of what [`Host::detect`] found.
 //!
 //! A log write never fails and never panics: [`Stderr`] swallows write errors (EPIPE once the
 //! reader of stderr is gone, ENOSPC on a full disk, EIO on a hung-up terminal) and counts the
 //! lines it lost. tracing-subscriber would otherwise report the error with its own `eprintln!`,
 //! which panics on the same dead stderr and takes down the task that logged (the signal handler
 //! among them). When a write succeeds again, one line `N log lines dropped` (in the log's own
-//! format) comes first.
+//! format) comes first. The journald layer ignores send errors the same way.
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -50,43 +59,92 @@ impl Default for LogSettings {
     }
 }
 
-/// The format `Auto` resolves to here and now.
-pub fn resolve(format: LogFormat, daemon: bool) -> LogFormat {
+/// What the log format depends on besides the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Host {
+    /// stderr is a terminal.
+    pub terminal: bool,
+    /// stderr is the journal stream systemd named in `JOURNAL_STREAM`.
+    pub journal: bool,
+}
+
+impl Host {
+    /// Looks at this process's stderr and environment.
+    pub fn detect() -> Host {
+        Host {
+            terminal: std::io::stderr().is_terminal(),
+            journal: journal_stream_is(
+                std::env::var("JOURNAL_STREAM").ok().as_deref(),
+                std::fs::metadata("/proc/self/fd/2")
+                    .ok()
+                    .map(|m| (m.dev(), m.ino())),
+            ),
+        }
+    }
+}
+
+/// The format `format` resolves to on `host`: `Auto` is human-readable for the short commands
+/// and on a terminal, journald when stderr is the journal, JSON lines otherwise.
+pub fn choose(format: LogFormat, daemon: bool, host: Host) -> LogFormat {
     match format {
         LogFormat::Auto if !daemon => LogFormat::Human,
-        LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Human,
-        LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
+        LogFormat::Auto if host.terminal => LogFormat::Human,
+        LogFormat::Auto if host.journal => LogFormat::Journald,
         LogFormat::Auto => LogFormat::Json,
         other => other,
     }
 }
 
-/// Whether stderr is the journal stream systemd named in `JOURNAL_STREAM` (`dev:inode`).
-fn stderr_is_journal() -> bool {
-    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+/// The format `Auto` resolves to here and now.
+pub fn resolve(format: LogFormat, daemon: bool) -> LogFormat {
+    choose(format, daemon, Host::detect())
+}
+
+/// Whether `JOURNAL_STREAM` (`dev:inode`, as systemd sets it) names the file `stderr`
+/// (`(dev, inode)` of fd 2) is.
+pub fn journal_stream_is(journal_stream: Option<&str>, stderr: Option<(u64, u64)>) -> bool {
+    let (Some(v), Some((sdev, sino))) = (journal_stream, stderr) else {
         return false;
     };
-    let Some((dev, ino)) = v.split_once(':') else {
+    let Some((dev, ino)) = v.trim().split_once(':') else {
         return false;
     };
-    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
-        return false;
-    };
-    match std::fs::metadata("/proc/self/fd/2") {
-        Ok(m) => m.dev() == dev && m.ino() == ino,
-        Err(_) => false,
-    }
+    matches!((dev.parse::<u64>(), ino.parse::<u64>()), (Ok(d), Ok(i)) if d == sdev && i == sino)
 }
 
 /// Installs the global subscriber. Safe to call once; later calls do nothing.
 pub fn init(settings: &LogSettings) {
-    let filter = match std::env::var("RUST_LOG") {
+    let filter = || match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::builder().parse_lossy(v),
         _ => EnvFilter::builder().parse_lossy(&settings.level),
     };
     let format = resolve(settings.format, settings.daemon);
+    let mut journal_error = None;
+    if format == LogFormat::Journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                use tracing_subscriber::layer::SubscriberExt;
+                use tracing_subscriber::util::SubscriberInitExt;
+                // Levels map to the priorities of the stderr fallback (info 6, not notice 5).
+                let priorities = tracing_journald::PriorityMappings {
+                    info: tracing_journald::Priority::Informational,
+                    ..tracing_journald::PriorityMappings::new()
+                };
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_priority_mappings(priorities)
+                    .with_syslog_identifier("agent".into());
+                let _ = tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .try_init();
+                return;
+            }
+            Err(e) => journal_error = Some(e),
+        }
+    }
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(Stderr::new(format));
     let _ = match format {
         LogFormat::Human | LogFormat::Auto => builder
@@ -104,6 +162,9 @@ pub fn init(settings: &LogSettings) {
             .event_format(JournaldFormat)
             .try_init(),
     };
+    if let Some(e) = journal_error {
+        tracing::warn!(error = %e, "cannot reach journald's socket; logging to stderr with priority prefixes");
+    }
 }
 
 /// The log's writer: stderr whose write errors are swallowed and counted (see the module docs).
@@ -329,7 +390,34 @@ mod tests {
     fn auto_is_human_for_short_commands() {
         assert_eq!(resolve(LogFormat::Auto, false), LogFormat::Human);
         assert_eq!(resolve(LogFormat::Json, false), LogFormat::Json);
-        // Under `cargo test` stderr is not the journal.
-        assert!(!stderr_is_journal() || std::env::var_os("JOURNAL_STREAM").is_some());
+    }
+
+    #[test]
+    fn the_journal_is_chosen_when_stderr_is_the_journal_stream() {
+        let journal = Host {
+            terminal: false,
+            journal: true,
+        };
+        let pipe = Host::default();
+        let tty = Host {
+            terminal: true,
+            journal: false,
+        };
+        assert_eq!(choose(LogFormat::Auto, true, journal), LogFormat::Journald);
+        assert_eq!(choose(LogFormat::Auto, true, pipe), LogFormat::Json);
+        assert_eq!(choose(LogFormat::Auto, true, tty), LogFormat::Human);
+        assert_eq!(choose(LogFormat::Auto, false, journal), LogFormat::Human);
+        assert_eq!(choose(LogFormat::Json, true, journal), LogFormat::Json);
+        assert_eq!(choose(LogFormat::Journald, true, pipe), LogFormat::Journald);
+
+        assert!(journal_stream_is(Some("8:12345"), Some((8, 12345))));
+        assert!(journal_stream_is(Some("8:12345\n"), Some((8, 12345))));
+        // stderr was redirected after systemd set the variable: another file.
+        assert!(!journal_stream_is(Some("8:12345"), Some((8, 12346))));
+        assert!(!journal_stream_is(Some("9:12345"), Some((8, 12345))));
+        assert!(!journal_stream_is(None, Some((8, 12345))));
+        assert!(!journal_stream_is(Some("8:12345"), None));
+        assert!(!journal_stream_is(Some("garbage"), Some((8, 12345))));
+        assert!(!journal_stream_is(Some(""), Some((0, 0))));
     }
 }

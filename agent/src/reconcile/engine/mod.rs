@@ -296,7 +296,7 @@ impl Engine {
             started_at: pass::now_ms(),
             ..PassReport::default()
         };
-        let span = tracing::info_span!("pass", n = self.passes);
+        let span = tracing::info_span!("pass", pass = self.passes);
         let _g = span.enter();
         tracing::debug!(triggers = desc, "pass starts");
         if startup {
@@ -747,7 +747,7 @@ impl Engine {
                 if matches!(done.work.step.change, Change::UpdateContainer { .. }) {
                     self.recheck.insert(name.clone());
                 }
-                tracing::info!(change = %a.line, cause = %done.work.cause, "applied");
+                tracing::info!(change = %a.line, cause = %done.work.cause, container = is_container.then_some(name.as_str()), "applied");
                 self.failing.succeeded(&done.key);
                 self.timers.cancel(&Due::Backoff(done.key.clone()));
                 if is_container
@@ -760,7 +760,7 @@ impl Engine {
             Err(e) => {
                 crate::metrics::global().change(done.work.step.change.action(), &kind, false);
                 let line = format!("{}: {e}", done.work.summary());
-                tracing::warn!(change = %line, "change failed");
+                tracing::warn!(change = %line, container = is_container.then_some(name.as_str()), "change failed");
                 let object = format!(
                     "{}/{}",
                     format!("{:?}", done.work.step.change.kind()).to_lowercase(),
