@@ -60,6 +60,7 @@ impl Fixture {
             state_dir: state.clone(),
             agent_binary: agent_bin(),
             cgroup_parent: cgroup_parent.clone(),
+            cdi_dirs: Vec::new(),
         });
         Fixture {
             state,

@@ -26,6 +26,7 @@ fn helper(spec: &str) {
         state_dir,
         agent_binary: agent_bin(),
         cgroup_parent,
+        cdi_dirs: Vec::new(),
     });
     for id in parts {
         let pid = driver
@@ -181,6 +182,7 @@ fn monitors_survive_the_agent_and_record_exits_meanwhile() {
         state_dir: f.state.clone(),
         agent_binary: agent_bin(),
         cgroup_parent: f.cgroup_parent.clone(),
+        cdi_dirs: Vec::new(),
     });
     let list = fresh.list().unwrap_or_else(|e| panic!("{e}"));
     let long_now = list

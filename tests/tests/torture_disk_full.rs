@@ -64,6 +64,7 @@ impl World {
             state_dir: mnt.clone(),
             agent_binary: agent_bin(),
             cgroup_parent: cgroup_parent.clone(),
+            cdi_dirs: Vec::new(),
         });
         let mut w = World {
             mnt,

@@ -53,6 +53,8 @@ pub struct Config {
     pub registries: RegistriesConfig,
     /// Logging.
     pub log: LogConfig,
+    /// CDI spec directories for `devices: [vendor.com/class=name]`, later ones winning.
+    pub cdi_spec_dirs: Vec<PathBuf>,
     /// The Prometheus endpoint over TCP.
     pub metrics: MetricsConfig,
     /// `agent run --remove-orphans` (command line only, for one start): containers and layers
@@ -221,6 +223,10 @@ impl Default for Config {
             registries: RegistriesConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            cdi_spec_dirs: crate::driver::exec::cdi::DEFAULT_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             remove_orphans: false,
         }
     }

@@ -176,9 +176,10 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             board: board.clone(),
             state_dir: config.state_dir.clone(),
             graph,
-            exec: crate::driver::exec::select(crate::driver::exec::ExecConfig::new(
-                &config.state_dir,
-            ))
+            exec: crate::driver::exec::select(crate::driver::exec::ExecConfig {
+                cdi_dirs: config.cdi_spec_dirs.clone(),
+                ..crate::driver::exec::ExecConfig::new(&config.state_dir)
+            })
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
             registries: config.registries.clone(),
             net: crate::reconcile::translate::network::Net::open(&config, store.clone())

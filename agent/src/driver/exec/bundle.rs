@@ -74,10 +74,12 @@ pub fn default_hosts(hostname: &str) -> String {
 }
 
 /// Writes the bundle for `spec` into `dir` (created) and returns the runtime spec written.
+/// `cdi_dirs` are the CDI spec directories ([`super::cdi`]).
 pub fn write(
     dir: &Path,
     spec: &ContainerSpec,
     host: &HostInfo,
+    cdi_dirs: &[PathBuf],
 ) -> Result<oci_spec::runtime::Spec, Error> {
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     let etc = dir.join("etc");
@@ -141,7 +143,7 @@ pub fn write(
     })?;
     let mut oci = spec::build(spec, host, &user, &etc)?;
     super::secrets::apply(dir, spec, &mut oci)?;
-    super::devices::apply(spec, &mut oci)?;
+    super::devices::apply(spec, &mut oci, cdi_dirs)?;
     let cwd = spec::build::workdir(spec);
     let wd: PathBuf =
         spec::user::secure_join(&spec.rootfs, &cwd).map_err(Error::io("resolve workdir", &cwd))?;
@@ -199,7 +201,7 @@ mod tests {
         });
         let host = HostInfo::detect("/agent-test");
         let bundle = d.path().join("bundle");
-        let oci = write(&bundle, &s, &host).unwrap_or_else(|e| panic!("{e}"));
+        let oci = write(&bundle, &s, &host, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert!(rootfs.join("srv/app").is_dir());
         assert!(d.path().join("vol").is_dir());
         assert_eq!(
@@ -237,7 +239,7 @@ mod tests {
             },
             read_only: true,
         });
-        let e = write(&bundle, &s, &host)
+        let e = write(&bundle, &s, &host, &[])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

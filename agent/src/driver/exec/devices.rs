@@ -9,11 +9,13 @@
 //! enforces them only with its eBPF feature, not built here (see [`super::spec::build`]): the
 //! nodes are made all the same, and without CAP_MKNOD the container cannot make others.
 //!
+//! CDI names are resolved and applied by [`super::cdi`].
+//!
 //! `privileged` adds every device node under the host's `/dev` (as Docker does; `pts`, `shm`,
 //! `mqueue` and the nodes the runtime makes itself are left out) and the allow-all rule.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
@@ -44,7 +46,7 @@ fn invalid(spec: &ContainerSpec, field: String, reason: String) -> Error {
 }
 
 /// A host node as an OCI device at `target`, or why it cannot be one.
-fn node(host: &Path, target: &str) -> Result<LinuxDevice, String> {
+pub(super) fn node(host: &Path, target: &str) -> Result<LinuxDevice, String> {
     let meta = std::fs::metadata(host).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!("device {} does not exist on this host", host.display())
@@ -73,7 +75,7 @@ fn node(host: &Path, target: &str) -> Result<LinuxDevice, String> {
         .map_err(|e| e.to_string())
 }
 
-fn allow(
+pub(super) fn allow(
     typ: LinuxDeviceType,
     major: Option<i64>,
     minor: Option<i64>,
@@ -128,20 +130,13 @@ fn host_devices() -> Vec<DeviceRequest> {
 }
 
 /// Adds the spec's devices and device rules to `oci`.
-pub fn apply(spec: &ContainerSpec, oci: &mut Spec) -> Result<(), Error> {
+pub fn apply(spec: &ContainerSpec, oci: &mut Spec, cdi_dirs: &[PathBuf]) -> Result<(), Error> {
     if spec.devices.is_empty()
         && spec.device_rules.is_empty()
         && spec.cdi_devices.is_empty()
         && !spec.privileged
     {
         return Ok(());
-    }
-    if let Some(name) = spec.cdi_devices.first() {
-        return Err(invalid(
-            spec,
-            format!("devices[{name}]"),
-            "CDI devices are not supported by this agent yet".into(),
-        ));
     }
     let mut nodes: Vec<LinuxDevice> = Vec::new();
     let mut rules: Vec<LinuxDeviceCgroup> = Vec::new();
@@ -186,6 +181,13 @@ pub fn apply(spec: &ContainerSpec, oci: &mut Spec) -> Result<(), Error> {
             }
         }
         rules.push(allow(LinuxDeviceType::A, None, None, "rwm")?);
+    }
+    if !spec.cdi_devices.is_empty() {
+        let field = format!("devices[{}]", spec.cdi_devices.join(","));
+        rules.extend(
+            super::cdi::apply(&spec.cdi_devices, cdi_dirs, oci)
+                .map_err(|r| invalid(spec, field, r))?,
+        );
     }
     let Some(linux) = oci.linux_mut() else {
         return Ok(());

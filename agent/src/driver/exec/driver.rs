@@ -33,6 +33,8 @@ pub struct ExecConfig {
     pub agent_binary: PathBuf,
     /// Parent cgroup of every container (`/agent`).
     pub cgroup_parent: String,
+    /// CDI spec directories, later ones winning ([`super::cdi`]).
+    pub cdi_dirs: Vec<PathBuf>,
 }
 
 impl ExecConfig {
@@ -42,6 +44,7 @@ impl ExecConfig {
             state_dir: state_dir.into(),
             agent_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agent")),
             cgroup_parent: "/agent".into(),
+            cdi_dirs: super::cdi::DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
         }
     }
 }
@@ -511,7 +514,7 @@ impl ExecDriver for MonitorDriver {
         if spec.init {
             host.init_binary = Some(super::init::ensure(&self.config.state_dir)?);
         }
-        let oci = bundle::write(&dir, spec, &host)?;
+        let oci = bundle::write(&dir, spec, &host, &self.config.cdi_dirs)?;
         let mut st = ContainerState::new(&spec.id, &spec.name);
         st.cgroups_path = oci
             .linux()

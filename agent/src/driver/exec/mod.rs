@@ -19,6 +19,7 @@
 //! cgroup v1 and v2: libcontainer (pinned, systemd off) creates the cgroups on either; this
 //! module's own reads handle both layouts. See `docs/exec.md` for what is tested where.
 pub mod bundle;
+pub mod cdi;
 pub mod cgroups;
 pub mod devices;
 pub mod driver;
