@@ -12,7 +12,8 @@
 //!
 //! Threads: a small multi-thread tokio runtime (2 workers) for the loop, the API and the work
 //! queue's tasks; effects run on the blocking pool (at most `workers` at once); the manifest
-//! watcher and the exit watcher have a thread each.
+//! watcher and the exit watcher have a thread each. glibc may keep two malloc arenas, and the
+//! loop gives freed memory back when its queue empties ([`super::alloc`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use crate::store::{self, Store};
 
 /// Runs the agent until a termination signal. Builds its own runtime.
 pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
+    super::alloc::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("agent")

@@ -163,7 +163,13 @@ impl Engine {
                     Some(b) => guarded("a pass", || self.on_batch(b)),
                     None => break,
                 },
-                Some(done) = self.done_rx.recv() => guarded("the end of a change", || self.on_done(done)),
+                Some(done) = self.done_rx.recv() => {
+                    guarded("the end of a change", || self.on_done(done));
+                    if self.queue.in_flight() == 0 {
+                        // What the works freed goes back to the kernel (docs/daemon.md, Memory).
+                        crate::daemon::alloc::trim();
+                    }
+                }
                 _ = sleep_until(next) => guarded("a timer", || self.on_timer()),
             }
         }
