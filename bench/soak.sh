@@ -24,17 +24,17 @@
 # an edit burst: 6 edited files rewritten in quick succession, a broken version first (YAML syntax
 # error, unknown field, bad value, file cut half-way), then 70% of them fixed at once, the rest left
 # broken until their next edit; a broken extra file and a short-lived extra container come and go.
-# Every MONITOR_KILL_EVERY (0: never) the monitor of a random steady container is SIGKILLed.
+# Every MONITOR_KILL_EVERY (7 min; 0: never) the monitor of a random steady container is SIGKILLed
+# (the agent notices and supervises it again, issue 20 item 1).
 # `agent events -f` follows throughout (reconnecting after each agent kill), counting events and
 # missing ids.
 #
 # Knobs: DURATION (10m), SAMPLE_EVERY (10), KILL_EVERY (5m, 0 = never), BURST_EVERY (4m),
-# EDIT_MIN/EDIT_MAX (20/60 s), MONITOR_KILL_EVERY (0; see below), WARMUP (15 min, at most a third
+# EDIT_MIN/EDIT_MAX (20/60 s), MONITOR_KILL_EVERY (7m, 0 = never), WARMUP (15 min, at most a third
 # of DURATION), AGENT_BIN (default target/release/agent, built when missing; copied to OUT so that
 # a rebuild during a long run changes nothing), SEED (random seed: $$), KEEP_WORK=1 (keep the state
 # directory), AGENT_ENV (extra environment of the agent, e.g. `MALLOC_ARENA_MAX=4` to compare
-# allocator settings). MONITOR_KILL_EVERY defaults to 0 until the agent re-supervises a container whose
-# monitor died (issue 20 item 1); before that such a container is never supervised again.
+# allocator settings).
 #
 # Sampled (OUT/samples.csv, one row per sample; see bench/soak_sample.py): the agent's RSS,
 # anonymous RSS, fds, threads, CPU; store (state.db + WAL) and container log sizes, the agent's
@@ -70,7 +70,7 @@ secs() { # 90s | 30m | 4h | 1d | 120 -> seconds
 DURATION_S=$(secs "${DURATION:-10m}")
 KILL_S=$(secs "${KILL_EVERY:-5m}")
 BURST_S=$(secs "${BURST_EVERY:-4m}")
-MONKILL_S=$(secs "${MONITOR_KILL_EVERY:-0}")
+MONKILL_S=$(secs "${MONITOR_KILL_EVERY:-7m}")
 SAMPLE_EVERY=${SAMPLE_EVERY:-10}
 EDIT_MIN=${EDIT_MIN:-20}
 EDIT_MAX=${EDIT_MAX:-60}
@@ -278,9 +278,11 @@ convergence() { # prints the problems; empty when converged
   local marks=""
   local n
   for n in $(seq 1 12); do marks+="e$n=$(cat "$work/marks/e$n" 2>/dev/null || echo none) "; done
-  python3 - "$work/ps.json" "$marks" "$(for n in "${!good_rev[@]}"; do echo -n "$n=${good_ver[$n]}:${good_rev[$n]} "; done)" "$burst_extra" "$(cat "$work/marks/cli" 2>/dev/null)" <<'PY'
+  python3 - "$work/ps.json" "$marks" "$(for n in "${!good_rev[@]}"; do echo -n "$n=${good_ver[$n]}:${good_rev[$n]} "; done)" "$burst_extra" "$(cat "$work/marks/cli" 2>/dev/null)" "$(monitor_pids | wc -l)" <<'PY'
 import json, sys
 rows = {r["name"]: r for r in json.load(open(sys.argv[1]))}
+running = sum(1 for r in rows.values() if r.get("state") == "running")
+monitors = int(sys.argv[6])
 marks = dict(x.split("=", 1) for x in sys.argv[2].split())
 want = {k: v.split(":") for k, v in (x.split("=") for x in sys.argv[3].split())}
 extra, cli = sys.argv[4], sys.argv[5].strip()
@@ -308,6 +310,7 @@ for n in ("srv", "cli"):
     if state(n) != "running": bad.append("%s: %s, want running" % (n, state(n)))
 if cli != "ok": bad.append("cli: its last fetch of http://web/ said %r" % cli)
 if "junk" in rows: bad.append("junk (a broken file) has a container")
+if monitors < running: bad.append("%d monitor processes for %d running containers" % (monitors, running))
 known = set(want) | {"s%d" % i for i in range(1, 10)} | {"o1", "o2", "o3", "c1", "c2", "c3", "c4", "srv", "cli"} | ({extra} if extra else set())
 for n in sorted(set(rows) - known): bad.append("%s: listed, not in any valid file" % n)
 if extra and state(extra) != "running": bad.append("%s: %s, want running" % (extra, state(extra)))
