@@ -57,6 +57,8 @@ pub struct Config {
     pub cdi_spec_dirs: Vec<PathBuf>,
     /// The Prometheus endpoint over TCP.
     pub metrics: MetricsConfig,
+    /// Defaults of the containers' logs (a manifest's `logging` wins).
+    pub container_logs: ContainerLogsConfig,
     /// `agent run --remove-orphans` (command line only, for one start): containers and layers
     /// that the store does not account for are removed instead of refused or kept (see
     /// [`crate::reconcile::recover`]).
@@ -192,6 +194,30 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// Defaults of the containers' logs, for containers created from now on (a change does not
+/// recreate existing ones, as Docker's `log-opts` in daemon.json).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerLogsConfig {
+    /// Rotate a container's log file at this size (`"10Mi"`).
+    pub max_size: crate::manifest::ByteSize,
+    /// Log files kept per container, the current one included (1-100).
+    pub max_files: u32,
+    /// The systemd journal's native socket, for `logging: {driver: journald}`.
+    pub journal_socket: PathBuf,
+}
+
+impl Default for ContainerLogsConfig {
+    fn default() -> Self {
+        let d = crate::driver::exec::spec::LogConfig::default();
+        ContainerLogsConfig {
+            max_size: crate::manifest::ByteSize(d.max_size),
+            max_files: d.max_files,
+            journal_socket: PathBuf::from("/run/systemd/journal/socket"),
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -227,6 +253,7 @@ impl Default for Config {
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
+            container_logs: ContainerLogsConfig::default(),
             remove_orphans: false,
         }
     }
@@ -378,6 +405,30 @@ impl Config {
                     format!("{d:?} is out of range; allowed: 1s to 7d"),
                 );
             }
+        }
+        if self.container_logs.max_size.0 == 0 {
+            return fail(
+                &["container_logs", "max_size"],
+                "must be more than 0, e.g. \"10Mi\"",
+            );
+        }
+        if !(1..=100).contains(&self.container_logs.max_files) {
+            return fail(
+                &["container_logs", "max_files"],
+                format!(
+                    "{} is out of range; allowed: 1 to 100",
+                    self.container_logs.max_files
+                ),
+            );
+        }
+        if !self.container_logs.journal_socket.is_absolute() {
+            return fail(
+                &["container_logs", "journal_socket"],
+                format!(
+                    "{} is not an absolute path",
+                    self.container_logs.journal_socket.display()
+                ),
+            );
         }
         if !(1..=1024).contains(&self.workers) {
             return fail(

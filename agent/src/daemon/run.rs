@@ -184,6 +184,7 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
             })
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
             registries: config.registries.clone(),
+            container_logs: config.container_logs.clone(),
             net: crate::reconcile::translate::network::Net::open(&config, store.clone())
                 .map(Arc::new)
                 .inspect_err(|e| {

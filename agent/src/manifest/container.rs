@@ -150,6 +150,48 @@ pub struct ContainerSpec {
     /// `--privileged`): root on the host in practice. `agent validate` warns about it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub privileged: bool,
+    /// Where the container's output goes and how much of it is kept; what is left out comes
+    /// from the agent config's `[container_logs]` (Compose's `logging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+}
+
+/// A container's log settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logging {
+    /// `json-file` (default): the agent's rotated JSON-lines file (`agent logs`); `journald`:
+    /// each line also to the systemd journal, with `CONTAINER_NAME` and `CONTAINER_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<LogDriver>,
+    /// Rotate the log file when it reaches this size (Docker's `max-size`); default the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<ByteSize>,
+    /// Log files kept, the current one included, 1-100 (Docker's `max-file`); default the
+    /// config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_files: Option<u32>,
+}
+
+/// Where a container's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogDriver {
+    /// The rotated JSON-lines file only.
+    #[default]
+    JsonFile,
+    /// The file and the systemd journal.
+    Journald,
+}
+
+impl fmt::Display for LogDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogDriver::JsonFile => "json-file",
+            LogDriver::Journald => "journald",
+        })
+    }
 }
 
 /// A group by name or number (`video`, `44`, or the YAML integer `44`); kept as written.

@@ -147,6 +147,18 @@ fn fixed_fields(out: &mut Vec<String>, o: &FixedConfig, n: &FixedConfig) {
         Some(o.devices.privileged),
         Some(n.devices.privileged),
     );
+    let (ol, nl) = (
+        o.logging.clone().unwrap_or_default(),
+        n.logging.clone().unwrap_or_default(),
+    );
+    scalar(
+        out,
+        "logging.driver",
+        Some(ol.driver.unwrap_or_default()),
+        Some(nl.driver.unwrap_or_default()),
+    );
+    scalar(out, "logging.maxSize", ol.max_size, nl.max_size);
+    scalar(out, "logging.maxFiles", ol.max_files, nl.max_files);
 }
 
 /// `secrets +db:/run/secrets/db(0:0 0444)`, `secretEnv.PW a -> b` (names, never values),

@@ -130,6 +130,27 @@ fn init_change_recreates() {
     );
     let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
     assert_eq!(steps, ["recreate web: init false -> true"]);
+    let logged = changed.replace(
+        "  init: true",
+        "  init: true\n  logging: {driver: journald}",
+    );
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &logged)]), &mut actual);
+    assert_eq!(
+        steps,
+        ["recreate web: logging.driver json-file -> journald"]
+    );
+    // `driver: json-file` and `logging: {}` are the default: no change.
+    let default = changed.replace(
+        "  init: true",
+        "  init: true\n  logging: {driver: json-file}",
+    );
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &default)]), &mut actual);
+    assert_eq!(
+        steps,
+        ["recreate web: logging.driver journald -> json-file"]
+    );
+    let steps = converge(&loaded_inputs(&[("shop.yaml", &changed)]), &mut actual);
+    assert!(steps.is_empty(), "{steps:?}");
 }
 
 #[test]

@@ -15,6 +15,16 @@
 //! `agent: N log lines dropped (<error>)`, so a reader sees where and how many records are
 //! missing. The container never waits for the disk: its output pipes are always drained.
 //!
+//! With `logging: {driver: journald}` ([`LogConfig::journald`]) each record is also sent to the
+//! systemd journal over its native protocol (one datagram per line to
+//! `/run/systemd/journal/socket`, or the socket the agent config names): `MESSAGE` (the line
+//! without its newline), `PRIORITY` 6 for stdout and 3 for stderr, `CONTAINER_NAME`,
+//! `CONTAINER_ID`, `SYSLOG_IDENTIFIER` (the name), as Docker's journald driver. The file is
+//! written as well (Docker's dual logging), so `agent logs` keeps working. The socket is
+//! non-blocking: a line the journal does not take at once (not running, its queue full) is
+//! dropped from the journal only, counted, and reported once per streak on the monitor's
+//! stderr (`monitor.log`); the container never waits for the journal.
+//!
 //! [`LogWriter`] is what the monitor uses; [`read`] and [`follow`] are what `agent logs` uses.
 
 use std::fs::{self, File, OpenOptions};
@@ -24,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::Error;
-use super::spec::LogConfig;
+use super::spec::{Journald, LogConfig};
 
 /// Longest line piece written as one record.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -61,6 +71,86 @@ pub struct LogWriter {
     /// Records dropped since the last successful write, and the last error.
     dropped: u64,
     last_error: Option<std::io::Error>,
+    /// The journal, with `logging: {driver: journald}`.
+    journal: Option<Journal>,
+}
+
+/// The native-protocol sender of one container's lines.
+struct Journal {
+    socket: Option<std::os::unix::net::UnixDatagram>,
+    target: PathBuf,
+    /// The fields every datagram carries (`CONTAINER_NAME=...\n...`).
+    fields: Vec<u8>,
+    /// Lines the journal did not take since the last one it took.
+    dropped: u64,
+}
+
+impl Journal {
+    fn new(j: &Journald) -> Journal {
+        let mut fields = Vec::new();
+        for (k, v) in [
+            ("CONTAINER_NAME", j.container_name.as_str()),
+            ("CONTAINER_ID", j.container_id.as_str()),
+            ("SYSLOG_IDENTIFIER", j.container_name.as_str()),
+        ] {
+            journal_field(&mut fields, k, v.as_bytes());
+        }
+        let socket = std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .ok();
+        Journal {
+            socket,
+            target: j.socket.clone(),
+            fields,
+            dropped: 0,
+        }
+    }
+
+    fn send(&mut self, stream: Stream, text: &[u8]) {
+        let mut msg = self.fields.clone();
+        let priority: &[u8] = match stream {
+            Stream::Stdout => b"6",
+            Stream::Stderr => b"3",
+        };
+        journal_field(&mut msg, "PRIORITY", priority);
+        journal_field(
+            &mut msg,
+            "MESSAGE",
+            text.strip_suffix(b"\n").unwrap_or(text),
+        );
+        let sent = match &self.socket {
+            Some(s) => s.send_to(&msg, &self.target),
+            None => Err(std::io::Error::other("no socket")),
+        };
+        match sent {
+            Ok(_) => self.dropped = 0,
+            Err(e) => {
+                if self.dropped == 0 {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "WARN monitor: the journal at {} does not take the container's lines \
+                         ({e}); they are dropped from the journal (the log file keeps them)",
+                        self.target.display()
+                    );
+                }
+                self.dropped += 1;
+            }
+        }
+    }
+}
+
+/// Appends one field in the journal's native format: `KEY=VALUE\n`, or, for a value with a
+/// newline, `KEY\n` + its length (64-bit little endian) + the value + `\n`.
+pub fn journal_field(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    out.extend_from_slice(key.as_bytes());
+    if value.contains(&b'\n') {
+        out.push(b'\n');
+        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        out.push(b'=');
+    }
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// The text of the record that reports `n` dropped records.
@@ -74,9 +164,11 @@ impl LogWriter {
     pub fn open(dir: &Path, cfg: LogConfig) -> LogWriter {
         let mut w = LogWriter {
             dir: dir.to_path_buf(),
+            journal: cfg.journald.as_ref().map(Journal::new),
             cfg: LogConfig {
                 max_size: cfg.max_size.max(1),
                 max_files: cfg.max_files.max(1),
+                journald: None,
             },
             file: None,
             size: 0,
@@ -177,6 +269,9 @@ impl LogWriter {
     }
 
     fn write_record(&mut self, stream: Stream, text: &[u8], time: SystemTime) {
+        if let Some(j) = &mut self.journal {
+            j.send(stream, text);
+        }
         let line = Self::encode(text, stream, time);
         // The marker and the record go in one write, all or nothing: on a disk with a few bytes
         // free, markers alone must not fill the log.
@@ -469,11 +564,43 @@ mod tests {
     }
 
     #[test]
+    fn journald_lines_carry_the_containers_fields() {
+        let d = dir();
+        let sock_path = d.path().join("journal.sock");
+        let sock =
+            std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = LogConfig {
+            journald: Some(Journald {
+                socket: sock_path,
+                container_name: "web".into(),
+                container_id: "web-0123456789ab".into(),
+            }),
+            ..LogConfig::default()
+        };
+        let mut w = LogWriter::open(d.path(), cfg);
+        w.feed(Stream::Stderr, b"oops\n");
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&buf[..n]),
+            "CONTAINER_NAME=web\nCONTAINER_ID=web-0123456789ab\nSYSLOG_IDENTIFIER=web\n\
+             PRIORITY=3\nMESSAGE=oops\n"
+        );
+        // the file has it too
+        let recs = read(d.path(), &Filter::default()).unwrap_or_default();
+        assert_eq!(recs.len(), 1);
+        let mut v = Vec::new();
+        journal_field(&mut v, "MESSAGE", b"a\nb");
+        assert_eq!(v, b"MESSAGE\n\x03\0\0\0\0\0\0\0a\nb\n");
+    }
+
+    #[test]
     fn rotation_bounds_disk_use_and_keeps_order() {
         let d = dir();
         let cfg = LogConfig {
             max_size: 4096,
             max_files: 3,
+            journald: None,
         };
         let mut w = LogWriter::open(d.path(), cfg);
         for i in 0..2000 {
@@ -503,6 +630,7 @@ mod tests {
             LogConfig {
                 max_size: 1000,
                 max_files: 1,
+                journald: None,
             },
         );
         for _ in 0..100 {
@@ -523,6 +651,7 @@ mod tests {
         let cfg = LogConfig {
             max_size: 2048,
             max_files: 2,
+            journald: None,
         };
         let mut w = LogWriter::open(d.path(), cfg);
         w.feed(Stream::Stdout, b"old\n");

@@ -493,6 +493,22 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
         c.err(&spec("stopGracePeriod"), too_long("stopGracePeriod", d));
     }
 
+    if let Some(l) = &s.logging {
+        if l.max_size.is_some_and(|b| b.bytes() == 0) {
+            c.err(
+                &[Key("spec"), Key("logging"), Key("maxSize")],
+                "logging.maxSize must be more than 0, e.g. 10Mi".into(),
+            );
+        }
+        if let Some(n) = l.max_files
+            && !(1..=100).contains(&n)
+        {
+            c.err(
+                &[Key("spec"), Key("logging"), Key("maxFiles")],
+                format!("logging.maxFiles {n} is out of range: use 1 to 100"),
+            );
+        }
+    }
     let mut env_files_seen = BTreeSet::new();
     for (i, f) in s.env_files.iter().enumerate() {
         let at = [Key("spec"), Key("envFiles"), Index(i)];

@@ -117,6 +117,10 @@ pub struct FixedConfig {
     /// `devices`, `deviceCgroupRules`, `privileged` ([`super::device`]).
     #[serde(flatten)]
     pub devices: super::device::EffectiveDevices,
+    /// `logging` as written, `None` when it asks for nothing (`driver: json-file` is the
+    /// default); the config's defaults are applied when the container is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<crate::manifest::Logging>,
 }
 
 /// One `envFiles` entry of a container, without its values.
@@ -484,6 +488,16 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             secrets: super::secret::EffectiveSecrets::from_spec(s),
             init: s.init,
             devices: super::device::EffectiveDevices::from_spec(s),
+            logging: s
+                .logging
+                .clone()
+                .map(|mut l| {
+                    l.driver = l
+                        .driver
+                        .filter(|d| *d != crate::manifest::LogDriver::JsonFile);
+                    l
+                })
+                .filter(|l| *l != crate::manifest::Logging::default()),
         },
         live: LiveConfig {
             restart: s.restart,

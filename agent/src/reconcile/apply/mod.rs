@@ -164,6 +164,8 @@ pub struct Applier {
     pub net: Result<Arc<Net>, String>,
     /// Where a stop in its grace period shows (`agent ps`: `stopping`).
     pub board: super::report::Board,
+    /// The config's defaults of the containers' logs.
+    pub container_logs: crate::daemon::config::ContainerLogsConfig,
 }
 
 /// A new runtime id for container `name`: the name and 12 hex digits (unique per creation).
@@ -560,6 +562,7 @@ impl Applier {
         s.image = spec::image_config(&blob)
             .map_err(|e| ApplyError::Other(format!("image config: {e}")))?;
         let mut s = super::translate::spec::container_spec(s, config, &wiring, &self.state_dir);
+        s.log = super::translate::spec::log_config(&s, config, &self.container_logs);
         for line in volumes::prepare(&self.state_dir, config, &blob, &rootfs, &mut s)? {
             tracing::info!(container = %name, "{line}");
         }

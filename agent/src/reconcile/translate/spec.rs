@@ -199,3 +199,24 @@ fn devices(s: &mut ContainerSpec, d: &plan::effective::device::EffectiveDevices)
     }
     s.privileged = d.privileged;
 }
+
+/// The log settings of a new container: its `logging`, else the config's defaults; the journal
+/// with `driver: journald` (named by the spec's name and id).
+pub fn log_config(
+    s: &ContainerSpec,
+    config: &EffectiveContainer,
+    defaults: &crate::daemon::config::ContainerLogsConfig,
+) -> spec::LogConfig {
+    let l = config.fixed.logging.clone().unwrap_or_default();
+    spec::LogConfig {
+        max_size: l.max_size.unwrap_or(defaults.max_size).0.max(1),
+        max_files: l.max_files.unwrap_or(defaults.max_files).max(1),
+        journald: (l.driver == Some(crate::manifest::LogDriver::Journald)).then(|| {
+            spec::Journald {
+                socket: defaults.journal_socket.clone(),
+                container_name: s.name.clone(),
+                container_id: s.id.clone(),
+            }
+        }),
+    }
+}

@@ -326,13 +326,27 @@ pub enum NetworkMode {
     Path(PathBuf),
 }
 
-/// Log rotation of the container's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Log rotation of the container's output, and where else it goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogConfig {
     /// Rotate when the current file reaches this size (bytes).
     pub max_size: u64,
     /// Files kept, the current one included (at least 1).
     pub max_files: u32,
+    /// Also send each line to the systemd journal ([`super::logs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journald: Option<Journald>,
+}
+
+/// Where the journal listens and what identifies the container's lines there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Journald {
+    /// The journal's native socket (`/run/systemd/journal/socket`).
+    pub socket: PathBuf,
+    /// `CONTAINER_NAME` and `SYSLOG_IDENTIFIER`.
+    pub container_name: String,
+    /// `CONTAINER_ID`.
+    pub container_id: String,
 }
 
 impl Default for LogConfig {
@@ -340,6 +354,7 @@ impl Default for LogConfig {
         LogConfig {
             max_size: 10 * 1024 * 1024,
             max_files: 3,
+            journald: None,
         }
     }
 }
