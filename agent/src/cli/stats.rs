@@ -137,31 +137,21 @@ pub fn rows(before: Option<&StatsReport>, now: &StatsReport) -> Vec<StatsRow> {
 
 /// Bytes in binary units as `docker stats` prints memory: `1.5MiB`.
 pub fn binary(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + UNITS[i]
-    }
+    scaled(n, 1024.0, ["B", "KiB", "MiB", "GiB", "TiB", "PiB"])
 }
 
 /// Bytes in decimal units as `docker stats` prints network I/O: `1.2kB`.
 pub fn decimal(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    scaled(n, 1000.0, ["B", "kB", "MB", "GB", "TB", "PB"])
+}
+
+/// `n` in the largest unit of `units` (each `base` times the one before) that keeps it >= 1,
+/// with up to three decimals and no trailing zeros.
+fn scaled(n: u64, base: f64, units: [&str; 6]) -> String {
     let mut v = n as f64;
     let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
+    while v >= base && i + 1 < units.len() {
+        v /= base;
         i += 1;
     }
     if i == 0 {
@@ -171,7 +161,7 @@ pub fn decimal(n: u64) -> String {
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_string()
-            + UNITS[i]
+            + units[i]
     }
 }
 
