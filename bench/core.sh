@@ -718,6 +718,17 @@ podman_clean() {
   [ -n "$fw_before" ] && fw_restore
 }
 
+# The peers' private data and run directories (named for this script only): unmounted and
+# removed at the end, so a run leaves nothing behind.
+peer_dirs_rm() {
+  local d m
+  for d in /var/lib/bench-docker /run/bench-docker-exec /var/lib/bench-podman /run/bench-podman; do
+    [ -e "$d" ] || continue
+    for m in $(findmnt -rn -o TARGET | grep "^$d" | sort -r); do umount -l "$m" 2>/dev/null; done
+    rm -rf "$d"
+  done
+}
+
 cleanup() {
   set +e
   agent_stop
@@ -725,6 +736,7 @@ cleanup() {
   unset DOCKER_HOST
   dockerd_stop
   podman_clean
+  peer_dirs_rm
   rm -rf "$bench_tmp"
 }
 
