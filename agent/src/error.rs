@@ -19,8 +19,13 @@ pub enum Error {
     Network(#[from] crate::driver::network::Error),
     #[error(transparent)]
     Api(#[from] crate::api::Error),
+    /// The command was called wrongly (a bad flag value, a missing terminal): exit code 64.
     #[error("{0}")]
     Usage(String),
+    /// The command could not do what it was asked (no such container, the agent is not
+    /// running, ...): exit code 1.
+    #[error("{0}")]
+    Failed(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -9,7 +9,13 @@ fn main() -> ExitCode {
     let cli = match agent::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            // clap says 2 for a usage error; the agent's table says 64 (EX_USAGE), so that a
+            // pipeline tells a typo from `agent plan`'s "changes pending" (2).
+            let code = if e.use_stderr() {
+                agent::cli::Outcome::USAGE.0
+            } else {
+                0
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -20,7 +26,7 @@ fn main() -> ExitCode {
         Err(agent::Error::Usage(msg)) => {
             // Not `eprintln!`: it panics when stderr is a closed pipe.
             let _ = writeln!(std::io::stderr(), "agent: {msg}");
-            ExitCode::from(2)
+            ExitCode::from(agent::cli::Outcome::USAGE.0)
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "agent: {e}");

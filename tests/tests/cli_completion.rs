@@ -41,7 +41,7 @@ fn bash_completion_loads() {
         assert!(out.status.success() && !out.stdout.is_empty(), "{out:?}");
     }
     let bad = agent(&["completion", "tcsh"]);
-    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert_eq!(bad.status.code(), Some(64), "{bad:?}");
 }
 
 #[test]

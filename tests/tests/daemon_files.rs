@@ -212,7 +212,7 @@ fn cli_reads_the_store_when_the_agent_is_down() {
     assert!(d.cli(&["ps"]).status.success());
 
     let out = d.cli(&["apply"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("start it with `agent run`"), "{stderr}");
     let out = d.cli(&["events", "-f"]);

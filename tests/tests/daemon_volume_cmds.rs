@@ -71,7 +71,7 @@ fn volume_ls_inspect_and_system_df() {
     let one = d.cli_ok(&["volume", "inspect", "keep"]);
     assert!(one.contains("\"declared\": true"), "{one}");
     let missing = d.cli(&["volume", "inspect", "nope"]);
-    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(missing.status.code(), Some(1));
 
     // The Volume manifest and its user go: the data stays (reclaim: retain), shown as
     // reclaimable.

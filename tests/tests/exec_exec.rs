@@ -190,5 +190,5 @@ fn exec_with_a_terminal() {
     assert!(text.contains("vt100\n"), "{text}");
     // -t without a terminal on stdin is a usage error
     let out = f.agent(&["exec", "-t", "tty", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
 }

@@ -212,15 +212,18 @@ fn json_output_for_pipelines() {
     }
 }
 
+/// Usage errors exit 64 (EX_USAGE), never 2 (`agent plan`'s "changes pending").
 #[test]
-fn usage_errors_exit_2() {
+fn usage_errors_exit_64() {
     let (code, _, err) = validate(&[Path::new("/nonexistent/agent-manifests")]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 64, "{err}");
     assert!(err.contains("/nonexistent/agent-manifests"), "{err}");
     let out = run_agent(&["validate"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
     let out = run_agent(&["validate", "--output", "xml", "."]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
+    let out = run_agent(&["validate", "-o", "xml", "."]);
+    assert_eq!(out.status.code(), Some(64));
 }
 
 #[test]

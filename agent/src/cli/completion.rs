@@ -31,7 +31,7 @@ pub fn completion(args: CompletionArgs) -> crate::Result<Outcome> {
 
 pub fn man(args: ManArgs) -> crate::Result<Outcome> {
     let io = |what: &str, e: std::io::Error| {
-        crate::Error::Usage(format!("{what} {}: {e}", args.dir.display()))
+        crate::Error::Failed(format!("{what} {}: {e}", args.dir.display()))
     };
     std::fs::create_dir_all(&args.dir).map_err(|e| io("create", e))?;
     let mut cmd = super::Cli::command();

@@ -56,7 +56,7 @@ fn offline(
         match with_store(&store, &driver) {
             Err(RequestError::NotFound(_)) => {}
             Ok(_) => return Ok(()),
-            Err(e) => return Err(crate::Error::Usage(e.to_string())),
+            Err(e) => return Err(crate::Error::Failed(e.to_string())),
         }
     }
     let id = paths::resolve_name(state, name)?;

@@ -1,10 +1,10 @@
 //! `agent run` and the commands that talk to the running agent: `ps`, `status`, `inspect`,
 //! `events`, `apply`.
 //!
-//! The client commands find the agent through its socket (`--socket`, env `AGENT_SOCKET`, else
-//! `socket` of the config file, default `/run/agent/agent.sock`). When nothing listens there,
-//! `ps`, `status`, `inspect` and `events` read the store under the state directory instead
-//! (`--state-dir`, env `AGENT_STATE_DIR`, else the config's) and say so on stderr; `apply` needs the
+//! The client commands find the agent through its socket and state directory as every command
+//! does ([`super::settings`]: flag, `AGENT_*` environment, config file, default). When nothing
+//! listens there, `ps`, `status`, `inspect` and `events` read the store under the state
+//! directory instead and say so on stderr; `apply` needs the
 //! running agent. While an agent is starting (it holds the state directory's lock, its socket
 //! does not listen yet) they wait for its socket, up to 10 s.
 
@@ -13,25 +13,27 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Outcome, OutputFormat};
+use crate::api::ClientError;
 use crate::api::types::{self, FileStatus, Inspect, PassReport, PsRow, StatusReport};
-use crate::api::{Client, ClientError};
-use crate::daemon::config::{self, Config, Overrides};
+use crate::daemon::config::{Config, Overrides};
 use crate::daemon::logging::LogSettings;
 use crate::daemon::sdnotify::Notifier;
 use crate::store::{Event, StateLock, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Directory of manifest files [default: `manifests_dir` of the config, /etc/agent.d].
+    /// Directory of manifest files [env: AGENT_MANIFESTS_DIR; default: `manifests_dir` of the
+    /// config, /etc/agent.d].
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
-    /// State directory [default: `state_dir` of the config, /var/lib/agent].
+    /// State directory [env: AGENT_STATE_DIR; default: `state_dir` of the config,
+    /// /var/lib/agent].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Configuration file [default: /etc/agent/config.toml, if it exists].
+    /// Configuration file [env: AGENT_CONFIG; default: /etc/agent/config.toml, if it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// API socket [default: `socket` of the config, /run/agent/agent.sock].
+    /// API socket [env: AGENT_SOCKET; default: `socket` of the config, /run/agent/agent.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Stop every container when the agent exits (default: leave them running).
@@ -44,32 +46,35 @@ pub struct RunArgs {
     pub remove_orphans: bool,
 }
 
-/// Where the running agent (or its store) is.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClientOpts {
-    /// The agent's API socket [env: AGENT_SOCKET; default: from the config file].
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-    /// State directory read when the agent is not running [env: AGENT_STATE_DIR; default: from
-    /// the config file].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Configuration file [default: /etc/agent/config.toml, if it exists].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-}
+pub use super::settings::ClientOpts;
 
 #[derive(Debug, clap::Args)]
 pub struct PsArgs {
-    /// Only containers that match: `label=KEY` (has the label) or `label=KEY=VALUE`; repeat to
-    /// require several (as `docker ps --filter`).
-    #[arg(short, long = "filter", value_name = "label=KEY[=VALUE]", value_parser = parse_ps_filter)]
-    pub filter: Vec<(String, Option<String>)>,
+    /// Only containers that match (repeatable, as `docker ps --filter`): `name=TEXT` (the name
+    /// contains TEXT), `state=STATE` (running, exited, failed, ...), `label=KEY` (has the label)
+    /// or `label=KEY=VALUE`. Several `name=` or `state=` filters: any may match; several
+    /// `label=` filters: all must; different keys: all must.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_ps_filter)]
+    pub filter: Vec<PsFilter>,
+    /// Only the names, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub client: ClientOpts,
     /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+/// One `agent ps --filter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PsFilter {
+    /// The name contains this text.
+    Name(String),
+    /// The state is this one.
+    State(String),
+    /// Has the label (with this value).
+    Label(String, Option<String>),
 }
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -91,9 +96,18 @@ pub struct EventsArgs {
     /// Keep printing new events as they happen.
     #[arg(short, long)]
     pub follow: bool,
-    /// How many of the newest events to print first.
-    #[arg(short = 'n', long, default_value_t = 100)]
-    pub limit: usize,
+    /// How many of the newest events to print first (0: none; with -f, only new ones)
+    /// [default: 100, or every one in the --since/--until window].
+    #[arg(short = 'n', long)]
+    pub limit: Option<usize>,
+    /// Only events at or after this time: RFC 3339 (2024-05-01T12:00:00Z), Unix seconds, or a
+    /// duration before now (10m, 1h30m), as `docker events --since`.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events at or before this time (same forms as --since); with -f, following ends at
+    /// the first event after it.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     #[command(flatten)]
     pub client: ClientOpts,
     /// Output format: `text` (a table or lines) or `json`.
@@ -114,7 +128,7 @@ pub struct ApplyArgs {
 pub fn log_settings(cli: &super::Cli) -> LogSettings {
     match &cli.command {
         super::Command::Run(args) => {
-            let (path, required) = config_path(args.config.as_deref());
+            let (path, required) = super::settings::config_path(args.config.as_deref());
             // A broken config is reported by `run` itself; log with defaults meanwhile.
             let cfg = Config::load(&path, required).unwrap_or_default();
             LogSettings {
@@ -131,24 +145,18 @@ pub fn log_settings(cli: &super::Cli) -> LogSettings {
     }
 }
 
-fn config_path(given: Option<&Path>) -> (PathBuf, bool) {
-    match given {
-        Some(p) => (p.to_path_buf(), true),
-        None => (PathBuf::from(config::DEFAULT_CONFIG_PATH), false),
-    }
-}
-
-pub(super) fn load_config(given: Option<&Path>) -> crate::Result<Config> {
-    let (path, required) = config_path(given);
-    Config::load(&path, required).map_err(|e| crate::daemon::Error::from(e).into())
-}
-
 pub fn run(args: RunArgs) -> crate::Result<Outcome> {
-    let mut cfg = load_config(args.config.as_deref())?;
+    let s = super::settings::resolve(
+        args.config.as_deref(),
+        args.socket.as_deref(),
+        args.state_dir.as_deref(),
+        args.manifests.as_deref(),
+    )?;
+    let mut cfg = s.config;
     cfg.apply_overrides(Overrides {
-        manifests_dir: args.manifests.map(absolute).transpose()?,
-        state_dir: args.state_dir.map(absolute).transpose()?,
-        socket: args.socket.map(absolute).transpose()?,
+        manifests_dir: Some(absolute(s.manifests_dir)?),
+        state_dir: Some(absolute(s.state_dir)?),
+        socket: Some(absolute(s.socket)?),
         stop_containers_on_exit: args.stop_containers_on_exit,
         remove_orphans: args.remove_orphans,
     });
@@ -163,25 +171,6 @@ fn absolute(p: PathBuf) -> crate::Result<PathBuf> {
         context: format!("resolving {}", p.display()),
         source,
     })
-}
-
-impl ClientOpts {
-    /// The client of the agent's socket and the state directory, from the flags, the
-    /// environment and the config file.
-    pub(super) fn resolve(&self) -> crate::Result<(Client, PathBuf)> {
-        let cfg = load_config(self.config.as_deref())?;
-        let socket = self
-            .socket
-            .clone()
-            .or_else(|| std::env::var_os("AGENT_SOCKET").map(PathBuf::from))
-            .unwrap_or(cfg.socket);
-        let state = self
-            .state_dir
-            .clone()
-            .or_else(|| std::env::var_os("AGENT_STATE_DIR").map(PathBuf::from))
-            .unwrap_or(cfg.state_dir);
-        Ok((Client::new(&socket), state))
-    }
 }
 
 /// How long a CLI call waits for the socket of an agent that is starting (it holds the state
@@ -226,7 +215,7 @@ pub(super) fn ask<T: serde::de::DeserializeOwned>(
             Err(e) => return Err(crate::api::Error::from(e).into()),
         };
         if !state.join(crate::store::DB_FILE).exists() {
-            return Err(crate::Error::Usage(format!(
+            return Err(crate::Error::Failed(format!(
                 "the agent is not running (nothing listens on {}) and {} holds no state",
                 socket.display(),
                 state.display()
@@ -251,7 +240,7 @@ pub(super) fn ask<T: serde::de::DeserializeOwned>(
 }
 
 pub(super) fn print_json<T: serde::Serialize>(v: &T) -> crate::Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| crate::Error::Failed(e.to_string()))?;
     // A closed pipe (`agent ps -o json | head`) is not an error.
     let _ = writeln!(std::io::stdout().lock(), "{text}");
     Ok(())
@@ -325,29 +314,66 @@ fn short_digest(d: &str) -> String {
     hex.chars().take(12).collect()
 }
 
-/// `label=KEY[=VALUE]` -> (KEY, VALUE).
-fn parse_ps_filter(s: &str) -> Result<(String, Option<String>), String> {
-    match s.split_once('=') {
-        Some(("label", kv)) if !kv.is_empty() && !kv.starts_with('=') => {
-            Ok(match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (kv.to_string(), None),
-            })
-        }
-        _ => Err(format!(
-            "unsupported filter {s:?}: use label=KEY or label=KEY=VALUE"
-        )),
+/// `name=TEXT`, `state=STATE`, `label=KEY[=VALUE]`.
+fn parse_ps_filter(s: &str) -> Result<PsFilter, String> {
+    let usage = || {
+        format!(
+            "unsupported filter {s:?}: use name=TEXT, state=STATE, label=KEY or label=KEY=VALUE"
+        )
+    };
+    let (key, value) = s.split_once('=').ok_or_else(usage)?;
+    if value.is_empty() || value.starts_with('=') {
+        return Err(usage());
     }
+    Ok(match key {
+        "name" => PsFilter::Name(value.to_string()),
+        "state" | "status" => PsFilter::State(value.to_string()),
+        "label" => match value.split_once('=') {
+            Some((k, v)) => PsFilter::Label(k.to_string(), Some(v.to_string())),
+            None => PsFilter::Label(value.to_string(), None),
+        },
+        _ => return Err(usage()),
+    })
+}
+
+/// Docker's rule: filters of one key are alternatives (`name=a`, `name=b`: either), except
+/// labels, which must all match; different keys must all match.
+fn ps_matches(filters: &[PsFilter], r: &PsRow) -> bool {
+    let names: Vec<&str> = filters
+        .iter()
+        .filter_map(|f| match f {
+            PsFilter::Name(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let states: Vec<&str> = filters
+        .iter()
+        .filter_map(|f| match f {
+            PsFilter::State(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    (names.is_empty() || names.iter().any(|n| r.name.contains(n)))
+        && (states.is_empty() || states.contains(&r.state.as_str()))
+        && filters.iter().all(|f| match f {
+            PsFilter::Label(k, Some(v)) => r.labels.get(k) == Some(v),
+            PsFilter::Label(k, None) => r.labels.contains_key(k),
+            _ => true,
+        })
 }
 
 pub fn ps(args: PsArgs) -> crate::Result<Outcome> {
     let mut rows: Vec<PsRow> = ask(&args.client, "/v1/ps", |s| Ok(s.transaction(types::ps)?))?;
-    rows.retain(|r| {
-        args.filter.iter().all(|(k, v)| match v {
-            Some(v) => r.labels.get(k) == Some(v),
-            None => r.labels.contains_key(k),
-        })
-    });
+    rows.retain(|r| ps_matches(&args.filter, r));
+    if args.quiet {
+        let mut out = std::io::stdout().lock();
+        for r in &rows {
+            if writeln!(out, "{}", r.name).is_err() {
+                break;
+            }
+        }
+        return Ok(Outcome::OK);
+    }
     if args.output == OutputFormat::Json {
         print_json(&rows)?;
         return Ok(Outcome::OK);
@@ -390,7 +416,7 @@ fn time_text(ms: Option<i64>) -> String {
     match ms {
         Some(ms) if ms > 0 => {
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
-            humantime::format_rfc3339_seconds(t).to_string()
+            crate::driver::exec::time::format_seconds(t)
         }
         _ => "never".into(),
     }
@@ -499,7 +525,7 @@ pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
         let mut i = s
             .transaction(|tx| types::inspect(tx, &name))?
             .ok_or_else(|| {
-                crate::Error::Usage(format!("no such container: {name} (see `agent ps`)"))
+                crate::Error::Failed(format!("no such container: {name} (see `agent ps`)"))
             })?;
         types::inspect_monitor(&mut i, &state_dir);
         Ok(i)
@@ -508,7 +534,7 @@ pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
     // the container: the store keeps only the manifest's.
     let (_, state) = args.client.resolve()?;
     let dir = crate::driver::exec::paths::container_dir(&state, &i.container.id);
-    let mut v = serde_json::to_value(&i).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let mut v = serde_json::to_value(&i).map_err(|e| crate::Error::Failed(e.to_string()))?;
     if let (Ok(spec), Some(obj)) = (
         crate::driver::exec::paths::load_spec(&dir),
         v.as_object_mut(),
@@ -523,14 +549,16 @@ pub fn inspect(args: InspectArgs) -> crate::Result<Outcome> {
     Ok(Outcome::OK)
 }
 
+/// Every byte but RFC 3986's unreserved characters is escaped in a path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// `s` percent-encoded for a URL path segment (unreserved characters kept).
 pub(super) fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
 fn print_event(e: &Event, output: OutputFormat) -> bool {
@@ -562,39 +590,89 @@ fn print_event(e: &Event, output: OutputFormat) -> bool {
     ok && out.flush().is_ok()
 }
 
+/// The most events one request returns (the API's bound; the log keeps `event_cap`, 10 000 by
+/// default).
+const EVENTS_MAX: usize = 10_000;
+
+/// `--since`/`--until` as Unix milliseconds.
+fn event_time(flag: &str, value: Option<&str>) -> crate::Result<Option<i64>> {
+    let Some(v) = value else { return Ok(None) };
+    let t = crate::driver::exec::time::parse_since(v, std::time::SystemTime::now()).ok_or_else(
+        || {
+            crate::Error::Usage(format!(
+                "{flag} {v:?}: {}",
+                crate::driver::exec::time::SINCE_HELP
+            ))
+        },
+    )?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(Some(ms))
+}
+
 pub fn events(args: EventsArgs) -> crate::Result<Outcome> {
-    let (client, state) = args.client.resolve()?;
-    let path = format!(
-        "/v1/events?limit={}&follow={}",
-        args.limit.max(1),
-        args.follow
-    );
-    let output = args.output;
-    let parse_print = |line: &str| match serde_json::from_str::<Event>(line) {
-        Ok(e) => print_event(&e, output),
-        Err(_) => true,
+    let since = event_time("--since", args.since.as_deref())?;
+    let until = event_time("--until", args.until.as_deref())?;
+    let window = since.is_some() || until.is_some();
+    let in_window =
+        |e: &Event| since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u);
+    // How many to print of the backlog, and how many to ask for (the window is cut here).
+    let limit = args.limit.unwrap_or(if window { EVENTS_MAX } else { 100 });
+    let ask_for = if window {
+        EVENTS_MAX
+    } else {
+        limit.clamp(1, EVENTS_MAX)
     };
-    let mut parse_print = parse_print;
-    match wait_for_starting_agent(&state, || client.lines(&path, &mut parse_print)) {
-        Ok(()) => Ok(Outcome::OK),
+    let (client, state) = args.client.resolve()?;
+    let output = args.output;
+
+    let path = format!("/v1/events?limit={ask_for}");
+    let mut backlog: Vec<Event> = Vec::new();
+    let fetched = wait_for_starting_agent(&state, || {
+        backlog.clear();
+        client.lines(&path, |line| {
+            if let Ok(e) = serde_json::from_str::<Event>(line) {
+                backlog.push(e);
+            }
+            true
+        })
+    });
+    match fetched {
+        Ok(()) => {}
         Err(ClientError::NotRunning(socket)) => {
             if args.follow {
-                return Err(crate::Error::Usage(format!(
+                return Err(crate::Error::Failed(format!(
                     "cannot follow events: the agent is not running (nothing listens on {})",
                     socket.display()
                 )));
             }
-            let events = ask(&args.client, "/v1/events", |s| {
-                Ok(s.transaction(|tx| tx.recent_events(None, args.limit.max(1)))?)
+            backlog = ask(&args.client, "/v1/events", |s| {
+                Ok(s.transaction(|tx| tx.recent_events(None, ask_for))?)
             })?;
-            let _ = state;
-            for e in &events {
-                if !print_event(e, output) {
-                    break;
-                }
-            }
-            Ok(Outcome::OK)
         }
+        Err(e) => return Err(crate::api::Error::from(e).into()),
+    }
+    // Followed events come after the newest one there is now, in or out of the window.
+    let newest = backlog.last().map_or(0, |e| e.id);
+    let shown: Vec<&Event> = backlog.iter().filter(|e| in_window(e)).collect();
+    for e in &shown[shown.len().saturating_sub(limit)..] {
+        if !print_event(e, output) {
+            return Ok(Outcome::OK);
+        }
+    }
+    let now = crate::reconcile::pass::now_ms();
+    if !args.follow || until.is_some_and(|u| u < now) {
+        return Ok(Outcome::OK);
+    }
+    let path = format!("/v1/events?after={newest}&limit={EVENTS_MAX}&follow=true");
+    let followed = client.lines(&path, |line| match serde_json::from_str::<Event>(line) {
+        Ok(e) if until.is_some_and(|u| e.time > u) => false,
+        Ok(e) if in_window(&e) => print_event(&e, output),
+        _ => true,
+    });
+    match followed {
+        Ok(()) => Ok(Outcome::OK),
         Err(e) => Err(crate::api::Error::from(e).into()),
     }
 }
@@ -603,7 +681,7 @@ pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
     let (client, state) = args.client.resolve()?;
     let report: PassReport = wait_for_starting_agent(&state, || client.call(true, "/v1/apply"))
         .map_err(|e| match e {
-            ClientError::NotRunning(s) => crate::Error::Usage(format!(
+            ClientError::NotRunning(s) => crate::Error::Failed(format!(
                 "the agent is not running (nothing listens on {}); start it with `agent run`",
                 s.display()
             )),
@@ -659,9 +737,66 @@ mod tests {
         assert_eq!(t, "A    BB  C\naaa  b   c\n");
     }
 
+    fn row(name: &str, state: &str, labels: serde_json::Value) -> PsRow {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "id": name, "state": state, "health": null, "image_digest": "",
+            "ports": [], "started_at": null, "finished_at": null, "exit_code": null,
+            "restarts": 0, "labels": labels,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ps_names(filters: &[&str], rows: &[PsRow]) -> Vec<String> {
+        let f: Vec<PsFilter> = filters
+            .iter()
+            .map(|f| parse_ps_filter(f).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        rows.iter()
+            .filter(|r| ps_matches(&f, r))
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Docker's rule: one key's filters are alternatives (labels excepted), keys combine.
+    #[test]
+    fn ps_filters() {
+        let rows = [
+            row("web-1", "running", serde_json::json!({"app": "shop"})),
+            row(
+                "web-2",
+                "exited",
+                serde_json::json!({"app": "shop", "tier": "web"}),
+            ),
+            row("db", "running", serde_json::json!({"app": "db"})),
+        ];
+        assert_eq!(ps_names(&["name=web"], &rows), ["web-1", "web-2"]);
+        assert_eq!(ps_names(&["name=web-1", "name=db"], &rows), ["web-1", "db"]);
+        assert_eq!(ps_names(&["state=running"], &rows), ["web-1", "db"]);
+        assert_eq!(
+            ps_names(&["state=running", "state=exited"], &rows),
+            ["web-1", "web-2", "db"]
+        );
+        assert_eq!(ps_names(&["name=web", "state=running"], &rows), ["web-1"]);
+        assert_eq!(ps_names(&["label=app=shop"], &rows), ["web-1", "web-2"]);
+        assert_eq!(ps_names(&["label=app", "label=tier"], &rows), ["web-2"]);
+        assert_eq!(
+            ps_names(&["label=app=shop", "state=exited", "name=web"], &rows),
+            ["web-2"]
+        );
+        assert!(ps_names(&["name=nope"], &rows).is_empty());
+        for bad in ["name=", "label==x", "color=red", "name"] {
+            assert!(parse_ps_filter(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn escapes() {
         assert_eq!(url_escape("web-1.a_b"), "web-1.a_b");
         assert_eq!(url_escape("a/b c"), "a%2Fb%20c");
+        assert_eq!(
+            url_escape("db:/var/lib?x#y%"),
+            "db%3A%2Fvar%2Flib%3Fx%23y%25"
+        );
+        assert_eq!(url_escape("é~"), "%C3%A9~");
     }
 }

@@ -1,7 +1,8 @@
 //! `agent monitor`, `agent logs`, `agent exec`, `agent kill`.
 //!
-//! These commands work on the exec driver's state directly (`<state-dir>/exec/`), with or without
-//! a running agent: NAME is a container's name or id as recorded there (`agent kill` goes through
+//! These commands work on the exec driver's state directly (`<state-dir>/exec/`, the state
+//! directory resolved as by every command: [`super::settings`]), with or without a running
+//! agent: NAME is a container's name or id as recorded there (`agent kill` goes through
 //! the agent when it runs, to record its event). `agent logs` takes any
 //! number of names (none: every container), prefixes each line with its container's name when it
 //! shows more than one, merges their past by time and follows them all at once with `-f`. (`agent stop` and
@@ -19,7 +20,7 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/agent";
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
-    /// The agent's state directory.
+    /// The agent's state directory (the agent passes its own).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// The container's id.
@@ -53,9 +54,8 @@ pub struct LogsArgs {
     /// No `name | ` prefix, even for several containers.
     #[arg(long)]
     pub no_log_prefix: bool,
-    /// The agent's state directory.
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub client: super::daemon::ClientOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,7 +118,8 @@ struct LogSource {
 }
 
 pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
-    let d = driver(&args.state_dir);
+    let state_dir = args.client.settings()?.state_dir;
+    let d = driver(&state_dir);
     let mut named: Vec<(String, String)> = Vec::new();
     if args.names.is_empty() {
         for info in d.list()? {
@@ -126,7 +127,7 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
         }
     } else {
         for name in &args.names {
-            let id = paths::resolve_name(&args.state_dir, name)?;
+            let id = paths::resolve_name(&state_dir, name)?;
             if !named.iter().any(|(_, i)| *i == id) {
                 named.push((name.clone(), id));
             }
@@ -154,9 +155,7 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
     let since = match &args.since {
         Some(s) => Some(
             exec::time::parse_since(s, SystemTime::now()).ok_or_else(|| {
-                crate::Error::Usage(format!(
-                    "--since {s:?}: use an RFC 3339 time, Unix seconds or a duration such as 10m"
-                ))
+                crate::Error::Usage(format!("--since {s:?}: {}", exec::time::SINCE_HELP))
             })?,
         ),
         None => None,
@@ -188,7 +187,7 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
     // The past: of several containers, merged by time (RFC 3339 in UTC sorts as text).
     let mut past: Vec<(&str, logs::Record)> = Vec::new();
     for src in &sources {
-        let dir = paths::container_dir(&args.state_dir, &src.id);
+        let dir = paths::container_dir(&state_dir, &src.id);
         past.extend(
             logs::read(&dir, &filter)?
                 .into_iter()
@@ -213,7 +212,7 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
             .iter()
             .map(|src| {
                 let d = d.clone();
-                let dir = paths::container_dir(&args.state_dir, &src.id);
+                let dir = paths::container_dir(&state_dir, &src.id);
                 let f = &follow_filter;
                 scope.spawn(move || {
                     logs::follow(
@@ -233,7 +232,7 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
             match h.join() {
                 Ok(r) => r?,
                 Err(_) => {
-                    return Err(crate::Error::Usage("following a log failed".into()));
+                    return Err(crate::Error::Failed("following a log failed".into()));
                 }
             }
         }
@@ -247,7 +246,13 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
 pub const EXEC_FAILED: u8 = 125;
 
 pub fn exec(args: ExecArgs) -> crate::Result<Outcome> {
-    let (client, state) = args.client.resolve()?;
+    let (client, state) = match args.client.resolve() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "agent: {e}");
+            return Ok(Outcome(EXEC_FAILED));
+        }
+    };
     match exec_inner(args, &state) {
         Ok(o) => Ok(o),
         Err(e @ crate::Error::Usage(_)) => Err(e),
@@ -387,7 +392,7 @@ fn kill_offline(state: &std::path::Path, name: &str, sig: i32) -> crate::Result<
         match request::kill(&store, &d, name, sig) {
             Err(RequestError::NotFound(_)) => {}
             Ok(_) => return Ok(()),
-            Err(e) => return Err(crate::Error::Usage(e.to_string())),
+            Err(e) => return Err(crate::Error::Failed(e.to_string())),
         }
     }
     let id = paths::resolve_name(state, name)?;

@@ -1,9 +1,9 @@
 //! `agent image ls|pull|load|save|rm|prune` and `agent export`.
 //!
-//! They work on the graph under `--state-dir` (default `/var/lib/agent`, env `AGENT_STATE_DIR`)
-//! with the graph driver from `--graph-driver` (env `AGENT_GRAPH_DRIVER`; detected when unset).
-//! `agent export` takes a container layer id as the graph driver knows it (the exec driver will
-//! map container names to these ids).
+//! They work on the graph under the state directory with the graph driver, both resolved as by
+//! every command ([`super::settings`]: `--state-dir`, `AGENT_STATE_DIR`, `state_dir` of the
+//! config; `--graph-driver`, `AGENT_GRAPH_DRIVER`, `graph.driver`; detected when unset).
+//! `agent export` takes a container's name (or its id, which is also its layer's id).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,47 +14,46 @@ use crate::driver::graph::{self, DriverKind, Graph};
 /// Where the graph lives and which driver to use.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GraphOpts {
-    /// The agent's state directory [env: AGENT_STATE_DIR; default: /var/lib/agent].
-    #[arg(long)]
+    /// The agent's state directory [env: AGENT_STATE_DIR; default: `state_dir` of the config
+    /// file, /var/lib/agent].
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Graph driver for container layers [env: AGENT_GRAPH_DRIVER; default: overlay when it
-    /// works here, else vfs].
+    /// Graph driver for container layers [env: AGENT_GRAPH_DRIVER; default: `graph.driver` of
+    /// the config file, else overlay when it works here, else vfs].
     #[arg(long, value_enum)]
     pub graph_driver: Option<DriverKind>,
+    /// Configuration file [env: AGENT_CONFIG; default: /etc/agent/config.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl GraphOpts {
-    fn state_dir(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .or_else(|| std::env::var_os("AGENT_STATE_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/agent"))
+    fn settings(&self) -> crate::Result<super::settings::Settings> {
+        super::settings::resolve(
+            self.config.as_deref(),
+            None,
+            self.state_dir.as_deref(),
+            None,
+        )
     }
 
     /// The graph, or `None` when the state directory has none yet (listing commands then
     /// show nothing instead of creating a state directory as a side effect).
     fn open_existing(&self) -> crate::Result<Option<Graph>> {
-        let graph = self.state_dir().join("graph");
-        if !graph.join("version").is_file() {
+        let s = self.settings()?;
+        if !s.state_dir.join("graph").join("version").is_file() {
             return Ok(None);
         }
-        self.open().map(Some)
+        self.open_with(&s).map(Some)
     }
 
     fn open(&self) -> crate::Result<Graph> {
-        let state_dir = self.state_dir();
-        let driver = match (self.graph_driver, std::env::var("AGENT_GRAPH_DRIVER")) {
-            (Some(d), _) => Some(d),
-            (None, Ok(v)) if !v.is_empty() => Some(
-                <DriverKind as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
-                    crate::Error::Usage(format!(
-                        "AGENT_GRAPH_DRIVER={v:?}: allowed values are overlay, vfs"
-                    ))
-                })?,
-            ),
-            _ => None,
-        };
-        Ok(Graph::open(&state_dir, driver)?)
+        self.open_with(&self.settings()?)
+    }
+
+    fn open_with(&self, s: &super::settings::Settings) -> crate::Result<Graph> {
+        let driver = super::settings::graph_driver(self.graph_driver, &s.config)?;
+        Ok(Graph::open(&s.state_dir, driver)?)
     }
 }
 
@@ -64,9 +63,12 @@ pub enum Command {
     Ls {
         #[command(flatten)]
         graph: GraphOpts,
-        /// Output format: `text` (a table) or `json`.
-        #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
+        /// Output format: `text` (a table) or `json` (`--format` is an old spelling).
+        #[arg(short, long, alias = "format", value_enum, default_value_t)]
+        output: OutputFormat,
+        /// Only the image ids (12 characters, one per image), as `docker images -q`.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Pull an image from a registry (Docker v2 / OCI distribution).
     Pull {
@@ -141,7 +143,7 @@ pub enum Command {
 pub struct ExportArgs {
     #[command(flatten)]
     pub graph: GraphOpts,
-    /// The container layer id.
+    /// The container's name (or its id).
     pub container: String,
     /// The tar file to write (`-` for standard output).
     #[arg(short, long)]
@@ -207,16 +209,29 @@ fn ls_table(images: &[graph::Image]) -> String {
 
 pub fn run(cmd: Command) -> crate::Result<Outcome> {
     match cmd {
-        Command::Ls { graph, format } => {
+        Command::Ls {
+            graph,
+            output,
+            quiet,
+        } => {
             let mut images = match graph.open_existing()? {
                 Some(g) => g.images()?,
                 None => Vec::new(),
             };
             images.sort_by(|a, b| a.names.cmp(&b.names).then(a.id.cmp(&b.id)));
-            match format {
+            if quiet {
+                let mut out = std::io::stdout().lock();
+                for i in &images {
+                    if writeln!(out, "{}", short(&i.id)).is_err() {
+                        break;
+                    }
+                }
+                return Ok(Outcome::OK);
+            }
+            match output {
                 OutputFormat::Json => {
                     let s = serde_json::to_string_pretty(&images)
-                        .map_err(|e| crate::Error::Usage(format!("cannot print JSON: {e}")))?;
+                        .map_err(|e| crate::Error::Failed(format!("cannot print JSON: {e}")))?;
                     println!("{s}");
                 }
                 OutputFormat::Text => print!("{}", ls_table(&images)),
@@ -315,8 +330,17 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
     }
 }
 
-pub fn export(args: ExportArgs) -> crate::Result<Outcome> {
-    let g = args.graph.open()?;
+/// The layer id of `container`: a container the exec driver knows by that name or id (its
+/// runtime id is its layer's id), else `container` itself (a layer made with the graph alone).
+fn layer_of(state_dir: &Path, container: &str) -> String {
+    crate::driver::exec::paths::resolve_name(state_dir, container)
+        .unwrap_or_else(|_| container.to_string())
+}
+
+pub fn export(mut args: ExportArgs) -> crate::Result<Outcome> {
+    let s = args.graph.settings()?;
+    let g = args.graph.open_with(&s)?;
+    args.container = layer_of(&s.state_dir, &args.container);
     if args.output == Path::new("-") {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();

@@ -1,9 +1,22 @@
 //! Command-line interface: the clap command tree and one file per command.
 //!
 //! Every command returns an [`std::process::ExitCode`]-like number through [`Outcome`] so that
-//! `main.rs` only maps it. Exit codes: 0 success, 1 failure (invalid input, errors), 2 usage error
-//! (and, for `agent plan`, "changes pending"). `agent exec` exits with the command's code, or
-//! Docker's 125 (the agent failed), 126 (cannot execute), 127 (not found).
+//! `main.rs` only maps it. One table of exit codes for every command (docs/cli.md):
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success |
+//! | 1    | error: invalid manifests, no such container, the agent is not running, ... |
+//! | 2    | `agent plan` only: changes are pending |
+//! | 64   | usage error: unknown flag, bad flag value, missing argument (EX_USAGE) |
+//! | 125  | `agent exec`: the agent failed (no such container, not running, runtime error) |
+//! | 126  | `agent exec`: the command cannot be executed |
+//! | 127  | `agent exec`: the command was not found |
+//!
+//! Otherwise `agent exec` exits with the command's own code.
+//!
+//! Settings (socket, state directory, config file, manifest directory, graph driver) are
+//! resolved the same way by every command: see [`settings`].
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +27,7 @@ pub mod exec;
 pub mod image;
 pub mod plan;
 pub mod schema;
+pub mod settings;
 pub mod stats;
 pub mod system;
 pub mod validate;
@@ -26,7 +40,10 @@ pub struct Outcome(pub u8);
 impl Outcome {
     pub const OK: Outcome = Outcome(0);
     pub const FAILED: Outcome = Outcome(1);
-    pub const USAGE: Outcome = Outcome(2);
+    /// `agent plan`: changes are pending.
+    pub const PENDING: Outcome = Outcome(2);
+    /// A usage error (BSD's `EX_USAGE`), clap's included.
+    pub const USAGE: Outcome = Outcome(64);
 }
 
 /// Output formats shared by every listing command.
@@ -129,5 +146,35 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Top(args) => stats::top(args),
         Command::Completion(args) => completion::completion(args),
         Command::Man(args) => completion::man(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for (`--help`, the man pages
+    /// and the completions show it).
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "agent", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }

@@ -1,5 +1,7 @@
-//! `agent plan DIR [--state-dir D] [--output text|json]`: what the agent would change to make the
-//! host match the manifests in DIR, against the state recorded in D.
+//! `agent plan [DIR] [--state-dir D] [-o text|json]`: what the agent would change to make the
+//! host match the manifests in DIR, against the state recorded in D. DIR and D are resolved as by
+//! every command ([`super::settings`]): without DIR, the manifest directory the agent reads
+//! (`AGENT_MANIFESTS_DIR`, `manifests_dir` of the config file, /etc/agent.d).
 //!
 //! - DIR is read like the daemon reads it (the same intake, [`crate::manifest::source`]). A file that fails to load keeps its last good
 //!   version (from the store) in force, as the daemon would; its problems are printed and the
@@ -14,7 +16,7 @@
 //!   Store-known files outside DIR are left alone.
 //!
 //! Exit codes: 0 no changes, 2 changes pending, 1 errors (invalid manifests, unreadable DIR or
-//! store).
+//! store), 64 usage error. 2 means "changes pending" and nothing else.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,32 +28,41 @@ use crate::store::{self, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The manifest directory.
-    pub dir: std::path::PathBuf,
-    /// The agent's state directory (read only).
-    #[arg(long, default_value = "/var/lib/agent")]
-    pub state_dir: std::path::PathBuf,
+    /// The manifest directory [env: AGENT_MANIFESTS_DIR; default: `manifests_dir` of the config
+    /// file, /etc/agent.d].
+    pub dir: Option<PathBuf>,
+    /// The state directory (read only), the socket and the config file.
+    #[command(flatten)]
+    pub client: super::settings::ClientOpts,
     /// Output format: `text` (a table or lines) or `json`.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: super::OutputFormat,
 }
 
 pub fn run(args: Args) -> crate::Result<Outcome> {
-    let dir = std::fs::canonicalize(&args.dir).map_err(|source| crate::Error::Io {
-        context: format!("manifest directory {}", args.dir.display()),
-        source,
-    })?;
+    let settings = super::settings::resolve(
+        args.client.config.as_deref(),
+        args.client.socket.as_deref(),
+        args.client.state_dir.as_deref(),
+        args.dir.as_deref(),
+    )?;
+    let state_dir = settings.state_dir;
+    let dir =
+        std::fs::canonicalize(&settings.manifests_dir).map_err(|source| crate::Error::Io {
+            context: format!("manifest directory {}", settings.manifests_dir.display()),
+            source,
+        })?;
     let mut loaded = manifest::load_paths(std::slice::from_ref(&dir))?;
     // The daemon's key, so that digests compare with the recorded ones (none yet: nothing
     // recorded uses a secret, any key will do).
-    let key = manifest::source::secrets::host_key(&args.state_dir, false)
+    let key = manifest::source::secrets::host_key(&state_dir, false)
         .map_err(|source| crate::Error::Io {
             context: "the agent's secret key".into(),
             source,
         })?
         .unwrap_or_default();
     manifest::source::secrets::seal(&mut loaded, &key);
-    let (actual, last_good) = read_state(&args.state_dir)?;
+    let (actual, last_good) = read_state(&state_dir)?;
 
     let mut inputs =
         plan::inputs_from_loaded(&loaded, |p| last_good.get(p).cloned().unwrap_or_default());
@@ -85,7 +96,7 @@ pub fn run(args: Args) -> crate::Result<Outcome> {
     } else if plan.is_empty() {
         Outcome::OK
     } else {
-        Outcome(2)
+        Outcome::PENDING
     })
 }
 

@@ -46,6 +46,10 @@ pub struct TopArgs {
     pub name: String,
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Output format: a table, or `json` (`{"Titles": [...], "Processes": [[...]]}`, as the
+    /// Docker API's).
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
 /// One line of `agent stats -o json`.
@@ -91,7 +95,7 @@ impl Source {
             }
         }
         if !state.join(crate::store::DB_FILE).exists() {
-            return Err(crate::Error::Usage(format!(
+            return Err(crate::Error::Failed(format!(
                 "the agent is not running and {} holds no state",
                 state.display()
             )));
@@ -208,7 +212,7 @@ fn select(args: &StatsArgs, report: &mut StatsReport) -> crate::Result<()> {
     if !args.names.is_empty() {
         for n in &args.names {
             if !report.containers.iter().any(|c| &c.name == n) {
-                return Err(crate::Error::Usage(format!(
+                return Err(crate::Error::Failed(format!(
                     "no such container: {n} (see `agent ps`)"
                 )));
             }
@@ -268,10 +272,14 @@ pub fn top(args: TopArgs) -> crate::Result<Outcome> {
         let record = store
             .transaction(|tx| tx.container(&name))?
             .ok_or_else(|| {
-                crate::Error::Usage(format!("no such container: {name} (see `agent ps`)"))
+                crate::Error::Failed(format!("no such container: {name} (see `agent ps`)"))
             })?;
-        crate::metrics::top::of_container(&state, &record).map_err(crate::Error::Usage)
+        crate::metrics::top::of_container(&state, &record).map_err(crate::Error::Failed)
     })?;
+    if args.output == OutputFormat::Json {
+        print_json(&top)?;
+        return Ok(Outcome::OK);
+    }
     let mut t = vec![top.titles];
     t.extend(top.processes);
     let _ = std::io::stdout().lock().write_all(table(&t).as_bytes());

@@ -12,7 +12,6 @@
 
 use std::path::PathBuf;
 
-use crate::daemon::config::Overrides;
 use crate::driver::network::FirewallDriver;
 use crate::reconcile::translate::network::Net;
 use crate::store::{self, Store};
@@ -48,12 +47,8 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
 }
 
 fn reset(args: ResetArgs) -> crate::Result<Outcome> {
-    let (_, state_dir) = args.client.resolve()?;
-    let mut config = super::daemon::load_config(args.client.config.as_deref())?;
-    config.apply_overrides(Overrides {
-        state_dir: Some(state_dir.clone()),
-        ..Overrides::default()
-    });
+    let settings = args.client.settings()?;
+    let (config, state_dir) = (settings.config, settings.state_dir);
     if !state_dir.join(store::DB_FILE).exists() {
         println!(
             "agent: {} holds no state; nothing to reset",
@@ -64,7 +59,7 @@ fn reset(args: ResetArgs) -> crate::Result<Outcome> {
     let mut st = match Store::open(&state_dir) {
         Ok(s) => s,
         Err(store::Error::Locked { pid, .. }) => {
-            return Err(crate::Error::Usage(format!(
+            return Err(crate::Error::Failed(format!(
                 "the agent (pid {}) is running on {}: stop it first (its containers are \
                  removed by emptying its manifest directory and letting it converge)",
                 pid.map_or_else(|| "?".into(), |p| p.to_string()),
@@ -76,7 +71,7 @@ fn reset(args: ResetArgs) -> crate::Result<Outcome> {
     let containers = st.transaction(|tx| tx.containers())?;
     if !containers.is_empty() {
         let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-        return Err(crate::Error::Usage(format!(
+        return Err(crate::Error::Failed(format!(
             "{} still records {} container(s) ({}): remove their manifests and let the agent \
              remove them (agent run --manifests <empty directory>), then reset",
             state_dir.display(),
@@ -86,7 +81,7 @@ fn reset(args: ResetArgs) -> crate::Result<Outcome> {
     }
     let networks = st.transaction(|tx| tx.networks())?;
     let shared = std::sync::Arc::new(std::sync::Mutex::new(st));
-    let net = Net::open(&config, shared.clone()).map_err(crate::Error::Usage)?;
+    let net = Net::open(&config, shared.clone()).map_err(crate::Error::Failed)?;
     let mut failed = false;
     for n in &networks {
         match net.driver().remove_network(&n.name) {
@@ -129,7 +124,7 @@ fn remove_state(dir: &PathBuf) -> crate::Result<()> {
         .filter_map(|l| l.split(' ').nth(4))
         .find(|m| m.starts_with(&prefix))
     {
-        return Err(crate::Error::Usage(format!(
+        return Err(crate::Error::Failed(format!(
             "{m} is still mounted below {}: not deleting it",
             dir.display()
         )));

@@ -4,7 +4,7 @@
 //! permission rule and parser, so what `agent validate` accepts the daemon loads.
 //!
 //! Exit codes: 0 every file is valid, 1 some file is invalid or a directory is refused by the
-//! permission rule, 2 usage error (bad arguments, a path that does not exist or cannot be read). Text output prints one line per problem,
+//! permission rule, 64 usage error (bad arguments, a path that does not exist or cannot be read). Text output prints one line per problem,
 //! `file:line:col: field: message`, then a summary; `--output json` prints one JSON object:
 //! `{"valid": bool, "files": [{"path", "sha256", "valid", "objects": [{"kind", "name", "line",
 //! "column"}], "errors": [{"file", "line", "column", "field", "message", "related"}]}],
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(required = true)]
     pub paths: Vec<std::path::PathBuf>,
     /// Output format: `text` (a table or lines) or `json`.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: super::OutputFormat,
 }
 

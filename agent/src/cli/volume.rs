@@ -86,6 +86,9 @@ struct Pruned {
 
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
+    /// Only the names, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub client: ClientOpts,
     /// Output format: `text` (a table or lines) or `json`.
@@ -136,6 +139,15 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
     match cmd {
         Command::Ls(args) => {
             let rows = list(&args.client)?;
+            if args.quiet {
+                let mut out = std::io::stdout().lock();
+                for r in &rows {
+                    if writeln!(out, "{}", r.name).is_err() {
+                        break;
+                    }
+                }
+                return Ok(Outcome::OK);
+            }
             if args.output == OutputFormat::Json {
                 print_json(&rows)?;
                 return Ok(Outcome::OK);
@@ -169,7 +181,7 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
                     print_json(&r)?;
                     Ok(Outcome::OK)
                 }
-                None => Err(crate::Error::Usage(format!(
+                None => Err(crate::Error::Failed(format!(
                     "no such volume: {} (see `agent volume ls`)",
                     args.name
                 ))),
@@ -218,13 +230,13 @@ impl Remover {
         match volume_rm::remove(store, &self.state, name, true) {
             Ok(_) => Ok(Ok(())),
             Err(e @ (RmError::NotFound(_) | RmError::Refused(_))) => Ok(Err(e.to_string())),
-            Err(RmError::Failed(e)) => Err(crate::Error::Usage(format!("volume {name}: {e}"))),
+            Err(RmError::Failed(e)) => Err(crate::Error::Failed(format!("volume {name}: {e}"))),
         }
     }
 
     fn go_offline(&mut self, socket: &std::path::Path) -> crate::Result<()> {
         if !self.state.join(crate::store::DB_FILE).exists() {
-            return Err(crate::Error::Usage(format!(
+            return Err(crate::Error::Failed(format!(
                 "the agent is not running (nothing listens on {}) and {} holds no state",
                 socket.display(),
                 self.state.display()

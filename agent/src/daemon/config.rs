@@ -6,7 +6,10 @@
 //!   `--config` that does not exist is an error.
 //! - Validated like the manifests: unknown keys are refused with a "did you mean", wrong types and
 //!   out-of-range values name the file, line, column and the field, and say what is allowed.
-//! - Durations are written as humans write them: `"100ms"`, `"60s"`, `"5m"`, `"1h 30m"`.
+//! - Durations are written in the one grammar of the manifests, Go's and Docker's
+//!   ([`crate::manifest::units::Duration`]): `"100ms"`, `"60s"`, `"5m"`, `"1h30m"`. (Before
+//!   0.2 this file took humantime's forms too, `"5min"`, `"1h 30m"`, `"2days"`; they are refused
+//!   now, with the file, line, key and the allowed form.)
 //! - Command-line flags (`--manifests`, `--state-dir`, `--stop-containers-on-exit`) override the
 //!   file; see [`Config::apply_overrides`].
 
@@ -349,7 +352,15 @@ impl Config {
         };
         let config: Config = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
-            at(offset, improve_message(e.message()))
+            let message = improve_message(e.message());
+            // A bad value (a duration, a size, an enum) is named by its key, as the range
+            // checks below name theirs.
+            match key_at(text, offset) {
+                Some(key) if !message.starts_with("unknown key") => {
+                    at(offset, format!("{key}: {message}"))
+                }
+                _ => at(offset, message),
+            }
         })?;
         if let Err((field, message)) = config.validate() {
             let offset = span_of(text, &field).unwrap_or(0);
@@ -402,7 +413,10 @@ impl Config {
             if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 24 * 3600) {
                 return fail(
                     &["registries", field],
-                    format!("{d:?} is out of range; allowed: 1s to 7d"),
+                    format!(
+                        "{} is out of range; allowed: 1s to 168h",
+                        crate::manifest::units::Duration(d)
+                    ),
                 );
             }
         }
@@ -449,7 +463,7 @@ impl Config {
                     field,
                     format!(
                         "{} is too long; allowed: at most 24h",
-                        humantime::format_duration(d),
+                        crate::manifest::units::Duration(d),
                     ),
                 );
             }
@@ -473,7 +487,11 @@ impl Config {
         if r.cap < r.start {
             return fail(
                 &["restart", "cap"],
-                format!("{:?} is less than restart.start ({:?})", r.cap, r.start),
+                format!(
+                    "{} is less than restart.start ({})",
+                    crate::manifest::units::Duration(r.cap),
+                    crate::manifest::units::Duration(r.start)
+                ),
             );
         }
         let n = &self.network;
@@ -595,6 +613,28 @@ fn span_of(text: &str, path: &[&str]) -> Option<usize> {
     Some(value.span().start)
 }
 
+/// The dotted key (`restart.start`) whose value (not a table) starts at byte `offset`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    fn walk(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+        for (k, v) in table.iter() {
+            if let Some(inner) = v.get_ref().as_table() {
+                path.push(k.get_ref().to_string());
+                if walk(inner, offset, path) {
+                    return true;
+                }
+                path.pop();
+            } else if v.span().start == offset {
+                path.push(k.get_ref().to_string());
+                return true;
+            }
+        }
+        false
+    }
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    walk(root.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -609,23 +649,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// `Duration` as a human string ("100ms", "5m").
+/// `Duration` in the manifests' grammar ("100ms", "5m", "1h30m"): see
+/// [`crate::manifest::units::Duration`].
 mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    use crate::manifest::units;
+
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
+        s.serialize_str(&units::Duration(*d).to_string())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{s:?} is not a duration ({e}); write it like \"100ms\", \"60s\", \"5m\""
-            ))
-        })
+        s.parse::<units::Duration>()
+            .map(units::Duration::get)
+            .map_err(|e| serde::de::Error::custom(e.to_string()))
     }
 }
 
@@ -738,8 +779,7 @@ listen = "127.0.0.1:9323"
     #[test]
     fn bad_values_name_line_and_field() {
         let e = parse("\n[restart]\nstart = \"soon\"\n").unwrap_err();
-        assert!(e.contains(":3:9:"), "{e}");
-        assert!(e.contains("not a duration"), "{e}");
+        assert!(e.contains(":3:9: restart.start: invalid duration"), "{e}");
         let e = parse("[network]\nsubnet = \"10.213.0.1/16\"\n").unwrap_err();
         assert!(e.contains(":2:10:"), "{e}");
         assert!(e.contains("network.subnet"), "{e}");
@@ -776,9 +816,34 @@ listen = "127.0.0.1:9323"
         assert!(e.contains(":2:7: restart.cap:"), "{e}");
         let e = parse("[restart]\nreset_after = \"100000h\"\n").unwrap_err();
         assert!(e.contains("restart.reset_after"), "{e}");
-        let e = parse("[restart]\nstart = \"2days\"\ncap = \"3days\"\n").unwrap_err();
-        assert!(e.contains("restart.start"), "{e}");
+        let e = parse("[restart]\nstart = \"2days\"\n").unwrap_err();
+        assert!(e.contains(":2:9: restart.start: invalid duration"), "{e}");
         assert!(parse("resync_interval = \"24h\"\n[restart]\ncap = \"24h\"\n").is_ok());
+    }
+
+    /// One duration grammar for config.toml and the manifests (Go's): humantime's forms that
+    /// config.toml used to take are refused with the file, line, column, key and the allowed
+    /// form; Go's forms are taken.
+    #[test]
+    fn durations_use_the_manifest_grammar() {
+        for bad in ["5min", "1h 30m", "2days", "10sec", "1d", "10"] {
+            let e = parse(&format!("[registries]\npull_timeout = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                e.contains(
+                    "/etc/agent/config.toml:2:16: registries.pull_timeout: invalid duration"
+                ) && e.contains("1m30s"),
+                "{bad}: {e}"
+            );
+        }
+        let c = parse("resync_interval = \"1m30s\"\n[restart]\nstart = \"0.5s\"\ncap = \"1.5h\"\n")
+            .unwrap();
+        assert_eq!(c.resync_interval, Duration::from_secs(90));
+        assert_eq!(c.restart.start, Duration::from_millis(500));
+        assert_eq!(c.restart.cap, Duration::from_secs(5400));
+        // Written back in the same grammar.
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("resync_interval = \"1m30s\""), "{text}");
+        assert!(text.contains("cap = \"1h30m\""), "{text}");
     }
 
     #[test]

@@ -1,133 +1,33 @@
-//! RFC 3339 timestamps (UTC, nanoseconds) for logs and state, and `--since` parsing, without a
-//! date crate: the civil-from-days algorithm (Howard Hinnant's) is all it takes.
+//! RFC 3339 timestamps (UTC, nanoseconds) for logs and state, and `--since`/`--until` parsing,
+//! with chrono (already compiled in through libcontainer and oci-client). Durations use the one
+//! grammar of manifests and config.toml, [`crate::manifest::units::Duration`] (Go's/Docker's:
+//! `10m`, `1h30m`, `500ms`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Days since 1970-01-01 -> (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) -> days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// `2024-05-01T12:00:00.123456789Z`.
 pub fn format(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, mo, day) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-/// Parses RFC 3339 (`Z` or `+hh:mm` offsets, optional fraction).
+/// `2024-05-01T12:00:00Z` (whole seconds, for tables).
+pub fn format_seconds(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Parses RFC 3339 (`Z` or `+hh:mm` offsets, optional fraction); times before 1970 are refused.
 pub fn parse(s: &str) -> Option<SystemTime> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' '])?;
-    let mut dp = date.split('-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let mo: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    let t = DateTime::parse_from_rfc3339(s.trim()).ok()?;
+    if t.timestamp() < 0 {
         return None;
     }
-    let (clock, offset_secs) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
-        (c, 0i64)
-    } else {
-        let idx = rest.rfind(['+', '-'])?;
-        let (c, off) = rest.split_at(idx);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = off[1..].split_once(':')?;
-        (
-            c,
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-        )
-    };
-    let (hms, frac) = match clock.split_once('.') {
-        Some((a, b)) => (a, b),
-        None => (clock, ""),
-    };
-    let mut hp = hms.split(':');
-    let h: i64 = hp.next()?.parse().ok()?;
-    let mi: i64 = hp.next()?.parse().ok()?;
-    let se: i64 = hp.next()?.parse().ok()?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        let digits: String = frac.chars().take(9).collect();
-        if !digits.chars().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        format!("{digits:0<9}").parse().ok()?
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
-    if secs < 0 {
-        return None;
-    }
-    UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
+    Some(SystemTime::from(t))
 }
 
-/// Parses a duration such as `90s`, `10m`, `1h30m`, `2d` (`ms` too).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit = if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            0.001
-        } else {
-            match c {
-                's' => 1.0,
-                'm' => 60.0,
-                'h' => 3600.0,
-                'd' => 86_400.0,
-                _ => return None,
-            }
-        };
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(total)
-}
-
-/// `--since`: an RFC 3339 time, Unix seconds (`1714550000` or with a fraction), or a duration
-/// before `now` (`10m`).
+/// `--since`/`--until` (as Docker's): an RFC 3339 time, Unix seconds (`1714550000` or with a
+/// fraction), or a duration before `now` (`10m`, `1h30m`).
 pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
     if let Some(t) = parse(s) {
         return Some(t);
@@ -135,8 +35,12 @@ pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
     if let Ok(secs) = s.trim().parse::<f64>() {
         return UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?);
     }
-    parse_duration(s).and_then(|d| now.checked_sub(d))
+    let d: crate::manifest::units::Duration = s.parse().ok()?;
+    now.checked_sub(d.get())
 }
+
+/// What `--since`/`--until` accept, for error messages.
+pub const SINCE_HELP: &str = "use an RFC 3339 time (2024-05-01T12:00:00Z), Unix seconds, or a duration before now such as 10m or 1h30m";
 
 #[cfg(test)]
 mod tests {
@@ -161,12 +65,50 @@ mod tests {
         assert_eq!(parse("2024-13-01T00:00:00Z"), None);
     }
 
+    /// The hand-written parser took any day up to 31 and any hour (Feb 30 became Mar 1);
+    /// chrono checks the calendar and the clock.
+    #[test]
+    fn impossible_dates_and_clocks_are_refused() {
+        assert_eq!(parse("2023-02-29T00:00:00Z"), None);
+        assert_eq!(parse("2024-02-30T00:00:00Z"), None);
+        assert_eq!(parse("2024-04-31T00:00:00Z"), None);
+        assert_eq!(parse("2024-05-01T25:00:00Z"), None);
+        assert_eq!(parse("2024-05-01T12:61:00Z"), None);
+        assert_eq!(parse("2024-05-01T12:00:00+24:00"), None);
+        assert_eq!(
+            parse("2024-05-01T06:30:00-05:30"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_714_564_800))
+        );
+        assert_eq!(
+            format_seconds(UNIX_EPOCH + Duration::new(1_714_564_800, 999_999_999)),
+            "2024-05-01T12:00:00Z"
+        );
+    }
+
+    /// `--since` durations are Go's grammar, the manifests' and config.toml's: `us` and
+    /// fractions of any unit are accepted, days (`2d`, not Docker's) are not.
+    #[test]
+    fn since_durations_are_the_manifest_grammar() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(
+            parse_since("1h30m", now),
+            Some(UNIX_EPOCH + Duration::from_secs(4_600))
+        );
+        assert_eq!(
+            parse_since("1.5h", now),
+            Some(UNIX_EPOCH + Duration::from_secs(4_600))
+        );
+        assert_eq!(
+            parse_since("500us", now),
+            Some(UNIX_EPOCH + Duration::from_secs(10_000) - Duration::from_micros(500))
+        );
+        assert_eq!(parse_since("2d", now), None);
+        assert_eq!(parse_since("5min", now), None);
+        assert_eq!(parse_since("10 m", now), None);
+    }
+
     #[test]
     fn durations_and_since() {
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("5x"), None);
         let now = UNIX_EPOCH + Duration::from_secs(10_000);
         assert_eq!(
             parse_since("10m", now),
@@ -188,7 +130,7 @@ mod tests {
         assert_eq!(parse_since("1e19", now), None);
         assert_eq!(parse_since("1e300", now), None);
         assert_eq!(
-            parse_duration("18446744073709551615s18446744073709551615s"),
+            parse_since("18446744073709551615s18446744073709551615s", now),
             None
         );
     }
