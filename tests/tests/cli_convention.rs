@@ -199,6 +199,160 @@ fn settings_come_from_flag_env_and_config_for_every_command() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such container"));
 }
 
+/// flag > `AGENT_*` environment > config.toml, setting by setting: the config file names the
+/// real state directory, socket and manifest directory; the environment names wrong ones and
+/// wins over the file; the flags name the real ones again and win over the environment.
+#[test]
+fn flag_beats_environment_beats_config() {
+    if !require_root("flag_beats_environment_beats_config") {
+        return;
+    }
+    let d = configured("cli-precedence");
+    let s = d.state.to_string_lossy().into_owned();
+    let sock = d.socket.to_string_lossy().into_owned();
+    let elsewhere = tempfile::Builder::new()
+        .prefix("agent-cli-elsewhere-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let empty_state = elsewhere.path().join("state");
+    let no_socket = elsewhere.path().join("agent.sock");
+    let more = elsewhere.path().join("manifests");
+    std::fs::create_dir(&more).unwrap_or_else(|e| panic!("{e}"));
+    for f in ["busybox.yaml", "web.yaml", "done.yaml"] {
+        std::fs::copy(d.manifests.join(f), more.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(
+        more.join("more.yaml"),
+        container_manifest("more", "exec sleep 1000", ""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = d.manifests.to_string_lossy().into_owned();
+
+    // State directory.
+    let conf_env: &[(&str, &Path)] = &[
+        ("AGENT_CONFIG", d.config.as_path()),
+        ("AGENT_STATE_DIR", empty_state.as_path()),
+    ];
+    let o = bare(&["logs", "web"], conf_env);
+    assert_eq!(o.status.code(), Some(1), "env over config: {o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no such container"),
+        "{o:?}"
+    );
+    assert!(ok(&["logs", "web", "--state-dir", &s], conf_env).contains("hello-web"));
+
+    // Socket: `apply` needs the running agent.
+    let conf_env: &[(&str, &Path)] = &[
+        ("AGENT_CONFIG", d.config.as_path()),
+        ("AGENT_SOCKET", no_socket.as_path()),
+    ];
+    let o = bare(&["apply"], conf_env);
+    assert_eq!(o.status.code(), Some(1), "env over config: {o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&*no_socket.to_string_lossy()),
+        "{o:?}"
+    );
+    ok(&["apply", "--socket", &sock], conf_env);
+
+    // Manifest directory: `plan` without DIR.
+    let conf_env: &[(&str, &Path)] = &[
+        ("AGENT_CONFIG", d.config.as_path()),
+        ("AGENT_MANIFESTS_DIR", more.as_path()),
+    ];
+    let o = bare(&["plan"], conf_env);
+    assert_eq!(o.status.code(), Some(2), "env over config: {o:?}");
+    assert!(text(&o).contains("more"), "{o:?}");
+    assert_eq!(code(&["plan", &m], conf_env), Some(0));
+    assert_eq!(
+        code(&["plan"], &[("AGENT_CONFIG", d.config.as_path())]),
+        Some(0)
+    );
+
+    // The config file itself: --config over AGENT_CONFIG (a missing one is an error).
+    let missing = elsewhere.path().join("missing.toml");
+    let c = d.config.to_string_lossy().into_owned();
+    let env: &[(&str, &Path)] = &[("AGENT_CONFIG", missing.as_path())];
+    let o = bare(&["ps", "-q"], env);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("missing.toml"),
+        "{o:?}"
+    );
+    assert_eq!(
+        lines(&ok(&["ps", "-q", "--config", &c], env)),
+        ["done", "web"]
+    );
+}
+
+/// One duration grammar (Go's, Docker's) for manifests and config.toml: what one takes the other
+/// takes, what one refuses the other refuses, each naming file, line, column and field. (Before,
+/// config.toml took humantime's `5min`, `1h 30m`, `2days`, which manifests refused.)
+#[test]
+fn durations_have_one_grammar_in_manifests_and_config() {
+    if !require_root("durations_have_one_grammar_in_manifests_and_config") {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("agent-cli-durations-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let manifests = tmp.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap_or_else(|e| panic!("{e}"));
+    let state = tmp.path().join("state");
+    let (file, config) = (manifests.join("a.yaml"), tmp.path().join("config.toml"));
+    let check = |value: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: a\nspec:\n  \
+                 image: 127.0.0.1:5000/busybox:1\n  stopGracePeriod: {value}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            &config,
+            format!("[restart]\nstart = \"{value}\"\ncap = \"24h\"\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let manifest = bare(&["validate", &file.to_string_lossy()], &[]);
+        // plan reads the config, then the manifests (valid ones: plan exits 2, changes pending).
+        let plan = bare(
+            &[
+                "plan",
+                &tmp.path().join("empty").to_string_lossy(),
+                "--state-dir",
+                &state.to_string_lossy(),
+                "--config",
+                &config.to_string_lossy(),
+            ],
+            &[],
+        );
+        (manifest, plan)
+    };
+    std::fs::create_dir(tmp.path().join("empty")).unwrap_or_else(|e| panic!("{e}"));
+    for good in ["1m30s", "1.5h", "500ms", "10s", "2h45m"] {
+        let (manifest, plan) = check(good);
+        assert_eq!(manifest.status.code(), Some(0), "{good}: {manifest:?}");
+        assert_eq!(plan.status.code(), Some(0), "{good}: {plan:?}");
+    }
+    for bad in ["5min", "1h 30m", "2days", "10sec", "1d", "90"] {
+        let (manifest, plan) = check(bad);
+        assert_eq!(manifest.status.code(), Some(1), "{bad}: {manifest:?}");
+        let out = text(&manifest);
+        assert!(
+            out.contains(":7:20: spec.stopGracePeriod: invalid duration"),
+            "{bad}: {out}"
+        );
+        assert_eq!(plan.status.code(), Some(1), "{bad}: {plan:?}");
+        let err = String::from_utf8_lossy(&plan.stderr);
+        assert!(
+            err.contains("config.toml:2:9: restart.start: invalid duration")
+                && err.contains("1m30s"),
+            "{bad}: {err}"
+        );
+    }
+}
+
 #[test]
 fn listings_filter_quiet_and_events_window() {
     if !require_root("listings_filter_quiet_and_events_window") {

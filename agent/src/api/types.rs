@@ -133,7 +133,7 @@ pub struct InspectEvent {
 /// Unix milliseconds in RFC 3339 (UTC, seconds).
 pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::driver::exec::time::format_seconds(t)
 }
 
 pub use crate::reconcile::report::{ActionReport, Failure, InFlight, PassReport, Stopping};

@@ -70,20 +70,15 @@ impl std::fmt::Display for RestartPolicy {
     }
 }
 
-/// A delay in words, to the millisecond: `0s`, `250ms`, `1.5s`, `2m 30s`.
+/// A delay in the one duration grammar ([`crate::manifest::units::Duration`]), to the
+/// millisecond under a minute and to the second above: `0s`, `250ms`, `1.5s`, `2m30s`.
 pub fn delay_text(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    if ms < 60_000 {
-        let s = format!("{}.{:03}", ms / 1000, ms % 1000);
-        return format!("{}s", s.trim_end_matches('0').trim_end_matches('.'));
-    }
-    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+    let d = if d.as_secs() >= 60 {
+        std::time::Duration::from_secs(d.as_secs())
+    } else {
+        std::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    crate::manifest::units::Duration(d).to_string()
 }
 
 /// When the decision is taken.
@@ -189,7 +184,9 @@ mod tests {
         assert_eq!(delay_text(Duration::from_millis(250)), "250ms");
         assert_eq!(delay_text(Duration::from_millis(1500)), "1.5s");
         assert_eq!(delay_text(Duration::from_secs(2)), "2s");
-        assert_eq!(delay_text(Duration::from_secs(150)), "2m 30s");
+        assert_eq!(delay_text(Duration::from_secs(150)), "2m30s");
+        assert_eq!(delay_text(Duration::from_millis(150_999)), "2m30s");
+        assert_eq!(delay_text(Duration::from_micros(1_500_999)), "1.5s");
     }
 
     use super::*;

@@ -696,7 +696,7 @@ impl Applier {
             return None;
         }
         let grace = grace.unwrap_or(DEFAULT_GRACE);
-        tracing::info!(container = %name, grace = %humantime::format_duration(grace), why, "stopping: stop signal sent, SIGKILL when the grace period is over");
+        tracing::info!(container = %name, grace = %crate::manifest::units::Duration(grace), why, "stopping: stop signal sent, SIGKILL when the grace period is over");
         let object = format!("container/{name}");
         let _ = lock(store).transaction(|tx| {
             event(

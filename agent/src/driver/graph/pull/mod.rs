@@ -141,7 +141,7 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
                 reason: format!(
                     "the pull did not finish within {} (registries.pull_timeout); what was \
                      downloaded is kept and the next try resumes",
-                    humantime::format_duration(d)
+                    crate::manifest::units::Duration(d)
                 ),
             })??,
         None => rt.block_on(fetch_all(graph, opts))?,
