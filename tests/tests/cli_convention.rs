@@ -5,7 +5,7 @@
 //!   them and the commands get only `--config` or `AGENT_CONFIG` (or only `AGENT_STATE_DIR`):
 //!   `logs`, `plan` (no DIR), `export` and `image ls` used to read /var/lib/agent whatever the
 //!   config said, and nothing read `AGENT_CONFIG`.
-//! - `-o json`, `-q`, `ps --filter name=|state=|label=`, `events --since/--until`, `events -n 0`,
+//! - `-o json`, `-q`, `ps --filter name=|state=|label=`, `events`/`logs --since/--until`, `events -n 0`,
 //!   `export NAME`, `top -o json`.
 //! - Exit codes: 64 for usage errors (clap's included; they were 2, like `plan`'s "changes
 //!   pending"), 2 only for `plan` with changes pending, 1 for errors, 125/126/127 and the
@@ -38,6 +38,16 @@ fn bare(args: &[&str], env: &[(&str, &Path)]) -> Output {
     }
     cmd.output()
         .unwrap_or_else(|e| panic!("run agent {args:?}: {e}"))
+}
+
+/// A spawned `agent` killed when dropped, also when an assertion fails first.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -405,15 +415,45 @@ fn listings_filter_quiet_and_events_window() {
     assert_eq!(code(&["events", "--since", "soon"], conf), Some(64));
     assert_eq!(code(&["events", "--since", "2days"], conf), Some(64));
 
+    // logs: the same window flags.
+    let hour_ago = (now - 3600).to_string();
+    assert!(ok(&["logs", "web", "--since", "1h"], conf).contains("hello-web"));
+    assert!(ok(&["logs", "web", "--until", &later], conf).contains("hello-web"));
+    assert_eq!(ok(&["logs", "web", "--until", &hour_ago], conf), "");
+    assert_eq!(ok(&["logs", "web", "--since", &later], conf), "");
+    assert_eq!(code(&["logs", "web", "--until", "soon"], conf), Some(64));
+    // -f --until: following a running container ends at that time (without --until it would
+    // follow as long as web runs).
+    let soon = (now + 3).to_string();
+    let mut follow = Spawned(
+        Command::new(agent_e2e::agent_bin())
+            .args(["logs", "-f", "--until", &soon, "web"])
+            .env("AGENT_CONFIG", &d.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let status = d.wait_for("logs -f --until to end", Duration::from_secs(60), || {
+        follow.0.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "{status}");
+
     // events -f -n 0: only what happens from now on.
-    let mut follow = Command::new(agent_e2e::agent_bin())
-        .args(["events", "-f", "-n", "0", "-o", "json"])
-        .env("AGENT_CONFIG", &d.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stdout = follow.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut follow = Spawned(
+        Command::new(agent_e2e::agent_bin())
+            .args(["events", "-f", "-n", "0", "-o", "json"])
+            .env("AGENT_CONFIG", &d.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let stdout = follow
+        .0
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("no stdout"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -427,8 +467,7 @@ fn listings_filter_quiet_and_events_window() {
         ok(&["kill", "-s", "WINCH", "web"], conf);
         rx.recv_timeout(Duration::from_millis(500)).ok()
     });
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
     let e: serde_json::Value = serde_json::from_str(&first).unwrap_or_default();
     assert_eq!(e["kind"], "container.kill", "{first}");
 }

@@ -46,8 +46,11 @@ pub struct LogsArgs {
     pub tail: String,
     /// Only lines since a time: RFC 3339 (2024-05-01T12:00:00Z), Unix seconds, or a duration
     /// before now (10m, 1h30m).
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
+    /// Only lines before a time (same forms as --since); with -f, following ends at that time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     /// Prefix each line with its time.
     #[arg(short, long)]
     pub timestamps: bool,
@@ -152,15 +155,17 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
             crate::Error::Usage(format!("--tail {n:?}: use a number of lines or `all`"))
         })?),
     };
-    let since = match &args.since {
-        Some(s) => Some(
-            exec::time::parse_since(s, SystemTime::now()).ok_or_else(|| {
-                crate::Error::Usage(format!("--since {s:?}: {}", exec::time::SINCE_HELP))
-            })?,
-        ),
-        None => None,
+    let time = |flag: &str, value: &Option<String>| match value {
+        Some(s) => exec::time::parse_since(s, SystemTime::now())
+            .map(Some)
+            .ok_or_else(|| {
+                crate::Error::Usage(format!("{flag} {s:?}: {}", exec::time::SINCE_HELP))
+            }),
+        None => Ok(None),
     };
-    let filter = logs::Filter { tail, since };
+    let since = time("--since", &args.since)?;
+    let until = time("--until", &args.until)?;
+    let filter = logs::Filter { tail, since, until };
     let timestamps = args.timestamps;
     // One whole line per write, so that lines of several containers never mix.
     let print = move |prefix: &str, r: &logs::Record| -> bool {
@@ -202,11 +207,16 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
             return Ok(Outcome::OK);
         }
     }
-    if !args.follow {
+    if !args.follow || until.is_some_and(|u| u <= SystemTime::now()) {
         return Ok(Outcome::OK);
     }
-    // Then each container on its own thread until it stops (the last one ends the command).
-    let follow_filter = logs::Filter { tail: None, since };
+    // Then each container on its own thread until it stops or --until passes (the last one
+    // ends the command).
+    let follow_filter = logs::Filter {
+        tail: None,
+        since,
+        until,
+    };
     std::thread::scope(|scope| {
         let handles: Vec<_> = sources
             .iter()
@@ -220,9 +230,10 @@ pub fn logs(args: LogsArgs) -> crate::Result<Outcome> {
                         f,
                         |r| print(&src.prefix, r),
                         || {
-                            d.state(&src.id)
-                                .map(|i| !i.status.is_running())
-                                .unwrap_or(true)
+                            until.is_some_and(|u| u < SystemTime::now())
+                                || d.state(&src.id)
+                                    .map(|i| !i.status.is_running())
+                                    .unwrap_or(true)
                         },
                     )
                 })

@@ -367,13 +367,17 @@ pub struct Filter {
     pub tail: Option<usize>,
     /// Only records at or after this time.
     pub since: Option<SystemTime>,
+    /// Only records at or before this time.
+    pub until: Option<SystemTime>,
 }
 
 fn keep(rec: &Record, f: &Filter) -> bool {
-    match f.since {
-        Some(since) => super::time::parse(&rec.time).is_some_and(|t| t >= since),
-        None => true,
+    if f.since.is_none() && f.until.is_none() {
+        return true;
     }
+    super::time::parse(&rec.time).is_some_and(|t| {
+        f.since.is_none_or(|since| t >= since) && f.until.is_none_or(|until| t <= until)
+    })
 }
 
 /// Reads the records of `dir` (all files, oldest first) that pass `filter`.
@@ -503,17 +507,30 @@ mod tests {
             d.path(),
             &Filter {
                 tail: Some(2),
-                since: None,
+                ..Filter::default()
             },
         )
         .unwrap_or_default();
         assert_eq!(tail.len(), 2);
         assert_eq!(tail[1].log, "no newline");
         let future = Filter {
-            tail: None,
             since: Some(SystemTime::now() + Duration::from_secs(60)),
+            ..Filter::default()
         };
         assert!(read(d.path(), &future).unwrap_or_default().is_empty());
+        let past = Filter {
+            until: Some(SystemTime::now() - Duration::from_secs(60)),
+            ..Filter::default()
+        };
+        assert!(read(d.path(), &past).unwrap_or_default().is_empty());
+        let window = Filter {
+            tail: Some(1),
+            since: Some(SystemTime::now() - Duration::from_secs(60)),
+            until: Some(SystemTime::now() + Duration::from_secs(60)),
+        };
+        let last = read(d.path(), &window).unwrap_or_default();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].log, "no newline");
     }
 
     #[test]
