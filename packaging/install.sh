@@ -52,7 +52,7 @@ install -d -m 0755 "$prefix/share/bash-completion/completions" "$prefix/share/zs
 "$prefix/bin/agent" man "$prefix/share/man/man1" > /dev/null
 install -d -m 0755 /usr/share/doc/agent
 install -m 0644 docs/daemon.md /usr/share/doc/agent/daemon.md
-sed "s#/usr/local/bin/agent#$prefix/bin/agent#" packaging/agent.service \
+sed "s#/usr/bin/agent#$prefix/bin/agent#" packaging/agent.service \
   > /etc/systemd/system/agent.service
 chmod 0644 /etc/systemd/system/agent.service
 

@@ -42,7 +42,7 @@ fn unit_passes_systemd_analyze_verify() {
     let bin = agent_e2e::agent_bin();
     let dir = tempfile::tempdir().expect("tempdir");
     let unit = dir.path().join("agent.service");
-    let text = unit_text().replace("/usr/local/bin/agent", &bin.to_string_lossy());
+    let text = unit_text().replace("/usr/bin/agent", &bin.to_string_lossy());
     std::fs::write(&unit, text).expect("write unit");
     let out = Command::new("systemd-analyze")
         .arg("verify")

@@ -22,7 +22,8 @@
 //! the volume removed.
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status. The socket is created `0600` (root only):
-//! whoever can talk to it can make the agent run containers.
+//! whoever can talk to it can make the agent run containers. Under socket activation
+//! (`agent.socket`, [`adopt`]) systemd creates it, with the unit's `SocketMode=0600`.
 //!
 //! Limits ([`serve`]): at most [`MAX_CONNECTIONS`] open connections (one more is closed as soon
 //! as it is accepted), and a connection that does not send a complete request head within
@@ -97,6 +98,37 @@ pub async fn bind(path: &Path) -> Result<UnixListener, Error> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| io("chmod", e))?;
     Ok(listener)
+}
+
+/// Serves on a listening socket passed by socket activation ([`crate::daemon::activation`])
+/// instead of binding one: the socket and its file belong to the service manager, which keeps
+/// them across restarts of the agent (connections made meanwhile wait in its backlog). A socket
+/// at another path than `expected` (the `socket` of the config, where the CLI looks) is
+/// served all the same, with a warning.
+pub fn adopt(
+    listener: std::os::unix::net::UnixListener,
+    expected: &Path,
+) -> Result<UnixListener, Error> {
+    let io = |op: &'static str, source: std::io::Error| Error::Io {
+        op,
+        path: expected.to_path_buf(),
+        source,
+    };
+    let local = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    if local.as_deref() != Some(expected) {
+        tracing::warn!(
+            activated = %local.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into()),
+            config = %expected.display(),
+            "the activated API socket is not the config's `socket`; clients must be given --socket"
+        );
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io("set non-blocking the activated socket for", e))?;
+    UnixListener::from_std(listener).map_err(|e| io("register the activated socket for", e))
 }
 
 /// The routes.

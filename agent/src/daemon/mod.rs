@@ -1,11 +1,12 @@
 //! The daemon's composition root: `agent run` ([`run`]) wires the store, the manifest intake,
 //! the drivers, the API and the reconcile loop together; the agent's configuration file
-//! ([`config`]), logging ([`logging`]), systemd's notification protocol ([`sdnotify`]) and its
+//! ([`config`]), logging ([`logging`]), systemd's notification protocol ([`sdnotify`]) and socket activation ([`activation`]) and its
 //! use of the C allocator ([`alloc`]) live here too. The loop itself is [`crate::reconcile`], which knows nothing of the API.
 //!
 //! [`config`] is a leaf: it imports nothing of the daemon, so that the loop and the drivers'
 //! translation can read their settings from it.
 
+pub mod activation;
 pub mod alloc;
 pub mod config;
 pub mod logging;

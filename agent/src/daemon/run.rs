@@ -1,14 +1,17 @@
 //! `agent run`: the long-running agent (the composition root of the daemon).
 //!
-//! Start-up order: open the store (takes the state-directory lock), start the watcher, bind the
-//! API socket (and the metrics TCP listener of `[metrics] listen`, whose bind failure stops the
-//! start like the socket's), tell systemd `READY=1`, then the loop ([`crate::reconcile::engine`]) runs the start-up pass
-//! (recovery, adoption, the first plan) and everything after it until SIGTERM/SIGINT.
+//! Start-up order: take a socket passed by socket activation ([`super::activation`]), open the
+//! store (takes the state-directory lock), start the watcher, bind the API socket or serve the
+//! activated one (and the metrics TCP listener of `[metrics] listen`, whose bind failure stops
+//! the start like the socket's), tell systemd `READY=1`, then the loop
+//! ([`crate::reconcile::engine`]) runs the start-up pass (recovery, adoption, the first plan) and
+//! everything after it until SIGTERM/SIGINT.
 //!
 //! Shutdown: no new change starts; the changes in flight finish (a stop in its grace period is
 //! not cut short); the ones not started are planned again at the next start; the API socket is
-//! removed. Containers keep running (their monitors are separate processes in their own
-//! sessions, and the systemd unit uses `KillMode=process`) unless `stop_containers_on_exit`.
+//! removed (an activated one is left to systemd, which keeps listening on it). Containers keep
+//! running (their monitors are separate processes in their own sessions, and the systemd unit
+//! uses `KillMode=process`) unless `stop_containers_on_exit`.
 //!
 //! Threads: a small multi-thread tokio runtime (2 workers) for the loop, the API and the work
 //! queue's tasks; effects run on the blocking pool (at most `workers` at once); the manifest
@@ -33,6 +36,24 @@ use crate::store::{self, Store};
 
 /// Runs the agent until a termination signal. Builds its own runtime.
 pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
+    // SAFETY: no thread has been started yet (the runtime is built below).
+    let activated = unsafe { super::activation::take_from_env() }?;
+    // Under systemd on cgroup v2: into the leaf of the unit's delegated cgroup, before any thread
+    // or monitor starts (containers then go below the unit: crate::driver::exec::delegate).
+    match crate::driver::exec::delegate::enter_leaf() {
+        Ok(Some(unit)) => tracing::info!(
+            unit_cgroup = %unit,
+            "delegated cgroup: the agent runs in {unit}/{}, containers below {unit}/{}",
+            crate::driver::exec::delegate::LEAF,
+            crate::driver::exec::delegate::CONTAINERS
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot enter the leaf of the unit's delegated cgroup; containers go below {}",
+            crate::driver::exec::delegate::DEFAULT_PARENT
+        ),
+    }
     super::alloc::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -40,13 +61,17 @@ pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(e.to_string()))?;
-    let result = rt.block_on(run_async(config, notifier));
+    let result = rt.block_on(run_async(config, notifier, activated));
     // A pull still downloading is not waited for: it resumes at the next start.
     rt.shutdown_timeout(Duration::from_millis(500));
     result
 }
 
-async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
+async fn run_async(
+    config: Config,
+    notifier: Notifier,
+    activated: Option<std::os::unix::net::UnixListener>,
+) -> Result<(), Error> {
     let options = store::Options {
         event_cap: u32::try_from(config.event_cap).unwrap_or(u32::MAX),
         ..store::Options::default()
@@ -103,7 +128,12 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         }));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
-    let listener = server::bind(&config.socket).await?;
+    // An activated socket (agent.socket) is systemd's: served, never replaced nor removed.
+    let owns_socket = activated.is_none();
+    let listener = match activated {
+        Some(l) => server::adopt(l, &config.socket)?,
+        None => server::bind(&config.socket).await?,
+    };
     let w = watcher.clone();
     let requests = crate::reconcile::request::Requests::default();
     let board = crate::reconcile::report::Board::default();
@@ -232,7 +262,9 @@ async fn run_async(config: Config, notifier: Notifier) -> Result<(), Error> {
         Err(_) => tracing::warn!("API server did not stop within 5s"),
         _ => {}
     }
-    let _ = std::fs::remove_file(&socket);
+    if owns_socket {
+        let _ = std::fs::remove_file(&socket);
+    }
     tracing::info!("agent stopped; containers keep running");
     Ok(())
 }

@@ -31,19 +31,20 @@ pub struct ExecConfig {
     pub state_dir: PathBuf,
     /// The `agent` binary the monitors and exec helpers run.
     pub agent_binary: PathBuf,
-    /// Parent cgroup of every container (`/agent`).
+    /// Parent cgroup of every container (`/agent`, or `<unit>/containers` under systemd on
+    /// cgroup v2: [`super::delegate`]).
     pub cgroup_parent: String,
     /// CDI spec directories, later ones winning ([`super::cdi`]).
     pub cdi_dirs: Vec<PathBuf>,
 }
 
 impl ExecConfig {
-    /// Defaults: this executable, cgroup parent `/agent`.
+    /// Defaults: this executable, cgroup parent [`super::delegate::container_parent`].
     pub fn new(state_dir: impl Into<PathBuf>) -> ExecConfig {
         ExecConfig {
             state_dir: state_dir.into(),
             agent_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agent")),
-            cgroup_parent: "/agent".into(),
+            cgroup_parent: super::delegate::container_parent(),
             cdi_dirs: super::cdi::DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
         }
     }

@@ -13,7 +13,8 @@
 //!   tracer (the driver's stop does this itself for such a container).
 //! - [`tenant`] runs a command inside a running container (`agent exec`).
 //! - [`cgroups`] reads OOM kills and resource use and changes a running container's limits (v1
-//!   and v2); [`time`] formats timestamps.
+//!   and v2); [`time`] formats timestamps; [`delegate`] puts the containers' cgroups below the
+//!   systemd unit's delegated cgroup on cgroup v2 (else `/agent`).
 //! - [`init`] is the embedded `agent-init`, process 1 of containers with `init: true`.
 //!
 //! cgroup v1 and v2: libcontainer (pinned, systemd off) creates the cgroups on either; this
@@ -21,6 +22,7 @@
 pub mod bundle;
 pub mod cdi;
 pub mod cgroups;
+pub mod delegate;
 pub mod devices;
 pub mod driver;
 pub mod init;
