@@ -375,11 +375,14 @@ async fn df(State(state): State<ApiState>) -> Response {
 
 async fn ps(State(state): State<ApiState>) -> Response {
     match with_store(&state, types::ps).await {
-        Ok(rows) => Json(types::ps_live(
-            rows,
-            &state.board.failures(),
-            &state.board.stopping_now(),
-            &state.board.monitor_lost_now(),
+        Ok(rows) => Json(types::ps_waiting(
+            types::ps_live(
+                rows,
+                &state.board.failures(),
+                &state.board.stopping_now(),
+                &state.board.monitor_lost_now(),
+            ),
+            &state.board.waiting_now(),
         ))
         .into_response(),
         Err(r) => r,
@@ -401,6 +404,7 @@ async fn status(State(state): State<ApiState>) -> Response {
             agent_running: true,
             files: types::files_live(files, &state.board.failures()),
             dir_error,
+            waiting: state.board.waiting_now(),
         })
         .into_response(),
         Err(r) => r,

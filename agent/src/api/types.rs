@@ -40,6 +40,10 @@ pub struct PsRow {
     /// Its `metadata.labels` as recorded (what `agent ps --filter label=K[=V]` matches).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Why its create, start or restart waits for its `dependsOn` conditions (`db not healthy
+    /// yet`); its state is then `waiting` unless it runs. From the running agent only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// The labels in a container record's config: `live.labels`, or `fixed.labels` in a record
@@ -87,6 +91,9 @@ pub struct StatusReport {
     /// Failures of objects no manifest file declares (a pull of an image named by reference).
     #[serde(default)]
     pub failures: Vec<Failure>,
+    /// Containers that wait for their start conditions (`dependsOn`), with why.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub waiting: std::collections::BTreeMap<String, String>,
 }
 
 /// `agent inspect NAME`.
@@ -184,6 +191,7 @@ pub fn ps(tx: &Tx<'_>) -> store::Result<Vec<PsRow>> {
             retry_at: None,
             stopping_since: None,
             grace_ms: None,
+            waiting: None,
         })
         .collect())
 }
@@ -229,6 +237,7 @@ pub fn ps_live(
                 stopping_since: None,
                 grace_ms: None,
                 labels: Default::default(),
+                waiting: None,
             }),
         }
     }
@@ -250,6 +259,45 @@ pub fn ps_live(
                  monitor"
                     .into(),
             );
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// The containers that wait for their start conditions, added to `agent ps`'s rows: state
+/// `waiting` (unless it runs: a recreate or restart that waits leaves the old one running),
+/// with why; listed even when it does not exist yet.
+pub fn ps_waiting(
+    mut rows: Vec<PsRow>,
+    waiting: &std::collections::BTreeMap<String, String>,
+) -> Vec<PsRow> {
+    for (name, why) in waiting {
+        match rows.iter_mut().find(|r| &r.name == name) {
+            Some(r) => {
+                if r.state != "running" && r.state != "stopping" {
+                    r.state = "waiting".into();
+                }
+                r.waiting = Some(why.clone());
+            }
+            None => rows.push(PsRow {
+                name: name.clone(),
+                id: String::new(),
+                state: "waiting".into(),
+                health: None,
+                image_digest: String::new(),
+                ports: Vec::new(),
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                restarts: 0,
+                error: None,
+                retry_at: None,
+                stopping_since: None,
+                grace_ms: None,
+                labels: Default::default(),
+                waiting: Some(why.clone()),
+            }),
         }
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));

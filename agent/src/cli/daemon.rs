@@ -266,6 +266,7 @@ fn status_text(r: &PsRow, now: i64) -> String {
             });
             format!("stopping for {so_far} (SIGKILL after {grace})")
         }
+        ("waiting", _, _) => format!("waiting ({})", r.waiting.as_deref().unwrap_or("?")),
         ("failed" | "pending", _, _) => match r.retry_at {
             Some(at) if at > now => format!("next try in {}", short_duration(at - now + 999)),
             Some(_) => "next try now".into(),
@@ -407,6 +408,9 @@ pub fn ps(args: PsArgs) -> crate::Result<Outcome> {
         if let Some(e) = &r.error {
             out.push_str(&format!("{}: {e}\n", r.name));
         }
+        if let Some(w) = r.waiting.as_ref().filter(|_| r.state != "waiting") {
+            out.push_str(&format!("{}: its change waits ({w})\n", r.name));
+        }
     }
     let _ = write!(std::io::stdout().lock(), "{out}");
     Ok(Outcome::OK)
@@ -431,6 +435,7 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
             agent_running: false,
             files: s.transaction(types::files)?,
             dir_error: None,
+            waiting: Default::default(),
         })
     })?;
     let broken = report.files.iter().any(|f| f.status != "ok")
@@ -453,6 +458,9 @@ pub fn status(args: StatusArgs) -> crate::Result<Outcome> {
         }
         for f in &report.failures {
             println!("failing: {}", failure_text(f, now));
+        }
+        for (name, why) in &report.waiting {
+            println!("waiting: {name}: {why}");
         }
         for w in &report.warnings {
             println!("warning: {w}");

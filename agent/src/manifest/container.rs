@@ -67,6 +67,11 @@ pub struct ContainerSpec {
     /// Docker-style links: hosts entries and `ALIAS_PORT_...` variables for other containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// Start conditions (Compose's `depends_on`): `[db]`, or `{db: {condition: healthy}}` with
+    /// `started`, `healthy` or `completed`; see [`super::depends`]. Ordering only: a change
+    /// does not recreate the container.
+    #[serde(default, skip_serializing_if = "super::depends::DependsOn::is_empty")]
+    pub depends_on: super::depends::DependsOn,
     /// Resource limits (`setrlimit`), by Docker's names.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ulimits: BTreeMap<UlimitName, Ulimit>,

@@ -55,6 +55,7 @@
 
 pub mod container;
 pub mod de;
+pub mod depends;
 pub mod device;
 pub mod envfile;
 mod load;
@@ -72,6 +73,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use container::*;
+pub use depends::{Condition, Dependency, DependsOn};
 pub use load::*;
 pub use ports::{PortMapping, PortRange, Protocol};
 pub use secret::{SecretMode, SecretRef};

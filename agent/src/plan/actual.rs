@@ -9,7 +9,7 @@ use super::desired::Resolutions;
 use super::effective::{EffectiveContainer, EffectiveNetwork, EffectiveVolume};
 use super::hash::ConfigHash;
 use crate::manifest::Kind;
-use crate::store::ContainerState;
+use crate::store::{ContainerState, HealthStatus};
 
 /// A container as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,11 @@ pub struct ActualContainer {
     /// versions does not recreate containers).
     pub hash: Option<ConfigHash>,
     pub state: ContainerState,
+    /// What `dependsOn` conditions read ([`super::depends`]): the last exit code, the health
+    /// status, the Unix milliseconds of the last start.
+    pub exit_code: Option<i32>,
+    pub health: Option<HealthStatus>,
+    pub started_at: Option<i64>,
 }
 
 impl ActualContainer {
@@ -30,6 +35,9 @@ impl ActualContainer {
             config,
             hash,
             state,
+            exit_code: None,
+            health: None,
+            started_at: None,
         }
     }
 }

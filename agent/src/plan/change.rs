@@ -232,6 +232,9 @@ pub struct Plan {
     /// Objects kept as they are: frozen by a failing file, owned by a file whose deletion was not
     /// seen, volumes kept by `reclaim: retain`, objects a kept container still uses.
     pub held: Vec<Held>,
+    /// Containers whose create, recreate, start or restart waits for their `dependsOn`
+    /// conditions ([`super::depends`]), by name.
+    pub waiting: Vec<super::depends::Waiting>,
 }
 
 impl Plan {

@@ -214,6 +214,11 @@ fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {
         Some(n.stop_grace_period),
     );
     map(out, "labels", &o.labels, &n.labels);
+    let from = out.len();
+    map(out, "dependsOn", &o.depends_on, &n.depends_on);
+    for r in &mut out[from..] {
+        r.push_str(" (start order only: the container is not recreated)");
+    }
 }
 
 /// `no`, `always`, `on-failure`, `on-failure:5`, `unless-stopped`.

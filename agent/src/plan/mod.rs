@@ -11,7 +11,8 @@
 //! - [`actual`]: [`Actual`], the same shapes as recorded; [`store`] reads it from the SQLite store
 //!   and defines the JSON forms of the store's opaque columns.
 //! - [`diff`]: field-level reasons; [`planner`]: the decisions and the order; [`change`]: the
-//!   typed [`Change`]s, [`Step`]s and the [`Plan`]; [`render`]: text and JSON output.
+//!   typed [`Change`]s, [`Step`]s and the [`Plan`]; [`render`]: text and JSON output;
+//!   [`depends`]: start conditions (`dependsOn`), which hold containers back.
 //!
 //! # Using it (the daemon's pass)
 //!
@@ -48,6 +49,7 @@
 
 pub mod actual;
 pub mod change;
+pub mod depends;
 pub mod desired;
 pub mod diff;
 pub mod effective;

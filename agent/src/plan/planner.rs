@@ -16,6 +16,10 @@
 //!    recreated without the link), then networks, volumes (`reclaim: delete` only) and images no
 //!    longer used.
 //!
+//! Start conditions (`dependsOn`, [`super::depends`]): the creates, recreates and starts of a
+//! container whose conditions do not hold are taken out of step 5 and listed in
+//! [`Plan::waiting`]; `restart: true` adds a stop and a start of a running dependent.
+//!
 //! Within a phase, steps are sorted by dependency level, then name, so a plan is deterministic.
 //! Dependency levels come from an iterative walk; a cycle (which validation forbids) is cut, not
 //! looped on.
@@ -45,6 +49,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::actual::{Actual, ActualContainer};
 use super::change::{Change, Held, Plan, Step};
+use super::depends::{self, Fact, Waiting};
 use super::desired::{Desired, DesiredContainer, Entry, FileStatus};
 use super::diff;
 use super::effective::{EffectiveContainer, ImageSource};
@@ -98,6 +103,7 @@ struct Planner<'a> {
     desired: &'a Desired,
     actual: &'a Actual,
     held: Vec<Held>,
+    waiting: Vec<Waiting>,
     phases: Phases,
 }
 
@@ -111,6 +117,7 @@ impl<'a> Planner<'a> {
             desired,
             actual,
             held: Vec::new(),
+            waiting: Vec::new(),
             phases: Phases::default(),
         }
     }
@@ -454,6 +461,8 @@ impl<'a> Planner<'a> {
             ));
         }
 
+        self.conditions(&slots);
+
         // Dependency levels, only for a side that has steps.
         let phases = &self.phases;
         let desired_levels = if phases.build.is_empty() {
@@ -469,6 +478,136 @@ impl<'a> Planner<'a> {
 
         self.images(&held_containers, &in_use);
         self.assemble(&desired_levels, &actual_levels)
+    }
+
+    /// Start conditions ([`super::depends`]): holds back the creates, recreates and starts of
+    /// containers whose `dependsOn` conditions are not met (and of what needs them to exist),
+    /// and plans the restarts `restart: true` asks for. Visits the desired containers in
+    /// dependency order, so a wait reaches the containers behind it.
+    fn conditions(&mut self, slots: &Slots<'a>) {
+        let d = self.desired;
+        if !d
+            .containers
+            .values()
+            .any(|e| !e.value.config.live.depends_on.is_empty())
+        {
+            return;
+        }
+        // What this plan brings up, by slot: the first of create, recreate, start.
+        let mut up: HashMap<u32, &'static str> = HashMap::default();
+        for (slot, _, s) in &self.phases.build {
+            let action = match &s.change {
+                Change::CreateContainer {
+                    keep_stopped: false,
+                    ..
+                } => "create",
+                Change::RecreateContainer { start: true, .. } => "recreate",
+                Change::StartContainer { .. } => "start",
+                _ => continue,
+            };
+            up.entry(*slot).or_insert(action);
+        }
+        let levels = slots.levels(|i| slots.want[i].map(|e| Some(&e.value.config)));
+        let mut order: Vec<usize> = slots.desired().map(|(i, _)| i).collect();
+        order.sort_by_key(|&i| (levels[i], i));
+        let index = slots.index();
+        let mut waiting: HashSet<u32> = HashSet::default();
+        let mut restarts: Vec<(u32, String)> = Vec::new();
+        for i in order {
+            let Some(e) = slots.want[i] else { continue };
+            let cfg = &e.value.config;
+            if e.origin.frozen {
+                continue;
+            }
+            let fact = |n: &str| -> Fact {
+                let Some(&j) = index.get(n) else {
+                    return Fact::Missing;
+                };
+                if waiting.contains(&j) {
+                    return Fact::Waiting;
+                }
+                if up.contains_key(&j) {
+                    return Fact::Starting;
+                }
+                match slots.have[j as usize] {
+                    Some(h) => Fact::Recorded {
+                        state: h.state,
+                        exit_code: h.exit_code,
+                        health: h.health,
+                    },
+                    None => Fact::Missing,
+                }
+            };
+            let waits = |n: &str| {
+                index.get(n).is_some_and(|j| {
+                    waiting.contains(j)
+                        && slots.have[*j as usize]
+                            .is_none_or(|h| h.state != ContainerState::Running)
+                })
+            };
+            let slot = i as u32;
+            if let Some(action) = up.get(&slot) {
+                if let Some((reason, on)) = depends::blocked(cfg, fact, waits) {
+                    self.waiting.push(Waiting {
+                        name: slots.names[i].to_string(),
+                        action,
+                        reason,
+                        on,
+                    });
+                    waiting.insert(slot);
+                }
+                continue;
+            }
+            // `restart: true`: a dependency started after this running container.
+            let Some(h) = slots.have[i] else { continue };
+            if h.state != ContainerState::Running {
+                continue;
+            }
+            let after = depends::restart_after(cfg, h.started_at, |n| {
+                index
+                    .get(n)
+                    .and_then(|j| slots.have[*j as usize])
+                    .and_then(|h| h.started_at)
+            });
+            if after.is_empty() {
+                continue;
+            }
+            let why = format!("restart: true: {} started again after it", after.join(", "));
+            match depends::blocked(cfg, fact, waits) {
+                Some((reason, on)) => self.waiting.push(Waiting {
+                    name: slots.names[i].to_string(),
+                    action: "restart",
+                    reason: format!("{why}; {reason}"),
+                    on,
+                }),
+                None => restarts.push((slot, why)),
+            }
+        }
+        if !waiting.is_empty() {
+            self.phases.build.retain(|(slot, _, s)| {
+                !(waiting.contains(slot)
+                    && matches!(
+                        s.change,
+                        Change::CreateContainer { .. }
+                            | Change::RecreateContainer { .. }
+                            | Change::StartContainer { .. }
+                    ))
+            });
+        }
+        for (slot, why) in restarts {
+            let name = slots.names[slot as usize].to_string();
+            self.phases.build.push((
+                slot,
+                1,
+                step(
+                    Change::StopContainer { name: name.clone() },
+                    vec![why.clone()],
+                ),
+            ));
+            self.phases
+                .build
+                .push((slot, 2, step(Change::StartContainer { name }, vec![why])));
+        }
     }
 
     /// Create (and start) a container.
@@ -852,7 +991,13 @@ impl<'a> Planner<'a> {
         steps.extend(cleanup);
         let mut held = self.held;
         held.sort_by(|x, y| (x.kind, &x.name).cmp(&(y.kind, &y.name)));
-        Plan { steps, held }
+        let mut waiting = self.waiting;
+        waiting.sort_by(|x, y| x.name.cmp(&y.name));
+        Plan {
+            steps,
+            held,
+            waiting,
+        }
     }
 }
 

@@ -2,10 +2,12 @@
 //!
 //! Text groups the steps by kind (images, volumes, networks, containers), each numbered with its
 //! place in the execution order, its marker (`+` add, `~` change in place, `-` remove, `-/+`
-//! replace) and one reason per line. Held objects follow, then a one-line summary.
+//! replace) and one reason per line. Held objects follow, then the containers that wait for
+//! their start conditions (`dependsOn`), then a one-line summary.
 //!
 //! JSON: `{"changes": [{"step", "action", "marker", "kind", "name", "reasons", "summary"}],
-//! "held": [{"kind", "name", "reason"}], "counts": {"add", "change", "replace", "remove"},
+//! "held": [{"kind", "name", "reason"}], "waiting": [{"name", "action", "reason", "on"}],
+//! "counts": {"add", "change", "replace", "remove"},
 //! "errors": [..]}`; `errors` holds the manifest diagnostics given by the caller.
 
 use std::fmt::Write;
@@ -75,7 +77,16 @@ pub fn text(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    if plan.is_empty() {
+    if !plan.waiting.is_empty() {
+        out.push_str("Waiting for start conditions (dependsOn):\n");
+        for w in &plan.waiting {
+            let _ = writeln!(out, "  … {} {}: waits: {}", w.action, w.name, w.reason);
+        }
+        out.push('\n');
+    }
+    if plan.is_empty() && !plan.waiting.is_empty() {
+        out.push_str("No changes now: the containers above wait for their dependencies.\n");
+    } else if plan.is_empty() {
         out.push_str("No changes: the host matches the manifests.\n");
     } else {
         let c = plan.counts();
@@ -109,6 +120,7 @@ pub fn json(plan: &Plan, errors: &[&Diagnostic]) -> Value {
     json!({
         "changes": changes,
         "held": plan.held,
+        "waiting": plan.waiting,
         "counts": plan.counts(),
         "errors": errors,
     })

@@ -119,9 +119,11 @@ pub fn actual_from_tx(tx: &Tx<'_>) -> Result<Actual, store::Error> {
         let config = serde_json::from_value::<EffectiveContainer>(c.config)
             .ok()
             .filter(|cfg| cfg.name == c.name);
-        actual
-            .containers
-            .insert(c.name, ActualContainer::new(config, c.state));
+        let mut ac = ActualContainer::new(config, c.state);
+        ac.exit_code = c.exit_code;
+        ac.health = c.health;
+        ac.started_at = c.started_at;
+        actual.containers.insert(c.name, ac);
     }
     let mut owners = HashMap::new();
     for record in tx.manifest_files()? {

@@ -1,7 +1,8 @@
 //! What the loop reports: a pass's outcome (`agent apply`), a user request's answer
 //! (`agent stop` / `agent start`), the changes in flight (`agent status`), the objects whose
 //! last change failed or was skipped because of a failure, with the next retry (`agent ps`,
-//! `agent status`), and the containers in their stop's grace period (`agent ps`: `stopping`).
+//! `agent status`), the containers in their stop's grace period (`agent ps`: `stopping`) and
+//! those that wait for their start conditions (`agent ps`: `waiting`, `agent status`).
 //! The API serves these types; the loop does not know the API.
 //!
 //! Failures are kept in memory: at start-up the agent plans again and finds them again. An
@@ -89,6 +90,7 @@ pub struct Board {
     failures: Arc<Mutex<BTreeMap<String, Failure>>>,
     stopping: Arc<Mutex<BTreeMap<String, Stopping>>>,
     monitor_lost: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    waiting: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 /// A container in its stop's grace period.
@@ -221,6 +223,17 @@ impl Board {
     /// The containers running without their monitor, being repaired.
     pub fn monitor_lost_now(&self) -> std::collections::BTreeSet<String> {
         relock(&self.monitor_lost).clone()
+    }
+
+    /// Replaces the containers that wait for their start conditions (`dependsOn`), with why.
+    pub fn set_waiting(&self, waiting: BTreeMap<String, String>) {
+        *relock(&self.waiting) = waiting;
+    }
+
+    /// The containers that wait for their start conditions, by name, with why
+    /// (`db not healthy yet`).
+    pub fn waiting_now(&self) -> BTreeMap<String, String> {
+        relock(&self.waiting).clone()
     }
 }
 

@@ -40,6 +40,9 @@ pub enum Trigger {
     Request,
     /// Planned changes waited for a busy object, which is free now: plan them again.
     Deferred,
+    /// A container that others wait for (`dependsOn`) changed (health, exit, start): plan
+    /// again, so that what waits for it may go.
+    Dependency(String),
 }
 
 impl std::fmt::Display for Trigger {
@@ -55,6 +58,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Api => f.write_str("API request"),
             Trigger::Request => f.write_str("agent stop/start request"),
             Trigger::Deferred => f.write_str("changes that waited for a busy object"),
+            Trigger::Dependency(n) => write!(f, "container {n}, which others wait for, changed"),
         }
     }
 }

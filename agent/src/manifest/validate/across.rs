@@ -20,6 +20,7 @@ pub fn check_across(loaded: &mut Loaded) {
     duplicate_names(loaded, &mut found);
     dangling_references(loaded, &mut found);
     cycles(loaded, &mut found);
+    super::depends::conditions(loaded, &mut found);
     port_conflicts(loaded, &mut found);
     network_conflicts(loaded, &mut found);
     if found.is_empty() {
@@ -113,7 +114,7 @@ fn names(loaded: &Loaded) -> Names<'_> {
     }
 }
 
-fn containers(loaded: &Loaded) -> impl Iterator<Item = (&Object, &ContainerSpec)> {
+pub(super) fn containers(loaded: &Loaded) -> impl Iterator<Item = (&Object, &ContainerSpec)> {
     loaded.objects().filter_map(|o| match &o.manifest {
         Manifest::Container(c) => Some((o, &c.spec)),
         _ => None,
@@ -170,11 +171,24 @@ fn references<'a>(s: &'a ContainerSpec) -> Vec<(Kind, &'a str, Vec<Step<'a>>, &'
             .into_iter()
             .map(|(n, p, what)| (Kind::Container, n, p, what)),
     );
+    // `required: false`: a dependency no manifest declares is ignored (Compose's rule).
+    let optional: Vec<&str> = s
+        .depends_on
+        .iter()
+        .filter(|d| !d.required)
+        .map(|d| d.container.as_str())
+        .collect();
+    refs.retain(|(kind, name, _, what)| {
+        !(*kind == Kind::Container && *what == DEPENDS_ON && optional.contains(name))
+    });
     refs
 }
 
-/// The containers this one needs running first: links, volumesFrom, `container:` network mode.
-fn dependencies(s: &ContainerSpec) -> Vec<(&str, Vec<Step<'static>>, &'static str)> {
+const DEPENDS_ON: &str = "dependsOn container";
+
+/// The containers this one needs first: links, volumesFrom, `container:` network mode,
+/// dependsOn.
+fn dependencies(s: &ContainerSpec) -> Vec<(&str, Vec<Step<'_>>, &'static str)> {
     let mut deps = Vec::new();
     for (i, l) in s.links.iter().enumerate() {
         deps.push((
@@ -195,6 +209,13 @@ fn dependencies(s: &ContainerSpec) -> Vec<(&str, Vec<Step<'static>>, &'static st
             c.as_str(),
             vec![Key("spec"), Key("networkMode")],
             "networkMode container",
+        ));
+    }
+    for (i, d) in s.depends_on.iter().enumerate() {
+        deps.push((
+            d.container.as_str(),
+            super::depends::entry_path(&s.depends_on, i),
+            DEPENDS_ON,
         ));
     }
     deps
@@ -225,7 +246,7 @@ fn dangling_references(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Cycles through links, volumesFrom and `container:` network modes, each reported once at the
+/// Cycles through links, volumesFrom, `container:` network modes and dependsOn, each reported once at the
 /// reference that closes it, printing the whole cycle.
 fn cycles(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
     let by_name: HashMap<&str, (&Object, &ContainerSpec)> = containers(loaded)
@@ -275,7 +296,7 @@ fn cycles(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
                         obj,
                         path,
                         format!(
-                            "dependency cycle through links, volumesFrom or networkMode: {} (this {what} closes it); containers in a cycle cannot be started in any order",
+                            "dependency cycle through links, volumesFrom, networkMode or dependsOn: {} (this {what} closes it); containers in a cycle cannot be started in any order",
                             cycle.join(" -> ")
                         ),
                     ));

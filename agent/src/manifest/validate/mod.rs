@@ -17,10 +17,14 @@
 //!   networks; and for `container:NAME` also hostname, dns, dnsSearch, extraHosts), as Docker does.
 //! - Two published ports conflict when protocol and some host port are the same and the host
 //!   addresses overlap (a missing or unspecified address overlaps every address of its family).
-//! - A cycle through links, volumesFrom and `container:` network modes cannot be started in
-//!   any order and is refused, printing the cycle.
+//! - A cycle through links, volumesFrom, `container:` network modes and dependsOn cannot be
+//!   started in any order and is refused, printing the cycle.
+//! - dependsOn ([`depends`]): a name no manifest declares is refused unless `required: false`;
+//!   `condition: healthy` needs a dependency with a health check (Compose refuses it too); a
+//!   name listed twice is refused.
 
 pub mod across;
+pub mod depends;
 pub mod object;
 pub mod warn;
 

@@ -25,8 +25,8 @@
 //! In-place fields (changed without recreating, like `docker update`): the restart policy,
 //! resource limits (cgroup values), the health check (the agent runs it through exec) and the stop
 //! signal and grace period (the agent reads them when it stops the container) and the labels
-//! (recorded; a new container gets them as OCI annotations). Everything else needs a new
-//! container.
+//! (recorded; a new container gets them as OCI annotations) and `dependsOn` (start order only).
+//! Everything else needs a new container.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -163,6 +163,40 @@ pub struct LiveConfig {
     /// touching the running one (before this field was live, records kept them in `fixed`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `dependsOn`, by name: ordering only ([`crate::plan::depends`]), so a change is recorded
+    /// without touching the container. Left out of the JSON when empty (the hash of a container
+    /// without it is what it was before the field existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub depends_on: BTreeMap<String, EffectiveDependency>,
+}
+
+/// One `dependsOn` entry, canonical (the short and long forms of the same condition are equal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveDependency {
+    pub condition: crate::manifest::Condition,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+    #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl std::fmt::Display for EffectiveDependency {
+    /// `healthy`, `healthy, restart`, `started, optional`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.condition.as_str())?;
+        if self.restart {
+            f.write_str(", restart")?;
+        }
+        if !self.required {
+            f.write_str(", optional")?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for LiveConfig {
@@ -174,6 +208,7 @@ impl Default for LiveConfig {
             stop_signal: None,
             stop_grace_period: Duration(DEFAULT_STOP_GRACE),
             labels: BTreeMap::new(),
+            depends_on: BTreeMap::new(),
         }
     }
 }
@@ -313,8 +348,8 @@ impl EffectiveContainer {
         (c, hash)
     }
 
-    /// The containers this one needs first: link targets, volumesFrom sources and the
-    /// container whose network namespace it joins. Sorted, without repeats.
+    /// The containers this one needs first: link targets, volumesFrom sources, the
+    /// container whose network namespace it joins and its `dependsOn`. Sorted, without repeats.
     pub fn dependencies(&self) -> Vec<&str> {
         let mut deps: Vec<&str> = self.dependency_names().collect();
         deps.sort_unstable();
@@ -335,6 +370,7 @@ impl EffectiveContainer {
             .map(|l| l.container.as_str())
             .chain(self.fixed.volumes_from.iter().map(String::as_str))
             .chain(mode)
+            .chain(self.live.depends_on.keys().map(String::as_str))
     }
 
     /// The named volumes it mounts.
@@ -506,6 +542,20 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
             stop_signal: s.stop_signal,
             stop_grace_period: s.stop_grace_period.unwrap_or(Duration(DEFAULT_STOP_GRACE)),
             labels: m.metadata.labels.clone(),
+            depends_on: s
+                .depends_on
+                .iter()
+                .map(|d| {
+                    (
+                        d.container.clone(),
+                        EffectiveDependency {
+                            condition: d.condition,
+                            restart: d.restart,
+                            required: d.required,
+                        },
+                    )
+                })
+                .collect(),
         },
         name,
     }

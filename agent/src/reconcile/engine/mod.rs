@@ -123,6 +123,13 @@ pub struct Engine {
     /// Object key -> the manifest file that declares it (from the last full pass), for the
     /// failures on the board.
     files_of: HashMap<String, String>,
+    /// Start conditions (`dependsOn`, [`crate::plan::depends`]): the containers the last plan
+    /// held back, with why, and the dependencies whose health, exit or start plans again.
+    plan_waiting: Vec<crate::plan::depends::Waiting>,
+    watched: HashSet<String>,
+    /// Restarts of the restart policy (after a reboot: all at once) held back by their
+    /// dependencies' conditions: name -> (why, the dependencies it waits for).
+    waiting_restarts: HashMap<String, (String, Vec<String>)>,
 }
 
 impl Engine {
@@ -151,6 +158,9 @@ impl Engine {
             forward_problems: Vec::new(),
             replies: HashMap::new(),
             files_of: HashMap::new(),
+            plan_waiting: Vec::new(),
+            watched: HashSet::new(),
+            waiting_restarts: HashMap::new(),
         }
     }
 
@@ -217,6 +227,7 @@ impl Engine {
                     | Trigger::Resync
                     | Trigger::Retry
                     | Trigger::Deferred
+                    | Trigger::Dependency(_)
             )
         });
         let startup = batch.triggers.contains(&Trigger::Startup);
@@ -250,6 +261,10 @@ impl Engine {
                             continue;
                         }
                         self.check(Occasion::Exited, Some(name));
+                        if !matches!(t, Trigger::RestartDue(_)) {
+                            // After its exit was recorded.
+                            self.dependency_changed(name);
+                        }
                         if matches!(t, Trigger::Health(_)) {
                             self.health(name);
                         }
@@ -277,6 +292,9 @@ impl Engine {
                 // A stop cancels a pending restart; a start begins a fresh backoff.
                 self.timers.cancel(&Due::Restart(name.clone()));
                 self.p.supervisor.forget(&name);
+                if self.waiting_restarts.remove(&name).is_some() {
+                    self.post_waiting();
+                }
             }
             let id = self.submit_one(p.action.work());
             self.replies.insert(id, (p.action, p.reply));
@@ -391,6 +409,25 @@ impl Engine {
         self.fingerprints = super::failing::fingerprints(&wanted);
         self.failing.forget_changed(&self.fingerprints);
         let plan = crate::plan::plan(&wanted, &actual);
+        self.plan_waiting = plan.waiting.clone();
+        self.watched = plan
+            .waiting
+            .iter()
+            .flat_map(|w| w.on.iter().cloned())
+            .chain(wanted.containers.values().flat_map(|c| {
+                c.value
+                    .config
+                    .live
+                    .depends_on
+                    .iter()
+                    .filter(|(_, d)| d.restart)
+                    .map(|(n, _)| n.clone())
+            }))
+            .collect();
+        for w in &plan.waiting {
+            tracing::info!(container = %w.name, action = w.action, reason = %w.reason, "waits for its dependencies");
+        }
+        self.post_waiting();
         // A failure the plan no longer repeats is over (fixed by hand, or no longer wanted).
         let planned: HashSet<String> = plan
             .steps
@@ -854,6 +891,7 @@ impl Engine {
         }
         if is_container && !self.queue.busy(&done.key) && self.recheck.remove(&name) {
             self.check(Occasion::Exited, Some(&name));
+            self.dependency_changed(&name);
             self.health(&name);
             self.repair_monitors(Some(&name));
         } else if matches!(done.work.step.change, Change::RepairMonitor { .. })
@@ -861,6 +899,18 @@ impl Engine {
         {
             // Monitored again (or not: then it is repaired again, after its backoff if failed).
             self.repair_monitors(Some(&name));
+        }
+        if is_container
+            && done.result.is_ok()
+            && matches!(
+                done.work.step.change,
+                Change::StartContainer { .. }
+                    | Change::RestartContainer { .. }
+                    | Change::RecreateContainer { .. }
+                    | Change::RepairMonitor { .. }
+            )
+        {
+            self.dependency_changed(&name);
         }
         if is_container {
             self.sync_prober();
@@ -886,6 +936,10 @@ impl Engine {
     /// start before their users).
     fn submit_restarts(&mut self, mut names: Vec<String>) {
         if names.is_empty() || self.p.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.hold_restarts(&mut names);
+        if names.is_empty() {
             return;
         }
         let records = Supervisor::restarting(&self.p.store).unwrap_or_default();
@@ -951,6 +1005,107 @@ impl Engine {
                 cause: Cause::Unhealthy,
             });
         }
+    }
+
+    /// Container `name` changed (health, exit, start): when others wait for it, plan again
+    /// and try the restarts held back for it.
+    fn dependency_changed(&mut self, name: &str) {
+        if self.p.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.watched.contains(name) {
+            self.p.triggers.fire(Trigger::Dependency(name.to_string()));
+        }
+        if self
+            .waiting_restarts
+            .values()
+            .any(|(_, on)| on.iter().any(|o| o == name))
+        {
+            let names: Vec<String> = self.waiting_restarts.keys().cloned().collect();
+            self.submit_restarts(names);
+        }
+    }
+
+    /// Holds back the restarts in `names` whose `dependsOn` conditions are not met (the
+    /// dependencies restarted with them count as started, and are ordered first).
+    fn hold_restarts(&mut self, names: &mut Vec<String>) {
+        use crate::plan::depends::{self, Fact};
+        let all = match lock(&self.p.store).transaction(|tx| tx.containers()) {
+            Ok(all) => all,
+            Err(_) => return,
+        };
+        let by_name: HashMap<&str, &crate::store::ContainerRecord> =
+            all.iter().map(|c| (c.name.as_str(), c)).collect();
+        let before = self.waiting_restarts.len();
+        let batch: HashSet<String> = names.iter().cloned().collect();
+        // Dependencies first, so that a held one holds its dependents.
+        let levels = super::supervise::dependency_levels(&all);
+        names.sort_by_key(|n| (levels.get(n).copied().unwrap_or(0), n.clone()));
+        let mut held: HashSet<String> = HashSet::new();
+        let mut go = Vec::new();
+        for n in names.drain(..) {
+            if self.waiting_restarts.contains_key(&n)
+                && by_name
+                    .get(n.as_str())
+                    .is_none_or(|r| r.state != crate::store::ContainerState::Restarting)
+            {
+                // Gone, or started some other way meanwhile.
+                self.waiting_restarts.remove(&n);
+                continue;
+            }
+            let Some(cfg) = by_name.get(n.as_str()).and_then(|r| {
+                serde_json::from_value::<crate::plan::EffectiveContainer>(r.config.clone()).ok()
+            }) else {
+                go.push(n);
+                continue;
+            };
+            let fact = |d: &str| {
+                if held.contains(d) {
+                    Fact::Waiting
+                } else if batch.contains(d) {
+                    Fact::Starting
+                } else {
+                    match by_name.get(d) {
+                        Some(r) => Fact::Recorded {
+                            state: r.state,
+                            exit_code: r.exit_code,
+                            health: r.health,
+                        },
+                        None => Fact::Missing,
+                    }
+                }
+            };
+            match depends::blocked(&cfg, fact, |d| held.contains(d)) {
+                Some((reason, on)) => {
+                    if self.waiting_restarts.get(&n).map(|(r, _)| r) != Some(&reason) {
+                        tracing::info!(container = %n, reason = %reason, "restart waits for its dependencies");
+                    }
+                    self.waiting_restarts.insert(n.clone(), (reason, on));
+                    held.insert(n);
+                }
+                None => {
+                    self.waiting_restarts.remove(&n);
+                    go.push(n);
+                }
+            }
+        }
+        *names = go;
+        if before != 0 || !self.waiting_restarts.is_empty() {
+            self.post_waiting();
+        }
+    }
+
+    /// Puts the containers that wait (the plan's and the held restarts) on the board.
+    fn post_waiting(&self) {
+        let mut all: std::collections::BTreeMap<String, String> = self
+            .plan_waiting
+            .iter()
+            .map(|w| (w.name.clone(), w.reason.clone()))
+            .collect();
+        for (n, (reason, _)) in &self.waiting_restarts {
+            all.insert(n.clone(), reason.clone());
+        }
+        self.p.board.set_waiting(all);
     }
 
     fn sync_prober(&self) {
