@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod convert;
 pub mod daemon;
 pub mod driver;
 pub mod error;

@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 
 pub mod completion;
 pub mod container;
+pub mod convert;
 pub mod daemon;
 pub mod exec;
 pub mod image;
@@ -116,6 +117,9 @@ pub enum Command {
     Top(stats::TopArgs),
     /// Print a shell completion script: `agent completion bash > /etc/bash_completion.d/agent`.
     Completion(completion::CompletionArgs),
+    /// Write agent manifests from other formats: `agent convert compose FILE [-o DIR]`.
+    #[command(subcommand)]
+    Convert(convert::Command),
     /// Write man pages (agent.1, agent-ps.1, ...) into a directory.
     Man(completion::ManArgs),
 }
@@ -146,6 +150,7 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Top(args) => stats::top(args),
         Command::Completion(args) => completion::completion(args),
         Command::Man(args) => completion::man(args),
+        Command::Convert(cmd) => convert::run(cmd),
     }
 }
 

@@ -280,7 +280,18 @@ impl<'de> Deserialize<'de> for KeyText {
 /// Parses every document of `text` into a node tree, within the budgets above. Empty documents
 /// (a lone `---`, comments only) are skipped; the caller decides whether none at all is an error.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, ParseError> {
+    parse_with(text, false)
+}
+
+/// [`parse_documents`] with YAML 1.2 booleans only (`true`/`false`; `yes`, `no`, `on`, `off`,
+/// `N` stay strings), as Compose files are read (go-yaml v3 into untyped values).
+pub fn parse_documents_yaml12(text: &str) -> Result<Vec<Node>, ParseError> {
+    parse_with(text, true)
+}
+
+fn parse_with(text: &str, strict_booleans: bool) -> Result<Vec<Node>, ParseError> {
     let options = serde_saphyr::options! {
+        strict_booleans: strict_booleans,
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             max_nodes: MAX_NODES,

@@ -1,0 +1,426 @@
+//! `agent convert compose`: a docker-compose file (the Compose spec: version-less files and the
+//! v2/v3 formats) turned into agent manifests.
+//!
+//! # Steps
+//!
+//! 1. The file is parsed by the manifests' own YAML stack ([`crate::manifest::node`]: serde-saphyr,
+//!    the same budgets, anchors and merge keys, every value with its line and column).
+//! 2. Every string value is interpolated ([`interpolate`]) from the environment, then the `.env`
+//!    file beside the compose file, as Compose does; each substitution is recorded.
+//! 3. The top level ([`top`]) becomes Volume, Network and Secret manifests, each service
+//!    ([`service`]) one Container manifest. Every key of every service is looked at: it is
+//!    mapped, or recorded in [`Conversion::not_carried`] with its `file:line:col` and the reason.
+//!    Nothing is dropped silently. Adjustments (a name made a DNS label, a bare image name given
+//!    its `:latest`, a chosen subnet) go to [`Conversion::changed`].
+//! 4. The manifests are built from the agent's own types (each field is read by the type's own
+//!    deserializer, so what is written is what the agent reads) and checked together by the
+//!    validation `agent validate` runs ([`crate::manifest::Loaded::from_sources`]); a result that
+//!    would not validate is an error, not a file.
+//! 5. [`render`] writes them: one file per object in a directory, or a multi-document stream.
+//!
+//! The mapping, and what does not map and why, is documented in `docs/convert.md`.
+
+mod interpolate;
+pub mod render;
+mod service;
+mod service_io;
+mod shell;
+mod top;
+mod value;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use crate::manifest::node::{self, Key, Node, NodeKind};
+use crate::manifest::{Ipv4Cidr, Manifest};
+
+pub use interpolate::{From as VarFrom, Use as Interpolated};
+
+/// What the caller can choose.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The project name (Compose's `-p`); default the file's `name:`, then
+    /// `COMPOSE_PROJECT_NAME`, then the directory holding the file.
+    pub project_name: Option<String>,
+    /// Services with `profiles:` are converted only when one of theirs is listed here
+    /// (Compose's `--profile`).
+    pub profiles: Vec<String>,
+    /// Where subnets of networks that do not name one are taken from, a /24 each.
+    pub subnet_pool: Ipv4Cidr,
+    /// The environment interpolation reads (before `.env`).
+    pub env: BTreeMap<String, String>,
+}
+
+/// The default pool of subnets for converted networks: next to the agent's default network
+/// (10.213.0.0/16), not overlapping it.
+pub const DEFAULT_SUBNET_POOL: &str = "10.214.0.0/16";
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            project_name: None,
+            profiles: Vec::new(),
+            subnet_pool: DEFAULT_SUBNET_POOL
+                .parse()
+                .unwrap_or_else(|_| unreachable!("constant subnet")),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// The outcome of a conversion.
+#[derive(Debug, Clone)]
+pub struct Conversion {
+    /// The compose file as given.
+    pub file: PathBuf,
+    /// The project name used for volume and network names.
+    pub project: String,
+    /// The manifests, in the order they are written: secrets, volumes, networks, containers.
+    pub objects: Vec<Converted>,
+    /// Keys and values that could not be carried over, with the reason.
+    pub not_carried: Vec<Note>,
+    /// What was carried over in another form than written.
+    pub changed: Vec<Note>,
+    /// Every variable substitution.
+    pub interpolated: Vec<Interpolated>,
+}
+
+/// One manifest and the part of the compose file it comes from.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    pub manifest: Manifest,
+    /// `services.web`, `volumes.db-data`, ...
+    pub from: String,
+    pub line: u32,
+    pub col: u32,
+}
+
+/// A remark about one key of the compose file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    pub line: u32,
+    pub col: u32,
+    /// The key's path, e.g. `services.web.build`.
+    pub key: String,
+    pub message: String,
+}
+
+/// Why a conversion did not happen at all.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A problem at a place in the compose file (YAML syntax, a required variable unset, no
+    /// services, ...).
+    #[error("{}:{line}:{col}: {message}", file.display())]
+    At {
+        file: PathBuf,
+        line: u32,
+        col: u32,
+        message: String,
+    },
+    /// The converted manifests do not pass the agent's validation (each problem on a line).
+    #[error(
+        "the converted manifests do not validate (please report this as a bug of the converter):\n{0}"
+    )]
+    Invalid(String),
+}
+
+/// Converts the compose file at `path`.
+pub fn convert_file(path: &Path, opts: &Options) -> Result<Conversion, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = absolute(path.parent().unwrap_or(Path::new("."))).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dotenv_path = dir.join(".env");
+    let dotenv = match std::fs::read(&dotenv_path) {
+        Ok(bytes) => crate::manifest::envfile::parse(&bytes).map_err(|e| Error::At {
+            file: dotenv_path.clone(),
+            line: 1,
+            col: 1,
+            message: e,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(source) => {
+            return Err(Error::Read {
+                path: dotenv_path,
+                source,
+            });
+        }
+    };
+    let vars = interpolate::Vars {
+        env: opts.env.clone(),
+        dotenv,
+    };
+    convert_text(path, &dir, &text, &vars, opts)
+}
+
+/// Converts compose text; `dir` is the (absolute) directory relative paths are taken from.
+fn convert_text(
+    path: &Path,
+    dir: &Path,
+    text: &str,
+    vars: &interpolate::Vars,
+    opts: &Options,
+) -> Result<Conversion, Error> {
+    let at = |line, col, message: String| Error::At {
+        file: path.to_path_buf(),
+        line,
+        col,
+        message,
+    };
+    let mut docs = node::parse_documents_yaml12(text).map_err(|e| at(e.line, e.col, e.message))?;
+    if docs.len() != 1 {
+        return Err(at(
+            1,
+            1,
+            format!(
+                "expected one YAML document, found {}; a compose file holds one",
+                docs.len()
+            ),
+        ));
+    }
+    let mut root = docs.remove(0);
+    if !matches!(root.kind, NodeKind::Map(_)) {
+        return Err(at(
+            root.line,
+            root.col,
+            format!(
+                "expected a mapping with `services:`, found {}",
+                root.describe()
+            ),
+        ));
+    }
+    let mut interpolated = Vec::new();
+    interpolate::tree(&mut root, vars, &mut interpolated)
+        .map_err(|(line, col, message)| at(line, col, message))?;
+    let project = project_name(&root, dir, opts);
+    let mut cx = Cx {
+        file: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        vars,
+        project: project.clone(),
+        not_carried: Vec::new(),
+        changed: Vec::new(),
+        interpolated,
+        services: BTreeMap::new(),
+        volumes: BTreeMap::new(),
+        networks: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+        configs: BTreeMap::new(),
+        extra_volumes: Vec::new(),
+        default_network: None,
+        spec_fields: spec_fields(),
+    };
+    let objects = top::convert(&mut cx, &root, opts)?;
+    check(&cx.file, &objects)?;
+    let Cx {
+        mut not_carried,
+        mut changed,
+        mut interpolated,
+        ..
+    } = cx;
+    not_carried.sort_by_key(|n| (n.line, n.col));
+    changed.sort_by_key(|n| (n.line, n.col));
+    interpolated.sort_by_key(|u| (u.line, u.col));
+    Ok(Conversion {
+        file: path.to_path_buf(),
+        project,
+        objects,
+        not_carried,
+        changed,
+        interpolated,
+    })
+}
+
+/// Runs the agent's own validation over the manifests, as they will be written.
+fn check(file: &Path, objects: &[Converted]) -> Result<(), Error> {
+    let sources: Vec<(PathBuf, Vec<u8>)> = objects
+        .iter()
+        .map(|o| {
+            let text = render::document(o, file);
+            (
+                PathBuf::from(render::file_name(&o.manifest)),
+                text.into_bytes(),
+            )
+        })
+        .collect();
+    let loaded = crate::manifest::Loaded::from_sources(sources);
+    if loaded.is_valid() {
+        return Ok(());
+    }
+    let lines: Vec<String> = loaded.diagnostics().map(|d| d.to_string()).collect();
+    Err(Error::Invalid(lines.join("\n")))
+}
+
+/// The field names (camelCase) a Container's spec has in this build, from its schema: fields
+/// other work adds (`dependsOn`, ...) are written only when this agent reads them.
+fn spec_fields() -> BTreeSet<String> {
+    let schema = schemars::schema_for!(crate::manifest::ContainerSpec);
+    schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Compose's project name: `-p`, the file's `name:`, `COMPOSE_PROJECT_NAME`, the directory name;
+/// made a DNS label.
+fn project_name(root: &Node, dir: &Path, opts: &Options) -> String {
+    let raw = opts
+        .project_name
+        .clone()
+        .or_else(|| root.get("name").and_then(value::scalar))
+        .or_else(|| opts.env.get("COMPOSE_PROJECT_NAME").cloned())
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let name = dns_label(&raw);
+    if name.is_empty() {
+        "compose".into()
+    } else {
+        name
+    }
+}
+
+/// `s` made a DNS label as manifests want names: lowercase, `[a-z0-9-]`, other characters
+/// (`_`, `.`) turned into `-`, no `-` at either end, at most 63 characters.
+pub fn dns_label(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut out: String = out.chars().take(63).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// `p` made absolute against the current directory, `.` and `..` resolved lexically.
+fn absolute(p: &Path) -> std::io::Result<PathBuf> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    Ok(lexical(&joined))
+}
+
+/// Removes `.` and resolves `..` without touching the file system.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// The state of one conversion: where notes go and the names given so far.
+pub(crate) struct Cx<'a> {
+    file: PathBuf,
+    /// The directory relative paths are resolved against (absolute).
+    dir: PathBuf,
+    vars: &'a interpolate::Vars,
+    project: String,
+    not_carried: Vec<Note>,
+    changed: Vec<Note>,
+    interpolated: Vec<Interpolated>,
+    /// Compose service name -> Container name, for the services converted.
+    services: BTreeMap<String, String>,
+    /// Compose volume key -> Volume name.
+    volumes: BTreeMap<String, String>,
+    /// Compose network key -> Network name.
+    networks: BTreeMap<String, String>,
+    /// Compose secret key -> Secret name (file secrets only).
+    secrets: BTreeMap<String, String>,
+    /// Compose config key -> absolute host file (file configs only).
+    configs: BTreeMap<String, PathBuf>,
+    /// Volumes services ask for that the top level does not declare (anonymous volumes).
+    extra_volumes: Vec<Converted>,
+    /// The Network name of the project's default network, once a service needs it.
+    default_network: Option<String>,
+    /// The Container spec's field names in this build.
+    spec_fields: BTreeSet<String>,
+}
+
+impl Cx<'_> {
+    /// Records that `key` (at `line`:`col`) is not carried over, and why.
+    fn drop(&mut self, (line, col): (u32, u32), key: impl Into<String>, why: impl Into<String>) {
+        self.not_carried.push(Note {
+            line,
+            col,
+            key: key.into(),
+            message: why.into(),
+        });
+    }
+
+    /// Records that `key` is carried over in another form than written.
+    fn change(&mut self, (line, col): (u32, u32), key: impl Into<String>, what: impl Into<String>) {
+        self.changed.push(Note {
+            line,
+            col,
+            key: key.into(),
+            message: what.into(),
+        });
+    }
+
+    /// A relative host path (`./data`, `data`, `~/x`) made absolute against the compose file's
+    /// directory (or `$HOME`).
+    fn host_path(&self, p: &str) -> PathBuf {
+        if let Some(rest) = p
+            .strip_prefix("~/")
+            .or(if p == "~" { Some("") } else { None })
+        {
+            let home = self
+                .vars
+                .env
+                .get("HOME")
+                .cloned()
+                .unwrap_or_else(|| "/root".into());
+            return lexical(&Path::new(&home).join(rest));
+        }
+        let path = Path::new(p);
+        if path.is_absolute() {
+            lexical(path)
+        } else {
+            lexical(&self.dir.join(path))
+        }
+    }
+
+    /// Whether this agent's Container spec has `field`.
+    fn supports(&self, field: &str) -> bool {
+        self.spec_fields.contains(field)
+    }
+}
+
+/// Where a key starts.
+fn at_key(k: &Key) -> (u32, u32) {
+    (k.line, k.col)
+}
+
+/// Where a value starts.
+fn at(n: &Node) -> (u32, u32) {
+    (n.line, n.col)
+}
+
+#[cfg(test)]
+mod tests;

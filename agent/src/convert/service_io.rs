@@ -1,0 +1,864 @@
+//! What connects a service to the rest: env files, ports, mounts (volumes, binds, tmpfs,
+//! configs), secrets, networks and network mode, links, extra hosts, volumes_from.
+
+use serde_json::{Value, json};
+
+use super::service::{Svc, node_entries, node_json, typed};
+use super::value::{self, boolean, text};
+use super::{Converted, at, at_key, dns_label};
+use crate::manifest::node::{Key, Node, NodeKind};
+use crate::manifest::{ApiVersion, Manifest, Metadata, VolumeManifest, VolumeSpec};
+
+fn items(v: &Node) -> Vec<&Node> {
+    match &v.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        NodeKind::Null => Vec::new(),
+        _ => vec![v],
+    }
+}
+
+/// `env_file:` -> `envFiles` with absolute paths (the manifest may live elsewhere).
+pub(super) fn env_files(s: &mut Svc, v: &Node) {
+    let mut out = Vec::new();
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("env_file[{i}]");
+        let (path, required) = match &item.kind {
+            NodeKind::Map(_) => {
+                for (fk, fv) in node_entries(item) {
+                    if fk.name == "format" && value::scalar(fv).as_deref() != Some("raw") {
+                        continue;
+                    }
+                    if !matches!(fk.name.as_str(), "path" | "required" | "format") {
+                        s.drop(
+                            at_key(fk),
+                            &format!("{sub}.{}", fk.name),
+                            "not carried over: not an env_file setting",
+                        );
+                    }
+                }
+                if item.get("format").and_then(value::scalar).as_deref() == Some("raw") {
+                    s.drop(
+                        at(item),
+                        &sub,
+                        "not carried over: the agent reads env files in the dotenv grammar only",
+                    );
+                    continue;
+                }
+                let Some(p) = item.get("path").and_then(value::scalar) else {
+                    s.drop(
+                        at(item),
+                        &sub,
+                        "not carried over: an env_file entry without `path`",
+                    );
+                    continue;
+                };
+                (p, item.get("required").map(boolean) != Some(Ok(false)))
+            }
+            _ => match text(item) {
+                Ok(p) => (p, true),
+                Err(e) => {
+                    s.drop(at(item), &sub, format!("not carried over: {e}"));
+                    continue;
+                }
+            },
+        };
+        let abs = s.cx.host_path(&path);
+        match std::fs::File::open(&abs) {
+            Ok(f) => {
+                // The agent's own rule for env files: say now what `agent validate` will say.
+                if let Err(e) = crate::manifest::source::perms::check_env_file(&abs, &f) {
+                    s.change(
+                        at(item),
+                        &sub,
+                        format!("`agent validate` will refuse it until fixed: {e}"),
+                    );
+                }
+                out.push(json!(abs.display().to_string()));
+            }
+            Err(_) if !required => s.change(
+                at(item),
+                &sub,
+                format!(
+                    "{} does not exist and is not required: left out",
+                    abs.display()
+                ),
+            ),
+            Err(e) => s.drop(
+                at(item),
+                &sub,
+                format!(
+                    "not carried over: {}: {e} (Compose would refuse to start the service)",
+                    abs.display()
+                ),
+            ),
+        }
+    }
+    if !out.is_empty() {
+        s.spec.insert("envFiles".into(), Value::Array(out));
+    }
+}
+
+/// `ports:` in the short (`"127.0.0.1:8080:80/tcp"`, `80`) and long (`{target, published,
+/// host_ip, protocol}`) forms.
+pub(super) fn ports(s: &mut Svc, v: &Node) {
+    let mut out = Vec::new();
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("ports[{i}]");
+        let raw = match &item.kind {
+            NodeKind::Map(entries) => {
+                let mut long = serde_json::Map::new();
+                for (pk, pv) in entries {
+                    let psub = format!("{sub}.{}", pk.name);
+                    match pk.name.as_str() {
+                        "target" => {
+                            long.insert("containerPort".into(), port_json(pv));
+                        }
+                        "published" => {
+                            if let Some(p) = value::scalar(pv).filter(|p| !p.is_empty()) {
+                                long.insert("hostPort".into(), json!(p));
+                            }
+                        }
+                        "host_ip" => {
+                            long.insert("hostIp".into(), node_json(pv));
+                        }
+                        "protocol" => {
+                            long.insert("protocol".into(), node_json(pv));
+                        }
+                        "mode" => {}
+                        "name" | "app_protocol" => s.drop(
+                            at_key(pk),
+                            &psub,
+                            "not carried over: the agent does not name ports",
+                        ),
+                        other => s.drop(
+                            at_key(pk),
+                            &psub,
+                            format!("not carried over: `{other}` is not a port setting"),
+                        ),
+                    }
+                }
+                Value::Object(long)
+            }
+            _ => match value::scalar(item) {
+                Some(t) => json!(t),
+                None => {
+                    s.drop(
+                        at(item),
+                        &sub,
+                        format!(
+                            "not carried over: expected a port, found {}",
+                            item.describe()
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        match typed::<crate::manifest::PortMapping>(raw.clone()) {
+            Ok(p) => out.push(p),
+            Err(e) => match first_of_host_range(&raw) {
+                // Docker's "any free port of this host range" (`8000-8010:80`): the first one.
+                Some(fixed) => match typed::<crate::manifest::PortMapping>(json!(fixed)) {
+                    Ok(p) => {
+                        s.change(at(item), &sub, format!("written as {fixed:?}: the agent keeps a container's host ports fixed, so it takes the first port of the host range"));
+                        out.push(p);
+                    }
+                    Err(e) => s.drop(at(item), &sub, format!("not carried over: {e}")),
+                },
+                None => s.drop(at(item), &sub, format!("not carried over: {e}")),
+            },
+        }
+    }
+    if !out.is_empty() {
+        s.spec.insert("ports".into(), Value::Array(out));
+    }
+}
+
+fn port_json(n: &Node) -> Value {
+    match value::scalar(n) {
+        Some(t) => match t.parse::<u64>() {
+            Ok(p) => json!(p),
+            Err(_) => json!(t),
+        },
+        None => node_json(n),
+    }
+}
+
+/// `"[ip:]8000-8010:80[/proto]"` -> `"[ip:]8000:80[/proto]"`; `None` for other forms.
+fn first_of_host_range(raw: &Value) -> Option<String> {
+    let s = raw.as_str()?;
+    let (body, proto) = match s.rsplit_once('/') {
+        Some((b, p)) => (b, Some(p)),
+        None => (s, None),
+    };
+    let (head, container) = body.rsplit_once(':')?;
+    if container.contains('-') {
+        return None;
+    }
+    let (ip, host) = match head.rsplit_once(':') {
+        Some((ip, h)) => (Some(ip), h),
+        None => (None, head),
+    };
+    let (first, _) = host.split_once('-')?;
+    let mut out = String::new();
+    if let Some(ip) = ip {
+        out.push_str(ip);
+        out.push(':');
+    }
+    out.push_str(first);
+    out.push(':');
+    out.push_str(container);
+    if let Some(p) = proto {
+        out.push('/');
+        out.push_str(p);
+    }
+    Some(out)
+}
+
+/// Adds a mount unless its target is taken.
+fn mount(s: &mut Svc, m: Value, loc: (u32, u32), sub: &str) {
+    match typed::<crate::manifest::Mount>(m) {
+        Ok(m) => {
+            let target = m
+                .get("target")
+                .or_else(|| m.get("tmpfs"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string();
+            if s.targets.contains(&target) {
+                s.drop(
+                    loc,
+                    sub,
+                    format!("not carried over: {target} is already mounted by an earlier entry"),
+                );
+                return;
+            }
+            s.targets.push(target);
+            s.volumes.push(m);
+        }
+        Err(e) => s.drop(loc, sub, format!("not carried over: {e}")),
+    }
+}
+
+/// The Volume name for a named volume of the service, or `None` (reported) when the top level
+/// does not declare it.
+fn named_volume(s: &mut Svc, source: &str, loc: (u32, u32), sub: &str) -> Option<String> {
+    match s.cx.volumes.get(source) {
+        Some(n) => Some(n.clone()),
+        None => {
+            s.drop(loc, sub, format!("not carried over: volume {source:?} is not declared under the top-level `volumes` (Compose refuses such a file)"));
+            None
+        }
+    }
+}
+
+/// A Volume for an anonymous volume (`- /data`): Docker makes a fresh one per container; the
+/// agent's is named after the service and the path and kept.
+fn anonymous_volume(s: &mut Svc, target: &str, loc: (u32, u32), sub: &str) -> String {
+    let name = dns_label(&format!("{}-{}", s.name, target));
+    if !s.cx.extra_volumes.iter().any(|c| c.manifest.name() == name) {
+        s.cx.extra_volumes.push(Converted {
+            manifest: Manifest::Volume(VolumeManifest {
+                api_version: ApiVersion::V1,
+                metadata: Metadata {
+                    name: name.clone(),
+                    labels: Default::default(),
+                },
+                spec: VolumeSpec::default(),
+            }),
+            from: format!("{}.{sub}", s.path),
+            line: loc.0,
+            col: loc.1,
+        });
+    }
+    s.change(loc, sub, format!("an anonymous volume: becomes Volume {name:?}, kept across recreations (Docker makes a new one per container)"));
+    name
+}
+
+fn is_host_path(src: &str) -> bool {
+    src.starts_with('/') || src.starts_with('.') || src.starts_with('~')
+}
+
+/// Notes a bind source that does not exist (Docker creates it; the agent does not guess).
+fn check_bind_source(s: &mut Svc, path: &std::path::Path, loc: (u32, u32), sub: &str) {
+    if !path.exists() {
+        s.change(loc, sub, format!("{} does not exist on this host (Docker would create it as a directory): create it before the container starts", path.display()));
+    }
+}
+
+/// `volumes:` of a service, short (`SRC:TARGET[:MODE]`) and long forms.
+pub(super) fn volumes(s: &mut Svc, v: &Node) {
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("volumes[{i}]");
+        let loc = at(item);
+        match &item.kind {
+            NodeKind::Map(_) => volume_long(s, item, &sub),
+            _ => {
+                let Some(spec) = value::scalar(item) else {
+                    s.drop(
+                        loc,
+                        &sub,
+                        format!(
+                            "not carried over: expected a volume, found {}",
+                            item.describe()
+                        ),
+                    );
+                    continue;
+                };
+                let parts: Vec<&str> = spec.split(':').collect();
+                let (src, target, mode) = match parts.as_slice() {
+                    [t] => (None, *t, ""),
+                    [a, t] => (Some(*a), *t, ""),
+                    [a, t, m] => (Some(*a), *t, *m),
+                    _ => {
+                        s.drop(
+                            loc,
+                            &sub,
+                            format!("not carried over: {spec:?} is not SOURCE:TARGET[:MODE]"),
+                        );
+                        continue;
+                    }
+                };
+                let mut read_only = false;
+                let mut nocopy = false;
+                for opt in mode.split(',').filter(|o| !o.is_empty()) {
+                    match opt {
+                        "ro" => read_only = true,
+                        "rw" => {}
+                        "nocopy" => nocopy = true,
+                        "z" | "Z" => s.change(loc, &sub, format!("option {opt:?} (SELinux relabel) not carried over: the agent does not relabel")),
+                        "consistent" | "cached" | "delegated" => {}
+                        other => s.change(loc, &sub, format!("option {other:?} not carried over: the agent's binds are private (no propagation options)")),
+                    }
+                }
+                let m = match src {
+                    None => {
+                        let name = anonymous_volume(s, target, loc, &sub);
+                        json!({"volume": name, "target": target})
+                    }
+                    Some(src) if is_host_path(src) => {
+                        let host = s.cx.host_path(src);
+                        check_bind_source(s, &host, loc, &sub);
+                        if src.starts_with('.') || src.starts_with('~') {
+                            s.change(loc, &sub, format!("bind of {}", host.display()));
+                        }
+                        json!({"bind": host.display().to_string(), "target": target, "readOnly": read_only})
+                    }
+                    Some(src) => {
+                        let Some(name) = named_volume(s, src, loc, &sub) else {
+                            continue;
+                        };
+                        json!({"volume": name, "target": target, "readOnly": read_only, "nocopy": nocopy})
+                    }
+                };
+                mount(s, m, loc, &sub);
+            }
+        }
+    }
+}
+
+fn volume_long(s: &mut Svc, item: &Node, sub: &str) {
+    let loc = at(item);
+    let kind = item
+        .get("type")
+        .and_then(value::scalar)
+        .unwrap_or_else(|| "volume".into());
+    let source = item.get("source").and_then(value::scalar);
+    let Some(target) = item.get("target").and_then(value::scalar) else {
+        s.drop(loc, sub, "not carried over: a volume without `target`");
+        return;
+    };
+    let read_only = item.get("read_only").map(boolean) == Some(Ok(true));
+    for (k, kv) in node_entries(item) {
+        let ksub = format!("{sub}.{}", k.name);
+        match k.name.as_str() {
+            "type" | "source" | "target" | "read_only" | "consistency" => {}
+            "volume" => {
+                for (vk, _) in node_entries(kv) {
+                    if vk.name != "nocopy" {
+                        s.drop(
+                            at_key(vk),
+                            &format!("{ksub}.{}", vk.name),
+                            "not carried over: the agent mounts a whole volume (no subpath)",
+                        );
+                    }
+                }
+            }
+            "bind" => {
+                for (bk, _) in node_entries(kv) {
+                    if bk.name != "create_host_path" {
+                        s.drop(
+                            at_key(bk),
+                            &format!("{ksub}.{}", bk.name),
+                            "not carried over: the agent's binds are private and not relabelled",
+                        );
+                    }
+                }
+            }
+            "tmpfs" => {
+                for (tk, _) in node_entries(kv) {
+                    if tk.name != "size" {
+                        s.drop(
+                            at_key(tk),
+                            &format!("{ksub}.{}", tk.name),
+                            "not carried over: a tmpfs has a size only",
+                        );
+                    }
+                }
+            }
+            other => s.drop(
+                at_key(k),
+                &ksub,
+                format!("not carried over: `{other}` is not a mount setting"),
+            ),
+        }
+    }
+    let m = match (kind.as_str(), source) {
+        ("volume", None) => {
+            let name = anonymous_volume(s, &target, loc, sub);
+            json!({"volume": name, "target": target, "readOnly": read_only})
+        }
+        ("volume", Some(src)) => {
+            let Some(name) = named_volume(s, &src, loc, sub) else {
+                return;
+            };
+            let nocopy = item
+                .get("volume")
+                .and_then(|v| v.get("nocopy"))
+                .map(boolean)
+                == Some(Ok(true));
+            json!({"volume": name, "target": target, "readOnly": read_only, "nocopy": nocopy})
+        }
+        ("bind", Some(src)) => {
+            let host = s.cx.host_path(&src);
+            check_bind_source(s, &host, loc, sub);
+            json!({"bind": host.display().to_string(), "target": target, "readOnly": read_only})
+        }
+        ("tmpfs", _) => {
+            let mut m = json!({"tmpfs": target});
+            if let Some(size) = item.get("tmpfs").and_then(|t| t.get("size")) {
+                match value::size(size) {
+                    Ok(b) => m["size"] = json!(b.0),
+                    Err(e) => s.drop(
+                        at(size),
+                        &format!("{sub}.tmpfs.size"),
+                        format!("not carried over: {e}"),
+                    ),
+                }
+            }
+            m
+        }
+        (other, _) => {
+            s.drop(loc, sub, format!("not carried over: mounts of type {other:?} are not supported (volume, bind and tmpfs are)"));
+            return;
+        }
+    };
+    mount(s, m, loc, sub);
+}
+
+/// `tmpfs: /run` or a list, each `PATH[:size=64m,...]`.
+pub(super) fn tmpfs(s: &mut Svc, v: &Node) {
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("tmpfs[{i}]");
+        let loc = at(item);
+        let Some(t) = value::scalar(item) else {
+            s.drop(
+                loc,
+                &sub,
+                format!(
+                    "not carried over: expected a path, found {}",
+                    item.describe()
+                ),
+            );
+            continue;
+        };
+        let (path, opts) = t.split_once(':').unwrap_or((&t, ""));
+        let mut m = json!({"tmpfs": path});
+        for opt in opts.split(',').filter(|o| !o.is_empty()) {
+            match opt.split_once('=') {
+                Some(("size", sz)) => match value::parse_size(sz) {
+                    Ok(b) => m["size"] = json!(b.0),
+                    Err(e) => s.drop(loc, &sub, format!("size not carried over: {e}")),
+                },
+                _ => s.change(
+                    loc,
+                    &sub,
+                    format!("option {opt:?} not carried over: a tmpfs has a size only"),
+                ),
+            }
+        }
+        mount(s, m, loc, &sub);
+    }
+}
+
+/// `volumes_from: [service[:ro], container:name[:ro]]`.
+pub(super) fn volumes_from(s: &mut Svc, v: &Node) {
+    let mut out = Vec::new();
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("volumes_from[{i}]");
+        let loc = at(item);
+        let Some(t) = value::scalar(item) else {
+            continue;
+        };
+        let (src, ro) = match t.rsplit_once(':') {
+            Some((a, "ro")) => (a.to_string(), true),
+            Some((a, "rw")) => (a.to_string(), false),
+            _ => (t.clone(), false),
+        };
+        let container = match src.strip_prefix("container:") {
+            Some(c) => {
+                let n = dns_label(c);
+                s.change(
+                    loc,
+                    &sub,
+                    format!(
+                        "refers to container {n:?}, which must be a Container manifest of the agent"
+                    ),
+                );
+                n
+            }
+            None => match s.cx.services.get(&src) {
+                Some(n) => n.clone(),
+                None => {
+                    s.drop(
+                        loc,
+                        &sub,
+                        format!("not carried over: {src:?} is not a converted service"),
+                    );
+                    continue;
+                }
+            },
+        };
+        out.push(json!({"container": container, "readOnly": ro}));
+    }
+    if !out.is_empty() {
+        s.spec.insert("volumesFrom".into(), Value::Array(out));
+    }
+}
+
+/// The project's default network (Compose's `<project>_default`), made on first use.
+fn default_network(s: &mut Svc) -> String {
+    if let Some(n) = s.cx.networks.get("default") {
+        return n.clone();
+    }
+    let name = dns_label(&format!("{}-default", s.cx.project));
+    s.cx.networks.insert("default".into(), name.clone());
+    s.cx.default_network = Some(name.clone());
+    name
+}
+
+/// A service without `networks` and `network_mode` joins the project's default network.
+pub(super) fn join_default(s: &mut Svc, _k: &Key) {
+    let n = default_network(s);
+    s.spec.insert("networks".into(), json!([n]));
+}
+
+/// `networks:` of a service (a list of names, or a mapping of name to settings).
+pub(super) fn networks(s: &mut Svc, k: &Key, v: &Node) {
+    let mut out: Vec<String> = Vec::new();
+    let list: Vec<(String, (u32, u32), Option<&Node>)> = match &v.kind {
+        NodeKind::Seq(items) => items
+            .iter()
+            .filter_map(|i| value::scalar(i).map(|n| (n, at(i), None)))
+            .collect(),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .map(|(nk, nv)| (nk.name.clone(), at_key(nk), Some(nv)))
+            .collect(),
+        _ => {
+            s.drop(
+                at_key(k),
+                "networks",
+                format!(
+                    "not carried over: expected a list or a mapping, found {}",
+                    v.describe()
+                ),
+            );
+            return;
+        }
+    };
+    for (net, loc, settings) in list {
+        let sub = format!("networks.{net}");
+        let name = if net == "default" {
+            default_network(s)
+        } else {
+            match s.cx.networks.get(&net) {
+                Some(n) => n.clone(),
+                None => {
+                    s.drop(loc, &sub, format!("not carried over: network {net:?} is not declared under the top-level `networks` (Compose refuses such a file)"));
+                    continue;
+                }
+            }
+        };
+        for (sk, _) in settings.map(node_entries).unwrap_or_default() {
+            let ssub = format!("{sub}.{}", sk.name);
+            match sk.name.as_str() {
+                "aliases" => s.drop(at_key(sk), &ssub, "not carried over: this agent has no per-network aliases; the container is known by its name"),
+                "ipv4_address" | "ipv6_address" | "link_local_ips" => s.drop(at_key(sk), &ssub, "not carried over: the agent hands out addresses itself (and keeps each container's across restarts)"),
+                "priority" | "gw_priority" | "interface_name" | "mac_address" | "driver_opts" => s.drop(at_key(sk), &ssub, "not carried over: not a per-network setting the agent has"),
+                other => s.drop(at_key(sk), &ssub, format!("not carried over: `{other}` is not a per-network setting")),
+            }
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if !out.is_empty() {
+        s.spec.insert("networks".into(), json!(out));
+    }
+}
+
+/// `network_mode:` bridge, host, none, `service:NAME`, `container:NAME`.
+pub(super) fn network_mode(s: &mut Svc, k: &Key, v: &Node) {
+    let sub = "network_mode";
+    let Some(mode) = value::scalar(v) else {
+        s.drop(at(v), sub, "not carried over: expected a string");
+        return;
+    };
+    let value = match mode.as_str() {
+        "host" | "none" => mode.clone(),
+        "bridge" | "default" => {
+            if s.spec.get("networks").is_none() {
+                join_default(s, k);
+            }
+            s.change(at(v), sub, "the project's network, as without network_mode");
+            return;
+        }
+        m => {
+            match (m.strip_prefix("service:"), m.strip_prefix("container:")) {
+                (Some(svc), _) => match s.cx.services.get(svc) {
+                    Some(n) => format!("container:{n}"),
+                    None => {
+                        s.drop(
+                            at(v),
+                            sub,
+                            format!("not carried over: {svc:?} is not a converted service"),
+                        );
+                        return;
+                    }
+                },
+                (_, Some(c)) => {
+                    let n = dns_label(c);
+                    s.change(at(v), sub, format!("refers to container {n:?}, which must be a Container manifest of the agent"));
+                    format!("container:{n}")
+                }
+                _ => {
+                    s.drop(at(v), sub, format!("not carried over: {m:?}; allowed are bridge, host, none, service:NAME, container:NAME"));
+                    return;
+                }
+            }
+        }
+    };
+    s.set::<crate::manifest::NetworkMode>("networkMode", json!(value), at(v), sub);
+}
+
+/// `links: [db, "db:database"]`.
+pub(super) fn links(s: &mut Svc, v: &Node) {
+    let mut out = Vec::new();
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("links[{i}]");
+        let Some(t) = value::scalar(item) else {
+            continue;
+        };
+        let (svc, alias) = match t.split_once(':') {
+            Some((a, b)) => (a.to_string(), Some(b.to_string())),
+            None => (t.clone(), None),
+        };
+        let Some(container) = s.cx.services.get(&svc).cloned() else {
+            s.drop(
+                at(item),
+                &sub,
+                format!("not carried over: {svc:?} is not a converted service"),
+            );
+            continue;
+        };
+        // Compose's link alias defaults to the service name, which may differ from the
+        // Container's name.
+        let alias = alias.or_else(|| (container != svc).then_some(svc));
+        let mut l = json!({"container": container});
+        if let Some(a) = alias {
+            l["alias"] = json!(a);
+        }
+        match typed::<crate::manifest::Link>(l) {
+            Ok(l) => out.push(l),
+            Err(e) => s.drop(at(item), &sub, format!("not carried over: {e}")),
+        }
+    }
+    if !out.is_empty() {
+        s.spec.insert("links".into(), Value::Array(out));
+    }
+}
+
+/// `extra_hosts:` as `["host:ip", "host=ip"]` or `{host: ip}` (or `{host: [ip, ip]}`).
+pub(super) fn extra_hosts(s: &mut Svc, v: &Node) {
+    let mut pairs: Vec<(String, String, (u32, u32))> = Vec::new();
+    match &v.kind {
+        NodeKind::Map(entries) => {
+            for (hk, hv) in entries {
+                for ip in value::str_list(hv).unwrap_or_default() {
+                    pairs.push((hk.name.clone(), ip, at_key(hk)));
+                }
+            }
+        }
+        _ => {
+            for item in items(v) {
+                let Some(t) = value::scalar(item) else {
+                    continue;
+                };
+                let split = t.split_once('=').or_else(|| t.split_once(':'));
+                match split {
+                    Some((h, ip)) => pairs.push((h.to_string(), ip.to_string(), at(item))),
+                    None => s.drop(
+                        at(item),
+                        "extra_hosts",
+                        format!("not carried over: {t:?} is not HOST:IP"),
+                    ),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (host, ip, loc) in pairs {
+        let ip = ip.trim_start_matches('[').trim_end_matches(']').to_string();
+        if ip == "host-gateway" {
+            s.drop(loc, "extra_hosts", format!("not carried over: {host}: `host-gateway` has no counterpart; write the host's address on the container's network"));
+            continue;
+        }
+        match typed::<crate::manifest::ExtraHost>(json!({"host": host, "ip": ip})) {
+            Ok(h) => out.push(h),
+            Err(e) => s.drop(loc, "extra_hosts", format!("not carried over: {e}")),
+        }
+    }
+    if !out.is_empty() {
+        s.spec.insert("extraHosts".into(), Value::Array(out));
+    }
+}
+
+/// Reads `uid`, `gid` (strings in Compose) and `mode` of a long secret or config.
+fn owner_fields(item: &Node, out: &mut serde_json::Map<String, Value>) {
+    for f in ["uid", "gid"] {
+        if let Some(n) = item.get(f).and_then(|n| value::uint(n).ok()) {
+            out.insert(f.into(), json!(n));
+        }
+    }
+    if let Some(m) = item.get("mode").and_then(value::scalar) {
+        out.insert("mode".into(), json!(m));
+    }
+}
+
+/// `secrets:` of a service -> `secrets` referring to the Secret manifests.
+pub(super) fn secrets(s: &mut Svc, v: &Node) {
+    let mut out = Vec::new();
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("secrets[{i}]");
+        let (source, long) = match &item.kind {
+            NodeKind::Map(_) => match item.get("source").and_then(value::scalar) {
+                Some(src) => (src, true),
+                None => {
+                    s.drop(
+                        at(item),
+                        &sub,
+                        "not carried over: a secret without `source`",
+                    );
+                    continue;
+                }
+            },
+            _ => match value::scalar(item) {
+                Some(src) => (src, false),
+                None => continue,
+            },
+        };
+        let Some(name) = s.cx.secrets.get(&source).cloned() else {
+            s.drop(at(item), &sub, format!("not carried over: secret {source:?} is not a file secret of the top-level `secrets` (see there)"));
+            continue;
+        };
+        let raw = if long {
+            let mut m = serde_json::Map::new();
+            m.insert("source".into(), json!(name));
+            if let Some(t) = item.get("target").and_then(value::scalar) {
+                m.insert("target".into(), json!(t));
+            }
+            owner_fields(item, &mut m);
+            Value::Object(m)
+        } else if name != source {
+            // Mounted at /run/secrets/<compose name>, as Compose does.
+            json!({"source": name, "target": source})
+        } else {
+            json!(name)
+        };
+        match typed::<crate::manifest::SecretRef>(raw) {
+            Ok(r) => out.push(r),
+            Err(e) => s.drop(at(item), &sub, format!("not carried over: {e}")),
+        }
+    }
+    if !out.is_empty() {
+        s.spec.insert("secrets".into(), Value::Array(out));
+    }
+}
+
+/// `configs:` of a service: a file config becomes a read-only bind at its target (default
+/// `/<name>`, as Compose mounts it).
+pub(super) fn configs(s: &mut Svc, v: &Node) {
+    for (i, item) in items(v).into_iter().enumerate() {
+        let sub = format!("configs[{i}]");
+        let loc = at(item);
+        let (source, target) = match &item.kind {
+            NodeKind::Map(_) => {
+                for f in ["uid", "gid", "mode"] {
+                    if let Some((fk, _)) = item.entry(f) {
+                        s.drop(at_key(fk), &format!("{sub}.{f}"), "not carried over: a config is a bind of the host file, with its owner and mode");
+                    }
+                }
+                (
+                    item.get("source").and_then(value::scalar),
+                    item.get("target").and_then(value::scalar),
+                )
+            }
+            _ => (value::scalar(item), None),
+        };
+        let Some(source) = source else {
+            s.drop(loc, &sub, "not carried over: a config without `source`");
+            continue;
+        };
+        let Some(file) = s.cx.configs.get(&source).cloned() else {
+            s.drop(loc, &sub, format!("not carried over: config {source:?} is not a file config of the top-level `configs`"));
+            continue;
+        };
+        let target = target.unwrap_or_else(|| format!("/{source}"));
+        let target = if target.starts_with('/') {
+            target
+        } else {
+            format!("/{target}")
+        };
+        s.change(
+            loc,
+            &sub,
+            format!("a read-only bind of {} at {target}", file.display()),
+        );
+        check_bind_source(s, &file, loc, &sub);
+        mount(
+            s,
+            json!({"bind": file.display().to_string(), "target": target, "readOnly": true}),
+            loc,
+            &sub,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ranges_take_their_first_port() {
+        let f = |s: &str| first_of_host_range(&json!(s));
+        assert_eq!(f("8000-8010:80").as_deref(), Some("8000:80"));
+        assert_eq!(
+            f("127.0.0.1:8000-8010:80/udp").as_deref(),
+            Some("127.0.0.1:8000:80/udp")
+        );
+        assert_eq!(f("8000-8001:80-81"), None);
+        assert_eq!(f("8000:80"), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! Conversions of whole compose texts: each mapping, and what is reported as not carried over.
+
+use std::path::Path;
+
+use super::*;
+use crate::manifest::Manifest;
+
+fn convert(yaml: &str) -> Conversion {
+    convert_with(yaml, interpolate::Vars::default())
+}
+
+fn convert_with(yaml: &str, vars: interpolate::Vars) -> Conversion {
+    convert_text(
+        Path::new("compose.yaml"),
+        Path::new("/srv/shop"),
+        yaml,
+        &vars,
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn container<'a>(c: &'a Conversion, name: &str) -> &'a crate::manifest::ContainerSpec {
+    c.objects
+        .iter()
+        .find_map(|o| match &o.manifest {
+            Manifest::Container(m) if m.metadata.name == name => Some(&m.spec),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn dropped<'a>(c: &'a Conversion, key: &str) -> &'a Note {
+    c.not_carried
+        .iter()
+        .find(|n| n.key == key)
+        .unwrap_or_else(|| panic!("{key} not reported; reported: {:#?}", c.not_carried))
+}
+
+#[test]
+fn minimal_service() {
+    let c = convert("services:\n  web:\n    image: nginx\n");
+    let web = container(&c, "web");
+    assert_eq!(web.image, "nginx:latest");
+    assert_eq!(c.project, "shop");
+    assert_eq!(web.networks, vec!["shop-default".to_string()]);
+}
+
+fn changed<'a>(c: &'a Conversion, key: &str) -> &'a Note {
+    c.changed
+        .iter()
+        .find(|n| n.key == key)
+        .unwrap_or_else(|| panic!("{key} not in changed; changed: {:#?}", c.changed))
+}
+
+fn yaml_of(c: &Conversion, name: &str) -> String {
+    let o = c
+        .objects
+        .iter()
+        .find(|o| o.manifest.name() == name && matches!(o.manifest, Manifest::Container(_)))
+        .unwrap_or_else(|| panic!("no container {name}"));
+    render::document(o, &c.file)
+}
+
+#[test]
+fn command_and_entrypoint_in_string_and_list_forms() {
+    let c = convert(
+        "services:\n  a:\n    image: x:1\n    command: sh -c 'echo \"hi there\"'\n    entrypoint: [/bin/tini, --]\n  b:\n    image: x:1\n    command: [\"--flag\", \"two words\"]\n    entrypoint: /entry.sh\n",
+    );
+    let a = container(&c, "a");
+    assert_eq!(
+        a.command.as_deref(),
+        Some(&["sh".to_string(), "-c".into(), "echo \"hi there\"".into()][..])
+    );
+    assert_eq!(
+        a.entrypoint.as_deref(),
+        Some(&["/bin/tini".to_string(), "--".into()][..])
+    );
+    let b = container(&c, "b");
+    assert_eq!(
+        b.command.as_deref(),
+        Some(&["--flag".to_string(), "two words".into()][..])
+    );
+    assert_eq!(
+        b.entrypoint.as_deref(),
+        Some(&["/entry.sh".to_string()][..])
+    );
+    let bad = convert("services:\n  a:\n    image: x:1\n    command: \"echo 'open\"\n");
+    assert!(
+        dropped(&bad, "services.a.command")
+            .message
+            .contains("unterminated")
+    );
+}
+
+#[test]
+fn environment_in_both_forms_with_interpolation_and_pass_through() {
+    let mut vars = interpolate::Vars::default();
+    vars.env.insert("TAG".into(), "1.4".into());
+    vars.env.insert("FROM_SHELL".into(), "yes".into());
+    vars.dotenv.insert("DB_PASSWORD".into(), "s3cret".into());
+    let c = convert_with(
+        "services:\n  a:\n    image: \"web:${TAG}\"\n    environment:\n      - A=1\n      - FROM_SHELL\n      - NOT_SET\n      - PW=${DB_PASSWORD}\n      - PORT=${PORT:-8080}\n  b:\n    image: x:1\n    environment:\n      N: 5\n      T: true\n      Y: yes\n      E:\n",
+        vars,
+    );
+    let a = container(&c, "a");
+    assert_eq!(a.image, "web:1.4");
+    let env: Vec<(&str, &str)> = a
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("A", "1"),
+            ("FROM_SHELL", "yes"),
+            ("PORT", "8080"),
+            ("PW", "s3cret")
+        ]
+    );
+    assert!(
+        dropped(&c, "services.a.environment.NOT_SET")
+            .message
+            .contains("unset")
+    );
+    let b = container(&c, "b");
+    // YAML 1.2 as Compose reads it: `N` and `yes` are strings, not booleans.
+    assert_eq!(b.env.get("N").map(String::as_str), Some("5"));
+    assert_eq!(b.env.get("T").map(String::as_str), Some("true"));
+    assert_eq!(b.env.get("Y").map(String::as_str), Some("yes"));
+    assert_eq!(dropped(&c, "services.b.environment.E").line, 16);
+    let uses: Vec<(&str, VarFrom, u32)> = c
+        .interpolated
+        .iter()
+        .map(|u| (u.name.as_str(), u.from, u.line))
+        .collect();
+    assert_eq!(
+        uses,
+        [
+            ("TAG", VarFrom::Environment, 3),
+            ("FROM_SHELL", VarFrom::Environment, 6),
+            ("DB_PASSWORD", VarFrom::DotEnv, 8),
+            ("PORT", VarFrom::Default, 9),
+        ]
+    );
+}
+
+#[test]
+fn a_required_variable_stops_the_conversion_where_it_is() {
+    let e = convert_text(
+        Path::new("compose.yaml"),
+        Path::new("/srv"),
+        "services:\n  a:\n    image: \"x:${TAG:?set TAG}\"\n",
+        &interpolate::Vars::default(),
+        &Options::default(),
+    )
+    .expect_err("TAG unset");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("compose.yaml:3:12: required variable TAG"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ports_in_every_short_and_long_form() {
+    let c = convert(
+        r#"services:
+  a:
+    image: x:1
+    ports:
+      - "3000"
+      - "3001-3002"
+      - "8000:8000"
+      - "9090-9091:8080-8081"
+      - "127.0.0.1:8001:8001"
+      - "127.0.0.1:5000-5001:5000-5001"
+      - "6060:6060/udp"
+      - "[::1]:6001:6001"
+      - 7000
+      - "127.0.0.1::7001"
+      - "8100-8110:81"
+      - target: 82
+        published: "8082"
+        host_ip: 127.0.0.2
+        protocol: udp
+        mode: host
+      - target: 83
+      - target: 84
+        name: web
+      - "70000:80"
+"#,
+    );
+    let a = container(&c, "a");
+    let got: Vec<String> = a.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "3000/tcp",
+            "3001-3002/tcp",
+            "8000:8000/tcp",
+            "9090-9091:8080-8081/tcp",
+            "127.0.0.1:8001:8001/tcp",
+            "127.0.0.1:5000-5001:5000-5001/tcp",
+            "6060:6060/udp",
+            "[::1]:6001:6001/tcp",
+            "7000/tcp",
+            "127.0.0.1::7001/tcp",
+            "8100:81/tcp",
+            "127.0.0.2:8082:82/udp",
+            "83/tcp",
+            "84/tcp",
+        ]
+    );
+    assert!(
+        changed(&c, "services.a.ports[10]")
+            .message
+            .contains("first port")
+    );
+    assert_eq!(dropped(&c, "services.a.ports[13].name").line, 23);
+    assert!(
+        dropped(&c, "services.a.ports[14]")
+            .message
+            .contains("70000")
+    );
+}
+
+#[test]
+fn runtime_settings_resources_and_security() {
+    let c = convert(
+        r#"services:
+  db:
+    image: postgres:16
+  app:
+    image: registry.example:5000/app:2
+    links: [db, "db:database"]
+    restart: on-failure
+    deploy:
+      resources:
+        limits: {cpus: "0.5", memory: 256M, pids: 100}
+        reservations: {memory: 64m, cpus: "0.1"}
+      replicas: 2
+    ulimits:
+      nproc: 65535
+      nofile: {soft: 1024, hard: 4096}
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    sysctls: {net.core.somaxconn: 1024}
+    devices: ["/dev/null:/dev/fake:rwm"]
+    tmpfs: /run:size=16m
+    volumes:
+      - /data
+      - type: tmpfs
+        target: /cache
+        tmpfs: {size: 1g}
+      - ./conf:/etc/app:ro
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O- http://localhost/ || exit 1"]
+      interval: 1m30s
+      retries: 2
+    stop_grace_period: 1m
+    init: true
+    security_opt: [no-new-privileges:true]
+"#,
+    );
+    let text = yaml_of(&c, "app");
+    for want in [
+        "image: registry.example:5000/app:2",
+        "- container: db\n",
+        "alias: database",
+        "restart: on-failure",
+        "cpus: 0.5",
+        "memory: 256Mi",
+        "pids: 100",
+        "memoryReservation: 64Mi",
+        "nproc:",
+        "hard: 4096",
+        "capAdd:\n  - CAP_NET_ADMIN",
+        "capDrop:\n  - ALL",
+        "net.core.somaxconn: \"1024\"",
+        "- /dev/null:/dev/fake",
+        "tmpfs: /run",
+        "size: 16Mi",
+        "volume: app-data",
+        "tmpfs: /cache",
+        "size: 1Gi",
+        "bind: /srv/shop/conf",
+        "readOnly: true",
+        "- wget -q -O- http://localhost/ || exit 1",
+        "interval: 1m30s",
+        "onUnhealthy: none",
+        "stopGracePeriod: 1m",
+        "init: true",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
+    assert!(
+        dropped(&c, "services.app.deploy.replicas")
+            .message
+            .contains("one container")
+    );
+    assert!(dropped(&c, "services.app.deploy.resources.reservations.cpus").line == 11);
+    assert!(
+        dropped(&c, "services.app.security_opt")
+            .message
+            .contains("seccomp")
+    );
+    assert!(
+        changed(&c, "services.app.volumes[0]")
+            .message
+            .contains("anonymous")
+    );
+}
