@@ -247,9 +247,16 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
             timeout,
             quiet,
         } => {
-            let g = graph.open()?;
+            // The config file's `[registries]` (mirrors, allowed credential helpers, insecure
+            // registries), as the daemon uses them.
+            let settings = graph.settings()?;
+            let registries = settings.config.registries.clone();
+            let g = graph.open_with(&settings)?;
             let mut opts = graph::pull::PullOptions::new(reference);
             opts.insecure_registries = insecure_registries;
+            opts.insecure_registries.extend(registries.insecure);
+            opts.credential_helpers = registries.credential_helpers;
+            opts.mirrors = registries.mirrors;
             opts.registry_config = registry_config;
             opts.retry.retries = retries;
             opts.read_timeout = std::time::Duration::from_secs(timeout);

@@ -148,6 +148,12 @@ pub struct RegistriesConfig {
     /// Longest wait for the next bytes from a registry.
     #[serde(with = "duration")]
     pub read_timeout: Duration,
+    /// Docker credential helpers (`docker-credential-<name>`, on the agent's `PATH`) that a
+    /// `config.json`'s `credsStore`/`credHelpers` may make the agent run; any other is refused.
+    pub credential_helpers: Vec<String>,
+    /// Mirrors per registry, tried in order before it: `"docker.io" = ["http://127.0.0.1:5000"]`
+    /// (`crate::driver::graph::pull::mirror`).
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for RegistriesConfig {
@@ -156,6 +162,8 @@ impl Default for RegistriesConfig {
             insecure: Vec::new(),
             pull_timeout: Duration::from_secs(30 * 60),
             read_timeout: Duration::from_secs(60),
+            credential_helpers: Vec::new(),
+            mirrors: Default::default(),
         }
     }
 }
@@ -547,6 +555,20 @@ impl Config {
                 );
             }
         }
+        for name in &self.registries.credential_helpers {
+            if !crate::driver::graph::pull::helper::valid_name(name) {
+                return fail(
+                    &["registries", "credential_helpers"],
+                    format!(
+                        "{name:?} is not a credential helper name; write the part after \
+                         docker-credential-, e.g. \"pass\" or \"ecr-login\""
+                    ),
+                );
+            }
+        }
+        if let Err(e) = crate::driver::graph::pull::mirror::check(&self.registries.mirrors) {
+            return fail(&["registries", "mirrors"], e);
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return fail(
                 &["log", "level"],
@@ -712,6 +734,9 @@ mtu = 1400
 driver = "vfs"
 [registries]
 insecure = ["127.0.0.1:5000"]
+credential_helpers = ["pass", "ecr-login"]
+[registries.mirrors]
+"docker.io" = ["http://127.0.0.1:5000", "https://mirror.example"]
 [log]
 level = "debug"
 format = "json"
@@ -728,6 +753,8 @@ listen = "127.0.0.1:9323"
         assert_eq!(c.log.format, LogFormat::Json);
         assert!(c.stop_containers_on_exit);
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9323".parse().unwrap()));
+        assert_eq!(c.registries.credential_helpers, ["pass", "ecr-login"]);
+        assert_eq!(c.registries.mirrors["docker.io"].len(), 2);
         // A round trip through the serializer gives the same config.
         let text = toml::to_string(&c).unwrap();
         assert_eq!(parse(&text).unwrap(), c);
@@ -805,6 +832,16 @@ listen = "127.0.0.1:9323"
         assert!(e.contains(":2:10:") && e.contains("metrics.listen"), "{e}");
         let e = parse("[registries]\ninsecure = [\"http://x\"]\n").unwrap_err();
         assert!(e.contains("registries.insecure"), "{e}");
+        let e = parse("[registries]\ncredential_helpers = [\"../x\"]\n").unwrap_err();
+        assert!(
+            e.contains("registries.credential_helpers") && e.contains("\"../x\""),
+            "{e}"
+        );
+        let e = parse("[registries.mirrors]\n\"docker.io\" = [\"127.0.0.1:5000\"]\n").unwrap_err();
+        assert!(
+            e.contains("registries.mirrors") && e.contains("http://host[:port]"),
+            "{e}"
+        );
     }
 
     #[test]

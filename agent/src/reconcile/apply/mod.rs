@@ -191,6 +191,8 @@ impl Applier {
             } => {
                 let mut opts = crate::driver::graph::pull::PullOptions::new(reference.clone());
                 opts.insecure_registries = self.registries.insecure.clone();
+                opts.credential_helpers = self.registries.credential_helpers.clone();
+                opts.mirrors = self.registries.mirrors.clone();
                 opts.deadline = Some(self.registries.pull_timeout);
                 opts.read_timeout = self.registries.read_timeout;
                 opts.progress = false;

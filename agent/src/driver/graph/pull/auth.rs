@@ -1,14 +1,17 @@
 //! Registry credentials from a Docker-style `config.json` (`{"auths": {"host:port": {"auth":
-//! base64("user:password")}}}`, or `username`/`password` fields), the file `docker login` and
-//! `skopeo login` write.
+//! base64("user:password")}}}`, or `username`/`password` fields, or an `identitytoken`), the file
+//! `docker login` and `skopeo login` write, and from the credential helpers it names.
 //!
 //! The file is `--registry-config` when given (it must exist), else `$DOCKER_CONFIG/config.json`,
 //! else `$HOME/.docker/config.json` (a missing default file means anonymous access). Keys are
 //! matched on the host (and port) alone: `https://host:5000/v2/` and `host:5000` are the same
 //! registry, and Docker Hub's names (`docker.io`, `index.docker.io`, `registry-1.docker.io`,
-//! `https://index.docker.io/v1/`) are one. Credential helpers (`credsStore`, `credHelpers`) are
-//! not run: an agent should not execute programs named in a user's config file; put the
-//! credentials in `auths` instead.
+//! `https://index.docker.io/v1/`) are one.
+//!
+//! Credential helpers, in Docker's order: `credHelpers` for that host, else `credsStore`, then
+//! `auths` when the helper has nothing for it. A helper runs only when its name is listed in
+//! the agent's `config.toml` (`registries.credential_helpers`, see [`super::helper`]); a helper
+//! the file names but the operator did not allow is an error that says where to allow it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,31 @@ impl std::fmt::Debug for Credentials {
 struct ConfigFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+}
+
+/// What to authenticate with at one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing stored: anonymous access.
+    Nothing,
+    /// A user name and password.
+    Basic(Credentials),
+    /// An identity token (a refresh token), traded for an access token ([`super::identity`]).
+    IdentityToken(Redacted),
+}
+
+/// A secret that never shows in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted>")
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -44,6 +72,8 @@ struct AuthEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 /// The config file to read: `explicit`, or the Docker default locations.
@@ -59,17 +89,18 @@ pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".docker").join("config.json"))
 }
 
-/// The credentials for `registry` (a `host[:port]` as in the image reference), if any.
+/// The credentials for `registry` (a `host[:port]` as in the image reference): credential
+/// helpers first (`credHelpers`, `credsStore`; only those named in `allowed`), then `auths`.
 /// `explicit` is a file the user named: it must exist. A default file that does not exist means
 /// no credentials.
-pub fn lookup(explicit: Option<&Path>, registry: &str) -> Result<Option<Credentials>, Error> {
+pub fn find(explicit: Option<&Path>, registry: &str, allowed: &[String]) -> Result<Found, Error> {
     let Some(path) = config_path(explicit) else {
-        return Ok(None);
+        return Ok(Found::Nothing);
     };
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
-            return Ok(None);
+            return Ok(Found::Nothing);
         }
         Err(e) => return Err(Error::io("read registry credentials", &path)(e)),
     };
@@ -78,13 +109,64 @@ pub fn lookup(explicit: Option<&Path>, registry: &str) -> Result<Option<Credenti
         source: e,
     })?;
     let want = normalize_host(registry);
-    let Some((key, entry)) = file.auths.iter().find(|(k, _)| normalize_host(k) == want) else {
-        return Ok(None);
-    };
-    decode(entry).map(Some).map_err(|reason| Error::Format {
+    let fail = |reason: String| Error::Format {
         source_name: path.display().to_string(),
-        reason: format!("auths.{key:?}: {reason}"),
-    })
+        reason,
+    };
+    let helper = file
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| normalize_host(k) == want)
+        .map(|(k, v)| (format!("credHelpers.{k:?}"), v))
+        .or_else(|| {
+            file.creds_store
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| ("credsStore".to_string(), s))
+        });
+    if let Some((key, name)) = helper {
+        if !allowed.iter().any(|a| a == name) {
+            return Err(fail(format!(
+                "{key} names the credential helper {name:?} (docker-credential-{name}), which the \
+                 agent runs only when its config.toml allows it: add {name:?} to \
+                 registries.credential_helpers in the agent's config.toml (allowed now: {}), or \
+                 put the credentials for {want} in \"auths\"",
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            )));
+        }
+        match super::helper::get(name, &want).map_err(|e| fail(format!("{key}: {e}")))? {
+            super::helper::HelperAnswer::Basic { username, secret } => {
+                return Ok(Found::Basic(Credentials {
+                    username,
+                    password: secret,
+                }));
+            }
+            super::helper::HelperAnswer::IdentityToken(t) => {
+                return Ok(Found::IdentityToken(Redacted(t)));
+            }
+            super::helper::HelperAnswer::NotFound => {}
+        }
+    }
+    let Some((key, entry)) = file.auths.iter().find(|(k, _)| normalize_host(k) == want) else {
+        return Ok(Found::Nothing);
+    };
+    if let Some(t) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Found::IdentityToken(Redacted(t.to_string())));
+    }
+    if entry.auth.as_deref().is_none_or(str::is_empty)
+        && entry.username.is_none()
+        && entry.password.is_none()
+    {
+        // `{}`: what `docker login` leaves in auths when a credential store holds the secret.
+        return Ok(Found::Nothing);
+    }
+    decode(entry)
+        .map(Found::Basic)
+        .map_err(|reason| fail(format!("auths.{key:?}: {reason}")))
 }
 
 fn decode(entry: &AuthEntry) -> Result<Credentials, String> {
@@ -132,6 +214,13 @@ pub fn normalize_host(key: &str) -> String {
 mod tests {
     use super::*;
 
+    fn lookup(p: Option<&Path>, registry: &str) -> Result<Option<Credentials>, Error> {
+        find(p, registry, &[]).map(|f| match f {
+            Found::Basic(c) => Some(c),
+            _ => None,
+        })
+    }
+
     fn write(dir: &Path, body: &str) -> PathBuf {
         let p = dir.join("config.json");
         std::fs::write(&p, body).unwrap_or_else(|e| panic!("{e}"));
@@ -176,5 +265,43 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("nope.json"), "{e}");
+    }
+
+    #[test]
+    fn helpers_run_only_when_allowed_and_empty_entries_mean_nothing() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = write(
+            d.path(),
+            r#"{"auths":{"h:1":{}},"credsStore":"desktop","credHelpers":{"h:2":"pass"}}"#,
+        );
+        let e = find(Some(&p), "h:1", &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("credsStore")
+                && e.contains("docker-credential-desktop")
+                && e.contains("registries.credential_helpers")
+                && e.contains("config.toml")
+                && e.contains("allowed now: none"),
+            "{e}"
+        );
+        let e = find(Some(&p), "h:2", &["desktop".into()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("credHelpers.\"h:2\"") && e.contains("\"pass\""),
+            "{e}"
+        );
+        let p = write(
+            d.path(),
+            r#"{"auths":{"h:1":{},"h:3":{"identitytoken":"rt"}}}"#,
+        );
+        assert_eq!(find(Some(&p), "h:1", &[]).ok(), Some(Found::Nothing));
+        assert_eq!(
+            find(Some(&p), "h:3", &[]).ok(),
+            Some(Found::IdentityToken(Redacted("rt".into())))
+        );
     }
 }

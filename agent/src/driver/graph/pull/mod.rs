@@ -1,9 +1,13 @@
 //! Pulling images from a registry (OCI distribution API, Docker registry v2) with `oci-client`.
 //!
 //! A pull, in order:
-//! 1. parses the reference (`[host[:port]/]repo[:tag][@sha256:..]`, Docker Hub by default), finds
-//!    credentials ([`auth`]) and talks plain HTTP only when the host (`host:port` exactly as in
-//!    the reference) is in the insecure-registry list, HTTPS otherwise;
+//! 1. parses the reference (`[host[:port]/]repo[:tag][@sha256:..]`, Docker Hub by default) and
+//!    walks the registry's mirrors in order, then the registry itself ([`mirror`]); for each,
+//!    finds credentials ([`auth`]: `config.json`, credential helpers the agent's config allows
+//!    ([`helper`]), identity tokens ([`identity`])) and talks plain HTTP only when the host
+//!    (`host:port` exactly as in the reference) is in the insecure-registry list or the mirror is
+//!    an `http://` one, HTTPS otherwise; steps 2-4 run against that endpoint, and a mirror that
+//!    fails hands over to the next;
 //! 2. fetches the manifest the tag or digest names (Docker v2 schema2 or OCI manifest, or an
 //!    index / manifest list, resolved for this host's platform with the ARM variant rules of
 //!    [`platform`](super::import::platform)). A digest in the reference is a pin: the bytes must
@@ -29,9 +33,13 @@
 
 pub mod auth;
 pub mod fetch;
+pub mod helper;
+pub mod identity;
 pub mod manifest;
+pub mod mirror;
 pub mod retry;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +86,11 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// A Docker-style `config.json` with credentials (default: Docker's locations).
     pub registry_config: Option<PathBuf>,
+    /// Credential helpers (`docker-credential-<name>`) that `config.json` may name and the pull
+    /// may run (`registries.credential_helpers`); any other is refused.
+    pub credential_helpers: Vec<String>,
+    /// Mirrors per registry (`registries.mirrors`), tried in order before the registry.
+    pub mirrors: BTreeMap<String, Vec<String>>,
     pub retry: RetryPolicy,
     /// Draw progress bars on standard error (only when it is a terminal).
     pub progress: bool,
@@ -96,6 +109,8 @@ impl PullOptions {
             reference: reference.into(),
             insecure_registries: Vec::new(),
             registry_config: None,
+            credential_helpers: Vec::new(),
+            mirrors: BTreeMap::new(),
             retry: RetryPolicy::default(),
             progress: true,
             concurrency: 3,
@@ -355,30 +370,123 @@ fn progress_style() -> ProgressStyle {
     .progress_chars("=> ")
 }
 
+/// Where one attempt fetches from: a mirror or the registry itself.
+struct Endpoint {
+    /// `host[:port]`.
+    host: String,
+    plain_http: bool,
+    /// `Some(url)` for a mirror.
+    mirror: Option<String>,
+}
+
+/// Tries the mirrors of the reference's registry in order, then the registry.
 async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error> {
     let r = parse_reference(&opts.reference)?;
+    let mirrors =
+        mirror::for_registry(&opts.mirrors, r.registry()).map_err(|reason| Error::Registry {
+            reference: r.whole(),
+            reason,
+        })?;
+    let mut failed: Vec<String> = Vec::new();
+    for m in mirrors {
+        let url = m.url.clone();
+        let ep = Endpoint {
+            host: m.host,
+            plain_http: m.plain_http,
+            mirror: Some(m.url),
+        };
+        match fetch_from(graph, opts, &r, &ep).await {
+            Ok(res) => {
+                tracing::info!(reference = %r.whole(), mirror = %url, "pulled from a mirror");
+                return Ok(res);
+            }
+            Err(e @ Error::NoSpace { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(reference = %r.whole(), mirror = %url, "mirror failed: {e}; trying the next");
+                failed.push(format!("mirror {url}: {e}"));
+            }
+        }
+    }
     let registry = r.resolve_registry().to_string();
-    let plain_http: Vec<String> = opts
-        .insecure_registries
-        .iter()
-        .filter(|h| **h == registry || **h == r.registry())
-        .cloned()
-        .collect();
-    let auth = match auth::lookup(opts.registry_config.as_deref(), r.registry())? {
-        Some(c) => RegistryAuth::Basic(c.username, c.password),
-        None => RegistryAuth::Anonymous,
+    let upstream = Endpoint {
+        host: r.registry().to_string(),
+        plain_http: opts
+            .insecure_registries
+            .iter()
+            .any(|h| *h == registry || *h == r.registry()),
+        mirror: None,
     };
-    let client = Client::new(ClientConfig {
-        protocol: if plain_http.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(vec![registry.clone()])
+    match fetch_from(graph, opts, &r, &upstream).await {
+        Err(Error::Registry { reference, reason }) if !failed.is_empty() => Err(Error::Registry {
+            reference,
+            reason: format!("{reason} (after its mirrors failed: {})", failed.join("; ")),
+        }),
+        other => other,
+    }
+}
+
+/// `r` as served by `ep`: the same repository, tag and digest under the endpoint's host.
+fn at_endpoint(r: &Reference, ep: &Endpoint) -> Result<Reference, Error> {
+    if ep.mirror.is_none() {
+        return Ok(r.clone());
+    }
+    let mut s = format!("{}/{}", ep.host, r.repository());
+    if let Some(t) = r.tag() {
+        s.push(':');
+        s.push_str(t);
+    }
+    if let Some(d) = r.digest() {
+        s.push('@');
+        s.push_str(d);
+    }
+    parse_reference(&s)
+}
+
+/// The registry credentials for `host` (after the credential helpers and identity tokens).
+async fn registry_auth(
+    opts: &PullOptions,
+    http: &reqwest::Client,
+    er: &Reference,
+    scheme: &str,
+) -> Result<RegistryAuth, Error> {
+    let found = auth::find(
+        opts.registry_config.as_deref(),
+        er.registry(),
+        &opts.credential_helpers,
+    )?;
+    Ok(match found {
+        auth::Found::Nothing => RegistryAuth::Anonymous,
+        auth::Found::Basic(c) => RegistryAuth::Basic(c.username, c.password),
+        auth::Found::IdentityToken(t) => {
+            let base = format!("{scheme}://{}", er.resolve_registry());
+            let token = identity::exchange(http, &base, er.repository(), &t.0, opts.read_timeout)
+                .await
+                .map_err(|reason| Error::Registry {
+                    reference: er.whole(),
+                    reason,
+                })?;
+            RegistryAuth::Bearer(token)
+        }
+    })
+}
+
+/// Fetches everything `r` needs from one endpoint.
+async fn fetch_from(
+    graph: &Graph,
+    opts: &PullOptions,
+    r: &Reference,
+    ep: &Endpoint,
+) -> Result<Resolved, Error> {
+    let er = at_endpoint(r, ep)?;
+    let registry = er.resolve_registry().to_string();
+    let scheme = if ep.plain_http { "http" } else { "https" };
+    let retry = match ep.mirror {
+        Some(_) => RetryPolicy {
+            retries: opts.retry.retries.min(1),
+            ..opts.retry
         },
-        platform_resolver: None,
-        connect_timeout: Some(Duration::from_secs(15)),
-        read_timeout: Some(opts.read_timeout),
-        ..Default::default()
-    });
+        None => opts.retry,
+    };
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(opts.read_timeout)
@@ -387,23 +495,33 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
             reference: r.whole(),
             reason: format!("cannot set up the HTTP client: {e}"),
         })?;
+    let auth = registry_auth(opts, &http, &er, scheme).await?;
+    let client = Client::new(ClientConfig {
+        protocol: if ep.plain_http {
+            ClientProtocol::HttpsExcept(vec![registry.clone()])
+        } else {
+            ClientProtocol::Https
+        },
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(15)),
+        read_timeout: Some(opts.read_timeout),
+        ..Default::default()
+    });
     let reg = manifest::Registry {
         client: &client,
         http: &http,
         auth: &auth,
-        scheme: if plain_http.is_empty() {
-            "https"
-        } else {
-            "http"
-        },
+        scheme,
         timeout: opts.read_timeout,
     };
     let pin = r.digest().map(Digest::parse).transpose()?;
-    let top = fetch_manifest(&reg, &r, pin.as_ref(), graph, &opts.retry)
+    let top = fetch_manifest(&reg, &er, pin.as_ref(), graph, &retry)
         .await
         .map_err(|e| match e {
             Error::Registry { reference, reason }
-                if plain_http.is_empty() && reason.contains("error sending request") =>
+                if !ep.plain_http
+                    && ep.mirror.is_none()
+                    && reason.contains("error sending request") =>
             {
                 Error::Registry {
                     reference,
@@ -430,12 +548,11 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
                 reason,
             })?;
         let child = Reference::with_digest(
-            r.registry().to_string(),
-            r.repository().to_string(),
+            er.registry().to_string(),
+            er.repository().to_string(),
             chosen.digest.to_string(),
         );
-        let mut next =
-            fetch_manifest(&reg, &child, Some(&chosen.digest), graph, &opts.retry).await?;
+        let mut next = fetch_manifest(&reg, &child, Some(&chosen.digest), graph, &retry).await?;
         next.desc.platform = chosen.platform.clone();
         cur = next;
     }
@@ -446,15 +563,15 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
         });
     }
     let repo = Reference::with_digest(
-        r.registry().to_string(),
-        r.repository().to_string(),
+        er.registry().to_string(),
+        er.repository().to_string(),
         cur.desc.digest.to_string(),
     );
     let fetcher = Arc::new(Fetcher {
         client,
         reference: repo,
         store: graph.blobs().clone(),
-        policy: opts.retry,
+        policy: retry,
     });
     let config = cur.doc.config.clone().ok_or_else(|| Error::Registry {
         reference: r.whole(),
@@ -542,7 +659,7 @@ async fn fetch_all(graph: &Graph, opts: &PullOptions) -> Result<Resolved, Error>
     }
     Ok(Resolved {
         reference: r.whole(),
-        name: super::reference::normalize(&local_name(&r))?,
+        name: super::reference::normalize(&local_name(r))?,
         source,
         manifest: cur.desc,
         downloaded: report.0,
