@@ -1,15 +1,22 @@
-//! Under systemd with `Delegate=yes` on cgroup v2 (packaging/agent.service), the agent moves
-//! itself into the leaf `<unit>/agent` of its unit's cgroup and creates the containers' cgroups
-//! below `<unit>/containers` (driver/exec/delegate.rs).
+//! Under systemd with `Delegate=yes` (packaging/agent.service) the containers' cgroups live
+//! inside the unit's cgroup (driver/exec/delegate.rs).
 //!
-//! This host is hybrid (v1 controllers, a cgroup2 mount beside them). The agent runs in a
-//! private mount namespace with that cgroup2 mount bound over `/sys/fs/cgroup` (as
-//! exec_cgroup_v2.rs does), so that it sees a v2-only host, and is started in a cgroup this test
-//! made and marked as delegated the way systemd marks a unit's cgroup (`trusted.delegate=1`),
-//! standing in for `/system.slice/agent.service`. On a v2-only host it runs directly. The
-//! cgroup2 mount here offers the `hugetlb` controller, which libcontainer enables on its way
-//! down to the container's cgroup: that fails while a process lives in the unit's cgroup
-//! itself, so the container only starts if the agent left it first.
+//! cgroup v2: the agent moves itself into the leaf `<unit>/agent` and creates the containers
+//! below `<unit>/containers`. This host is hybrid (v1 controllers, a cgroup2 mount beside them),
+//! so the agent runs in a private mount namespace with that cgroup2 mount bound over
+//! `/sys/fs/cgroup` (as exec_cgroup_v2.rs does), so that it sees a v2-only host, and is started
+//! in a cgroup this test made and marked as delegated the way systemd marks a unit's cgroup
+//! (`trusted.delegate=1`), standing in for `/system.slice/agent.service`. On a v2-only host it
+//! runs directly. The cgroup2 mount here offers the `hugetlb` controller, which libcontainer
+//! enables on its way down to the container's cgroup: that fails while a process lives in the
+//! unit's cgroup itself, so the container only starts if the agent left it first.
+//!
+//! cgroup v1 / hybrid: systemd puts the unit's processes into `<unit>` of its own hierarchy (the
+//! unified one on a hybrid host, marked there) and of the v1 controller hierarchies it manages;
+//! the containers' v1 cgroups go to `<unit>/containers/<id>`. The stand-in: the same cgroup in
+//! the unified hierarchy (marked), `name=systemd` and systemd's controllers (cpu, cpuacct, blkio,
+//! memory, devices, pids). On a v2-only host there are no v1 hierarchies and that test says so
+//! and checks nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,17 +35,38 @@ fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
-/// The test's stand-in for a unit's cgroup. Dropping it kills whatever is left in it and
-/// removes it with its children.
+/// Every cgroup hierarchy's mount point (v1 and v2).
+fn cgroup_roots() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            matches!(f.get(2), Some(&"cgroup") | Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .collect()
+}
+
+/// The test's stand-in for a unit's cgroup `rel` (`/agent-e2e-unit-<pid>-<tag>.service`), made
+/// in the hierarchies given and marked as delegated in one of them. Dropping it kills whatever
+/// is left below `rel` in any hierarchy and removes those cgroups (libcontainer makes the
+/// containers' ones in every v1 hierarchy, also those the test did not make `rel` in).
 struct UnitCgroup {
-    dir: PathBuf,
+    rel: String,
 }
 
 impl UnitCgroup {
-    fn create(dir: PathBuf) -> UnitCgroup {
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        let unit = UnitCgroup { dir };
-        let path = std::ffi::CString::new(unit.dir.to_string_lossy().as_bytes())
+    /// Makes `rel` under each of `roots` and marks it `trusted.delegate=1` under `marked`.
+    fn create(rel: &str, roots: &[PathBuf], marked: &Path) -> UnitCgroup {
+        let unit = UnitCgroup {
+            rel: rel.to_string(),
+        };
+        for r in roots {
+            let dir = unit.dir(r);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        }
+        let dir = unit.dir(marked);
+        let path = std::ffi::CString::new(dir.to_string_lossy().as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
         // SAFETY: NUL-terminated strings and a 1-byte value, all alive across the call.
         let r = unsafe {
@@ -54,10 +82,15 @@ impl UnitCgroup {
             r,
             0,
             "setxattr trusted.delegate on {}: {}",
-            unit.dir.display(),
+            dir.display(),
             std::io::Error::last_os_error()
         );
         unit
+    }
+
+    /// `rel` under hierarchy `root`.
+    fn dir(&self, root: &Path) -> PathBuf {
+        root.join(self.rel.trim_start_matches('/'))
     }
 
     fn pids(dir: &Path) -> Vec<i32> {
@@ -86,11 +119,21 @@ impl UnitCgroup {
 
 impl Drop for UnitCgroup {
     fn drop(&mut self) {
+        let dirs: Vec<PathBuf> = cgroup_roots()
+            .iter()
+            .map(|r| self.dir(r))
+            .filter(|d| d.is_dir())
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let pids = UnitCgroup::pids(&self.dir);
+            let pids: Vec<i32> = dirs.iter().flat_map(|d| UnitCgroup::pids(d)).collect();
             if pids.is_empty() || Instant::now() > deadline {
                 break;
+            }
+            for d in &dirs {
+                if d.join("freezer.state").is_file() {
+                    let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                }
             }
             for p in pids {
                 // SAFETY: kill(2) of a process inside this test's own cgroup.
@@ -98,32 +141,39 @@ impl Drop for UnitCgroup {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        UnitCgroup::remove(&self.dir);
-        if self.dir.exists() {
-            eprintln!("leftover cgroup {}", self.dir.display());
+        for d in &dirs {
+            UnitCgroup::remove(d);
+            if d.exists() {
+                eprintln!("leftover cgroup {}", d.display());
+            }
         }
     }
 }
 
-/// The cgroup v2 path of `pid` (`0::` line).
-fn cgroup_of(pid: i32) -> String {
+/// The cgroup of `pid` in the hierarchy of /proc/PID/cgroup's line `prefix` (`0::`,
+/// `4:memory:`); the hierarchy number is ignored.
+fn cgroup_in(pid: i32, controllers: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let _n = f.next()?;
+            (f.next()? == controllers).then(|| f.next().map(str::to_string))?
+        })
         .unwrap_or_default()
 }
 
 #[test]
-fn containers_live_below_the_delegated_unit_cgroup() {
-    if !require_root("containers_live_below_the_delegated_unit_cgroup") {
+fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2() {
+    if !require_root("containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2") {
         return;
     }
     require_images();
     let mount = cgroup2_mount().unwrap_or_else(|| panic!("no cgroup2 mount on this host"));
-    let rel = format!("/agent-e2e-unit-{}.service", std::process::id());
+    let rel = format!("/agent-e2e-unit-{}-v2.service", std::process::id());
     // Declared before the daemon: dropped after it (the agent and its monitors gone first).
-    let unit = UnitCgroup::create(mount.join(rel.trim_start_matches('/')));
+    let unit = UnitCgroup::create(&rel, std::slice::from_ref(&mount), &mount);
     let mut d = Daemon::prepare("cgdeleg", "");
     let bind = if mount == Path::new("/sys/fs/cgroup") {
         String::new()
@@ -143,7 +193,7 @@ fn containers_live_below_the_delegated_unit_cgroup() {
     d.start();
     let agent = d.pid().unwrap_or_else(|| panic!("no agent")) as i32;
     assert_eq!(
-        cgroup_of(agent),
+        cgroup_in(agent, ""),
         format!("{rel}/agent"),
         "the agent is not in its unit's leaf:\n{}",
         d.log_tail()
@@ -166,13 +216,89 @@ fn containers_live_below_the_delegated_unit_cgroup() {
     let pid = st["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in {state}")) as i32;
-    assert_eq!(cgroup_of(pid), format!("{rel}/containers/{id}"));
+    assert_eq!(cgroup_in(pid, ""), format!("{rel}/containers/{id}"));
     for m in d.monitor_pids() {
-        assert_eq!(cgroup_of(m), format!("{rel}/agent"), "monitor {m}");
+        assert_eq!(cgroup_in(m, ""), format!("{rel}/agent"), "monitor {m}");
     }
     // Nothing left in the unit's cgroup itself.
-    let procs = std::fs::read_to_string(unit.dir.join("cgroup.procs")).unwrap_or_default();
+    let procs = std::fs::read_to_string(unit.dir(&mount).join("cgroup.procs")).unwrap_or_default();
     assert!(procs.trim().is_empty(), "processes in {rel}: {procs}");
     let st = d.stop();
     assert!(st.is_some_and(|s| s.success()), "agent exit: {st:?}");
+}
+
+/// Systemd's controllers in cgroup v1 (those a unit with `Delegate=yes` gets a cgroup in).
+const SYSTEMD_V1: &[&str] = &["cpu", "cpuacct", "blkio", "memory", "devices", "pids"];
+
+#[test]
+fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v1_hybrid() {
+    if !require_root("containers_live_below_the_delegated_unit_cgroup_on_cgroup_v1_hybrid") {
+        return;
+    }
+    require_images();
+    let base = Path::new("/sys/fs/cgroup");
+    let unified = base.join("unified");
+    let systemd = base.join("systemd");
+    if !systemd.join("cgroup.procs").is_file() || !unified.join("cgroup.procs").is_file() {
+        eprintln!(
+            "not a cgroup v1 hybrid host (no {} and {}): nothing to check",
+            systemd.display(),
+            unified.display()
+        );
+        return;
+    }
+    let rel = format!("/agent-e2e-unit-{}-v1.service", std::process::id());
+    let mut roots = vec![unified.clone(), systemd.clone()];
+    roots.extend(
+        SYSTEMD_V1
+            .iter()
+            .map(|c| base.join(c))
+            .filter(|d| d.join("cgroup.procs").is_file()),
+    );
+    // Declared before the daemon: dropped after it (the agent and its monitors gone first).
+    let unit = UnitCgroup::create(&rel, &roots, &unified);
+    let mut d = Daemon::prepare("cgdeleg1", "");
+    let enter: Vec<String> = roots
+        .iter()
+        .map(|r| format!("echo $$ > {}/cgroup.procs && ", unit.dir(r).display()))
+        .collect();
+    d.wrapper = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("{}exec \"$@\"", enter.concat()),
+        "sh".into(),
+    ];
+    d.start();
+    let agent = d.pid().unwrap_or_else(|| panic!("no agent")) as i32;
+    // Nothing to move on v1: the agent stays where systemd put it.
+    assert_eq!(cgroup_in(agent, ""), rel, "{}", d.log_tail());
+
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("c.yaml", &container_manifest("c", "exec sleep 1000", ""));
+    d.wait_for("c running", Duration::from_secs(60), || {
+        (d.try_ps_row("c")?["state"] == "running").then_some(())
+    });
+    let id = d.ps_row("c")["id"].as_str().unwrap_or_default().to_string();
+    let want = format!("{rel}/containers/{id}");
+    assert_eq!(
+        d.container_cgroups(),
+        vec![want.clone()],
+        "cgroupsPath of the bundle:\n{}",
+        d.log_tail()
+    );
+    let state = std::fs::read_to_string(d.state.join("exec").join(&id).join("state.json"))
+        .unwrap_or_default();
+    let st: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+    let pid = st["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid in {state}")) as i32;
+    for c in SYSTEMD_V1 {
+        assert_eq!(cgroup_in(pid, c), want, "the container's {c} cgroup");
+    }
+    for m in d.monitor_pids() {
+        assert_eq!(cgroup_in(m, "memory"), rel, "monitor {m}");
+    }
+    let st = d.stop();
+    assert!(st.is_some_and(|s| s.success()), "agent exit: {st:?}");
+    drop(unit);
 }

@@ -10,8 +10,10 @@
 //! the cgroup hierarchies, a /run of its own) until
 //! `http://127.0.0.1:18080/` answers through the published port.
 //!
-//! Everything the test starts runs in a cgroup of its own (unified hierarchy); `Drop` kills what
-//! is left there and in the containers' cgroups, then removes the root.
+//! Everything the test starts runs in a cgroup of its own (unified hierarchy), marked delegated
+//! the way systemd marks agent.service's cgroup (`Delegate=yes`): the packaged agent must put
+//! the example's containers below it. `Drop` kills what is left there and in the containers'
+//! cgroups, then removes those cgroups and the root.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,9 @@ fn cgroup2_mount() -> Option<PathBuf> {
 /// A clean Debian root in a temporary directory, and the cgroup its processes run in.
 struct Root {
     dir: tempfile::TempDir,
+    /// The cgroup in the unified hierarchy (`/agent-e2e-deb-<tag>-<pid>`), marked delegated as
+    /// systemd marks agent.service's: the packaged agent puts the containers below it.
+    rel: String,
     cgroup: PathBuf,
 }
 
@@ -134,7 +139,13 @@ impl Drop for Root {
                 matches!(f.get(2), Some(&"cgroup") | Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
             })
             .collect();
-        let mut dirs = vec![self.cgroup.clone()];
+        // `rel` in every hierarchy: the unit stand-in, and below it the containers' cgroups
+        // libcontainer made in the v1 ones.
+        let mut dirs: Vec<PathBuf> = roots
+            .iter()
+            .map(|r| r.join(self.rel.trim_start_matches('/')))
+            .filter(|d| d.is_dir())
+            .collect();
         for cg in self.container_cgroups() {
             dirs.extend(
                 roots
@@ -201,9 +212,11 @@ fn clean_root(tag: &str) -> Root {
         .tempdir()
         .unwrap_or_else(|e| panic!("tempdir: {e}"));
     let unified = cgroup2_mount().unwrap_or_else(|| panic!("no cgroup2 mount on this host"));
-    let cgroup = unified.join(format!("agent-e2e-deb-{tag}-{}", std::process::id()));
+    let rel = format!("/agent-e2e-deb-{tag}-{}", std::process::id());
+    let cgroup = unified.join(rel.trim_start_matches('/'));
     std::fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("mkdir {}: {e}", cgroup.display()));
-    let root = Root { dir, cgroup };
+    let root = Root { dir, rel, cgroup };
+    mark_delegated(&root.cgroup);
     std::fs::create_dir(root.path()).unwrap_or_else(|e| panic!("mkdir root: {e}"));
     let o = Command::new("tar")
         .args(["-xf", &tar, "--numeric-owner", "-C"])
@@ -216,6 +229,29 @@ fn clean_root(tag: &str) -> Root {
         String::from_utf8_lossy(&o.stderr)
     );
     root
+}
+
+/// Marks cgroup `dir` as delegated, as systemd marks the cgroup of a unit with `Delegate=yes`.
+fn mark_delegated(dir: &Path) {
+    let path =
+        std::ffi::CString::new(dir.to_string_lossy().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: NUL-terminated strings and a 1-byte value, all alive across the call.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"trusted.delegate".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setxattr trusted.delegate on {}: {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// The `systemctl` stand-in: records its arguments, one call a line.
@@ -284,6 +320,12 @@ fn deb_installs_into_a_clean_debian_root_and_runs_the_example() {
             "{want} not in dpkg -L:\n{files}"
         );
     }
+    // One page per command, none for clap's `help` subcommands (`agent help ps`).
+    let help_pages: Vec<&str> = files
+        .lines()
+        .filter(|l| l.starts_with("/usr/share/man/man1/") && l.contains("-help"))
+        .collect();
+    assert!(help_pages.is_empty(), "man pages of `help`: {help_pages:?}");
     let conffiles = root.ok(&["dpkg-query", "-W", "-f=${Conffiles}", "agent"]);
     let conffiles: Vec<&str> = conffiles
         .lines()
@@ -421,6 +463,9 @@ until curl -fsS --max-time 2 http://127.0.0.1:18080/ > $R/tmp/web.out 2>/dev/nul
 done
 echo "answer: $(cat $R/tmp/web.out)"
 chroot $R agent ps
+for f in $R/var/lib/agent/exec/*/config.json; do
+  echo "cgroupsPath: $(grep -o "\"cgroupsPath\": *\"[^\"]*\"" $f | sed "s/.*: *\"//; s/\"\$//")"
+done
 '
 "#
     );
@@ -446,6 +491,20 @@ chroot $R agent ps
                 .lines()
                 .any(|l| l.split_whitespace().next() == Some(name) && l.contains("running")),
             "{name} not running in agent ps:\n{stdout}"
+        );
+    }
+    // Started in a cgroup marked as systemd marks a delegated unit's, the packaged agent put
+    // the containers below it (driver/exec/delegate.rs).
+    let paths: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("cgroupsPath: "))
+        .collect();
+    assert!(paths.len() >= 2, "{stdout}");
+    for p in &paths {
+        assert!(
+            p.starts_with(&format!("{}/containers/", root.rel)),
+            "container cgroup {p} is not below the unit's {}",
+            root.rel
         );
     }
     // The agent stopped the containers on exit; their monitors then leave too.

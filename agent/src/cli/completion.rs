@@ -42,14 +42,18 @@ pub fn man(args: ManArgs) -> crate::Result<Outcome> {
 }
 
 /// Writes the page of `cmd` (built: its usage line names its parents; the page is named
-/// `name`) and of each visible subcommand; returns how many.
+/// `name`) and of each visible subcommand but `help`; returns how many.
 fn write_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> std::io::Result<usize> {
     let cmd = cmd.clone().display_name(name.to_string());
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
     std::fs::write(dir.join(format!("{name}.1")), page)?;
     let mut n = 1;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // Not clap's generated `help` subcommands: `agent help ps` is `agent ps --help`.
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         n += write_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
     }
     Ok(n)

@@ -39,7 +39,8 @@ pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
     // SAFETY: no thread has been started yet (the runtime is built below).
     let activated = unsafe { super::activation::take_from_env() }?;
     // Under systemd on cgroup v2: into the leaf of the unit's delegated cgroup, before any thread
-    // or monitor starts (containers then go below the unit: crate::driver::exec::delegate).
+    // or monitor starts (containers then go below the unit, on v1 too:
+    // crate::driver::exec::delegate).
     match crate::driver::exec::delegate::enter_leaf() {
         Ok(Some(unit)) => tracing::info!(
             unit_cgroup = %unit,
@@ -47,7 +48,13 @@ pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
             crate::driver::exec::delegate::LEAF,
             crate::driver::exec::delegate::CONTAINERS
         ),
-        Ok(None) => {}
+        Ok(None) => {
+            // cgroup v1 or hybrid: nothing moves; a delegated unit still takes the containers.
+            let parent = crate::driver::exec::delegate::container_parent();
+            if parent != crate::driver::exec::delegate::DEFAULT_PARENT {
+                tracing::info!("delegated cgroup: containers' cgroups below {parent}");
+            }
+        }
         Err(e) => tracing::warn!(
             error = %e,
             "cannot enter the leaf of the unit's delegated cgroup; containers go below {}",
