@@ -9,6 +9,7 @@
 #                                     bench/results/soak-<UTC time>, ignored by git)
 #   bench/soak.sh install             installs what it needs (scripts/apt/bench.list)
 #   bench/soak.sh report OUT [WARMUP] rebuild the growth table and the plot from OUT/samples.csv
+#   bench/soak.sh clean OUT           remove what a SIGKILLed run (no clean-up) left on the host
 #
 # Workload (every container on the agent's default bridge network, its own subnet):
 #   s1..s9   `restart: always`, steady, with a health check every 10 s
@@ -81,6 +82,52 @@ RANDOM=${SEED:-$$}
 if [ "${1:-}" = report ]; then
   d=${2:?usage: bench/soak.sh report OUT [WARMUP]}
   python3 bench/soak_sample.py report "$d/samples.csv" "$d/soak" "$(secs "${3:-$WARMUP_S}")"
+  exit 0
+fi
+
+# After a run that was SIGKILLed (the script and its agent gone, no clean-up): remove what it
+# left through its own binary and state: its manifests moved to OUT/manifests-at-stop, the agent
+# started on an empty manifest directory until every container is removed, then stopped; its
+# monitors killed, `agent system reset`, mounts under OUT/work unmounted.
+if [ "${1:-}" = clean ]; then
+  d=$(cd "${2:?usage: bench/soak.sh clean OUT}" && pwd)
+  work=$d/work
+  BIN=$d/bin/agent
+  if [ ! -x "$BIN" ] || [ ! -d "$work/state" ]; then
+    echo "soak clean: $d has no bin/agent or work/state (nothing to clean?)" >&2
+    exit 1
+  fi
+  owns() { { tr '\0' ' ' < "/proc/$1/cmdline"; } 2>/dev/null | grep -q -- "--state-dir $work/state "; }
+  p=$(cat "$work/agent.pid" 2>/dev/null || true)
+  if [ -n "$p" ] && owns "$p"; then
+    echo "soak clean: the run's agent ($p) still runs; stop its soak.sh with SIGTERM instead (it cleans up)" >&2
+    exit 1
+  fi
+  C() { "$BIN" "$@" --socket "$work/agent.sock" --state-dir "$work/state"; }
+  mkdir -p "$d/manifests-at-stop"
+  mv "$work"/manifests/*.yaml "$d/manifests-at-stop/" 2>/dev/null || true
+  setsid "$BIN" run --manifests "$work/manifests" --state-dir "$work/state" --socket "$work/agent.sock" \
+    --config "$work/config.toml" 2>>"$d/clean.log" &
+  cp=$!
+  for i in $(seq 1 600); do
+    curl -s -f -m 2 --unix-socket "$work/agent.sock" http://agent/v1/ps >/dev/null 2>&1 && break
+    kill -0 "$cp" 2>/dev/null || { echo "soak clean: the agent exited (see $d/clean.log)" >&2; exit 1; }
+    sleep 0.1
+  done
+  for i in $(seq 1 180); do
+    [ "$(C ps -o json 2>/dev/null | grep -c '"name"' || true)" = 0 ] && break
+    sleep 1
+  done
+  left=$(C ps -o json 2>/dev/null | grep -c '"name"' || true)
+  kill -TERM "$cp" 2>/dev/null || true
+  wait "$cp" 2>/dev/null || true
+  for m in /proc/[0-9]*; do
+    { tr '\0' ' ' < "$m/cmdline"; } 2>/dev/null | grep -q -- " monitor --state-dir $work/state " \
+      && { kill -KILL "${m#/proc/}" 2>/dev/null || true; }
+  done
+  "$BIN" system reset --state-dir "$work/state" --socket "$work/agent.sock" --config "$work/config.toml"
+  grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  echo "soak clean: containers still listed at the end: $left; manifests kept in $d/manifests-at-stop; state kept in $work/state"
   exit 0
 fi
 
