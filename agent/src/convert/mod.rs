@@ -28,7 +28,7 @@ mod shell;
 mod top;
 mod value;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::manifest::node::{self, Key, Node, NodeKind};
@@ -218,7 +218,6 @@ fn convert_text(
         configs: BTreeMap::new(),
         extra_volumes: Vec::new(),
         default_network: None,
-        spec_fields: spec_fields(),
     };
     let objects = top::convert(&mut cx, &root, opts)?;
     check(&cx.file, &objects)?;
@@ -259,17 +258,6 @@ fn check(file: &Path, objects: &[Converted]) -> Result<(), Error> {
     }
     let lines: Vec<String> = loaded.diagnostics().map(|d| d.to_string()).collect();
     Err(Error::Invalid(lines.join("\n")))
-}
-
-/// The field names (camelCase) a Container's spec has in this build, from its schema: fields
-/// other work adds (`dependsOn`, ...) are written only when this agent reads them.
-fn spec_fields() -> BTreeSet<String> {
-    let schema = schemars::schema_for!(crate::manifest::ContainerSpec);
-    schema
-        .get("properties")
-        .and_then(|p| p.as_object())
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 /// Compose's project name: `-p`, the file's `name:`, `COMPOSE_PROJECT_NAME`, the directory name;
@@ -358,8 +346,6 @@ pub(crate) struct Cx<'a> {
     extra_volumes: Vec<Converted>,
     /// The Network name of the project's default network, once a service needs it.
     default_network: Option<String>,
-    /// The Container spec's field names in this build.
-    spec_fields: BTreeSet<String>,
 }
 
 impl Cx<'_> {
@@ -404,11 +390,6 @@ impl Cx<'_> {
         } else {
             lexical(&self.dir.join(path))
         }
-    }
-
-    /// Whether this agent's Container spec has `field`.
-    fn supports(&self, field: &str) -> bool {
-        self.spec_fields.contains(field)
     }
 }
 

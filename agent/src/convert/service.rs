@@ -151,18 +151,7 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
         s.spec
             .insert("resources".into(), Value::Object(s.resources.clone()));
     }
-    let mut read = serde_json::from_value::<ContainerSpec>(Value::Object(s.spec.clone()));
-    if let (Err(e), Some(_)) = (&read, s.spec.get("dependsOn")) {
-        // `dependsOn` is written in the shape the Compose spec gives it; should this agent's
-        // field read another shape, the order is reported as not carried over instead.
-        let why = format!("not carried over: this agent reads `dependsOn` in another form ({e})");
-        s.spec.remove("dependsOn");
-        let loc = node
-            .entry("depends_on")
-            .map_or(at_key(k), |(dk, _)| at_key(dk));
-        s.drop(loc, "depends_on", why);
-        read = serde_json::from_value::<ContainerSpec>(Value::Object(s.spec.clone()));
-    }
+    let read = serde_json::from_value::<ContainerSpec>(Value::Object(s.spec.clone()));
     let spec: ContainerSpec = match read {
         Ok(spec) => spec,
         Err(e) => {
@@ -408,7 +397,7 @@ fn key(s: &mut Svc, k: &Key, v: &Node) {
         "healthcheck" => healthcheck(s, k, v),
         "restart" => restart(s, v),
         "logging" => logging(s, v),
-        "depends_on" => depends_on(s, k, v),
+        "depends_on" => depends_on(s, v),
         "deploy" => deploy(s, v),
         "mem_limit" => size_resource(s, "memory", sub, v),
         "mem_reservation" => size_resource(s, "memoryReservation", sub, v),
@@ -806,7 +795,7 @@ pub(super) fn node_entries(n: &Node) -> &[(Key, Node)] {
 /// `depends_on:` -> `dependsOn`: a list when every condition is `service_started` and nothing
 /// else is set, else a mapping `{NAME: {condition: started|healthy|completed, restart, required}}`.
 /// When this agent has no `dependsOn` the whole key is reported, naming what it asked for.
-fn depends_on(s: &mut Svc, k: &Key, v: &Node) {
+fn depends_on(s: &mut Svc, v: &Node) {
     struct Dep {
         container: String,
         condition: &'static str,
@@ -879,21 +868,6 @@ fn depends_on(s: &mut Svc, k: &Key, v: &Node) {
         ),
     }
     if deps.is_empty() {
-        return;
-    }
-    if !s.cx.supports("dependsOn") {
-        let asked: Vec<String> = deps
-            .iter()
-            .map(|d| format!("{} ({})", d.container, d.condition))
-            .collect();
-        s.drop(
-            at_key(k),
-            "depends_on",
-            format!(
-                "not carried over: this agent has no `dependsOn` (start order and conditions); asked for {}: the containers start in any order and must wait for what they need themselves",
-                asked.join(", ")
-            ),
-        );
         return;
     }
     let value = if deps

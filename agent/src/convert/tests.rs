@@ -312,3 +312,56 @@ fn runtime_settings_resources_and_security() {
             .contains("anonymous")
     );
 }
+
+#[test]
+fn depends_on_with_conditions() {
+    let c = convert(
+        r#"services:
+  db:
+    image: postgres:16
+    healthcheck:
+      test: ["CMD", "pg_isready"]
+  cache:
+    image: redis:7
+  migrate:
+    image: app:1
+    command: migrate
+    depends_on: [db]
+  web:
+    image: app:1
+    depends_on:
+      db:
+        condition: service_healthy
+        restart: true
+      cache:
+        condition: service_healthy
+      migrate:
+        condition: service_completed_successfully
+      metrics:
+        condition: service_started
+        required: false
+"#,
+    );
+    let text = yaml_of(&c, "web");
+    for want in [
+        "    db:\n      condition: healthy\n      restart: true\n",
+        "    cache:\n      condition: started\n",
+        "    migrate:\n      condition: completed\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
+    assert!(!text.contains("metrics"), "{text}");
+    let cache = dropped(&c, "services.web.depends_on.cache.condition");
+    assert_eq!(cache.line, 18);
+    assert!(
+        cache.message.contains("no health check"),
+        "{}",
+        cache.message
+    );
+    assert!(
+        dropped(&c, "services.web.depends_on.metrics")
+            .message
+            .contains("not converted")
+    );
+    assert!(yaml_of(&c, "migrate").contains("dependsOn:\n    db:\n      condition: started\n"));
+}

@@ -139,11 +139,12 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
         top_networks(cx, n, &mut pending);
     }
     let mut containers = Vec::new();
-    for (k, svc) in chosen {
+    for (k, svc) in &chosen {
         if let Some(c) = super::service::convert(cx, k, svc) {
             containers.push(c);
         }
     }
+    healthy_needs_a_check(cx, &chosen, &mut containers);
     if let Some(name) = cx.default_network.clone() {
         pending.push(PendingNetwork {
             name: name.clone(),
@@ -164,6 +165,49 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
     out.extend(finish_networks(cx, pending, opts.subnet_pool)?);
     out.extend(containers);
     Ok(out)
+}
+
+/// A `healthy` start condition on a container that has no health check (none in the file, or
+/// one not carried over) is refused by the agent and would never hold in Compose either: it
+/// becomes `started`, reported at the condition.
+fn healthy_needs_a_check(cx: &mut Cx, chosen: &[(&Key, &Node)], containers: &mut [Converted]) {
+    use crate::manifest::depends::Condition;
+    let checked: Vec<String> = containers
+        .iter()
+        .filter_map(|c| match &c.manifest {
+            Manifest::Container(m) if m.spec.healthcheck.is_some() => Some(m.metadata.name.clone()),
+            _ => None,
+        })
+        .collect();
+    for c in containers.iter_mut() {
+        let Manifest::Container(m) = &mut c.manifest else {
+            continue;
+        };
+        for d in m.spec.depends_on.entries.iter_mut() {
+            if d.condition != Condition::Healthy || checked.contains(&d.container) {
+                continue;
+            }
+            d.condition = Condition::Started;
+            let svc_key = cx
+                .services
+                .iter()
+                .find(|(_, v)| **v == d.container)
+                .map(|(k, _)| k.clone())
+                .unwrap_or_else(|| d.container.clone());
+            let own = chosen
+                .iter()
+                .find(|(k, _)| format!("services.{}", k.name) == c.from);
+            let loc = own
+                .and_then(|(_, n)| n.get("depends_on"))
+                .and_then(|deps| deps.entry(&svc_key))
+                .map_or((c.line, c.col), |(k, _)| at_key(k));
+            cx.drop(
+                loc,
+                format!("{}.depends_on.{svc_key}.condition", c.from),
+                format!("not carried over: service_healthy, but {svc_key:?} has no health check here; written as condition started"),
+            );
+        }
+    }
 }
 
 fn metadata(name: &str, labels: BTreeMap<String, String>) -> Metadata {
