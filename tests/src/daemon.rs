@@ -473,6 +473,8 @@ impl Daemon {
     /// table or chains, the default bridge and `extra_bridges`. The agent must be stopped.
     pub fn cleanup_network(&self) {
         // No panics here: `Drop` calls this while a failed test unwinds.
+        // The networks' DNS server of this state directory (it outlives the agent by design).
+        let _ = agent::driver::network::dns::stop(&self.state.join("dns"));
         if let Ok(state) = tempfile::tempdir()
             && let Ok(store) =
                 agent::driver::network::FileStore::open(state.path().join("none.json"))

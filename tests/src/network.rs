@@ -115,6 +115,7 @@ impl TestNet {
             gateway: None,
             mtu: 1500,
             icc,
+            dns: true,
         };
         (opts, net)
     }
@@ -161,6 +162,7 @@ impl TestNet {
             mode: NetworkMode::Bridge(vec![self.net.name.clone()]),
             ports,
             links: Vec::new(),
+            aliases: Default::default(),
         }
     }
 

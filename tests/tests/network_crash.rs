@@ -40,6 +40,7 @@ fn crash_helper_process() {
                 port(None, 44000 + i, 53, Protocol::Udp),
             ],
             links: vec![],
+            aliases: Default::default(),
         };
         driver.attach(&req).unwrap();
         println!("attached {i}");
@@ -242,6 +243,7 @@ fn crash_midway_then_cleanup(fw: FirewallChoice) {
                 port(None, 44000, 53, Protocol::Udp),
             ],
             links: vec![],
+            aliases: Default::default(),
         })
         .unwrap();
     assert_eq!(

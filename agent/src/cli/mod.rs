@@ -24,6 +24,7 @@ pub mod completion;
 pub mod container;
 pub mod convert;
 pub mod daemon;
+pub mod dns;
 pub mod exec;
 pub mod image;
 pub mod plan;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Per-container monitor process (started by the agent, not by people).
     #[command(hide = true)]
     Monitor(exec::MonitorArgs),
+    /// The networks' DNS server (started by the agent, not by people).
+    #[command(hide = true, name = "dns-server")]
+    DnsServer(dns::DnsServerArgs),
     /// Print a container's logs.
     Logs(exec::LogsArgs),
     /// Run a command inside a running container.
@@ -133,6 +137,7 @@ pub fn dispatch(cli: Cli) -> crate::Result<Outcome> {
         Command::Image(cmd) => image::run(cmd),
         Command::Export(args) => image::export(args),
         Command::Monitor(args) => exec::monitor(args),
+        Command::DnsServer(args) => dns::run(args),
         Command::Logs(args) => exec::logs(args),
         Command::Exec(args) => exec::exec(args),
         Command::Stop(args) => container::stop(args),

@@ -106,6 +106,9 @@ pub struct NetworkConfig {
     /// Firewall backend: `auto` (nftables when `nft` works, else iptables), `nftables`,
     /// `iptables`.
     pub firewall: crate::driver::network::FirewallChoice,
+    /// Where the networks' DNS server sends names it does not know (`"IP:PORT"`); empty (the
+    /// default): the name servers of the host's `/etc/resolv.conf`.
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 /// Which graph driver container root filesystems use.
@@ -290,6 +293,7 @@ impl Default for NetworkConfig {
             instance: "agent".into(),
             veth_prefix: "agv".into(),
             firewall: crate::driver::network::FirewallChoice::Auto,
+            dns_upstreams: Vec::new(),
         }
     }
 }

@@ -697,6 +697,7 @@ mod tests {
             endpoints: vec![],
             ports: vec![],
             links: vec![],
+            aliases: Default::default(),
         };
         // No container row needed: the record is written before the container may exist.
         s.put_attachment(&rec).unwrap();

@@ -36,6 +36,15 @@ pub struct NetworkConfig {
     /// Inter-container communication: when false, containers on this bridge reach each other only
     /// over links (as Docker's `--icc=false`).
     pub icc: bool,
+    /// Service names: a DNS server on the gateway answers the names and aliases of the
+    /// containers on this network (see [`super::dns`]). Absent in networks recorded before it
+    /// existed: on.
+    #[serde(default = "yes")]
+    pub dns: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for NetworkConfig {
@@ -49,6 +58,7 @@ impl Default for NetworkConfig {
             gateway: None,
             mtu: DEFAULT_MTU,
             icc: true,
+            dns: true,
         }
     }
 }

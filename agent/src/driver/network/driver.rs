@@ -18,7 +18,7 @@ use super::ports::{self, TakenPort};
 use super::types::{
     AttachRequest, Attachment, AttachmentRecord, Endpoint, LinkAllow, NetworkMode, PublishedPort,
 };
-use super::{Error, bridge, links, netlink, netns};
+use super::{Error, bridge, dns, links, netlink, netns};
 
 /// The network driver of one agent instance. Calls block (each netlink exchange runs on its
 /// own short-lived thread), so async callers use `spawn_blocking`.
@@ -37,6 +37,8 @@ pub struct NetworkDriver {
     /// Firewall syncs asked for so far, and (under the lock) the last one applied.
     fw_asked: AtomicU64,
     fw_applied: Mutex<u64>,
+    /// The DNS server of the networks' names, if this driver runs one ([`NetworkDriver::with_dns`]).
+    dns: Option<dns::DnsOptions>,
 }
 
 impl std::fmt::Debug for NetworkDriver {
@@ -79,7 +81,39 @@ impl NetworkDriver {
             lock: Mutex::new(()),
             fw_asked: AtomicU64::new(0),
             fw_applied: Mutex::new(0),
+            dns: None,
         })
+    }
+
+    /// Runs a DNS server for the names of the networks that have `dns` on (see [`dns`]):
+    /// every firewall sync also rewrites its records and starts, reloads or stops it.
+    pub fn with_dns(mut self, opts: dns::DnsOptions) -> Self {
+        self.dns = Some(opts);
+        self
+    }
+
+    /// The DNS server's options, if the driver runs one.
+    pub fn dns(&self) -> Option<&dns::DnsOptions> {
+        self.dns.as_ref()
+    }
+
+    /// Makes the DNS server's records equal to what the store's records explain, and starts,
+    /// reloads or (no network left) stops the server. Nothing without [`NetworkDriver::with_dns`].
+    pub fn sync_dns(&self) -> Result<(), Error> {
+        let Some(opts) = &self.dns else {
+            return Ok(());
+        };
+        let records = dns::render(
+            &self.store.networks()?,
+            &self.store.attachments()?,
+            &opts.upstreams,
+        );
+        dns::sync(opts, &records)
+    }
+
+    /// The name server a container on `first` (its first network) gets, if any.
+    fn nameserver(&self, first: &NetworkConfig) -> Option<Ipv4Addr> {
+        (self.dns.is_some() && first.dns).then(|| first.gateway())
     }
 
     /// The driver's options.
@@ -136,6 +170,7 @@ impl NetworkDriver {
                     bridge: n.bridge.clone(),
                     subnet: n.network(),
                     icc: n.icc,
+                    dns: (self.dns.is_some() && n.dns).then(|| n.gateway()),
                 })
                 .collect(),
             ..Default::default()
@@ -205,6 +240,11 @@ impl NetworkDriver {
             return Ok(());
         }
         let upto = self.fw_asked.load(Ordering::SeqCst);
+        // The DNS records follow the same records; a DNS failure does not fail the change
+        // (lookups of names fail until the next sync), it is logged.
+        if let Err(e) = self.sync_dns() {
+            tracing::warn!(error = %e, "network: DNS server");
+        }
         let state = self.firewall_state()?;
         if state.networks.is_empty() {
             self.firewall.remove_all()?;
@@ -407,6 +447,7 @@ impl NetworkDriver {
             endpoints: Vec::new(),
             ports: Vec::new(),
             links: Vec::new(),
+            aliases: req.aliases.clone(),
         }
     }
 
@@ -425,6 +466,7 @@ impl NetworkDriver {
             ports: rec.ports.clone(),
             hosts,
             env,
+            nameserver: None,
         }
     }
 
@@ -528,6 +570,7 @@ impl NetworkDriver {
             endpoints: endpoints.clone(),
             ports: published,
             links: allows,
+            aliases: req.aliases.clone(),
         };
         self.store.put_attachment(&rec)?;
         // The namespace directory's mount is shared by all: made under the lock.
@@ -554,7 +597,9 @@ impl NetworkDriver {
         let own: Vec<(Ipv4Addr, &str)> = vec![(first.ip, req.name.as_str())];
         let hosts = links::render_hosts(&own, &req.links);
         let env = links::link_env(&req.name, &req.links);
-        Ok(self.result(&rec, Some(path), endpoints, hosts, env))
+        let mut att = self.result(&rec, Some(path), endpoints, hosts, env);
+        att.nameserver = self.nameserver(&nets[0]);
+        Ok(att)
     }
 
     /// Replaces the links of an attached container (a link target was recreated, or a link was
@@ -603,6 +648,28 @@ impl NetworkDriver {
             hosts,
             env,
         ))
+    }
+
+    /// Replaces the DNS aliases of an attached container (a manifest changed only them): the
+    /// record and the DNS server's names; the container keeps running untouched.
+    pub fn update_aliases(
+        &self,
+        container_id: &str,
+        aliases: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<(), Error> {
+        {
+            let _g = self.guard()?;
+            let mut rec = self
+                .record(container_id)?
+                .filter(|r| r.complete)
+                .ok_or_else(|| Error::BadRequest {
+                    container: container_id.to_string(),
+                    reason: "not attached".into(),
+                })?;
+            rec.aliases = aliases.clone();
+            self.store.put_attachment(&rec)?;
+        }
+        self.sync_dns()
     }
 
     /// Creates the namespace and the veths of a record (its directory is prepared already).

@@ -429,6 +429,7 @@ mod tests {
             endpoints: vec![],
             ports: vec![],
             links: vec![],
+            aliases: Default::default(),
         };
         store.put_attachment(&rec).unwrap();
         store.put_network(&net("10.9.0.0/24")).unwrap();

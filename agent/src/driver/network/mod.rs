@@ -7,6 +7,7 @@
 //!
 //! Module map: [`config`] (networks and driver options), [`types`] (requests and results),
 //! [`ipam`] (addresses, random host ports, records), [`ports`] (port specs, host port choice),
+//! [`dns`] (service names: the records file and the DNS server process),
 //! [`links`] (hosts file, link variables), [`firewall`] (the `FirewallDriver` trait and its
 //! nftables and iptables backends), [`bridge`], [`netns`], [`netlink`] (kernel plumbing, every
 //! netlink socket on a thread inside the namespace it manages), [`driver`] (attach, detach,
@@ -15,6 +16,7 @@
 pub mod bridge;
 pub mod cleanup;
 pub mod config;
+pub mod dns;
 pub mod driver;
 pub mod firewall;
 pub mod ipam;
@@ -96,6 +98,12 @@ pub enum Error {
     NetworkInUse {
         network: String,
         containers: Vec<String>,
+    },
+    #[error("DNS server: {op} {}: {reason}", path.display())]
+    Dns {
+        op: &'static str,
+        path: std::path::PathBuf,
+        reason: String,
     },
     #[error("container {container}: teardown failed: {}", failures.join("; "))]
     Teardown {

@@ -1,5 +1,6 @@
 //! Requests to the network driver and what it hands back, independent of the manifest types.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -124,6 +125,10 @@ pub struct AttachRequest {
     pub mode: NetworkMode,
     pub ports: Vec<PortMapping>,
     pub links: Vec<LinkRequest>,
+    /// More names of the container on a network (network name -> names), answered by the DNS
+    /// server of that network besides the container's name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// One network a container is on.
@@ -153,6 +158,9 @@ pub struct Attachment {
     pub hosts: String,
     /// Link variables (`DB_PORT_5432_TCP_ADDR=...`) to add to the container's environment.
     pub env: Vec<(String, String)>,
+    /// The name server for the container's resolv.conf: the DNS server on its first network's
+    /// gateway, when that network has names on and the driver runs a DNS server.
+    pub nameserver: Option<Ipv4Addr>,
 }
 
 /// What the store records per attached container: enough to tear it down after a crash and to
@@ -170,6 +178,10 @@ pub struct AttachmentRecord {
     pub ports: Vec<PublishedPort>,
     /// Allow rules for links (used when the bridge has `icc: false`).
     pub links: Vec<LinkAllow>,
+    /// The container's aliases per network, for the DNS records (absent in records written
+    /// before aliases existed: none).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// Traffic from `src` to `dst` allowed on a bridge with `icc: false`.

@@ -132,6 +132,7 @@ pub fn driver_network(n: &EffectiveNetwork) -> Result<net::NetworkConfig, NetErr
         gateway,
         mtu: n.mtu,
         icc: n.icc,
+        dns: true,
     })
 }
 
@@ -156,10 +157,18 @@ impl Net {
             gateway: None,
             mtu: n.mtu,
             icc: true,
+            dns: true,
         };
         default.validate().map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("finding the agent binary for the DNS server: {e}"))?;
         let driver = NetworkDriver::new(opts, Arc::new(SqliteIpam::new(store)))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_dns(net::dns::DnsOptions {
+                dir: config.state_dir.join("dns"),
+                upstreams: n.dns_upstreams.clone(),
+                exe,
+            });
         Ok(Net { driver, default })
     }
 
@@ -269,6 +278,7 @@ impl Net {
             mode: net::NetworkMode::Bridge(networks),
             ports,
             links,
+            aliases: Default::default(),
         };
         let att = self.driver.attach(&req)?;
         // Fixed and random host ports alike, for `agent ps` (random ones were recorded already).
@@ -301,7 +311,16 @@ impl Net {
                 .clone()
                 .map_or(spec::NetworkMode::None, spec::NetworkMode::Path),
             hosts: Some(hosts_file(&att.hosts, config, ip)),
-            resolv_conf: resolv_conf(config),
+            // The network's DNS server (service names) unless the manifest names its own
+            // servers, which then answer everything (as with `dns` in Podman; Docker forwards
+            // from its embedded server to them instead).
+            resolv_conf: match att.nameserver {
+                Some(gw) if config.fixed.dns.is_empty() => {
+                    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                    Some(net::dns::resolv_conf(gw, &host, &config.fixed.dns_search))
+                }
+                _ => resolv_conf(config),
+            },
             env: att.env,
             netns,
             summary,

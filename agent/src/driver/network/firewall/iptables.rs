@@ -104,6 +104,15 @@ impl Iptables {
                 "-A {inp} -d {} -i {b} -m conntrack ! --ctstate DNAT -j DROP\n",
                 loopback_net()
             ));
+            // The DNS server on the gateway: accepted before any drop of the host's INPUT
+            // chain, since the jump to this chain comes first.
+            if let Some(gw) = net.dns {
+                for proto in ["udp", "tcp"] {
+                    f.push_str(&format!(
+                        "-A {inp} -d {gw}/32 -i {b} -p {proto} -m {proto} --dport 53 -j ACCEPT\n"
+                    ));
+                }
+            }
             n.push_str(&format!(
                 "-A {post} -s {} ! -o {b} -j MASQUERADE\n",
                 net.subnet.trunc()
@@ -249,6 +258,8 @@ mod tests {
 -A AT1-FORWARD -i bra -j ACCEPT
 -A AT1-FORWARD -o bra -j DROP
 -A AT1-INPUT -d 127.0.0.0/8 -i bra -m conntrack ! --ctstate DNAT -j DROP
+-A AT1-INPUT -d 10.99.1.1/32 -i bra -p udp -m udp --dport 53 -j ACCEPT
+-A AT1-INPUT -d 10.99.1.1/32 -i bra -p tcp -m tcp --dport 53 -j ACCEPT
 -A AT1-FORWARD -o brb -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A AT1-FORWARD -d 10.99.2.2/32 ! -i brb -o brb -p udp -m udp --dport 53 -j ACCEPT
 -A AT1-FORWARD -s 10.99.2.3/32 -d 10.99.2.2/32 -i brb -o brb -p udp -m udp --dport 53 -j ACCEPT

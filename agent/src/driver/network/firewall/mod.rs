@@ -24,6 +24,7 @@
 //!               oif B                                     drop     (unsolicited inbound)
 //! input:        iif B, daddr 127.0.0.0/8, ct status dnat       accept   (replies, published ports)
 //!               iif B, daddr 127.0.0.0/8                  drop     (CVE-2020-8558)
+//!               iif B, daddr G, udp|tcp dport 53          accept   (DNS server on the gateway G)
 //! nat:          prerouting and output: daddr is a local address -> jump ports
 //! ports:        [daddr H] dport HP                        dnat to C:P
 //! postrouting:  saddr S, oif != B                         masquerade   (outbound NAT)
@@ -87,6 +88,9 @@ pub struct FwNetwork {
     pub bridge: String,
     pub subnet: Ipv4Net,
     pub icc: bool,
+    /// The gateway address where the networks' DNS server listens for this bridge, when the
+    /// network has service names on: the input rules accept udp and tcp port 53 to it.
+    pub dns: Option<Ipv4Addr>,
 }
 
 /// A published port on a bridge.
@@ -272,11 +276,13 @@ pub(crate) mod tests {
                     bridge: "brb".into(),
                     subnet: "10.99.2.0/24".parse().unwrap(),
                     icc: false,
+                    dns: None,
                 },
                 FwNetwork {
                     bridge: "bra".into(),
                     subnet: "10.99.1.0/24".parse().unwrap(),
                     icc: true,
+                    dns: Some(Ipv4Addr::new(10, 99, 1, 1)),
                 },
             ],
             ports: vec![

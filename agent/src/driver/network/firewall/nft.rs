@@ -231,6 +231,20 @@ impl Nftables {
                 ],
             ));
             o.push(self.rule(INPUT, vec![iif(b), to_loopback(), Statement::Drop(None)]));
+            // The DNS server on the gateway.
+            if let Some(gw) = n.dns {
+                for proto in [Protocol::Udp, Protocol::Tcp] {
+                    o.push(self.rule(
+                        INPUT,
+                        vec![
+                            iif(b),
+                            eq(payload("ip", "daddr"), s(gw.to_string())),
+                            proto_port(proto, "dport", 53),
+                            accept(),
+                        ],
+                    ));
+                }
+            }
 
             o.push(self.rule(
                 POSTROUTING,
@@ -368,7 +382,13 @@ mod tests {
         assert!(post[1].contains(r#""addr":"127.0.0.0","len":8"#));
         assert_eq!(rules(&v, PREROUTING).len(), 1);
         let input = rules(&v, INPUT);
-        assert_eq!(input.len(), 4, "{input:#?}");
+        // bra: loopback accept and drop, DNS udp and tcp; brb (no DNS): loopback accept and drop.
+        assert_eq!(input.len(), 6, "{input:#?}");
+        assert!(
+            input[2].contains("10.99.1.1") && input[2].contains("udp") && input[2].contains("53")
+        );
+        assert!(input[3].contains("10.99.1.1") && input[3].contains("tcp"));
+        assert!(input[3].contains(r#"{"accept":null}"#) && input[3].contains("bra"));
         assert!(input[0].contains(r#""addr":"127.0.0.0","len":8"#) && input[0].contains("bra"));
         assert!(input[0].contains(r#""ct":{"key":"status"}"#) && input[0].contains("dnat"));
         assert!(input[1].contains(r#"{"drop":null}"#) && !input[1].contains("dnat"));
