@@ -1,4 +1,4 @@
-//! The systemd unit and the install script in packaging/.
+//! The systemd units and the install script in packaging/.
 
 use std::process::Command;
 
@@ -29,6 +29,55 @@ fn unit_has_the_settings_the_agent_relies_on() {
     }
 }
 
+fn settings(file: &str) -> Vec<String> {
+    let p = agent_e2e::workspace_root().join("packaging").join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The socket unit listens where the packaged config.toml puts the socket; restarting the agent
+/// leaves it open (not PartOf=), and the service keeps /run/agent, where it lives, when it stops.
+#[test]
+fn socket_unit_matches_the_config_and_outlives_restarts() {
+    let socket = settings("agent.socket");
+    let config = settings("config.toml");
+    let path = config
+        .iter()
+        .find_map(|l| l.strip_prefix("socket = "))
+        .unwrap_or_else(|| panic!("no socket in config.toml"))
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        socket.contains(&format!("ListenStream={path}")),
+        "{socket:?}"
+    );
+    assert!(
+        socket.contains(&"SocketMode=0600".to_string()),
+        "{socket:?}"
+    );
+    assert!(
+        !socket.iter().any(|l| l.starts_with("PartOf=")),
+        "agent.socket is stopped and restarted with the service: {socket:?}"
+    );
+    let service = settings("agent.service");
+    for want in [
+        "RuntimeDirectory=agent",
+        "RuntimeDirectoryPreserve=yes",
+        "Delegate=yes",
+    ] {
+        assert!(
+            service.contains(&want.to_string()),
+            "{want} missing from agent.service"
+        );
+    }
+    assert!(path.starts_with("/run/agent/"), "{path}");
+}
+
 #[test]
 fn unit_passes_systemd_analyze_verify() {
     if Command::new("systemd-analyze")
@@ -44,16 +93,23 @@ fn unit_passes_systemd_analyze_verify() {
     let unit = dir.path().join("agent.service");
     let text = unit_text().replace("/usr/bin/agent", &bin.to_string_lossy());
     std::fs::write(&unit, text).expect("write unit");
+    let socket = dir.path().join("agent.socket");
+    std::fs::copy(
+        agent_e2e::workspace_root().join("packaging/agent.socket"),
+        &socket,
+    )
+    .expect("copy socket unit");
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
+        .arg(&socket)
         .output()
         .expect("systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // Warnings about the host's other units are not ours; only lines naming this unit count.
+    // Warnings about the host's other units are not ours; only lines naming these units count.
     let ours: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("agent.service"))
+        .filter(|l| l.contains("agent.service") || l.contains("agent.socket"))
         .collect();
     assert!(ours.is_empty(), "systemd-analyze verify:\n{stderr}");
 }

@@ -89,3 +89,38 @@ fn api_is_served_on_the_socket_systemd_passes() {
         d.socket.display()
     );
 }
+
+/// `systemctl enable --now agent.socket` while the agent runs: systemd puts its own socket at
+/// the path the agent bound. The agent, stopped for the restart that hands it the socket, must
+/// not remove systemd's file (only the one it bound itself).
+#[test]
+fn a_socket_put_at_the_path_while_the_agent_runs_is_left_alone() {
+    if !require_root("a_socket_put_at_the_path_while_the_agent_runs_is_left_alone") {
+        return;
+    }
+    let mut d = Daemon::prepare("sockrepl", "");
+    d.start();
+    std::fs::remove_file(&d.socket).unwrap_or_else(|e| panic!("rm {}: {e}", d.socket.display()));
+    let theirs = std::os::unix::net::UnixListener::bind(&d.socket)
+        .unwrap_or_else(|e| panic!("bind {}: {e}", d.socket.display()));
+    let st = d.stop();
+    assert!(st.is_some_and(|s| s.success()), "agent exit: {st:?}");
+    assert!(
+        Path::new(&d.socket).exists(),
+        "the agent removed the socket another owner put at {}",
+        d.socket.display()
+    );
+    drop(theirs);
+
+    // Its own socket it still removes.
+    let _ = std::fs::remove_file(&d.socket);
+    d.start();
+    assert!(Path::new(&d.socket).exists());
+    let st = d.stop();
+    assert!(st.is_some_and(|s| s.success()), "agent exit: {st:?}");
+    assert!(
+        !Path::new(&d.socket).exists(),
+        "the agent left its own socket {}",
+        d.socket.display()
+    );
+}

@@ -9,7 +9,8 @@
 //!
 //! Shutdown: no new change starts; the changes in flight finish (a stop in its grace period is
 //! not cut short); the ones not started are planned again at the next start; the API socket is
-//! removed (an activated one is left to systemd, which keeps listening on it). Containers keep
+//! removed if it is still the file the agent bound (an activated one is left to systemd, which
+//! keeps listening on it, and so is one systemd put at the path meanwhile). Containers keep
 //! running (their monitors are separate processes in their own sessions, and the systemd unit
 //! uses `KillMode=process`) unless `stop_containers_on_exit`.
 //!
@@ -135,11 +136,16 @@ async fn run_async(
         }));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
-    // An activated socket (agent.socket) is systemd's: served, never replaced nor removed.
-    let owns_socket = activated.is_none();
-    let listener = match activated {
-        Some(l) => server::adopt(l, &config.socket)?,
-        None => server::bind(&config.socket).await?,
+    // An activated socket (agent.socket) is systemd's: served, never replaced nor removed. A
+    // bound one is removed at exit only if the file is still the one bound (its device and
+    // inode): `systemctl enable --now agent.socket` puts systemd's socket at the same path
+    // while this agent runs.
+    let (listener, bound) = match activated {
+        Some(l) => (server::adopt(l, &config.socket)?, None),
+        None => {
+            let l = server::bind(&config.socket).await?;
+            (l, file_id(&config.socket))
+        }
     };
     let w = watcher.clone();
     let requests = crate::reconcile::request::Requests::default();
@@ -269,11 +275,19 @@ async fn run_async(
         Err(_) => tracing::warn!("API server did not stop within 5s"),
         _ => {}
     }
-    if owns_socket {
+    if bound.is_some() && file_id(&socket) == bound {
         let _ = std::fs::remove_file(&socket);
     }
     tracing::info!("agent stopped; containers keep running");
     Ok(())
+}
+
+/// The device and inode of the file at `path` (not following a symlink).
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn spawn_signal_handler(
