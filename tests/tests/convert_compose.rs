@@ -1,8 +1,9 @@
 //! `agent convert compose` through the real binary (issue 18 item 9), on the compose files of
 //! well-known sample projects written into tests/compose/ from their public form: a proxy in front
 //! of a web app with a database and a secret (awesome-compose nginx-flask-mysql), a web app with a
-//! database (wordpress-mysql), a proxy in front of an app (traefik-golang) and a queue with a
-//! worker (example-voting-app). Each converts, every key that is not carried over is reported
+//! database (wordpress-mysql), a proxy in front of an app (traefik-golang), a queue with a
+//! worker (example-voting-app) and a proxy, an app, a database and a message queue
+//! (nginx-golang-postgres-rabbitmq). Each converts, every key that is not carried over is reported
 //! with its line, and `agent validate` accepts the result. Compose's interpolation is checked on
 //! a file of the test's own. nginx-flask-mysql then runs: the converted manifests with the
 //! busybox test image and busybox commands substituted, its start conditions, health checks,
@@ -141,7 +142,20 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
     }
     /// Project, the files written, the keys not carried over with their lines.
     type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, u64)]);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
+        (
+            "nginx-golang-postgres-rabbitmq",
+            &[
+                "secret-db-password.yaml",
+                "volume-nginx-golang-postgres-rabbitmq-db-data.yaml",
+                "network-nginx-golang-postgres-rabbitmq-default.yaml",
+                "container-backend.yaml",
+                "container-db.yaml",
+                "container-mq.yaml",
+                "container-proxy.yaml",
+            ],
+            &[("services.backend.build", 5)],
+        ),
         (
             "nginx-flask-mysql",
             &[
@@ -260,6 +274,32 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
         secret.contains(&format!("file: {}", dir.join("db/password.txt").display())),
         "{secret}"
     );
+
+    // The queue of nginx-golang-postgres-rabbitmq keeps one volume at two paths; the proxy's
+    // configuration is a read-only bind of the project's file.
+    let (tmp, dir) = copy_project("nginx-golang-postgres-rabbitmq");
+    let out = tmp.path().join("out");
+    convert_to(&dir.join("compose.yaml"), &out, &[]);
+    let mq = read(&out, "container-mq.yaml");
+    for want in [
+        "- volume: nginx-golang-postgres-rabbitmq-db-data\n    target: /var/log/rabbitmq",
+        "- volume: nginx-golang-postgres-rabbitmq-db-data\n    target: /var/lib/rabbitmq",
+        "hostPort: 15672",
+        "RABBITMQ_DEFAULT_USER: root",
+    ] {
+        assert!(mq.contains(want), "{want:?} missing in:\n{mq}");
+    }
+    let proxy = read(&out, "container-proxy.yaml");
+    let conf = dir.join("proxy/nginx.conf");
+    assert!(
+        proxy.contains(&format!(
+            "- bind: {}\n    target: /etc/nginx/conf.d/default.conf\n    readOnly: true",
+            conf.display()
+        )),
+        "{proxy}"
+    );
+    assert!(proxy.contains("image: nginx:latest"), "{proxy}");
+    assert!(read(&out, "container-db.yaml").contains("user: postgres"));
 
     // The seed job of the voting app comes with its profile; its `restart: "no"` is the agent's
     // default, so not written.

@@ -202,7 +202,7 @@ fn convert_text(
     let mut interpolated = Vec::new();
     interpolate::tree(&mut root, vars, &mut interpolated)
         .map_err(|(line, col, message)| at(line, col, message))?;
-    let project = project_name(&root, dir, opts);
+    let project = project_name(&root, dir, opts, vars);
     let mut cx = Cx {
         file: path.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -260,14 +260,14 @@ fn check(file: &Path, objects: &[Converted]) -> Result<(), Error> {
     Err(Error::Invalid(lines.join("\n")))
 }
 
-/// Compose's project name: `-p`, the file's `name:`, `COMPOSE_PROJECT_NAME`, the directory name;
-/// made a DNS label.
-fn project_name(root: &Node, dir: &Path, opts: &Options) -> String {
+/// Compose's project name: `-p`, the file's `name:`, `COMPOSE_PROJECT_NAME` (environment, then
+/// `.env`), the directory name; made a DNS label.
+fn project_name(root: &Node, dir: &Path, opts: &Options, vars: &interpolate::Vars) -> String {
     let raw = opts
         .project_name
         .clone()
         .or_else(|| root.get("name").and_then(value::scalar))
-        .or_else(|| opts.env.get("COMPOSE_PROJECT_NAME").cloned())
+        .or_else(|| vars.get("COMPOSE_PROJECT_NAME").map(|(v, _)| v.to_string()))
         .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     let name = dns_label(&raw);

@@ -365,3 +365,18 @@ fn depends_on_with_conditions() {
     );
     assert!(yaml_of(&c, "migrate").contains("dependsOn:\n    db:\n      condition: started\n"));
 }
+
+#[test]
+fn project_name_from_dotenv_when_the_file_has_none() {
+    let mut vars = interpolate::Vars::default();
+    vars.dotenv
+        .insert("COMPOSE_PROJECT_NAME".into(), "Other_Shop".into());
+    let c = convert_with("services:\n  web:\n    image: nginx:1\n", vars.clone());
+    assert_eq!(c.project, "other-shop");
+    assert_eq!(
+        container(&c, "web").networks,
+        vec!["other-shop-default".to_string()]
+    );
+    let named = convert_with("name: mine\nservices:\n  web:\n    image: nginx:1\n", vars);
+    assert_eq!(named.project, "mine");
+}
