@@ -7,7 +7,7 @@
 //! with its line, and `agent validate` accepts the result. Compose's interpolation is checked on
 //! a file of the test's own. nginx-flask-mysql then runs: the converted manifests with the
 //! busybox test image and busybox commands substituted, its start conditions, health checks,
-//! secret, volume, two networks and published ports at work.
+//! secret, volume, two networks, service names and published ports at work.
 //!
 //! Each test copies its project into its own temporary directory (the converter resolves paths
 //! against it, and the secret file must be root's with mode 0600 there). Traffic goes to
@@ -600,6 +600,41 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
     let mut ifs: Vec<&str> = links.split_whitespace().collect();
     ifs.sort();
     assert_eq!(ifs, ["eth0", "eth1", "lo"], "{links}");
+
+    // Service names, as Compose resolves them: proxy reaches backend on frontnet, backend
+    // reaches db on backnet, proxy does not see db (no network in common).
+    assert_eq!(
+        exec(
+            &d,
+            "proxy",
+            &["wget", "-q", "-O-", "http://backend:8000/health"]
+        ),
+        "backend\n"
+    );
+    assert_eq!(
+        exec(
+            &d,
+            "backend",
+            &["wget", "-q", "-O-", "http://db:3306/health"]
+        ),
+        secret
+    );
+    let o = Command::new(agent_e2e::agent_bin())
+        .args(["exec", "--state-dir"])
+        .arg(&d.state)
+        .args([
+            "proxy",
+            "--",
+            "wget",
+            "-q",
+            "-T",
+            "3",
+            "-O-",
+            "http://db:3306/health",
+        ])
+        .output()
+        .expect("agent exec");
+    assert!(!o.status.success(), "proxy reached db: {}", text(&o));
 
     // Start conditions (service_healthy): backend was created only after db was healthy, proxy
     // only after backend was.

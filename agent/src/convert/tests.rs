@@ -380,3 +380,24 @@ fn project_name_from_dotenv_when_the_file_has_none() {
     let named = convert_with("name: mine\nservices:\n  web:\n    image: nginx:1\n", vars);
     assert_eq!(named.project, "mine");
 }
+
+#[test]
+fn container_names_are_dns_labels_and_say_when_they_differ() {
+    let c = convert(
+        "services:\n  web_app:\n    image: x:1\n  cache:\n    image: x:1\n    container_name: redis\n  db:\n    image: x:1\n",
+    );
+    container(&c, "web-app");
+    container(&c, "redis");
+    container(&c, "db");
+    assert!(
+        changed(&c, "services.web_app")
+            .message
+            .contains("not by \"web_app\"")
+    );
+    assert!(
+        changed(&c, "services.cache")
+            .message
+            .contains("its container_name")
+    );
+    assert!(!c.changed.iter().any(|n| n.key == "services.db"));
+}

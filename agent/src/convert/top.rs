@@ -112,11 +112,19 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
             name = format!("{base}-{n}");
             n += 1;
         }
-        if name != wanted {
+        if name != k.name {
+            let why = if name == wanted {
+                "its container_name".to_string()
+            } else {
+                format!("{wanted:?} made a DNS label (a-z, 0-9, -), unique in the project")
+            };
             cx.change(
                 at_key(k),
                 format!("services.{}", k.name),
-                format!("container named {name:?} (a manifest name is a DNS label: a-z, 0-9, -)"),
+                format!(
+                    "container named {name:?} ({why}): other services find it by that name, not by {:?}",
+                    k.name
+                ),
             );
         }
         cx.services.insert(k.name.clone(), name);
