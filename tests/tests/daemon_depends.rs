@@ -161,6 +161,15 @@ fn completed_waits_for_exit_code_zero() {
             "  dependsOn:\n    broken: {condition: completed}\n",
         ),
     );
+    // The same failed job as an optional dependency: its dependent goes on, and says why.
+    d.write(
+        "extra.yaml",
+        &container_manifest(
+            "extra",
+            LONG,
+            "  dependsOn:\n    broken: {condition: completed, required: false}\n",
+        ),
+    );
     d.wait_for("api running", Duration::from_secs(60), || {
         (d.ps_row("api")["state"] == "running").then_some(())
     });
@@ -192,6 +201,17 @@ fn completed_waits_for_exit_code_zero() {
     assert!(
         ps_text.contains("waiting (broken failed (exit code 1))"),
         "{ps_text}"
+    );
+    d.wait_for("extra running", Duration::from_secs(30), || {
+        (d.ps_row("extra")["state"] == "running").then_some(())
+    });
+    let create = d.events_of("extra", "container.create");
+    let said = create.first().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        said.contains(
+            "optional dependency broken failed (exit code 1) (required: false): going on without it"
+        ),
+        "{said}"
     );
 }
 

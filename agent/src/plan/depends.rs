@@ -24,7 +24,11 @@
 //! - `restart: true`: when the dependency was started after the dependent (the agent restarted
 //!   or recreated it), the running dependent is stopped and started again, once the condition
 //!   holds (Compose restarts it after updating the dependency).
-//! - `required: false`: a dependency that does not exist does not hold the dependent back.
+//! - `required: false`: a dependency that does not exist does not hold the dependent back, nor
+//!   one that failed (exited non-zero for `completed`, unhealthy or not running for `healthy`,
+//!   stopped with `agent stop`): the dependent goes on and the reasons of its create or start
+//!   say so ([`optional_failures`]), as Compose warns and goes on. One that is merely not there
+//!   yet (not healthy yet, not completed yet) is waited for.
 //! - After a reboot the restart policy brings containers back; a restart waits for the
 //!   same conditions ([`blocked`] is used by the daemon's restarts as by the planner).
 
@@ -51,19 +55,33 @@ pub enum Fact {
     },
 }
 
-/// Why `name`'s condition `dep` is not met (`None`: it is), in the words `agent ps` shows
-/// after `waiting (...)`.
-pub fn unmet(name: &str, dep: &EffectiveDependency, fact: Fact) -> Option<String> {
+/// Where a dependency stands against its condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The condition holds.
+    Met,
+    /// Not yet: it may still come (`db not healthy yet`).
+    Pending(String),
+    /// It failed, and only a change of the dependency ends that (`db failed (exit code 1)`,
+    /// `db is unhealthy`, `db is stopped (agent stop)`). With `required: false` the dependent
+    /// goes on, with a warning (Compose's rule).
+    Failed(String),
+}
+
+/// Where `name` stands against condition `dep`, in the words `agent ps` shows after
+/// `waiting (...)`.
+pub fn check(name: &str, dep: &EffectiveDependency, fact: Fact) -> Check {
+    use Check::{Failed, Met, Pending};
     use ContainerState as S;
     let c = dep.condition;
     match fact {
-        Fact::Missing if !dep.required => None,
-        Fact::Missing => Some(format!("{name} does not exist")),
-        Fact::Waiting => Some(format!("{name} waits itself")),
+        Fact::Missing if !dep.required => Met,
+        Fact::Missing => Pending(format!("{name} does not exist")),
+        Fact::Waiting => Pending(format!("{name} waits itself")),
         Fact::Starting => match c {
-            Condition::Started => None,
-            Condition::Healthy => Some(format!("{name} not healthy yet")),
-            Condition::Completed => Some(format!("{name} not completed yet")),
+            Condition::Started => Met,
+            Condition::Healthy => Pending(format!("{name} not healthy yet")),
+            Condition::Completed => Pending(format!("{name} not completed yet")),
         },
         Fact::Recorded {
             state,
@@ -75,23 +93,52 @@ pub fn unmet(name: &str, dep: &EffectiveDependency, fact: Fact) -> Option<String
                 None => format!("{name} {what}"),
             };
             match (c, state) {
-                (_, S::StoppedByUser) => Some(format!("{name} is stopped (agent stop)")),
-                (_, S::Dead | S::Removing) => Some(format!("{name} is {state}")),
-                (_, S::Created) => Some(format!("{name} not started yet")),
-                (Condition::Started, _) => None,
+                (_, S::StoppedByUser) => Failed(format!("{name} is stopped (agent stop)")),
+                (_, S::Dead | S::Removing) => Failed(format!("{name} is {state}")),
+                (_, S::Created) => Pending(format!("{name} not started yet")),
+                (Condition::Started, _) => Met,
                 (Condition::Healthy, S::Running) => match health {
-                    Some(HealthStatus::Healthy) => None,
-                    Some(HealthStatus::Unhealthy) => Some(format!("{name} is unhealthy")),
-                    _ => Some(format!("{name} not healthy yet")),
+                    Some(HealthStatus::Healthy) => Met,
+                    Some(HealthStatus::Unhealthy) => Failed(format!("{name} is unhealthy")),
+                    _ => Pending(format!("{name} not healthy yet")),
                 },
-                (Condition::Healthy, _) => Some(exited("is not running")),
-                (Condition::Completed, S::Exited) if exit_code == Some(0) => None,
-                (Condition::Completed, S::Exited) => Some(exited("failed")),
-                (Condition::Completed, S::Restarting) => Some(exited("restarts")),
-                (Condition::Completed, _) => Some(format!("{name} not completed yet")),
+                (Condition::Healthy, S::Restarting) => Pending(exited("restarts")),
+                (Condition::Healthy, _) => Failed(exited("is not running")),
+                (Condition::Completed, S::Exited) if exit_code == Some(0) => Met,
+                (Condition::Completed, S::Exited) => Failed(exited("failed")),
+                (Condition::Completed, S::Restarting) => Pending(exited("restarts")),
+                (Condition::Completed, _) => Pending(format!("{name} not completed yet")),
             }
         }
     }
+}
+
+/// Why `name`'s condition `dep` holds the dependent back (`None`: it does not): pending, or
+/// failed and required.
+pub fn unmet(name: &str, dep: &EffectiveDependency, fact: Fact) -> Option<String> {
+    match check(name, dep, fact) {
+        Check::Met => None,
+        Check::Pending(r) => Some(r),
+        Check::Failed(r) => dep.required.then_some(r),
+    }
+}
+
+/// The failed dependencies with `required: false` that `config` goes on without, as warnings
+/// for the reasons of its create or start (`optional dependency db is unhealthy (required:
+/// false): going on without it`).
+pub fn optional_failures(config: &EffectiveContainer, fact: impl Fn(&str) -> Fact) -> Vec<String> {
+    config
+        .live
+        .depends_on
+        .iter()
+        .filter(|(_, d)| !d.required)
+        .filter_map(|(name, d)| match check(name, d, fact(name)) {
+            Check::Failed(r) => Some(format!(
+                "optional dependency {r} (required: false): going on without it"
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why `config` may not be created or started now: the reasons joined by `; ` and the
@@ -245,6 +292,19 @@ mod tests {
             ..dep(Healthy)
         };
         assert_eq!(unmet("db", &optional, Fact::Missing), None);
+        // An optional dependency that failed does not hold back; one not there yet does.
+        assert_eq!(
+            unmet("db", &optional, rec(S::Running, None, Some(H::Unhealthy))),
+            None
+        );
+        assert_eq!(
+            unmet("db", &optional, rec(S::Running, None, Some(H::Starting))).as_deref(),
+            Some("db not healthy yet")
+        );
+        assert_eq!(
+            unmet("db", &optional, rec(S::Restarting, Some(1), None)).as_deref(),
+            Some("db restarts (exit code 1)")
+        );
     }
 }
 
@@ -347,6 +407,34 @@ mod plan_tests {
         assert_eq!(
             summaries(&p),
             ["create web: new in s.yaml", "start web: new container"]
+        );
+    }
+
+    #[test]
+    fn an_optional_dependency_that_failed_is_gone_on_without_and_said() {
+        let docs = format!(
+            "{}---\n{}",
+            container("migrate", ""),
+            container(
+                "web",
+                "dependsOn: {migrate: {condition: completed, required: false}}"
+            )
+        );
+        let mut actual = Actual::default();
+        let p = step_plan(&docs, &mut actual);
+        assert_eq!(waits(&p), ["create web: migrate not completed yet"]);
+        set(&mut actual, "migrate", |c| {
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(3);
+        });
+        let p = step_plan(&docs, &mut actual);
+        assert!(p.waiting.is_empty());
+        assert_eq!(
+            summaries(&p),
+            [
+                "create web: new in s.yaml; optional dependency migrate failed (exit code 3) (required: false): going on without it",
+                "start web: new container"
+            ]
         );
     }
 

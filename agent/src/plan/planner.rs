@@ -513,6 +513,7 @@ impl<'a> Planner<'a> {
         let index = slots.index();
         let mut waiting: HashSet<u32> = HashSet::default();
         let mut restarts: Vec<(u32, String)> = Vec::new();
+        let mut notes_for: Vec<(u32, Vec<String>)> = Vec::new();
         for i in order {
             let Some(e) = slots.want[i] else { continue };
             let cfg = &e.value.config;
@@ -555,6 +556,11 @@ impl<'a> Planner<'a> {
                         on,
                     });
                     waiting.insert(slot);
+                } else {
+                    let notes = depends::optional_failures(cfg, fact);
+                    if !notes.is_empty() {
+                        notes_for.push((slot, notes));
+                    }
                 }
                 continue;
             }
@@ -593,6 +599,21 @@ impl<'a> Planner<'a> {
                             | Change::StartContainer { .. }
                     ))
             });
+        }
+        // The first bring-up step of a container that goes on without a failed optional
+        // dependency says so.
+        for (slot, notes) in notes_for {
+            if let Some((_, _, s)) = self.phases.build.iter_mut().find(|(sl, _, s)| {
+                *sl == slot
+                    && matches!(
+                        s.change,
+                        Change::CreateContainer { .. }
+                            | Change::RecreateContainer { .. }
+                            | Change::StartContainer { .. }
+                    )
+            }) {
+                s.reasons.extend(notes);
+            }
         }
         for (slot, why) in restarts {
             let name = slots.names[slot as usize].to_string();

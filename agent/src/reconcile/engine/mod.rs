@@ -1084,6 +1084,9 @@ impl Engine {
                     held.insert(n);
                 }
                 None => {
+                    for note in depends::optional_failures(&cfg, fact) {
+                        tracing::warn!(container = %n, "restart: {note}");
+                    }
                     self.waiting_restarts.remove(&n);
                     go.push(n);
                 }
