@@ -244,15 +244,20 @@ fn started_orders_bring_up_and_a_change_of_depends_on_does_not_recreate() {
         "aaa created ({aaa:?}) before zzz started ({zzz:?})"
     );
     let id = d.ps_row("aaa")["id"].clone();
-    // Ordering only: a change of the condition is an in-place update, and the plan says so.
+    // Ordering only: a change of the condition is an in-place update, and its reason says so
+    // (read from the event log: the agent applies the edit on its own, `agent plan` would race).
     d.write(
         "both.yaml",
         &both("  dependsOn:\n    zzz: {condition: started, restart: true}\n"),
     );
-    let plan = plan_text(&d);
+    let update = d.wait_for("aaa updated", Duration::from_secs(30), || {
+        d.events_of("aaa", "container.update").into_iter().next()
+    });
     assert!(
-        plan.contains("dependsOn.zzz started -> started, restart (start order only: the container is not recreated)"),
-        "{plan}"
+        update.to_string().contains(
+            "dependsOn.zzz started -> started, restart (start order only: the container is not recreated)"
+        ),
+        "{update}"
     );
     d.cli_ok(&["apply"]);
     assert_eq!(d.ps_row("aaa")["id"], id);
