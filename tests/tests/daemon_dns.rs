@@ -3,7 +3,7 @@
 //! container has goes to the upstream server (a stub this test runs on 127.0.0.1, named in
 //! `[network] dns_upstreams`); lookups keep working while the agent is killed with -9 and after
 //! it starts again (the DNS server is its own process and is adopted, not restarted); per-network
-//! aliases in the long form of `networks`; and `agent system reset` leaves no server, pid file or
+//! aliases in the long form of `networks`, changed in place (no recreate, no restart); and `agent system reset` leaves no server, pid file or
 //! listening socket behind.
 //!
 //! Traffic: between the test's own containers, to their gateway (the DNS server), and from the
@@ -317,10 +317,10 @@ fn names_resolve_across_restarts_and_kill(firewall: &str) {
         running(&d, "third")
     });
     let third_ip = own_ip(&d, "third").expect("third's address");
-    assert_eq!(
-        lookup(&d, "first", "third").as_deref(),
-        Some(third_ip.as_str())
-    );
+    // The server reloads on SIGHUP, a moment after the attach that wrote the records.
+    d.wait_for("first finds third", Duration::from_secs(10), || {
+        (lookup(&d, "first", "third").as_deref() == Some(third_ip.as_str())).then_some(())
+    });
     assert_eq!(
         lookup(&d, "third", "second").as_deref(),
         Some(second_ip.as_str())
@@ -353,4 +353,70 @@ fn names_resolve_across_restarts_and_kill(firewall: &str) {
     assert!(dns_rules(&d, firewall).is_empty(), "DNS rules left behind");
     assert!(!d.state.join("dns/server.pid").exists());
     assert!(!listening_on_53(&gw), "something still listens on {gw}:53");
+}
+
+/// A Network manifest `backend` on a subnet and bridge of this fixture's own.
+fn backend(d: &mut Daemon) -> String {
+    let (_, other) = agent_e2e::network::TestNet::names(d.net.firewall, true);
+    let bridge = format!("{}x", d.bridge);
+    d.extra_bridges.push(bridge.clone());
+    format!(
+        "apiVersion: agent/v1\nkind: Network\nmetadata:\n  name: backend\nspec:\n  subnet: {}\n  bridge: {bridge}\n",
+        other.subnet
+    )
+}
+
+#[test]
+fn aliases_resolve_and_change_in_place() {
+    if !require_root("aliases_resolve_and_change_in_place") {
+        return;
+    }
+    require_images();
+    let (port, _seen) = stub_upstream();
+    let mut d = Daemon::prepare("dnsalias", "");
+    set_network(&d, port, "auto");
+    let net = backend(&mut d);
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("net.yaml", &net);
+    let db = |aliases: &str| {
+        sleeper(
+            "db",
+            &format!("  networks:\n    backend:\n      aliases: [{aliases}]\n"),
+        )
+    };
+    d.write("db.yaml", &db("pg"));
+    d.write("app.yaml", &sleeper("app", "  networks: [backend]\n"));
+    d.start();
+    d.wait_for("db and app running", Duration::from_secs(90), || {
+        running(&d, "db")?;
+        running(&d, "app")
+    });
+    let db_ip = own_ip(&d, "db").expect("db's address");
+    assert_eq!(lookup(&d, "app", "pg").as_deref(), Some(db_ip.as_str()));
+    assert_eq!(lookup(&d, "app", "db").as_deref(), Some(db_ip.as_str()));
+    // A name not yet an alias goes upstream.
+    assert_eq!(lookup(&d, "app", "primary").as_deref(), Some(STUB_ANSWER));
+
+    // A new alias: the plan says update, the container runs on, the name answers.
+    let id = d.ps_row("db")["id"].clone();
+    assert!(id.as_str().is_some_and(|s| !s.is_empty()), "{id}");
+    d.write("db.yaml", &db("pg, primary"));
+    d.wait_for("primary answers", Duration::from_secs(60), || {
+        (lookup(&d, "app", "primary").as_deref() == Some(db_ip.as_str())).then_some(())
+    });
+    assert_eq!(d.ps_row("db")["id"], id, "db was recreated");
+    assert_eq!(d.ps_row("db")["restarts"], 0, "db was restarted");
+    assert!(
+        d.events_of("db", "container.update").iter().any(|e| e
+            .to_string()
+            .contains("networks.backend.aliases [pg] -> [pg, primary]")),
+        "events: {:#?}",
+        d.events_of("db", "container.update")
+    );
+    // Dropped again.
+    d.write("db.yaml", &db("primary"));
+    d.wait_for("pg gone", Duration::from_secs(60), || {
+        (lookup(&d, "app", "pg").as_deref() == Some(STUB_ANSWER)).then_some(())
+    });
+    assert_eq!(d.ps_row("db")["id"], id, "db was recreated");
 }

@@ -108,8 +108,16 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "NetworkMode::is_bridge")]
     pub network_mode: NetworkMode,
     /// Network manifests to join (bridge mode only); empty means the agent's default network.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<String>,
+    /// A list of names, or a mapping of name to `{aliases: [...]}` (more DNS names of the
+    /// container on that network).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::net::deserialize_networks",
+        serialize_with = "super::net::serialize_networks"
+    )]
+    #[schemars(schema_with = "super::net::networks_schema")]
+    pub networks: Vec<super::net::NetworkRef>,
     /// DNS servers for the container's resolv.conf; default the host's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<IpAddr>,

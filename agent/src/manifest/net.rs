@@ -139,3 +139,110 @@ mod tests {
         assert!(!b.overlaps(&c));
     }
 }
+
+/// One network a container joins, with its extra names there (the `networks` field of a
+/// Container).
+///
+/// Written as a list of names (`networks: [backend, front]`) or, with aliases, as a mapping of
+/// name to settings (`networks: {backend: {aliases: [db]}, front: {}}`, Compose's long form; an
+/// empty value may be left out: `front:`). Serialising writes the list when no network has
+/// aliases, else the mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NetworkRef {
+    /// The Network manifest's name.
+    pub name: String,
+    /// More names of the container on this network, answered by the network's DNS server
+    /// besides the container's own name.
+    pub aliases: Vec<String>,
+}
+
+/// A network reference compares equal to its name when it has no aliases (the short form).
+impl PartialEq<String> for NetworkRef {
+    fn eq(&self, other: &String) -> bool {
+        self.aliases.is_empty() && self.name == *other
+    }
+}
+
+/// The settings of one network in the mapping form.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "NetworkSettings")]
+pub struct NetworkSettings {
+    /// More names of the container on this network (DNS names: letters, digits, '-' and '.').
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+/// Reads the `networks` field: a list of names or a mapping of name to settings.
+pub fn deserialize_networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NetworkRef>, D::Error> {
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<NetworkRef>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(
+                "a list of network names, or a mapping of network name to {aliases: [NAME, ...]}",
+            )
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                out.push(NetworkRef {
+                    name,
+                    aliases: Vec::new(),
+                });
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((name, settings)) =
+                map.next_entry::<String, Option<NetworkSettings>>()?
+            {
+                out.push(NetworkRef {
+                    name,
+                    aliases: settings.unwrap_or_default().aliases,
+                });
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Writes the `networks` field: the list of names, or the mapping when some network has aliases.
+pub fn serialize_networks<S: Serializer>(v: &[NetworkRef], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    if v.iter().all(|n| n.aliases.is_empty()) {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for n in v {
+            seq.serialize_element(&n.name)?;
+        }
+        seq.end()
+    } else {
+        let mut map = s.serialize_map(Some(v.len()))?;
+        for n in v {
+            map.serialize_entry(
+                &n.name,
+                &NetworkSettings {
+                    aliases: n.aliases.clone(),
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// The schema of the `networks` field.
+pub fn networks_schema(generator: &mut SchemaGenerator) -> Schema {
+    let settings = generator.subschema_for::<NetworkSettings>();
+    json_schema!({
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {
+                "type": "object",
+                "additionalProperties": {"anyOf": [settings, {"type": "null"}]}
+            }
+        ]
+    })
+}

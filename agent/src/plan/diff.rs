@@ -219,6 +219,30 @@ fn live_fields(out: &mut Vec<String>, o: &LiveConfig, n: &LiveConfig) {
     for r in &mut out[from..] {
         r.push_str(" (start order only: the container is not recreated)");
     }
+    aliases(out, &o.aliases, &n.aliases);
+}
+
+/// `networks.backend.aliases [db] -> [db, pg] (DNS names only: ...)`, per network whose aliases
+/// changed.
+fn aliases(
+    out: &mut Vec<String>,
+    o: &BTreeMap<String, Vec<String>>,
+    n: &BTreeMap<String, Vec<String>>,
+) {
+    let nets: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    for net in nets {
+        let (a, b) = (o.get(net), n.get(net));
+        if a != b {
+            let show = |v: Option<&Vec<String>>| {
+                v.map_or_else(|| "(none)".to_string(), |v| format!("[{}]", v.join(", ")))
+            };
+            out.push(format!(
+                "networks.{net}.aliases {} -> {} (DNS names only: updated in place)",
+                show(a),
+                show(b)
+            ));
+        }
+    }
 }
 
 /// `no`, `always`, `on-failure`, `on-failure:5`, `unless-stopped`.

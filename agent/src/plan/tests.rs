@@ -106,6 +106,46 @@ fn memory_change_is_updated_in_place() {
 }
 
 #[test]
+fn alias_change_is_updated_in_place_and_a_network_change_recreates() {
+    let mut actual = Actual::default();
+    let files = |web: &str| {
+        format!(
+            "{}---\n{}",
+            network("back", "10.214.9.0/24"),
+            container("web", web)
+        )
+    };
+    converge(
+        &loaded_inputs(&[("s.yaml", &files("networks: [back]"))]),
+        &mut actual,
+    );
+    let aliased = files("networks: {back: {aliases: [API, db]}}");
+    let steps = converge(&loaded_inputs(&[("s.yaml", &aliased)]), &mut actual);
+    assert_eq!(
+        steps,
+        [
+            "update web: networks.back.aliases (none) -> [api, db] (DNS names only: updated in place)"
+        ]
+    );
+    // The same aliases in another order or case: nothing to do.
+    let same = files("networks: {back: {aliases: [DB, api]}}");
+    assert!(converge(&loaded_inputs(&[("s.yaml", &same)]), &mut actual).is_empty());
+    // Another network is a new container.
+    let moved = format!(
+        "{}---\n{}",
+        network("front", "10.214.10.0/24"),
+        files("networks: {back: {aliases: [api, db]}, front: {}}")
+    );
+    let steps = converge(&loaded_inputs(&[("s.yaml", &moved)]), &mut actual);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("recreate web:") && s.contains("networks")),
+        "{steps:#?}"
+    );
+}
+
+#[test]
 fn label_change_is_updated_in_place_and_shm_size_recreates() {
     let mut actual = Actual::default();
     converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);

@@ -651,7 +651,9 @@ impl NetworkDriver {
     }
 
     /// Replaces the DNS aliases of an attached container (a manifest changed only them): the
-    /// record and the DNS server's names; the container keeps running untouched.
+    /// record and the DNS server's names; the container keeps running untouched. A container
+    /// that is not attached (stopped) has nothing to change: its next attach request carries
+    /// the aliases.
     pub fn update_aliases(
         &self,
         container_id: &str,
@@ -659,13 +661,12 @@ impl NetworkDriver {
     ) -> Result<(), Error> {
         {
             let _g = self.guard()?;
-            let mut rec = self
-                .record(container_id)?
-                .filter(|r| r.complete)
-                .ok_or_else(|| Error::BadRequest {
-                    container: container_id.to_string(),
-                    reason: "not attached".into(),
-                })?;
+            let Some(mut rec) = self.record(container_id)?.filter(|r| r.complete) else {
+                return Ok(());
+            };
+            if rec.aliases == *aliases {
+                return Ok(());
+            }
             rec.aliases = aliases.clone();
             self.store.put_attachment(&rec)?;
         }

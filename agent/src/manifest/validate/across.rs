@@ -122,7 +122,10 @@ pub(super) fn containers(loaded: &Loaded) -> impl Iterator<Item = (&Object, &Con
 }
 
 /// Every reference from a container to another object: (kind, name, field path, what).
-fn references<'a>(s: &'a ContainerSpec) -> Vec<(Kind, &'a str, Vec<Step<'a>>, &'static str)> {
+fn references<'a>(
+    obj: &Object,
+    s: &'a ContainerSpec,
+) -> Vec<(Kind, &'a str, Vec<Step<'a>>, &'static str)> {
     let mut refs = Vec::new();
     if !s.image.contains(['/', ':', '@']) {
         refs.push((
@@ -145,8 +148,8 @@ fn references<'a>(s: &'a ContainerSpec) -> Vec<(Kind, &'a str, Vec<Step<'a>>, &'
     for (i, n) in s.networks.iter().enumerate() {
         refs.push((
             Kind::Network,
-            n.as_str(),
-            vec![Key("spec"), Key("networks"), Index(i)],
+            n.name.as_str(),
+            super::object::network_path(obj, i, &n.name),
             "network",
         ));
     }
@@ -224,7 +227,7 @@ fn dependencies(s: &ContainerSpec) -> Vec<(&str, Vec<Step<'_>>, &'static str)> {
 fn dangling_references(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
     let names = names(loaded);
     for (obj, spec) in containers(loaded) {
-        for (kind, name, path, what) in references(spec) {
+        for (kind, name, path, what) in references(obj, spec) {
             if names.exists(kind, name) {
                 continue;
             }

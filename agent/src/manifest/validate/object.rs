@@ -625,10 +625,26 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
     }
     let mut seen = BTreeSet::new();
     for (i, n) in s.networks.iter().enumerate() {
-        let at = [Key("spec"), Key("networks"), Index(i)];
-        c.name_ref(&at, "network", n);
-        if !seen.insert(n) {
-            c.err(&at, format!("network {n:?} is listed twice"));
+        let at = network_path(c.obj, i, &n.name);
+        c.name_ref(&at, "network", &n.name);
+        if !seen.insert(&n.name) {
+            c.err(&at, format!("network {:?} is listed twice", n.name));
+        }
+        let mut names = BTreeSet::new();
+        for (j, a) in n.aliases.iter().enumerate() {
+            let mut at = at.clone();
+            at.extend([Key("aliases"), Index(j)]);
+            if !is_hostname(a) || a.len() > 253 {
+                c.err(
+                    &at,
+                    format!(
+                        "invalid alias {a:?}: a DNS name of letters, digits, '-' and '.', at most \
+                         253 characters"
+                    ),
+                );
+            } else if !names.insert(a.to_ascii_lowercase()) {
+                c.err(&at, format!("alias {a:?} is listed twice"));
+            }
         }
     }
     for (i, d) in s.dns_search.iter().enumerate() {
@@ -650,6 +666,17 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
             );
         }
     }
+}
+
+/// Where the `i`th entry of a container's `networks` (network `name`) is written: an item of
+/// the list form, or the key's value in the mapping form.
+pub(crate) fn network_path<'a>(obj: &Object, i: usize, name: &'a str) -> Vec<Step<'a>> {
+    let long = matches!(
+        obj.tree.find(&[Key("spec"), Key("networks")]).kind,
+        crate::manifest::node::NodeKind::Map(_)
+    );
+    let item = if long { Key(name) } else { Index(i) };
+    vec![Key("spec"), Key("networks"), item]
 }
 
 /// `secrets` and `secretEnv`: names, targets (absolute after the `/run/secrets` default, not

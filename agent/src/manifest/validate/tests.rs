@@ -391,6 +391,12 @@ fn dangling_references_name_what_exists() {
         "web.yaml:7:14: spec.networks[0]:",
         "known Network names: shop",
     );
+    // The mapping form (with aliases) points at the network's entry.
+    bad(
+        "networks: {shp: {aliases: [db]}}",
+        "web.yaml:7:19: spec.networks.shp:",
+        "known Network names: shop",
+    );
     let c = container("web", "").replace("image: busybox", "image: nginx");
     one(
         &[("base.yaml", BASE), ("web.yaml", &c)],
@@ -488,6 +494,32 @@ fn host_port_conflicts() {
         "ports: [\"8080:80\", \"8080:81\"]",
         "web.yaml:7:22: spec.ports[1]:",
         "container \"web\"",
+    );
+}
+
+#[test]
+fn network_aliases() {
+    let ok = container(
+        "web",
+        "networks:\n  shop:\n    aliases: [db, db.shop.local]",
+    );
+    assert!(problems(&[("base.yaml", BASE), ("web.yaml", &ok)]).is_empty());
+    let short = container("web", "networks:\n  shop:");
+    assert!(problems(&[("base.yaml", BASE), ("web.yaml", &short)]).is_empty());
+    bad(
+        "networks:\n  shop:\n    aliases: [db, \"no way\"]",
+        "web.yaml:9:21: spec.networks.shop.aliases[1]:",
+        "invalid alias \"no way\": a DNS name",
+    );
+    bad(
+        "networks:\n  shop:\n    aliases: [db, DB]",
+        "web.yaml:9:21: spec.networks.shop.aliases[1]:",
+        "alias \"DB\" is listed twice",
+    );
+    bad(
+        "networks:\n  shop:\n    alias: [db]",
+        "web.yaml:9:7: spec.networks.shop.alias:",
+        "aliases",
     );
 }
 

@@ -168,6 +168,11 @@ pub struct LiveConfig {
     /// without it is what it was before the field existed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub depends_on: BTreeMap<String, EffectiveDependency>,
+    /// DNS aliases per network (the long form of `networks`), sorted, without repeats or
+    /// networks without any: the network driver's records change, the container runs on. Left
+    /// out of the JSON when empty (hashes as before the field existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// One `dependsOn` entry, canonical (the short and long forms of the same condition are equal).
@@ -209,6 +214,7 @@ impl Default for LiveConfig {
             stop_grace_period: Duration(DEFAULT_STOP_GRACE),
             labels: BTreeMap::new(),
             depends_on: BTreeMap::new(),
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -454,11 +460,20 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
     };
 
     let networks = if s.network_mode == NetworkMode::Bridge {
-        let set: BTreeSet<&String> = s.networks.iter().collect();
+        let set: BTreeSet<&String> = s.networks.iter().map(|n| &n.name).collect();
         set.into_iter().cloned().collect()
     } else {
         Vec::new()
     };
+    let aliases: BTreeMap<String, Vec<String>> = s
+        .networks
+        .iter()
+        .filter(|n| s.network_mode == NetworkMode::Bridge && !n.aliases.is_empty())
+        .map(|n| {
+            let set: BTreeSet<String> = n.aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
+            (n.name.clone(), set.into_iter().collect())
+        })
+        .collect();
 
     let mut extra_hosts = s.extra_hosts.clone();
     extra_hosts.sort_unstable_by(|a, b| (&a.host, a.ip).cmp(&(&b.host, b.ip)));
@@ -556,6 +571,7 @@ pub fn canonicalise(m: &ContainerManifest, image_key: String) -> EffectiveContai
                     )
                 })
                 .collect(),
+            aliases,
         },
         name,
     }

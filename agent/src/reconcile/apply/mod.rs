@@ -363,6 +363,16 @@ impl Applier {
                     Ok(()) | Err(crate::driver::exec::Error::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
+                // DNS aliases: the network driver's records (the container runs on).
+                let old_aliases: std::collections::BTreeMap<String, Vec<String>> = rec
+                    .config
+                    .get("live")
+                    .and_then(|l| l.get("aliases"))
+                    .and_then(|a| serde_json::from_value(a.clone()).ok())
+                    .unwrap_or_default();
+                if old_aliases != live.aliases {
+                    self.net()?.update_aliases(&rec.id, &live.aliases)?;
+                }
                 if let Some(obj) = rec.config.as_object_mut() {
                     obj.insert(
                         "live".into(),

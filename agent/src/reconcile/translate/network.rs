@@ -176,6 +176,16 @@ impl Net {
         &self.driver
     }
 
+    /// Replaces the DNS aliases of container `id` (runtime id) in the network driver's records;
+    /// nothing when it is not attached (its next attach carries them).
+    pub fn update_aliases(
+        &self,
+        id: &str,
+        aliases: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<(), NetError> {
+        Ok(self.driver.update_aliases(id, aliases)?)
+    }
+
     /// Creates or repairs a `Network` manifest's bridge, subnet and firewall.
     pub fn create_network(&self, n: &EffectiveNetwork) -> Result<(), NetError> {
         Ok(self.driver.ensure_network(&driver_network(n)?)?)
@@ -278,7 +288,7 @@ impl Net {
             mode: net::NetworkMode::Bridge(networks),
             ports,
             links,
-            aliases: Default::default(),
+            aliases: config.live.aliases.clone(),
         };
         let att = self.driver.attach(&req)?;
         // Fixed and random host ports alike, for `agent ps` (random ones were recorded already).
