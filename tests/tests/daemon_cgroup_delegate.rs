@@ -164,17 +164,10 @@ fn cgroup_in(pid: i32, controllers: &str) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2() {
-    if !require_root("containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2") {
-        return;
-    }
-    require_images();
-    let mount = cgroup2_mount().unwrap_or_else(|| panic!("no cgroup2 mount on this host"));
-    let rel = format!("/agent-e2e-unit-{}-v2.service", std::process::id());
-    // Declared before the daemon: dropped after it (the agent and its monitors gone first).
-    let unit = UnitCgroup::create(&rel, std::slice::from_ref(&mount), &mount);
-    let mut d = Daemon::prepare("cgdeleg", "");
+/// A daemon on a cgroup v2 view of the host, started in cgroup `start_in`: the stand-in unit
+/// cgroup itself, or its leaf `agent` as `DelegateSubgroup=agent` does.
+fn v2_daemon(tag: &str, mount: &Path, start_in: &str) -> Daemon {
+    let mut d = Daemon::prepare(tag, "");
     let bind = if mount == Path::new("/sys/fs/cgroup") {
         String::new()
     } else {
@@ -187,9 +180,39 @@ fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2() {
         "private".into(),
         "sh".into(),
         "-c".into(),
-        format!("{bind}echo $$ > /sys/fs/cgroup{rel}/cgroup.procs && exec \"$@\""),
+        format!(
+            "{bind}mkdir -p /sys/fs/cgroup{start_in} && \
+             echo $$ > /sys/fs/cgroup{start_in}/cgroup.procs && exec \"$@\""
+        ),
         "sh".into(),
     ];
+    d
+}
+
+/// systemd 254+ with `DelegateSubgroup=agent` starts the agent in `<unit>/agent`: the
+/// containers go below `<unit>/containers`, and what an earlier version left in `<unit>` itself
+/// moves into the leaf (else libcontainer could not enable the controllers for the containers).
+#[test]
+fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2() {
+    if !require_root("containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2") {
+        return;
+    }
+    require_images();
+    let mount = cgroup2_mount().unwrap_or_else(|| panic!("no cgroup2 mount on this host"));
+    let rel = format!("/agent-e2e-unit-{}-v2.service", std::process::id());
+    // Declared before the daemon: dropped after it (the agent and its monitors gone first).
+    let unit = UnitCgroup::create(&rel, std::slice::from_ref(&mount), &mount);
+    // A process left in the unit's cgroup (a monitor of an earlier version).
+    let mut stray = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap_or_else(|e| panic!("sleep: {e}"));
+    std::fs::write(
+        unit.dir(&mount).join("cgroup.procs"),
+        stray.id().to_string(),
+    )
+    .unwrap_or_else(|e| panic!("moving sleep into {rel}: {e}"));
+    let mut d = v2_daemon("cgdeleg", &mount, &format!("{rel}/agent"));
     d.start();
     let agent = d.pid().unwrap_or_else(|| panic!("no agent")) as i32;
     assert_eq!(
@@ -197,6 +220,11 @@ fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2() {
         format!("{rel}/agent"),
         "the agent is not in its unit's leaf:\n{}",
         d.log_tail()
+    );
+    assert_eq!(
+        cgroup_in(stray.id() as i32, ""),
+        format!("{rel}/agent"),
+        "the process left in the unit's cgroup was not moved into the leaf"
     );
 
     d.write("image.yaml", BUSYBOX_IMAGE);
@@ -223,6 +251,68 @@ fn containers_live_below_the_delegated_unit_cgroup_on_cgroup_v2() {
     // Nothing left in the unit's cgroup itself.
     let procs = std::fs::read_to_string(unit.dir(&mount).join("cgroup.procs")).unwrap_or_default();
     assert!(procs.trim().is_empty(), "processes in {rel}: {procs}");
+    let st = d.stop();
+    assert!(st.is_some_and(|s| s.success()), "agent exit: {st:?}");
+    let _ = stray.kill();
+    let _ = stray.wait();
+}
+
+/// systemd before 254 ignores `DelegateSubgroup=` and starts the agent in `<unit>` itself,
+/// and so every later start: the agent must leave the unit's `cgroup.subtree_control` empty
+/// (containers below `/agent`), else the next start of the unit (a restart, an upgrade) fails
+/// with EBUSY while containers run.
+#[test]
+fn started_in_the_unit_cgroup_itself_containers_stay_outside_on_cgroup_v2() {
+    if !require_root("started_in_the_unit_cgroup_itself_containers_stay_outside_on_cgroup_v2") {
+        return;
+    }
+    require_images();
+    let mount = cgroup2_mount().unwrap_or_else(|| panic!("no cgroup2 mount on this host"));
+    let rel = format!("/agent-e2e-unit-{}-v2old.service", std::process::id());
+    let unit = UnitCgroup::create(&rel, std::slice::from_ref(&mount), &mount);
+    let mut d = v2_daemon("cgdeleg0", &mount, &rel);
+    d.start();
+    let agent = d.pid().unwrap_or_else(|| panic!("no agent")) as i32;
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("c.yaml", &container_manifest("c", "exec sleep 1000", ""));
+    d.wait_for("c running", Duration::from_secs(60), || {
+        (d.try_ps_row("c")?["state"] == "running").then_some(())
+    });
+    let id = d.ps_row("c")["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        d.container_cgroups(),
+        vec![format!("/agent/{id}")],
+        "cgroupsPath of the bundle"
+    );
+    assert_eq!(
+        cgroup_in(agent, ""),
+        rel,
+        "the agent left the unit's cgroup"
+    );
+    let control = std::fs::read_to_string(unit.dir(&mount).join("cgroup.subtree_control"))
+        .unwrap_or_default();
+    assert_eq!(
+        control.trim(),
+        "",
+        "controllers enabled in {rel}: its next start would fail"
+    );
+    // What systemd does at the next start: put a new process into the unit's cgroup.
+    let mut next = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap_or_else(|e| panic!("sleep: {e}"));
+    let attach = std::fs::write(unit.dir(&mount).join("cgroup.procs"), next.id().to_string());
+    let _ = next.kill();
+    let _ = next.wait();
+    assert!(
+        attach.is_ok(),
+        "a new process cannot join {rel}: {attach:?}"
+    );
+    assert!(
+        d.log_tail().contains("outside the unit's delegated cgroup"),
+        "no warning:\n{}",
+        d.log_tail()
+    );
     let st = d.stop();
     assert!(st.is_some_and(|s| s.success()), "agent exit: {st:?}");
 }

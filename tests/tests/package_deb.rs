@@ -11,8 +11,9 @@
 //! `http://127.0.0.1:18080/` answers through the published port.
 //!
 //! Everything the test starts runs in a cgroup of its own (unified hierarchy), marked delegated
-//! the way systemd marks agent.service's cgroup (`Delegate=yes`): the packaged agent must put
-//! the example's containers below it. `Drop` kills what is left there and in the containers'
+//! the way systemd marks agent.service's cgroup (`Delegate=yes`), in its leaf `agent` (where
+//! `DelegateSubgroup=agent` starts the agent): the packaged agent must put the example's
+//! containers below it. `Drop` kills what is left there and in the containers'
 //! cgroups, then removes those cgroups and the root.
 
 use std::os::unix::fs::MetadataExt;
@@ -437,7 +438,8 @@ fn deb_installs_into_a_clean_debian_root_and_runs_the_example() {
     let cgroup = root.cgroup.display();
     let script = format!(
         r#"set -eu
-echo $$ > {cgroup}/cgroup.procs
+mkdir {cgroup}/agent
+echo $$ > {cgroup}/agent/cgroup.procs
 unshare --mount --net --propagation private sh -eu -c '
 R={r}
 mount --bind $R $R

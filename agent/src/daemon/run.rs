@@ -39,9 +39,9 @@ use crate::store::{self, Store};
 pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
     // SAFETY: no thread has been started yet (the runtime is built below).
     let activated = unsafe { super::activation::take_from_env() }?;
-    // Under systemd on cgroup v2: into the leaf of the unit's delegated cgroup, before any thread
-    // or monitor starts (containers then go below the unit, on v1 too:
-    // crate::driver::exec::delegate).
+    // Under systemd on cgroup v2, started in the leaf of the unit's delegated cgroup: gather what
+    // else runs in the unit's cgroup into the leaf, before any monitor starts (containers then go
+    // below the unit, on v1 too: crate::driver::exec::delegate).
     match crate::driver::exec::delegate::enter_leaf() {
         Ok(Some(unit)) => tracing::info!(
             unit_cgroup = %unit,
@@ -58,7 +58,7 @@ pub fn run(config: Config, notifier: Notifier) -> Result<(), Error> {
         }
         Err(e) => tracing::warn!(
             error = %e,
-            "cannot enter the leaf of the unit's delegated cgroup; containers go below {}",
+            "containers go below {}, outside the unit's delegated cgroup",
             crate::driver::exec::delegate::DEFAULT_PARENT
         ),
     }

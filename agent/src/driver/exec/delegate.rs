@@ -7,13 +7,18 @@
 //! Under systemd with `Delegate=yes` (packaging/agent.service) the unit's cgroup
 //! (`/system.slice/agent.service`) is the agent's to manage, and nothing outside it is:
 //!
-//! - cgroup v2: at start-up `agent run` moves itself, and whatever else runs directly in the
-//!   unit's cgroup (the monitors a previous version left there), into the leaf `<unit>/agent`
-//!   ([`enter_leaf`]), and containers are created below `<unit>/containers`
-//!   ([`container_parent`]). The move is what cgroup v2's "no internal processes" rule asks:
-//!   controllers are enabled for a cgroup's children (libcontainer does it on its way down to
-//!   the container's cgroup) only while no process lives in it. The monitors inherit the
-//!   agent's cgroup.
+//! - cgroup v2: the unit sets `DelegateSubgroup=agent` (systemd 254 and later), so systemd
+//!   starts the agent in the leaf `<unit>/agent`, and containers are created below
+//!   `<unit>/containers` ([`container_parent`]). The leaf is what cgroup v2's "no internal
+//!   processes" rule asks: controllers are enabled for a cgroup's children (libcontainer does it
+//!   on its way down to the container's cgroup) only while no process lives in it, and systemd
+//!   puts every start of the unit's main process into the cgroup `DelegateSubgroup=` names. At
+//!   start-up `agent run` moves what else runs directly in the unit's cgroup (monitors of an
+//!   earlier version) into the leaf ([`enter_leaf`]); the monitors inherit the agent's cgroup.
+//!   Under an older systemd, which ignores `DelegateSubgroup=` and starts the agent in
+//!   `<unit>` itself, the containers stay below `/agent`: were they below the unit, its
+//!   `cgroup.subtree_control` would be set and the next start of the agent (a restart, an
+//!   upgrade), which systemd puts into `<unit>`, would fail with EBUSY while they run.
 //! - cgroup v1 and hybrid: the controllers are v1 hierarchies, which have no such rule, and
 //!   libcontainer leaves systemd's own hierarchy (the unified one of a hybrid host, or
 //!   `name=systemd`) alone, so nothing moves: the containers' cgroups are `<unit>/containers/<id>`
@@ -84,10 +89,16 @@ fn v1_unit(proc_cgroup: &str, delegated: impl Fn(&str, &str) -> bool) -> Option<
     })
 }
 
-/// On a cgroup v2 host whose cgroup of this process is delegated (or is the leaf `agent` of a
-/// delegated one), moves every process of the delegated cgroup into its leaf `agent` (created
-/// if missing), this one first. Returns the delegated cgroup (`/system.slice/agent.service`),
-/// `None` where there is none. Call it before starting threads or child processes.
+/// On a cgroup v2 host where systemd started this process in the leaf `agent` of its unit's
+/// delegated cgroup (`DelegateSubgroup=agent`), moves whatever else still runs directly in the
+/// unit's cgroup (monitors of an earlier version, started when the containers went below
+/// `/agent`) into the leaf too, so that controllers can be enabled for `<unit>/containers`.
+/// Returns the unit's cgroup (`/system.slice/agent.service`), `None` where there is none. An
+/// error where the unit's cgroup is delegated but this process runs in it directly (systemd
+/// before 254 ignores `DelegateSubgroup=`): then the containers go below [`DEFAULT_PARENT`],
+/// because a cgroup with controllers enabled for its children cannot take a process, and
+/// systemd puts the next start of the agent into the unit's cgroup: a restart (or upgrade)
+/// with containers running would fail. Call it before starting threads or child processes.
 pub fn enter_leaf() -> Result<Option<String>, String> {
     if cgroups::version() != CgroupVersion::V2 {
         return Ok(None);
@@ -98,31 +109,26 @@ pub fn enter_leaf() -> Result<Option<String>, String> {
         return Ok(None);
     };
     let delegated = |rel: &str| is_delegated(V2_ROOT, rel);
-    if let Some(base) = leaf_base(&own, delegated) {
-        return Ok(Some(base));
+    if own != "/" && delegated(&own) {
+        return Err(format!(
+            "systemd started the agent in its unit's cgroup {own}, not in its leaf {own}/{LEAF} \
+             (DelegateSubgroup={LEAF} needs systemd 254 or later); containers below {own} would \
+             make the unit's next start fail while they run"
+        ));
     }
-    if own == "/" || !delegated(&own) {
+    let Some(base) = leaf_base(&own, delegated) else {
         return Ok(None);
-    }
-    let base_dir = dir_of(V2_ROOT, &own);
-    let leaf = base_dir.join(LEAF);
-    match std::fs::create_dir(&leaf) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("creating the cgroup {}: {e}", leaf.display())),
-    }
-    let procs = leaf.join("cgroup.procs");
-    let me = std::process::id();
-    std::fs::write(&procs, me.to_string())
-        .map_err(|e| format!("moving the agent (pid {me}) into {}: {e}", procs.display()))?;
-    // The others (monitors of an earlier version): one that exits meanwhile is no loss.
+    };
+    let base_dir = dir_of(V2_ROOT, &base);
+    let procs = base_dir.join(LEAF).join("cgroup.procs");
+    // Monitors of an earlier version: one that exits meanwhile is no loss.
     let others = std::fs::read_to_string(base_dir.join("cgroup.procs")).unwrap_or_default();
     for pid in others.lines().map(str::trim).filter(|p| !p.is_empty()) {
         if let Err(e) = std::fs::write(&procs, pid) {
-            tracing::warn!(pid, error = %e, cgroup = %leaf.display(), "cannot move a process of the unit's cgroup into its leaf");
+            tracing::warn!(pid, error = %e, cgroup = %procs.display(), "cannot move a process of the unit's cgroup into its leaf");
         }
     }
-    Ok(Some(own))
+    Ok(Some(base))
 }
 
 /// This process's cgroup in the hierarchy whose line in `proc_cgroup` (/proc/self/cgroup) has
