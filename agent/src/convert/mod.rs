@@ -21,9 +21,11 @@
 //! The mapping, and what does not map and why, is documented in `docs/convert.md`.
 
 mod interpolate;
+mod mounts;
 pub mod render;
 mod service;
 mod service_io;
+mod service_run;
 mod shell;
 mod top;
 mod value;
