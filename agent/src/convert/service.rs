@@ -36,6 +36,8 @@ pub(super) struct Svc<'c, 'a> {
     pub targets: Vec<String>,
     /// `restart:` was given (it wins over `deploy.restart_policy`).
     pub restart_given: bool,
+    /// DNS aliases per Network (by the Network's name).
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// Reads `v` as the agent's `T` and gives back its serialized form (the agent's own spelling),
@@ -133,6 +135,7 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
         volumes: Vec::new(),
         targets: Vec::new(),
         restart_given: node.get("restart").is_some(),
+        aliases: BTreeMap::new(),
     };
     s.spec.insert("image".into(), json!(image));
     for (fk, fv) in fields {
@@ -154,7 +157,7 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
             .insert("resources".into(), Value::Object(s.resources.clone()));
     }
     let read = serde_json::from_value::<ContainerSpec>(Value::Object(s.spec.clone()));
-    let spec: ContainerSpec = match read {
+    let mut spec: ContainerSpec = match read {
         Ok(spec) => spec,
         Err(e) => {
             let p = s.path.clone();
@@ -162,6 +165,12 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
             return None;
         }
     };
+    service_name_alias(&mut s, k, &spec);
+    for n in spec.networks.iter_mut() {
+        if let Some(a) = s.aliases.remove(&n.name) {
+            n.aliases = a;
+        }
+    }
     Some(Converted {
         manifest: Manifest::Container(ContainerManifest {
             api_version: ApiVersion::V1,
@@ -175,6 +184,32 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
         line: k.line,
         col: k.col,
     })
+}
+
+/// Compose finds a service by its name on each of its networks: where the container is named
+/// otherwise (`container_name`, a name made a DNS label), the service name becomes an alias on
+/// every network, when it is a DNS name.
+fn service_name_alias(s: &mut Svc, k: &Key, spec: &ContainerSpec) {
+    if s.name.eq_ignore_ascii_case(&k.name) || spec.networks.is_empty() {
+        return;
+    }
+    let path = s.path.clone();
+    if !crate::manifest::validate::object::is_hostname(&k.name) {
+        let what = format!(
+            "other services find it as {:?} only: {:?} is not a DNS name, so it cannot be an alias",
+            s.name, k.name
+        );
+        s.cx.change(at_key(k), path, what);
+        return;
+    }
+    for n in &spec.networks {
+        super::service_io::add_alias(s, &n.name, &k.name, at_key(k), "networks");
+    }
+    let what = format!(
+        "{:?} is a DNS alias of container {:?} on its networks, so other services find it by both names",
+        k.name, s.name
+    );
+    s.cx.change(at_key(k), path, what);
 }
 
 /// Takes out what a network mode other than bridge makes meaningless (the agent refuses it):

@@ -268,10 +268,17 @@ pub(super) fn networks(s: &mut Svc, k: &Key, v: &Node) {
                 }
             }
         };
-        for (sk, _) in settings.map(node_entries).unwrap_or_default() {
+        for (sk, sv) in settings.map(node_entries).unwrap_or_default() {
             let ssub = format!("{sub}.{}", sk.name);
             match sk.name.as_str() {
-                "aliases" => s.drop(at_key(sk), &ssub, "not carried over: this agent has no per-network aliases; the container is known by its name"),
+                "aliases" => match value::str_list(sv) {
+                    Ok(list) => {
+                        for a in list {
+                            add_alias(s, &name, &a, at(sv), &ssub);
+                        }
+                    }
+                    Err(e) => s.drop(at(sv), &ssub, format!("not carried over: {e}")),
+                },
                 "ipv4_address" | "ipv6_address" | "link_local_ips" => s.drop(at_key(sk), &ssub, "not carried over: the agent hands out addresses itself (and keeps each container's across restarts)"),
                 "priority" | "gw_priority" | "interface_name" | "mac_address" | "driver_opts" => s.drop(at_key(sk), &ssub, "not carried over: not a per-network setting the agent has"),
                 other => s.drop(at_key(sk), &ssub, format!("not carried over: `{other}` is not a per-network setting")),
@@ -283,6 +290,25 @@ pub(super) fn networks(s: &mut Svc, k: &Key, v: &Node) {
     }
     if !out.is_empty() {
         s.spec.insert("networks".into(), json!(out));
+    }
+}
+
+/// Adds DNS alias `alias` of the container on network `net` (a Network's name), unless it is
+/// not a DNS name (reported) or already there.
+pub(super) fn add_alias(s: &mut Svc, net: &str, alias: &str, loc: (u32, u32), sub: &str) {
+    if !crate::manifest::validate::object::is_hostname(alias) {
+        s.drop(
+            loc,
+            sub,
+            format!(
+                "not carried over: alias {alias:?} is not a DNS name (letters, digits, '-' and '.')"
+            ),
+        );
+        return;
+    }
+    let list = s.aliases.entry(net.to_string()).or_default();
+    if !list.iter().any(|a| a.eq_ignore_ascii_case(alias)) {
+        list.push(alias.to_string());
     }
 }
 

@@ -389,15 +389,47 @@ fn container_names_are_dns_labels_and_say_when_they_differ() {
     container(&c, "web-app");
     container(&c, "redis");
     container(&c, "db");
+    let notes = |key: &str| -> String {
+        c.changed
+            .iter()
+            .filter(|n| n.key == key)
+            .map(|n| n.message.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let web = notes("services.web_app");
     assert!(
-        changed(&c, "services.web_app")
-            .message
-            .contains("not by \"web_app\"")
+        web.contains("made a DNS label") && web.contains("not a DNS name"),
+        "{web}"
     );
+    let cache = notes("services.cache");
     assert!(
-        changed(&c, "services.cache")
-            .message
-            .contains("its container_name")
+        cache.contains("its container_name") && cache.contains("DNS alias"),
+        "{cache}"
     );
-    assert!(!c.changed.iter().any(|n| n.key == "services.db"));
+    assert!(notes("services.db").is_empty());
+    // Compose finds `cache` by its service name: an alias on its network.
+    let redis = yaml_of(&c, "redis");
+    assert!(
+        redis.contains("networks:\n    shop-default:\n      aliases:\n      - cache\n"),
+        "{redis}"
+    );
+    assert!(yaml_of(&c, "db").contains("networks:\n  - shop-default\n"));
+}
+
+#[test]
+fn per_network_aliases() {
+    let c = convert(
+        "services:\n  db:\n    image: postgres:16\n    networks:\n      back:\n        aliases: [database, pg.local, bad_alias]\n      front:\n  web:\n    image: x:1\n    networks: [front]\nnetworks:\n  back:\n  front:\n",
+    );
+    let db = yaml_of(&c, "db");
+    assert!(
+        db.contains("networks:\n    shop-back:\n      aliases:\n      - database\n      - pg.local\n    shop-front: {}\n"),
+        "{db}"
+    );
+    let bad = dropped(&c, "services.db.networks.back.aliases");
+    assert!(
+        bad.message.contains("bad_alias") && bad.line == 6,
+        "{bad:?}"
+    );
 }

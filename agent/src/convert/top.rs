@@ -121,10 +121,7 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
             cx.change(
                 at_key(k),
                 format!("services.{}", k.name),
-                format!(
-                    "container named {name:?} ({why}): other services find it by that name, not by {:?}",
-                    k.name
-                ),
+                format!("container named {name:?} ({why})"),
             );
         }
         cx.services.insert(k.name.clone(), name);
