@@ -447,7 +447,12 @@ pub const NF_CALL: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 pub struct DockerLikeHost {
     old_policy: Option<String>,
     old_nf_call: Option<String>,
+    /// Held while set: two tests of one binary that overlapped would save each other's values
+    /// and leave the host with `FORWARD DROP` (the second restores what the first set).
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static DOCKER_LIKE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl DockerLikeHost {
     pub fn forward_policy() -> String {
@@ -467,6 +472,7 @@ impl DockerLikeHost {
         let mut h = DockerLikeHost {
             old_policy: None,
             old_nf_call: None,
+            _serial: DOCKER_LIKE.lock().unwrap_or_else(|p| p.into_inner()),
         };
         h.old_nf_call = Some(
             std::fs::read_to_string(NF_CALL)

@@ -420,3 +420,88 @@ fn aliases_resolve_and_change_in_place() {
     });
     assert_eq!(d.ps_row("db")["id"], id, "db was recreated");
 }
+
+/// `-A INPUT -i BRIDGE -j DROP` in iptables while it lives: a host that drops input from
+/// interfaces it does not know (only this fixture's bridge, so nothing else on the host is
+/// touched).
+struct InputDrop(String);
+
+impl InputDrop {
+    fn set(bridge: &str) -> InputDrop {
+        let ok = Command::new("iptables")
+            .args(["-w", "-A", "INPUT", "-i", bridge, "-j", "DROP"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "iptables -A INPUT -i {bridge} -j DROP failed");
+        InputDrop(bridge.to_string())
+    }
+}
+
+impl Drop for InputDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables")
+            .args(["-w", "-D", "INPUT", "-i", &self.0, "-j", "DROP"])
+            .status();
+    }
+}
+
+#[test]
+fn names_resolve_under_docker_forward_drop_nftables() {
+    if !require_root("names_resolve_under_docker_forward_drop_nftables")
+        || !agent_e2e::network::br_netfilter()
+    {
+        return;
+    }
+    under_docker_forward_drop("nftables");
+}
+
+#[test]
+fn names_resolve_under_docker_forward_drop_and_input_drop_iptables() {
+    if !require_root("names_resolve_under_docker_forward_drop_and_input_drop_iptables")
+        || !agent_e2e::network::br_netfilter()
+    {
+        return;
+    }
+    under_docker_forward_drop("iptables");
+}
+
+/// Docker's host settings (iptables' FORWARD policy DROP, bridged traffic through iptables):
+/// lookups over UDP and TCP, forwarding, and a ping by name still work. With the iptables
+/// backend also a drop of the bridge's input in iptables' INPUT (after the agent's jump): the
+/// agent's accept of port 53 comes first. (The nftables backend cannot override another
+/// table's drop: docs/network.md.)
+fn under_docker_forward_drop(firewall: &str) {
+    require_images();
+    let (port, _seen) = stub_upstream();
+    let mut d = Daemon::prepare("dnsfwd", "");
+    set_network(&d, port, firewall);
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("a.yaml", &sleeper("a", ""));
+    d.write("b.yaml", &sleeper("b", ""));
+    d.start();
+    d.wait_for("a and b running", Duration::from_secs(90), || {
+        running(&d, "a")?;
+        running(&d, "b")
+    });
+    let b_ip = own_ip(&d, "b").expect("b's address");
+    let gw = gateway(&d.subnet);
+    assert_eq!(lookup(&d, "a", "b").as_deref(), Some(b_ip.as_str()));
+
+    let mut docker = agent_e2e::network::DockerLikeHost::set();
+    let input = (firewall == "iptables").then(|| InputDrop::set(&d.bridge));
+    let udp = lookup(&d, "a", "b");
+    let tcp = tcp_lookup(&d, "a", &gw, "b");
+    let upstream = lookup(&d, "a", "outside.test");
+    let ping = exec(&d, "a", &["ping", "-c", "1", "-W", "3", "b"]);
+    drop(input);
+    docker.restore();
+
+    assert_eq!(udp.as_deref(), Some(b_ip.as_str()), "udp lookup");
+    assert_eq!(tcp.as_deref(), Some(b_ip.as_str()), "tcp lookup");
+    assert_eq!(upstream.as_deref(), Some(STUB_ANSWER), "forwarded lookup");
+    assert!(
+        ping.status.success(),
+        "ping b: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+}
