@@ -324,3 +324,229 @@ fn after_a_reboot_a_dependent_starts_once_its_dependency_is_healthy() {
         "{log}"
     );
 }
+
+/// A db that is healthy a moment after each start (its check looks for /tmp/ready).
+fn healthy_db(extra: &str) -> String {
+    container_manifest(
+        "db",
+        "rm -f /tmp/ready; sleep 1; touch /tmp/ready; exec sleep 1000",
+        &format!(
+            "  healthcheck:\n    command: [\"/bin/sh\", \"-c\", \"test -f /tmp/ready\"]\n    interval: 300ms\n    timeout: 2s\n    retries: 1000\n{extra}"
+        ),
+    )
+}
+
+#[test]
+fn restart_true_restarts_the_dependent_once_its_recreated_dependency_is_healthy() {
+    if !require_root("restart_true_restarts_the_dependent_once_its_recreated_dependency_is_healthy")
+    {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("deprestart", "");
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("db.yaml", &healthy_db(""));
+    d.write(
+        "web.yaml",
+        &container_manifest(
+            "web",
+            LONG,
+            "  dependsOn:\n    db: {condition: healthy, restart: true}\n",
+        ),
+    );
+    // Same condition without restart: left alone.
+    d.write(
+        "other.yaml",
+        &container_manifest(
+            "other",
+            LONG,
+            "  dependsOn:\n    db: {condition: healthy}\n",
+        ),
+    );
+    d.wait_for("web and other running", Duration::from_secs(60), || {
+        (d.ps_row("web")["state"] == "running" && d.ps_row("other")["state"] == "running")
+            .then_some(())
+    });
+    let web_id = d.ps_row("web")["id"].clone();
+    let other_id = d.ps_row("other")["id"].clone();
+    assert!(event_ids(&d, "web", "container.stop").is_empty());
+
+    // The agent recreates db (its manifest changed).
+    d.write("db.yaml", &healthy_db("  env: {V: \"2\"}\n"));
+    let recreated = d.wait_for("db recreated", Duration::from_secs(60), || {
+        event_ids(&d, "db", "container.recreate").first().copied()
+    });
+    let restarted = d.wait_for("web started again", Duration::from_secs(60), || {
+        event_ids(&d, "web", "container.start")
+            .into_iter()
+            .find(|i| *i > recreated)
+    });
+    let healthy = health_event(&d, "db", "healthy", recreated).expect("db healthy again");
+    assert!(
+        healthy < restarted,
+        "web started again ({restarted}) before the new db was healthy ({healthy})"
+    );
+    let stop = d.events_of("web", "container.stop");
+    let why = stop.last().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        why.contains("restart: true: db started again after it"),
+        "{why}"
+    );
+    // A restart, not a recreate; it runs; the one without restart: true was not touched.
+    d.wait_for("web running", Duration::from_secs(30), || {
+        (d.ps_row("web")["state"] == "running").then_some(())
+    });
+    assert_eq!(d.ps_row("web")["id"], web_id);
+    assert_eq!(d.ps_row("other")["id"], other_id);
+    assert!(event_ids(&d, "other", "container.stop").is_empty());
+    assert_eq!(event_ids(&d, "other", "container.start").len(), 1);
+    // Once only: the plan is settled.
+    d.cli_ok(&["apply"]);
+    assert_eq!(
+        event_ids(&d, "web", "container.start").len(),
+        2,
+        "{:?}",
+        d.events_of("web", "container.start")
+    );
+}
+
+#[test]
+fn an_agent_restart_while_a_dependent_waits_keeps_it_waiting_then_starts_it() {
+    if !require_root("an_agent_restart_while_a_dependent_waits_keeps_it_waiting_then_starts_it") {
+        return;
+    }
+    require_images();
+    // Containers outlive the agent (the default).
+    let mut d = Daemon::prepare_with("depagent", "", false);
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write(
+        "db.yaml",
+        &container_manifest(
+            "db",
+            "rm -f /tmp/ready; exec sleep 1000",
+            "  healthcheck:\n    command: [\"/bin/sh\", \"-c\", \"test -f /tmp/ready\"]\n    interval: 300ms\n    timeout: 2s\n    retries: 1000\n",
+        ),
+    );
+    d.write(
+        "app.yaml",
+        &container_manifest("app", LONG, "  dependsOn:\n    db: {condition: healthy}\n"),
+    );
+    d.wait_for("app waiting", Duration::from_secs(60), || {
+        let r = d.ps_row("app");
+        (r["state"] == "waiting" && d.ps_row("db")["state"] == "running").then_some(())
+    });
+    let db_id = d.ps_row("db")["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // The agent goes away mid-wait and comes back.
+    d.stop_with(libc::SIGKILL);
+    d.start();
+    let r = d.wait_for("app waiting again", Duration::from_secs(30), || {
+        let r = d.ps_row("app");
+        (r["state"] == "waiting").then_some(r)
+    });
+    assert!(
+        r["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("db not healthy yet")),
+        "{r}"
+    );
+    assert_eq!(d.ps_row("db")["id"], db_id.as_str(), "db kept running");
+    assert!(event_ids(&d, "app", "container.create").is_empty());
+    let status = text(&d, &["status"]);
+    assert!(
+        status.contains("waiting: app: db not healthy yet"),
+        "{status}"
+    );
+
+    // The new agent lets it go when db answers.
+    assert!(d.sh_in(&db_id, "touch /tmp/ready"));
+    d.wait_for("app running", Duration::from_secs(30), || {
+        (d.ps_row("app")["state"] == "running").then_some(())
+    });
+    let healthy = health_event(&d, "db", "healthy", 0).expect("db healthy");
+    let created = event_ids(&d, "app", "container.create");
+    assert!(
+        created.first().is_some_and(|c| *c > healthy),
+        "{created:?} {healthy}"
+    );
+}
+
+#[test]
+fn a_cycle_is_refused_and_stops_nothing_that_runs() {
+    if !require_root("a_cycle_is_refused_and_stops_nothing_that_runs") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("depcycle", "");
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write(
+        "a.yaml",
+        &container_manifest("a", LONG, "  dependsOn: [b]\n"),
+    );
+    d.write("b.yaml", &container_manifest("b", LONG, ""));
+    d.wait_for("a and b running", Duration::from_secs(60), || {
+        (d.ps_row("a")["state"] == "running" && d.ps_row("b")["state"] == "running").then_some(())
+    });
+    let (a_id, b_id) = (d.ps_row("a")["id"].clone(), d.ps_row("b")["id"].clone());
+
+    // b now depends on a: a cycle.
+    d.write(
+        "b.yaml",
+        &container_manifest("b", LONG, "  env: {V: \"2\"}\n  dependsOn: [a]\n"),
+    );
+    let out = std::process::Command::new(agent_e2e::agent_bin())
+        .arg("validate")
+        .arg(&d.manifests)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap_or_else(|e| panic!("agent validate: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let b_path = d.path("b.yaml").to_string_lossy().into_owned();
+    assert!(
+        said.contains(&format!("{b_path}:11:"))
+            && said
+                .contains("dependency cycle through links, volumesFrom, networkMode or dependsOn")
+            && (said.contains("a -> b -> a") || said.contains("b -> a -> b")),
+        "{said}"
+    );
+    // The agent refuses it too, keeps b's last good version, and stops nothing.
+    let st = d.wait_for("b.yaml refused", Duration::from_secs(30), || {
+        d.file_status("b.yaml").filter(|s| s["status"] == "error")
+    });
+    assert!(
+        st["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("dependency cycle")),
+        "{st}"
+    );
+    // A pass now applies nothing, and says why (exit 1: a manifest error).
+    let out = d.cli(&["apply"]);
+    let applied = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{applied}");
+    assert!(
+        applied.contains("0 change(s) applied") && applied.contains("dependency cycle"),
+        "{applied}"
+    );
+    assert_eq!(d.ps_row("a")["id"], a_id);
+    assert_eq!(d.ps_row("b")["id"], b_id);
+    assert_eq!(d.ps_row("a")["state"], "running");
+    assert_eq!(d.ps_row("b")["state"], "running");
+    for n in ["a", "b"] {
+        assert!(event_ids(&d, n, "container.stop").is_empty(), "{n} stopped");
+        assert!(
+            event_ids(&d, n, "container.recreate").is_empty(),
+            "{n} recreated"
+        );
+    }
+}
