@@ -409,6 +409,37 @@ fn restart_true_restarts_the_dependent_once_its_recreated_dependency_is_healthy(
         "{:?}",
         d.events_of("web", "container.start")
     );
+
+    // A crash of db that its restart policy mends restarts web too (docs/manifest.md: unlike
+    // Compose, every start the agent makes counts).
+    d.write(
+        "db.yaml",
+        &healthy_db("  env: {V: \"2\"}\n  restart: always\n"),
+    );
+    d.cli_ok(&["apply"]);
+    let before = d
+        .events()
+        .last()
+        .map(|e| e["id"].as_i64().unwrap_or(0))
+        .unwrap_or(0);
+    d.cli_ok(&["kill", "db"]);
+    let db_back = d.wait_for(
+        "db restarted by its policy",
+        Duration::from_secs(60),
+        || {
+            event_ids(&d, "db", "container.restart")
+                .into_iter()
+                .find(|i| *i > before)
+        },
+    );
+    let again = d.wait_for("web started a third time", Duration::from_secs(60), || {
+        event_ids(&d, "web", "container.start")
+            .into_iter()
+            .find(|i| *i > db_back)
+    });
+    let healthy = health_event(&d, "db", "healthy", db_back).expect("db healthy after its crash");
+    assert!(healthy < again, "{healthy} {again}");
+    assert_eq!(d.ps_row("web")["id"], web_id);
 }
 
 #[test]

@@ -22,8 +22,9 @@
 //! - `started` on a dependency created or started in the same plan is met: the works are
 //!   ordered (the dependent's after the dependency's), as for links.
 //! - `restart: true`: when the dependency was started after the dependent (the agent restarted
-//!   or recreated it), the running dependent is stopped and started again, once the condition
-//!   holds (Compose restarts it after updating the dependency).
+//!   or recreated it, its restart policy included), the running dependent is stopped and
+//!   started again, once the condition holds (Compose restarts it after updating or restarting
+//!   the dependency itself, not after the runtime's restarts of a crashed one).
 //! - `required: false`: a dependency that does not exist does not hold the dependent back, nor
 //!   one that failed (exited non-zero for `completed`, unhealthy or not running for `healthy`,
 //!   stopped with `agent stop`): the dependent goes on and the reasons of its create or start

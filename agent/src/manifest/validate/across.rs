@@ -235,6 +235,9 @@ fn dangling_references(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
                 Kind::Image => {
                     "; to pull from a registry write a full reference such as 127.0.0.1:5000/busybox:1.36"
                 }
+                Kind::Container if what == DEPENDS_ON => {
+                    "; or mark it {condition: ..., required: false} to go on without it"
+                }
                 _ => "",
             };
             out.push(diag(
