@@ -660,3 +660,39 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
     );
     d.remove_all_and_wait(Duration::from_secs(60));
 }
+
+#[test]
+fn values_the_agent_refuses_are_left_out_with_the_reason_and_the_rest_validates() {
+    if !require_root("values_the_agent_refuses_are_left_out_with_the_reason_and_the_rest_validates")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = tmp.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  app:\n    image: app:1\n    working_dir: src\n    hostname: my_host\n    sysctls:\n      vm.swappiness: 10\n      net.core.somaxconn: 1024\n    mem_limit: 1k\n    cpus: 0.5\n",
+    )
+    .expect("write compose");
+    let out = tmp.path().join("out");
+    let report = convert_to(&file, &out, &[]);
+    assert_eq!(
+        not_carried(&report),
+        [
+            ("services.app.working_dir".to_string(), 4),
+            ("services.app.hostname".to_string(), 5),
+            ("services.app.sysctls".to_string(), 6),
+            ("services.app.mem_limit".to_string(), 9),
+        ],
+        "{:#}",
+        report["notCarried"]
+    );
+    let app = read(&out, "container-app.yaml");
+    assert!(
+        app.contains("net.core.somaxconn: \"1024\"") && app.contains("cpus: 0.5"),
+        "{app}"
+    );
+    let v = validate(&out);
+    assert!(v.status.success(), "agent validate: {}", text(&v));
+}

@@ -14,8 +14,9 @@
 //!    its `:latest`, a chosen subnet) go to [`Conversion::changed`].
 //! 4. The manifests are built from the agent's own types (each field is read by the type's own
 //!    deserializer, so what is written is what the agent reads) and checked together by the
-//!    validation `agent validate` runs ([`crate::manifest::Loaded::from_sources`]); a result that
-//!    would not validate is an error, not a file.
+//!    validation `agent validate` runs ([`crate::manifest::Loaded::from_sources`]); a value it
+//!    refuses in a Container's spec is taken out and reported (`check`), anything else it
+//!    refuses is an error, not a file.
 //! 5. [`render`] writes them: one file per object in a directory, or a multi-document stream.
 //!
 //! The mapping, and what does not map and why, is documented in `docs/convert.md`.
@@ -220,9 +221,10 @@ fn convert_text(
         configs: BTreeMap::new(),
         extra_volumes: Vec::new(),
         default_network: None,
+        origins: BTreeMap::new(),
     };
-    let objects = top::convert(&mut cx, &root, opts)?;
-    check(&cx.file, &objects)?;
+    let mut objects = top::convert(&mut cx, &root, opts)?;
+    check(&mut cx, &mut objects)?;
     let Cx {
         mut not_carried,
         mut changed,
@@ -242,24 +244,131 @@ fn convert_text(
     })
 }
 
-/// Runs the agent's own validation over the manifests, as they will be written.
-fn check(file: &Path, objects: &[Converted]) -> Result<(), Error> {
-    let sources: Vec<(PathBuf, Vec<u8>)> = objects
-        .iter()
-        .map(|o| {
-            let text = render::document(o, file);
-            (
-                PathBuf::from(render::file_name(&o.manifest)),
-                text.into_bytes(),
-            )
-        })
-        .collect();
-    let loaded = crate::manifest::Loaded::from_sources(sources);
-    if loaded.is_valid() {
-        return Ok(());
+/// Runs the agent's own validation over the manifests, as they will be written. What it refuses
+/// in a Container's spec (a relative `workingDir`, a sysctl that is not namespaced, a memory limit
+/// under the minimum, ...) is taken out and reported as not carried over with the validation's
+/// own message, at the compose key it came from; then the check runs again (at most
+/// [`MAX_CHECK_ROUNDS`] times). Anything else it refuses is a bug of the converter.
+fn check(cx: &mut Cx, objects: &mut [Converted]) -> Result<(), Error> {
+    for _ in 0..MAX_CHECK_ROUNDS {
+        let sources: Vec<(PathBuf, Vec<u8>)> = objects
+            .iter()
+            .map(|o| {
+                let text = render::document(o, &cx.file);
+                (
+                    PathBuf::from(render::file_name(&o.manifest)),
+                    text.into_bytes(),
+                )
+            })
+            .collect();
+        let loaded = crate::manifest::Loaded::from_sources(sources);
+        if loaded.is_valid() {
+            return Ok(());
+        }
+        let diagnostics: Vec<crate::manifest::Diagnostic> = loaded.diagnostics().cloned().collect();
+        let mut unhandled = Vec::new();
+        let mut handled = 0;
+        // Later list entries first, so that removing one does not shift the others.
+        let mut sorted = diagnostics.clone();
+        sorted.sort_by(|a, b| b.field.cmp(&a.field));
+        for d in &sorted {
+            if take_out(cx, objects, d) {
+                handled += 1;
+            } else {
+                unhandled.push(d.to_string());
+            }
+        }
+        if handled == 0 {
+            return Err(Error::Invalid(unhandled.join("\n")));
+        }
     }
-    let lines: Vec<String> = loaded.diagnostics().map(|d| d.to_string()).collect();
-    Err(Error::Invalid(lines.join("\n")))
+    Err(Error::Invalid(format!(
+        "still refused after taking out what agent validate refused {MAX_CHECK_ROUNDS} times"
+    )))
+}
+
+/// Rounds of [`check`].
+const MAX_CHECK_ROUNDS: usize = 8;
+
+/// Takes the field diagnostic `d` is about out of its Container's spec and reports it; false
+/// when `d` is not about a Container's spec field that can be taken out.
+fn take_out(cx: &mut Cx, objects: &mut [Converted], d: &crate::manifest::Diagnostic) -> bool {
+    use serde_json::Value;
+    let file = d.file.to_string_lossy();
+    let Some(o) = objects
+        .iter_mut()
+        .find(|o| render::file_name(&o.manifest) == file)
+    else {
+        return false;
+    };
+    let crate::manifest::Manifest::Container(c) = &mut o.manifest else {
+        return false;
+    };
+    let Some(path) = d.field.strip_prefix("spec.") else {
+        return false;
+    };
+    let Ok(Value::Object(mut spec)) = serde_json::to_value(&c.spec) else {
+        return false;
+    };
+    // `field`, `field[i]...`, `field.key...` (the key may hold dots: sysctls).
+    let end = path.find(['.', '[']).unwrap_or(path.len());
+    let (field, rest) = path.split_at(end);
+    let (removed, what) = match (spec.get_mut(field), rest.chars().next()) {
+        (Some(_), None) => (spec.remove(field).is_some(), field.to_string()),
+        (Some(Value::Array(items)), Some('[')) => {
+            let index = rest[1..]
+                .split(']')
+                .next()
+                .and_then(|i| i.parse::<usize>().ok());
+            match index {
+                Some(i) if i < items.len() => {
+                    items.remove(i);
+                    (true, format!("{field}[{i}]"))
+                }
+                _ => (false, String::new()),
+            }
+        }
+        (Some(Value::Object(map)), Some('.')) => {
+            let key = &rest[1..];
+            // A map of settings (`resources.memory`) or of names with dots (`sysctls.vm.x`).
+            let key = if map.contains_key(key) {
+                key.to_string()
+            } else {
+                key.split(['.', '[']).next().unwrap_or(key).to_string()
+            };
+            (map.remove(&key).is_some(), format!("{field}.{key}"))
+        }
+        _ => (false, String::new()),
+    };
+    if !removed {
+        return false;
+    }
+    match serde_json::from_value::<crate::manifest::ContainerSpec>(Value::Object(spec)) {
+        Ok(spec) => c.spec = spec,
+        Err(_) => return false,
+    }
+    let origins = cx.origins.get(&c.metadata.name);
+    let found = origins.and_then(|m| {
+        m.get(&what).or_else(|| m.get(field)).or_else(|| {
+            m.get(&format!(
+                "{field}.{}",
+                what.rsplit('.').next().unwrap_or("")
+            ))
+        })
+    });
+    let (key, loc) = match found {
+        Some((k, loc)) => (format!("{}.{k}", o.from), *loc),
+        None => (o.from.clone(), (o.line, o.col)),
+    };
+    cx.drop(
+        loc,
+        key,
+        format!(
+            "not carried over: the agent refuses it ({what}): {}",
+            d.message
+        ),
+    );
+    true
 }
 
 /// Compose's project name: `-p`, the file's `name:`, `COMPOSE_PROJECT_NAME` (environment, then
@@ -324,6 +433,10 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
+/// Spec field (`workingDir`, `resources.memory`, `volumes[2]`) -> the compose key that set it
+/// and where that key is.
+type Origins = BTreeMap<String, (String, (u32, u32))>;
+
 /// The state of one conversion: where notes go and the names given so far.
 pub(crate) struct Cx<'a> {
     file: PathBuf,
@@ -348,6 +461,9 @@ pub(crate) struct Cx<'a> {
     extra_volumes: Vec<Converted>,
     /// The Network name of the project's default network, once a service needs it.
     default_network: Option<String>,
+    /// Per Container: which compose key (and where) set each spec field (`workingDir`,
+    /// `resources.memory`, `volumes[2]`), for what the validation refuses.
+    origins: BTreeMap<String, Origins>,
 }
 
 impl Cx<'_> {

@@ -138,9 +138,35 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
         aliases: BTreeMap::new(),
     };
     s.spec.insert("image".into(), json!(image));
+    let mut origin = super::Origins::new();
     for (fk, fv) in fields {
+        // Which spec fields this key set, for a refusal by the validation later (mod.rs).
+        let before = (
+            s.spec.clone(),
+            s.resources.clone(),
+            s.env.len(),
+            s.volumes.len(),
+        );
         key(&mut s, fk, fv);
+        let here = (fk.name.clone(), at_key(fk));
+        for (f, v) in &s.spec {
+            if before.0.get(f) != Some(v) {
+                origin.insert(f.clone(), here.clone());
+            }
+        }
+        for (f, v) in &s.resources {
+            if before.1.get(f) != Some(v) {
+                origin.insert(format!("resources.{f}"), here.clone());
+            }
+        }
+        if s.env.len() != before.2 {
+            origin.entry("env".into()).or_insert_with(|| here.clone());
+        }
+        for i in before.3..s.volumes.len() {
+            origin.insert(format!("volumes[{i}]"), here.clone());
+        }
     }
+    s.cx.origins.insert(name.clone(), origin);
     if node.get("network_mode").is_none() && node.get("networks").is_none() {
         super::service_io::join_default(&mut s, k);
     }

@@ -433,3 +433,32 @@ fn per_network_aliases() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn what_the_validation_refuses_is_taken_out_and_reported_where_it_came_from() {
+    let c = convert(
+        "services:\n  a:\n    image: x:1\n    working_dir: relative/dir\n    sysctls:\n      vm.swappiness: 10\n      net.core.somaxconn: 1024\n    deploy:\n      resources:\n        limits: {cpus: \"0.5\", memory: 1b}\n    tmpfs: /run\n",
+    );
+    let a = container(&c, "a");
+    assert_eq!(a.working_dir, None);
+    let text = yaml_of(&c, "a");
+    assert!(text.contains("net.core.somaxconn: \"1024\""), "{text}");
+    assert!(!text.contains("swappiness"), "{text}");
+    assert!(
+        text.contains("cpus: 0.5") && !text.contains("memory:"),
+        "{text}"
+    );
+    let wd = dropped(&c, "services.a.working_dir");
+    assert_eq!((wd.line, wd.col), (4, 5));
+    assert!(wd.message.contains("absolute path"), "{}", wd.message);
+    assert!(
+        dropped(&c, "services.a.sysctls")
+            .message
+            .contains("vm.swappiness")
+    );
+    assert!(
+        dropped(&c, "services.a.deploy")
+            .message
+            .contains("resources.memory")
+    );
+}
