@@ -128,7 +128,7 @@ pub enum Error {
     },
     /// The converted manifests do not pass the agent's validation (each problem on a line).
     #[error(
-        "the converted manifests do not validate (please report this as a bug of the converter):\n{0}"
+        "the compose file asks for what the agent refuses (or the converter has a bug: please report it if the file is right):\n{0}"
     )]
     Invalid(String),
 }
@@ -275,7 +275,14 @@ fn check(cx: &mut Cx, objects: &mut [Converted]) -> Result<(), Error> {
             if take_out(cx, objects, d) {
                 handled += 1;
             } else {
-                unhandled.push(d.to_string());
+                // Said at the part of the compose file the object comes from.
+                let file = d.file.to_string_lossy();
+                let from = objects
+                    .iter()
+                    .find(|o| render::file_name(&o.manifest) == file)
+                    .map(|o| format!("{}:{}:{}: {}: ", cx.file.display(), o.line, o.col, o.from))
+                    .unwrap_or_default();
+                unhandled.push(format!("{from}{}: {}", d.field, d.message));
             }
         }
         if handled == 0 {
