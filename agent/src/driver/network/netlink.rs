@@ -208,11 +208,24 @@ pub async fn ensure_bridge(
             })?
         }
     };
+    // A fixed MAC (`mac_for(gateway)`): a bridge without one takes the lowest MAC of its
+    // ports and changes it when a container's veth with a lower one joins, and the containers'
+    // neighbour entries for the gateway then point at the old MAC until they go stale (up to a
+    // minute without the gateway: no DNS server, no way out). Docker sets one too.
+    let mac = mac_for(gateway);
     h.link()
-        .set(LinkUnspec::new_with_index(index).mtu(mtu).up().build())
+        .set(
+            LinkUnspec::new_with_index(index)
+                .mtu(mtu)
+                .address(mac.to_vec())
+                .up()
+                .build(),
+        )
         .execute()
         .await
-        .map_err(nl_err(format!("setting MTU {mtu} and up on bridge {name}")))?;
+        .map_err(nl_err(format!(
+            "setting MTU {mtu}, MAC address and up on bridge {name}"
+        )))?;
     add_address(h, index, gateway, prefix, name).await?;
     Ok(index)
 }
