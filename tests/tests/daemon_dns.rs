@@ -145,8 +145,15 @@ fn stub_reply(q: &[u8]) -> Option<Vec<u8>> {
     Some(r)
 }
 
-/// Adds `dns_upstreams` and `firewall` to the `[network]` table of the fixture's config.
-fn set_network(d: &Daemon, port: u16, firewall: &str) {
+/// Adds `dns_upstreams` and `firewall` to the `[network]` table of the fixture's config (and
+/// tells the fixture, whose cleanup removes that backend's rules).
+fn set_network(d: &mut Daemon, port: u16, firewall: &str) {
+    use agent::driver::network::FirewallChoice;
+    d.net.firewall = match firewall {
+        "iptables" => FirewallChoice::Iptables,
+        "nftables" => FirewallChoice::Nftables,
+        _ => FirewallChoice::Auto,
+    };
     let text = std::fs::read_to_string(&d.config).expect("read config");
     let text = text.replacen(
         "[network]\n",
@@ -245,7 +252,7 @@ fn names_resolve_across_restarts_and_kill(firewall: &str) {
     require_images();
     let (port, seen) = stub_upstream();
     let mut d = Daemon::prepare("dns", "");
-    set_network(&d, port, firewall);
+    set_network(&mut d, port, firewall);
     d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("first.yaml", &sleeper("first", ""));
     d.start();
@@ -403,7 +410,7 @@ fn aliases_resolve_and_change_in_place() {
     require_images();
     let (port, _seen) = stub_upstream();
     let mut d = Daemon::prepare("dnsalias", "");
-    set_network(&d, port, "auto");
+    set_network(&mut d, port, "auto");
     let net = backend(&mut d);
     d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("net.yaml", &net);
@@ -503,7 +510,7 @@ fn under_docker_forward_drop(firewall: &str) {
     require_images();
     let (port, _seen) = stub_upstream();
     let mut d = Daemon::prepare("dnsfwd", "");
-    set_network(&d, port, firewall);
+    set_network(&mut d, port, firewall);
     d.write("image.yaml", BUSYBOX_IMAGE);
     d.write("a.yaml", &sleeper("a", ""));
     d.write("b.yaml", &sleeper("b", ""));
