@@ -410,7 +410,21 @@ fn listings_filter_quiet_and_events_window() {
     let later = (now + 3600).to_string();
     assert_eq!(ok(&["events", "--since", &later], conf), "");
     assert_eq!(ok(&["events", "--until", "1970-01-02T00:00:00Z"], conf), "");
-    let until_now = ok(&["events", "--until", &now.to_string(), "-o", "json"], conf);
+    // Unix seconds with a fraction (Docker's form too): the events above may all fall in the
+    // current second, after its whole-second mark.
+    let now_exact = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let until_now = ok(
+        &[
+            "events",
+            "--until",
+            &format!("{now_exact:.3}"),
+            "-o",
+            "json",
+        ],
+        conf,
+    );
     assert!(until_now.lines().count() >= 2, "{until_now}");
     assert_eq!(code(&["events", "--since", "soon"], conf), Some(64));
     assert_eq!(code(&["events", "--since", "2days"], conf), Some(64));
