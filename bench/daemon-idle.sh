@@ -28,6 +28,9 @@ cleanup() {
     "$bin" apply --socket "$work/agent.sock" --state-dir "$work/state" >/dev/null 2>&1 || true
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   fi
+  # The host-wide accepts (DOCKER-USER/FORWARD) and the instance's firewall go with the state.
+  "$bin" system reset --state-dir "$work/state" --socket "$work/agent.sock" \
+    --config "$work/config.toml" >/dev/null 2>&1 || echo "daemon-idle: agent system reset failed" >&2
   ip link del "$bridge" 2>/dev/null || true
   nft delete table ip "$inst" 2>/dev/null || true
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
