@@ -11,16 +11,9 @@ use super::{at, at_key};
 use crate::manifest::node::{Key, Node, NodeKind};
 
 pub(super) fn ulimits(s: &mut Svc, v: &Node) {
-    let NodeKind::Map(entries) = &v.kind else {
-        s.drop(
-            at(v),
-            "ulimits",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                v.describe()
-            ),
-        );
-        return;
+    let entries = match value::mapping(v) {
+        Ok(e) => e,
+        Err(why) => return s.drop(at(v), "ulimits", format!("not carried over: {why}")),
     };
     let mut out = Map::new();
     for (k, lim) in entries {
@@ -39,16 +32,9 @@ pub(super) fn ulimits(s: &mut Svc, v: &Node) {
 
 /// `healthcheck:` -> `healthcheck` with `onUnhealthy: none` (Compose only reports health).
 pub(super) fn healthcheck(s: &mut Svc, k: &Key, v: &Node) {
-    let NodeKind::Map(entries) = &v.kind else {
-        s.drop(
-            at(v),
-            "healthcheck",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                v.describe()
-            ),
-        );
-        return;
+    let entries = match value::mapping(v) {
+        Ok(e) => e,
+        Err(why) => return s.drop(at(v), "healthcheck", format!("not carried over: {why}")),
     };
     if v.get("disable").map(boolean) == Some(Ok(true)) {
         s.change(at_key(k), "healthcheck", "disabled: the agent runs no health check without one (it does not run the image's HEALTHCHECK either)");
@@ -152,16 +138,9 @@ pub(super) fn restart(s: &mut Svc, v: &Node) {
 }
 
 pub(super) fn logging(s: &mut Svc, v: &Node) {
-    let NodeKind::Map(entries) = &v.kind else {
-        s.drop(
-            at(v),
-            "logging",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                v.describe()
-            ),
-        );
-        return;
+    let entries = match value::mapping(v) {
+        Ok(e) => e,
+        Err(why) => return s.drop(at(v), "logging", format!("not carried over: {why}")),
     };
     let mut out = Map::new();
     for (lk, lv) in entries {

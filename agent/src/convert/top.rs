@@ -251,16 +251,9 @@ fn object_name(cx: &mut Cx, path: &str, k: &Key, def: &Node) -> String {
 }
 
 fn top_volumes(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
-    let NodeKind::Map(list) = &n.kind else {
-        cx.drop(
-            at(n),
-            "volumes",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                n.describe()
-            ),
-        );
-        return;
+    let list = match value::mapping(n) {
+        Ok(e) => e,
+        Err(why) => return cx.drop(at(n), "volumes", format!("not carried over: {why}")),
     };
     for (k, def) in list {
         let path = format!("volumes.{}", k.name);
@@ -306,16 +299,9 @@ fn top_volumes(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
 }
 
 fn top_secrets(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
-    let NodeKind::Map(list) = &n.kind else {
-        cx.drop(
-            at(n),
-            "secrets",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                n.describe()
-            ),
-        );
-        return;
+    let list = match value::mapping(n) {
+        Ok(e) => e,
+        Err(why) => return cx.drop(at(n), "secrets", format!("not carried over: {why}")),
     };
     for (k, def) in list {
         let path = format!("secrets.{}", k.name);
@@ -401,16 +387,9 @@ fn top_secrets(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
 }
 
 fn top_configs(cx: &mut Cx, n: &Node) {
-    let NodeKind::Map(list) = &n.kind else {
-        cx.drop(
-            at(n),
-            "configs",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                n.describe()
-            ),
-        );
-        return;
+    let list = match value::mapping(n) {
+        Ok(e) => e,
+        Err(why) => return cx.drop(at(n), "configs", format!("not carried over: {why}")),
     };
     for (k, def) in list {
         let path = format!("configs.{}", k.name);
@@ -435,16 +414,9 @@ fn top_configs(cx: &mut Cx, n: &Node) {
 }
 
 fn top_networks(cx: &mut Cx, n: &Node, out: &mut Vec<PendingNetwork>) {
-    let NodeKind::Map(list) = &n.kind else {
-        cx.drop(
-            at(n),
-            "networks",
-            format!(
-                "not carried over: expected a mapping, found {}",
-                n.describe()
-            ),
-        );
-        return;
+    let list = match value::mapping(n) {
+        Ok(e) => e,
+        Err(why) => return cx.drop(at(n), "networks", format!("not carried over: {why}")),
     };
     for (k, def) in list {
         let path = format!("networks.{}", k.name);

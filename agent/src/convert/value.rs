@@ -3,10 +3,18 @@
 //! list of `KEY=VALUE` or a mapping) and Compose's units (byte sizes with `k`/`m`/`g`, Go
 //! durations). Each helper returns the reason in words when the value has no accepted form.
 
-use crate::manifest::node::{Node, NodeKind};
+use crate::manifest::node::{Key, Node, NodeKind};
 use crate::manifest::{ByteSize, Duration};
 
 /// A scalar as text (`80` -> "80", `true` -> "true"); `None` for null, lists and mappings.
+/// A mapping's entries, or what was found instead.
+pub fn mapping(n: &Node) -> Result<&[(Key, Node)], String> {
+    match &n.kind {
+        NodeKind::Map(entries) => Ok(entries),
+        _ => Err(format!("expected a mapping, found {}", n.describe())),
+    }
+}
+
 pub fn scalar(n: &Node) -> Option<String> {
     match &n.kind {
         NodeKind::Str(s) => Some(s.clone()),
