@@ -35,7 +35,8 @@
 # of DURATION), AGENT_BIN (default target/release/agent, built when missing; copied to OUT so that
 # a rebuild during a long run changes nothing), SEED (random seed: $$), KEEP_WORK=1 (keep the state
 # directory), AGENT_ENV (extra environment of the agent, e.g. `MALLOC_ARENA_MAX=4` to compare
-# allocator settings).
+# allocator settings), EVENT_CAP (the agent's `event_cap`, default 10,000: a smaller one brings the
+# store to its steady size within the warm-up).
 #
 # Sampled (OUT/samples.csv, one row per sample; see bench/soak_sample.py): the agent's RSS,
 # anonymous RSS, fds, threads, CPU; store (state.db + WAL) and container log sizes, the agent's
@@ -446,6 +447,7 @@ mkdir -p -m 777 "$work/marks"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 cat > "$work/config.toml" <<CONF
+$([ -n "${EVENT_CAP:-}" ] && echo "event_cap = $EVENT_CAP")
 [network]
 bridge = "$bridge"
 subnet = "$subnet"
@@ -456,7 +458,7 @@ level = "info"
 format = "json"
 CONF
 say "soak: $(date -u '+%Y-%m-%d %H:%M UTC'), $("$BIN" --version 2>/dev/null), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-say "DURATION=${DURATION_S}s KILL_EVERY=${KILL_S}s BURST_EVERY=${BURST_S}s MONITOR_KILL_EVERY=${MONKILL_S}s EDIT=${EDIT_MIN}-${EDIT_MAX}s SAMPLE_EVERY=${SAMPLE_EVERY}s WARMUP=${WARMUP_S}s seed=${SEED:-$$}; instance $inst, subnet $subnet, port 127.0.0.1:$hport; out $OUT"
+say "DURATION=${DURATION_S}s KILL_EVERY=${KILL_S}s BURST_EVERY=${BURST_S}s MONITOR_KILL_EVERY=${MONKILL_S}s EDIT=${EDIT_MIN}-${EDIT_MAX}s SAMPLE_EVERY=${SAMPLE_EVERY}s WARMUP=${WARMUP_S}s EVENT_CAP=${EVENT_CAP:-default} AGENT_ENV=${AGENT_ENV:-} seed=${SEED:-$$}; instance $inst, subnet $subnet, port 127.0.0.1:$hport; out $OUT"
 write_manifests
 t0=$EPOCHSECONDS
 echo "$t0" > "$work/t0"

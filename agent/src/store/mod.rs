@@ -28,6 +28,11 @@
 //! - The event log keeps the newest `event_cap` rows (default 10,000). Trimming runs in the
 //!   inserting transaction every `max(1, event_cap / 100)` inserts, so the table holds at most
 //!   `event_cap + event_cap / 100` rows and an insert costs one indexed range delete now and then.
+//! - Memory: the connection's page cache is capped at [`CACHE_KIB`] (`PRAGMA cache_size`, SQLite's
+//!   default is 2,000 KiB) and [`Store::release_memory`] empties it when the agent goes idle. The
+//!   agent is idle almost always and the operating system caches the file anyway, so a page read
+//!   again costs a `pread`, not a disk access; keeping 2 MiB of copies in the agent's private
+//!   memory made its resident size follow the store's size for hours (issue 20 item 3, docs/soak.md).
 
 mod attachments;
 mod containers;
@@ -201,6 +206,9 @@ pub struct Options {
     pub busy_timeout: Duration,
 }
 
+/// The page cache of the store's connection, in KiB (`PRAGMA cache_size = -CACHE_KIB`).
+pub const CACHE_KIB: i64 = 512;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -289,6 +297,14 @@ impl Store {
         store.configure(false)?;
         schema::migrate(&mut store.conn, &store.path)?;
         Ok(store)
+    }
+
+    /// Gives back the connection's cached pages that no statement is using (SQLite's
+    /// `sqlite3_db_release_memory`); the next query reads what it needs again from the file,
+    /// which the operating system caches. Called by the agent when its work queue empties.
+    pub fn release_memory(&self) -> Result<()> {
+        self.conn.release_memory()?;
+        Ok(())
     }
 
     /// Changes the tunables (the event cap takes effect with the next trim).
@@ -388,6 +404,7 @@ impl Store {
         if sync != 2 {
             return Err(setting("synchronous=FULL", sync.to_string()));
         }
+        self.conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         let fk: i64 = self
             .conn

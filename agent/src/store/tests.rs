@@ -73,6 +73,8 @@ fn open_creates_a_private_directory_and_sets_the_pragmas() -> TestResult {
     let sync: i64 = s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
     assert_eq!(sync, 2);
     let fk: i64 = s.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    let cache: i64 = s.conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    assert_eq!(cache, -CACHE_KIB, "page cache capped in KiB");
     assert_eq!(fk, 1);
     assert_eq!(s.schema_version()?, schema::CURRENT_VERSION);
     assert_eq!(s.path(), dir.join(DB_FILE));
@@ -889,5 +891,65 @@ fn a_publication_can_move_to_another_host_port() -> TestResult {
         all,
         ["n1 db 10.77.0.3", "n1 web 10.77.0.2", "n2 web 10.77.0.2"]
     );
+    Ok(())
+}
+
+/// Bytes of page cache the connection holds (`SQLITE_DBSTATUS_CACHE_USED`).
+fn cache_used(s: &Store) -> i32 {
+    let (mut cur, mut hi) = (0, 0);
+    // SAFETY: the handle is the open connection's, used on this thread only, and the two out
+    // pointers are valid for the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            s.conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+            &mut cur,
+            &mut hi,
+            0,
+        )
+    };
+    assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+    cur
+}
+
+#[test]
+fn the_page_cache_is_capped_and_released_when_idle() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut s = Store::open(&tmp.path().join("state"))?;
+    // About 4 MiB of events: twice what SQLite's default cache would keep.
+    s.set_options(Options {
+        event_cap: 100_000,
+        ..Options::default()
+    })?;
+    let message = "x".repeat(1_000);
+    for batch in 0..40 {
+        s.transaction(|tx| {
+            for i in 0..100 {
+                tx.append_event(&NewEvent {
+                    time: batch * 100 + i,
+                    kind: "test".into(),
+                    object: "o".into(),
+                    message: json!({ "reason": message }),
+                })?;
+            }
+            Ok::<_, Error>(())
+        })?;
+    }
+    let n: i64 = s.conn.query_row(
+        "SELECT count(*) FROM events WHERE length(message) > 100",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(n, 4_000);
+    let full = cache_used(&s);
+    // The cap plus SQLite's per-page headers.
+    assert!(
+        full <= (CACHE_KIB as i32) * 1024 * 3 / 2,
+        "cache holds {full} bytes"
+    );
+    assert!(full > 64 * 1024, "the scan filled the cache ({full} bytes)");
+    s.release_memory()?;
+    let idle = cache_used(&s);
+    assert!(idle < full / 4, "released: {full} -> {idle} bytes");
     Ok(())
 }

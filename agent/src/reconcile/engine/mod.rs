@@ -170,20 +170,33 @@ impl Engine {
             let next = self.timers.next();
             tokio::select! {
                 batch = triggers.next_batch() => match batch {
-                    Some(b) => guarded("a pass", || self.on_batch(b)),
+                    Some(b) => {
+                        guarded("a pass", || self.on_batch(b));
+                        if self.queue.in_flight() == 0 {
+                            self.release_memory();
+                        }
+                    }
                     None => break,
                 },
                 Some(done) = self.done_rx.recv() => {
                     guarded("the end of a change", || self.on_done(done));
                     if self.queue.in_flight() == 0 {
-                        // What the works freed goes back to the kernel (docs/daemon.md, Memory).
-                        crate::daemon::alloc::trim();
+                        self.release_memory();
                     }
                 }
                 _ = sleep_until(next) => guarded("a timer", || self.on_timer()),
             }
         }
         self.drain().await;
+    }
+
+    /// Idle: the store's page cache and what the works freed go back to the kernel
+    /// (docs/daemon.md, Memory).
+    fn release_memory(&self) {
+        if let Err(e) = lock(&self.p.store).release_memory() {
+            tracing::debug!(error = %e, "could not release the store's page cache");
+        }
+        crate::daemon::alloc::trim();
     }
 
     /// Shutdown: nothing new starts; the works running end (a stop in its grace period is
