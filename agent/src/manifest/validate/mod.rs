@@ -12,7 +12,10 @@
 //!   back to Docker Hub for a bare name: an edge device should not pull from the internet by
 //!   accident.
 //! - Paths on the host (bind sources, image archives) and in the container (targets, tmpfs,
-//!   workingDir) must be absolute.
+//!   workingDir) must be absolute. Paths in the container must not contain `..` (the exec
+//!   driver refuses it; Docker would clean it silently) and a mount target must not be `/`.
+//!   No path, command argument, env value or sysctl holds a NUL byte (the kernel cannot take
+//!   one); sysctl names are dot-separated words of `A-Za-z0-9_-`.
 //! - Network modes other than `bridge` refuse the options they make meaningless (ports, links,
 //!   networks; and for `container:NAME` also hostname, dns, dnsSearch, extraHosts), as Docker does.
 //! - Two published ports conflict when protocol and some host port are the same and the host
@@ -50,7 +53,7 @@ pub fn is_dns_label(name: &str) -> bool {
 /// The rule for names, for error messages.
 pub const NAME_RULE: &str = "a name is a DNS label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
 
-/// `spec.ports[1]` from steps.
+/// `spec.ports[1]` from steps (a key with control characters is shown quoted, escaped).
 pub fn field_path(path: &[Step<'_>]) -> String {
     let mut s = String::new();
     for step in path {
@@ -59,7 +62,12 @@ pub fn field_path(path: &[Step<'_>]) -> String {
                 if !s.is_empty() {
                     s.push('.');
                 }
-                s.push_str(k);
+                if k.chars().any(char::is_control) {
+                    // Quoted and escaped: a key with a newline must not forge a second line.
+                    s.push_str(&format!("{k:?}"));
+                } else {
+                    s.push_str(k);
+                }
             }
             Step::Index(i) => s.push_str(&format!("[{i}]")),
         }

@@ -40,8 +40,48 @@ impl Check<'_> {
                     p.display().to_string()
                 ),
             );
+        } else if has_nul(p) {
+            self.err(
+                path,
+                format!("{what} {:?} contains a NUL byte", p.display().to_string()),
+            );
         }
     }
+
+    /// A path inside the container: absolute, without NUL and without a `..` component (the
+    /// exec driver refuses `..`; `agent validate` says so first). A mount target must also not
+    /// be `/` itself (`mount` true).
+    fn container_path(&mut self, path: &[Step<'_>], what: &str, p: &Path, mount: bool) {
+        if !p.is_absolute() || has_nul(p) {
+            return self.absolute(path, what, p);
+        }
+        let shown = p.display().to_string();
+        if p.components().any(|c| c == std::path::Component::ParentDir) {
+            self.err(
+                path,
+                format!("{what} {shown:?} must not contain '..': write the path it means"),
+            );
+        } else if mount && p.components().count() == 1 {
+            self.err(
+                path,
+                format!("{what} {shown:?}: nothing can be mounted over the container's root"),
+            );
+        }
+    }
+
+    /// Arguments of a command: no NUL (an exec argument cannot hold one).
+    fn args(&mut self, path: &[Step<'_>], what: &str, args: &[String]) {
+        if let Some(i) = args.iter().position(|a| a.contains('\0')) {
+            let mut at = path.to_vec();
+            at.push(Index(i));
+            self.err(&at, format!("{what}[{i}] contains a NUL byte"));
+        }
+    }
+}
+
+fn has_nul(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().contains(&0)
 }
 
 /// The message for a duration field above [`MAX_DURATION`].
@@ -297,6 +337,16 @@ pub fn is_cpuset(s: &str) -> bool {
         })
 }
 
+/// Whether `key` is a sysctl name: dot-separated non-empty words of `A-Za-z0-9_-` (the runtime
+/// turns the dots into `/` under `/proc/sys`, so nothing else may reach the path).
+pub fn is_sysctl_name(key: &str) -> bool {
+    key.split('.').all(|w| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
 /// Whether a sysctl may be set per container (it is namespaced), as Docker's list.
 pub fn is_namespaced_sysctl(key: &str) -> bool {
     key.starts_with("net.")
@@ -324,7 +374,13 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
     }
 
     if let Some(wd) = &s.working_dir {
-        c.absolute(&spec("workingDir"), "workingDir", wd);
+        c.container_path(&spec("workingDir"), "workingDir", wd, false);
+    }
+    if let Some(a) = &s.entrypoint {
+        c.args(&spec("entrypoint"), "entrypoint", a);
+    }
+    if let Some(a) = &s.command {
+        c.args(&spec("command"), "command", a);
     }
     if let Some(u) = &s.user {
         let ok = !u.is_empty()
@@ -373,14 +429,14 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
         match m {
             Mount::Volume { volume, target, .. } => {
                 c.name_ref(&at("volume"), "volume", volume);
-                c.absolute(&at("target"), "mount target", target);
+                c.container_path(&at("target"), "mount target", target, true);
             }
             Mount::Bind { bind, target, .. } => {
                 c.absolute(&at("bind"), "bind source", bind);
-                c.absolute(&at("target"), "mount target", target);
+                c.container_path(&at("target"), "mount target", target, true);
             }
             Mount::Tmpfs { tmpfs, size } => {
-                c.absolute(&at("tmpfs"), "tmpfs target", tmpfs);
+                c.container_path(&at("tmpfs"), "tmpfs target", tmpfs, true);
                 if *size == Some(ByteSize(0)) {
                     c.err(&at("size"), "tmpfs size must be more than 0".into());
                 }
@@ -459,6 +515,7 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
                 "healthcheck command must not be empty".into(),
             );
         }
+        c.args(&at("command"), "healthcheck command", &h.command);
         if h.interval.get().is_zero() {
             c.err(
                 &at("interval"),
@@ -581,7 +638,9 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
 
     for (k, v) in &s.sysctls {
         let at = [Key("spec"), Key("sysctls"), Key(k)];
-        if !is_namespaced_sysctl(k) {
+        if !is_sysctl_name(k) {
+            c.err(&at, format!("invalid sysctl name {k:?}: dot-separated words of letters, digits, '_' and '-', e.g. net.ipv4.ip_forward"));
+        } else if !is_namespaced_sysctl(k) {
             c.err(&at, format!("sysctl {k:?} is not namespaced and cannot be set per container; allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, kernel.domainname, fs.mqueue.*"));
         } else if s.network_mode == NetworkMode::Host && k.starts_with("net.") {
             c.err(
@@ -593,6 +652,8 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
         }
         if v.is_empty() {
             c.err(&at, format!("sysctl {k} has an empty value"));
+        } else if v.contains('\0') {
+            c.err(&at, format!("sysctl {k:?} value contains a NUL byte"));
         }
     }
 
@@ -758,6 +819,20 @@ fn devices(c: &mut Check<'_>, s: &ContainerSpec) {
             c.err(
                 &at,
                 format!("device {d}: host and container paths must be absolute"),
+            );
+            continue;
+        }
+        if has_nul(source) || has_nul(path) {
+            c.err(&at, format!("device {d}: a path contains a NUL byte"));
+            continue;
+        }
+        if path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            c.err(
+                &at,
+                format!("device {d}: the container path must not contain '..'"),
             );
             continue;
         }
