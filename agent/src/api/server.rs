@@ -23,7 +23,9 @@
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status. The socket is created `0600` (root only):
 //! whoever can talk to it can make the agent run containers. Under socket activation
-//! (`agent.socket`, [`adopt`]) systemd creates it, with the unit's `SocketMode=0600`.
+//! (`agent.socket`, [`adopt`]) systemd creates it, with the unit's `SocketMode=0600`. Each
+//! connection's peer is checked too (`SO_PEERCRED`): one from a user other than root or the
+//! agent's own is closed unanswered, with a warning, whatever the socket's mode says.
 //!
 //! Limits ([`serve`]): at most [`MAX_CONNECTIONS`] open connections (one more is closed as soon
 //! as it is accepted), and a connection that does not send a complete request head within
@@ -213,6 +215,7 @@ async fn serve_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_full_warning: Option<tokio::time::Instant> = None;
+    let mut last_refused_warning: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
@@ -239,7 +242,20 @@ async fn serve_on(
             continue;
         };
         match stream {
-            Stream::Unix(s) => spawn_connection(s, app.clone(), stop_rx.clone(), slot),
+            Stream::Unix(s) => {
+                if let Err(who) = peer_allowed(&s) {
+                    if last_refused_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        tracing::warn!(
+                            peer = %who,
+                            "API: connection refused: only root (or the agent's own user) may use the socket; check its mode"
+                        );
+                        last_refused_warning = Some(tokio::time::Instant::now());
+                    }
+                    drop((s, slot));
+                    continue;
+                }
+                spawn_connection(s, app.clone(), stop_rx.clone(), slot)
+            }
             Stream::Tcp(s) => spawn_connection(s, app.clone(), stop_rx.clone(), slot),
         }
     }
@@ -248,6 +264,25 @@ async fn serve_on(
     let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, slots.acquire_many(all)).await;
     Ok(())
+}
+
+/// Whether the process at the other end of an API connection may use the API: root or the
+/// agent's own user, by the kernel's `SO_PEERCRED`. The socket's `0600` mode is the first guard;
+/// this one holds when the mode is wrong (a unit's `SocketMode=0666`, a `chmod` by hand, a
+/// client that connected in the instant between `bind` and `chmod`). Otherwise `Err` describes
+/// the peer.
+fn peer_allowed(s: &tokio::net::UnixStream) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match s.peer_cred() {
+        Ok(c) if c.uid() == 0 || c.uid() == me => Ok(()),
+        Ok(c) => Err(format!(
+            "uid {} (pid {})",
+            c.uid(),
+            c.pid().map_or_else(|| "?".into(), |p| p.to_string())
+        )),
+        Err(e) => Err(format!("unknown ({e})")),
+    }
 }
 
 /// Serves one connection on a task of its own until it ends or the server stops.
