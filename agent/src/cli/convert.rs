@@ -1,4 +1,4 @@
-//! `agent convert compose FILE [-o DIR]`: agent manifests from a docker-compose file
+//! `agent convert compose [FILE | -f FILE] [-o DIR]`: agent manifests from a docker-compose file
 //! ([`crate::convert`]).
 //!
 //! Without `-o` the manifests go to standard output as one multi-document stream; with `-o DIR`
@@ -11,7 +11,7 @@
 //! be read.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -29,9 +29,19 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ComposeArgs {
-    /// The compose file (compose.yaml, docker-compose.yml, ...). `${VAR}` is read from the
-    /// environment, then from the `.env` file beside it.
-    pub file: PathBuf,
+    /// The compose file. `${VAR}` is read from the environment, then from the `.env` file
+    /// beside it [default: as `docker compose` finds it: compose.yaml, compose.yml,
+    /// docker-compose.yaml or docker-compose.yml in the current directory].
+    pub file: Option<PathBuf>,
+    /// The compose file, as `docker compose -f FILE` (the same as FILE; one file: the
+    /// converter does not merge several).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "file"
+    )]
+    pub file_opt: Vec<PathBuf>,
     /// Write one file per object (container-web.yaml, volume-NAME.yaml, ...) into this
     /// directory instead of a multi-document stream on standard output.
     #[arg(short = 'o', long = "out", value_name = "DIR")]
@@ -63,9 +73,31 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
     }
 }
 
+/// The compose file: FILE, `-f FILE`, or the one `docker compose` finds in the current
+/// directory.
+fn compose_file(args: &ComposeArgs) -> crate::Result<PathBuf> {
+    if let Some(f) = &args.file {
+        return Ok(f.clone());
+    }
+    match args.file_opt.as_slice() {
+        [f] => Ok(f.clone()),
+        [] => convert::find_default(Path::new(".")).ok_or_else(|| {
+            crate::Error::Usage(format!(
+                "no compose file given and none of {} in the current directory",
+                convert::DEFAULT_FILES.join(", ")
+            ))
+        }),
+        many => Err(crate::Error::Usage(format!(
+            "{} compose files given with -f: the converter reads one and does not merge several as `docker compose -f a -f b` does; merge them into one file (`docker compose -f a -f b config > merged.yaml` does) and convert that",
+            many.len()
+        ))),
+    }
+}
+
 fn compose(args: ComposeArgs) -> crate::Result<Outcome> {
-    if let Err(e) = std::fs::metadata(&args.file) {
-        return Err(crate::Error::Usage(format!("{}: {e}", args.file.display())));
+    let file = compose_file(&args)?;
+    if let Err(e) = std::fs::metadata(&file) {
+        return Err(crate::Error::Usage(format!("{}: {e}", file.display())));
     }
     let opts = convert::Options {
         project_name: args.project_name.clone(),
@@ -73,7 +105,7 @@ fn compose(args: ComposeArgs) -> crate::Result<Outcome> {
         subnet_pool: args.subnet_pool,
         env: std::env::vars().collect(),
     };
-    let conversion = match convert::convert_file(&args.file, &opts) {
+    let conversion = match convert::convert_file(&file, &opts) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "agent: {e}");

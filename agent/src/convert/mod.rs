@@ -133,6 +133,31 @@ pub enum Error {
     Invalid(String),
 }
 
+/// The file names Compose looks for in a directory when it is given none, in its order.
+pub const DEFAULT_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The override files Compose merges into the file it found when it is given none.
+const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+];
+
+/// The compose file of `dir` as `docker compose` finds it without `-f`: the first of
+/// [`DEFAULT_FILES`] that exists.
+pub fn find_default(dir: &Path) -> Option<PathBuf> {
+    DEFAULT_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
 /// Converts the compose file at `path`.
 pub fn convert_file(path: &Path, opts: &Options) -> Result<Conversion, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -163,7 +188,34 @@ pub fn convert_file(path: &Path, opts: &Options) -> Result<Conversion, Error> {
         env: opts.env.clone(),
         dotenv,
     };
-    convert_text(path, &dir, &text, &vars, opts)
+    let mut c = convert_text(path, &dir, &text, &vars, opts)?;
+    override_beside(&mut c, path, &dir);
+    Ok(c)
+}
+
+/// Compose merges an override file beside the one it found (`compose.override.yaml`, ...); the
+/// converter reads one file, so an override file that exists is reported, never left out
+/// silently.
+fn override_beside(c: &mut Conversion, path: &Path, dir: &Path) {
+    let own = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    for name in OVERRIDE_FILES {
+        if own.as_deref() == Some(name) || !dir.join(name).is_file() {
+            continue;
+        }
+        c.not_carried.insert(
+            0,
+            Note {
+                line: 1,
+                col: 1,
+                key: name.to_string(),
+                message: format!(
+                    "not carried over: {} exists beside the file; `docker compose` without -f merges it into this one, the converter reads one file: copy what it changes into {} (or convert it on its own)",
+                    dir.join(name).display(),
+                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+                ),
+            },
+        );
+    }
 }
 
 /// Converts compose text; `dir` is the (absolute) directory relative paths are taken from.
@@ -216,12 +268,14 @@ fn convert_text(
         interpolated,
         services: BTreeMap::new(),
         volumes: BTreeMap::new(),
+        bind_volumes: BTreeMap::new(),
         networks: BTreeMap::new(),
         secrets: BTreeMap::new(),
         configs: BTreeMap::new(),
         extra_volumes: Vec::new(),
         default_network: None,
         origins: BTreeMap::new(),
+        host_gateway: Vec::new(),
     };
     let mut objects = top::convert(&mut cx, &root, opts)?;
     check(&mut cx, &mut objects)?;
@@ -458,6 +512,9 @@ pub(crate) struct Cx<'a> {
     services: BTreeMap<String, String>,
     /// Compose volume key -> Volume name.
     volumes: BTreeMap<String, String>,
+    /// Compose volume key -> host directory, for volumes of the local driver that bind one
+    /// (`driver_opts: {type: none, o: bind, device: DIR}`): mounted as binds.
+    bind_volumes: BTreeMap<String, PathBuf>,
     /// Compose network key -> Network name.
     networks: BTreeMap<String, String>,
     /// Compose secret key -> Secret name (file secrets only).
@@ -471,6 +528,18 @@ pub(crate) struct Cx<'a> {
     /// Per Container: which compose key (and where) set each spec field (`workingDir`,
     /// `resources.memory`, `volumes[2]`), for what the validation refuses.
     origins: BTreeMap<String, Origins>,
+    /// `extra_hosts` entries `HOST:host-gateway`, filled in once the subnets are known.
+    host_gateway: Vec<HostGateway>,
+}
+
+/// An `extra_hosts` entry `HOST:host-gateway` of a Container: the host's address on the
+/// container's first network, known once the networks have their subnets.
+struct HostGateway {
+    container: String,
+    host: String,
+    loc: (u32, u32),
+    /// The compose key (`services.web.extra_hosts`).
+    key: String,
 }
 
 impl Cx<'_> {

@@ -48,6 +48,24 @@ fn named_volume(s: &mut Svc, source: &str, loc: (u32, u32), sub: &str) -> Option
     }
 }
 
+/// A named volume the local driver binds to a host directory (see `top::local_bind`): a bind.
+fn bind_volume(
+    s: &mut Svc,
+    source: &str,
+    target: &str,
+    read_only: bool,
+    loc: (u32, u32),
+    sub: &str,
+) -> Value {
+    let dir = s.cx.bind_volumes.get(source).cloned().unwrap_or_default();
+    s.change(
+        loc,
+        sub,
+        format!("volume {source:?} is a bind of {}", dir.display()),
+    );
+    json!({"bind": dir.display().to_string(), "target": target, "readOnly": read_only})
+}
+
 /// A Volume for an anonymous volume (`- /data`): Docker makes a fresh one per container; the
 /// agent's is named after the service and the path and kept.
 fn anonymous_volume(s: &mut Svc, target: &str, loc: (u32, u32), sub: &str) -> String {
@@ -140,6 +158,9 @@ pub(super) fn volumes(s: &mut Svc, v: &Node) {
                         }
                         json!({"bind": host.display().to_string(), "target": target, "readOnly": read_only})
                     }
+                    Some(src) if s.cx.bind_volumes.contains_key(src) => {
+                        bind_volume(s, src, target, read_only, loc, &sub)
+                    }
                     Some(src) => {
                         let Some(name) = named_volume(s, src, loc, &sub) else {
                             continue;
@@ -213,6 +234,9 @@ fn volume_long(s: &mut Svc, item: &Node, sub: &str) {
         ("volume", None) => {
             let name = anonymous_volume(s, &target, loc, sub);
             json!({"volume": name, "target": target, "readOnly": read_only})
+        }
+        ("volume", Some(src)) if s.cx.bind_volumes.contains_key(&src) => {
+            bind_volume(s, &src, &target, read_only, loc, sub)
         }
         ("volume", Some(src)) => {
             let Some(name) = named_volume(s, &src, loc, sub) else {

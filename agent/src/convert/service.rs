@@ -337,9 +337,6 @@ fn unsupported(key: &str) -> Option<&'static str> {
         }
         "dns_opt" => "the agent writes resolv.conf from `dns` and `dnsSearch` only",
         "domainname" => "the agent has no domain name setting",
-        "security_opt" => {
-            "the agent applies its own seccomp profile and no-new-privileges; other security options are not supported"
-        }
         "stdin_open" | "tty" | "attach" => {
             "containers of the agent run without a terminal or standard input"
         }
@@ -456,6 +453,7 @@ fn key(s: &mut Svc, k: &Key, v: &Node) {
             }
             Err(e) => s.drop(vl, sub, format!("not carried over: {e}")),
         },
+        "security_opt" => security_opt(s, v),
         "ulimits" => run::ulimits(s, v),
         "healthcheck" => run::healthcheck(s, k, v),
         "restart" => run::restart(s, v),
@@ -558,6 +556,37 @@ fn environment(s: &mut Svc, v: &Node) {
                 }
             },
         }
+    }
+}
+
+/// `security_opt:`: `no-new-privileges[:true]` is what the agent does for every container
+/// (carried over as it is); anything else (`seccomp:...`, `apparmor:...`, `label:...`,
+/// `no-new-privileges:false`) is reported item by item.
+fn security_opt(s: &mut Svc, v: &Node) {
+    for (i, item) in super::service_io::items(v).into_iter().enumerate() {
+        let sub = format!("security_opt[{i}]");
+        let opt = value::scalar(item).unwrap_or_default();
+        let (name, val) = opt
+            .split_once([':', '='])
+            .map_or((opt.as_str(), None), |(n, v)| (n, Some(v)));
+        if name == "no-new-privileges" && matches!(val, None | Some("true")) {
+            s.change(
+                at(item),
+                &sub,
+                "nothing to write: the agent sets no-new-privileges on every container",
+            );
+            continue;
+        }
+        let why = match name {
+            "no-new-privileges" => "the agent always sets no-new-privileges",
+            "seccomp" => {
+                "the agent applies its own seccomp profile (its default profile, or none with `privileged`)"
+            }
+            _ => {
+                "the agent applies its own seccomp profile and no-new-privileges; other security options are not supported"
+            }
+        };
+        s.drop(at(item), &sub, format!("not carried over: {opt:?}: {why}"));
     }
 }
 

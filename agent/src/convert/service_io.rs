@@ -157,9 +157,13 @@ pub(super) fn ports(s: &mut Svc, v: &Node) {
             Ok(p) => out.push(p),
             Err(e) => match first_of_host_range(&raw) {
                 // Docker's "any free port of this host range" (`8000-8010:80`): the first one.
-                Some(fixed) => match typed::<crate::manifest::PortMapping>(json!(fixed)) {
+                Some(fixed) => match typed::<crate::manifest::PortMapping>(fixed.clone()) {
                     Ok(p) => {
-                        s.change(at(item), &sub, format!("written as {fixed:?}: the agent keeps a container's host ports fixed, so it takes the first port of the host range"));
+                        let shown = match &fixed {
+                            Value::String(t) => format!("{t:?}"),
+                            other => format!("published: {}", other["hostPort"]),
+                        };
+                        s.change(at(item), &sub, format!("written as {shown}: the agent keeps a container's host ports fixed, so it takes the first port of the host range"));
                         out.push(p);
                     }
                     Err(e) => s.drop(at(item), &sub, format!("not carried over: {e}")),
@@ -183,8 +187,20 @@ fn port_json(n: &Node) -> Value {
     }
 }
 
-/// `"[ip:]8000-8010:80[/proto]"` -> `"[ip:]8000:80[/proto]"`; `None` for other forms.
-fn first_of_host_range(raw: &Value) -> Option<String> {
+/// `"[ip:]8000-8010:80[/proto]"` -> `"[ip:]8000:80[/proto]"`, and the long form
+/// `{hostPort: "8000-8010", containerPort: 80}` -> `{hostPort: 8000, ...}`; `None` for other
+/// forms.
+fn first_of_host_range(raw: &Value) -> Option<Value> {
+    if let Value::Object(m) = raw {
+        let (first, _) = m.get("hostPort")?.as_str()?.split_once('-')?;
+        let container = m.get("containerPort")?;
+        if container.as_str().is_some_and(|c| c.contains('-')) {
+            return None;
+        }
+        let mut m = m.clone();
+        m.insert("hostPort".into(), json!(first.trim().parse::<u64>().ok()?));
+        return Some(Value::Object(m));
+    }
     let s = raw.as_str()?;
     let (body, proto) = match s.rsplit_once('/') {
         Some((b, p)) => (b, Some(p)),
@@ -211,7 +227,7 @@ fn first_of_host_range(raw: &Value) -> Option<String> {
         out.push('/');
         out.push_str(p);
     }
-    Some(out)
+    Some(json!(out))
 }
 
 /// The project's default network (Compose's `<project>_default`), made on first use.
@@ -425,7 +441,14 @@ pub(super) fn extra_hosts(s: &mut Svc, v: &Node) {
     for (host, ip, loc) in pairs {
         let ip = ip.trim_start_matches('[').trim_end_matches(']').to_string();
         if ip == "host-gateway" {
-            s.drop(loc, "extra_hosts", format!("not carried over: {host}: `host-gateway` has no counterpart; write the host's address on the container's network"));
+            // The host's address on the container's network, once subnets are chosen (top.rs).
+            let key = s.p("extra_hosts");
+            s.cx.host_gateway.push(super::HostGateway {
+                container: s.name.clone(),
+                host,
+                loc,
+                key,
+            });
             continue;
         }
         match typed::<crate::manifest::ExtraHost>(json!({"host": host, "ip": ip})) {
@@ -507,12 +530,21 @@ mod tests {
     #[test]
     fn host_ranges_take_their_first_port() {
         let f = |s: &str| first_of_host_range(&json!(s));
-        assert_eq!(f("8000-8010:80").as_deref(), Some("8000:80"));
+        assert_eq!(f("8000-8010:80"), Some(json!("8000:80")));
         assert_eq!(
-            f("127.0.0.1:8000-8010:80/udp").as_deref(),
-            Some("127.0.0.1:8000:80/udp")
+            f("127.0.0.1:8000-8010:80/udp"),
+            Some(json!("127.0.0.1:8000:80/udp"))
         );
         assert_eq!(f("8000-8001:80-81"), None);
         assert_eq!(f("8000:80"), None);
+        // The long form, `published: "9200-9210"`.
+        let long = json!({"hostPort": "9200-9210", "containerPort": 92, "protocol": "udp"});
+        assert_eq!(
+            first_of_host_range(&long),
+            Some(json!({"hostPort": 9200, "containerPort": 92, "protocol": "udp"}))
+        );
+        let both = json!({"hostPort": "9200-9201", "containerPort": "92-93"});
+        assert_eq!(first_of_host_range(&both), None);
+        assert_eq!(first_of_host_range(&json!({"containerPort": 92})), None);
     }
 }

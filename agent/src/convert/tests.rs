@@ -261,7 +261,7 @@ fn runtime_settings_resources_and_security() {
       retries: 2
     stop_grace_period: 1m
     init: true
-    security_opt: [no-new-privileges:true]
+    security_opt: [no-new-privileges:true, seccomp:unconfined]
 "#,
     );
     let text = yaml_of(&c, "app");
@@ -301,10 +301,21 @@ fn runtime_settings_resources_and_security() {
             .contains("one container")
     );
     assert!(dropped(&c, "services.app.deploy.resources.reservations.cpus").line == 11);
+    // no-new-privileges is what the agent does anyway: not reported as left out.
     assert!(
-        dropped(&c, "services.app.security_opt")
+        changed(&c, "services.app.security_opt[0]")
             .message
-            .contains("seccomp")
+            .contains("no-new-privileges on every container")
+    );
+    assert!(
+        dropped(&c, "services.app.security_opt[1]")
+            .message
+            .contains("\"seccomp:unconfined\": the agent applies its own seccomp profile")
+    );
+    assert!(
+        !c.not_carried
+            .iter()
+            .any(|n| n.key == "services.app.security_opt[0]")
     );
     assert!(
         changed(&c, "services.app.volumes[0]")
@@ -460,5 +471,133 @@ fn what_the_validation_refuses_is_taken_out_and_reported_where_it_came_from() {
         dropped(&c, "services.a.deploy")
             .message
             .contains("resources.memory")
+    );
+}
+
+#[test]
+fn host_gateway_is_the_gateway_of_the_first_network() {
+    let c = convert(
+        r#"services:
+  a:
+    image: x:1
+    extra_hosts: ["host.docker.internal:host-gateway", "db=10.1.2.3"]
+  b:
+    image: x:1
+    networks: [back, default]
+    extra_hosts: {gw: host-gateway}
+  h:
+    image: x:1
+    network_mode: host
+    extra_hosts: ["gw:host-gateway"]
+  s:
+    image: x:1
+    network_mode: service:a
+    extra_hosts: ["gw:host-gateway"]
+networks:
+  back:
+    ipam:
+      config: [{subnet: 10.77.0.0/24, gateway: 10.77.0.254}]
+"#,
+    );
+    let hosts = |name: &str| -> Vec<(String, String)> {
+        container(&c, name)
+            .extra_hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.ip.to_string()))
+            .collect()
+    };
+    // The default network gets the first /24 of the pool; its gateway is the first address.
+    assert_eq!(
+        hosts("a"),
+        [
+            ("db".to_string(), "10.1.2.3".to_string()),
+            ("host.docker.internal".into(), "10.214.0.1".into())
+        ]
+    );
+    assert_eq!(hosts("b"), [("gw".to_string(), "10.77.0.254".to_string())]);
+    assert_eq!(hosts("h"), [("gw".to_string(), "127.0.0.1".to_string())]);
+    assert!(
+        changed(&c, "services.a.extra_hosts")
+            .message
+            .contains("written as 10.214.0.1")
+    );
+    // A container in another's network namespace has no network of its own.
+    assert!(hosts("s").is_empty());
+    assert!(
+        dropped(&c, "services.s.extra_hosts")
+            .message
+            .contains("no network of its own")
+    );
+}
+
+#[test]
+fn a_local_volume_that_binds_a_directory_becomes_a_bind() {
+    let c = convert(
+        r#"services:
+  a:
+    image: x:1
+    volumes:
+      - data:/data
+      - {type: volume, source: data, target: /ro, read_only: true}
+      - plain:/plain
+volumes:
+  data:
+    driver: local
+    driver_opts: {type: none, o: bind, device: ./srv/data}
+  plain:
+  opts:
+    driver_opts: {type: none, o: "bind,ro", device: /x}
+"#,
+    );
+    let a = yaml_of(&c, "a");
+    for want in [
+        "- bind: /srv/shop/srv/data\n    target: /data\n",
+        "- bind: /srv/shop/srv/data\n    target: /ro\n    readOnly: true",
+        "- volume: shop-plain\n",
+    ] {
+        assert!(a.contains(want), "{want:?} missing in:\n{a}");
+    }
+    let volumes: Vec<&str> = c
+        .objects
+        .iter()
+        .filter(|o| matches!(o.manifest, Manifest::Volume(_)))
+        .map(|o| o.manifest.name())
+        .collect();
+    assert_eq!(volumes, ["shop-plain", "shop-opts"]);
+    assert!(
+        changed(&c, "volumes.data")
+            .message
+            .contains("bind of /srv/shop/srv/data")
+    );
+    // Mount options besides `bind` are not a plain bind: reported as before.
+    assert!(
+        dropped(&c, "volumes.opts.driver_opts")
+            .message
+            .contains("local directories")
+    );
+}
+
+#[test]
+fn the_default_file_and_an_override_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(find_default(dir.path()), None);
+    for f in ["docker-compose.yml", "compose.yml"] {
+        std::fs::write(dir.path().join(f), "services:\n  a:\n    image: x:1\n").expect("write");
+    }
+    // Compose's order: compose.y(a)ml before docker-compose.y(a)ml.
+    let found = find_default(dir.path()).expect("found");
+    assert_eq!(found, dir.path().join("compose.yml"));
+    let c = convert_file(&found, &Options::default()).expect("convert");
+    assert!(c.not_carried.is_empty(), "{:#?}", c.not_carried);
+    std::fs::write(
+        dir.path().join("compose.override.yml"),
+        "services:\n  a:\n    ports: [\"80:80\"]\n",
+    )
+    .expect("write");
+    let c = convert_file(&found, &Options::default()).expect("convert");
+    let n = dropped(&c, "compose.override.yml");
+    assert!(
+        (n.line, n.col) == (1, 1) && n.message.contains("merges it"),
+        "{n:?}"
     );
 }

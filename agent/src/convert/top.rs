@@ -167,9 +167,59 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
     }
     out.append(&mut volume_objects);
     out.append(&mut cx.extra_volumes);
-    out.extend(finish_networks(cx, pending, opts.subnet_pool)?);
+    let networks = finish_networks(cx, pending, opts.subnet_pool)?;
+    host_gateway(cx, &networks, &mut containers);
+    out.extend(networks);
     out.extend(containers);
     Ok(out)
+}
+
+/// `extra_hosts: ["NAME:host-gateway"]`: Docker's `host-gateway` is the host's address on its
+/// bridge; here it is the gateway of the container's first network (the host's address on that
+/// bridge, which the container reaches), written as the address.
+fn host_gateway(cx: &mut Cx, networks: &[Converted], containers: &mut [Converted]) {
+    use crate::manifest::{ExtraHost, NetworkMode};
+    for hg in std::mem::take(&mut cx.host_gateway) {
+        let Some(spec) = containers.iter_mut().find_map(|c| match &mut c.manifest {
+            Manifest::Container(m) if m.metadata.name == hg.container => Some(&mut m.spec),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let gateway = match (&spec.network_mode, spec.networks.first()) {
+            // The container shares the host's network: the host is itself.
+            (NetworkMode::Host, _) => Some((
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                "host (network_mode)".to_string(),
+            )),
+            (NetworkMode::Bridge, Some(first)) => networks.iter().find_map(|n| match &n.manifest {
+                Manifest::Network(m) if m.metadata.name == first.name => Some((
+                    m.spec
+                        .gateway
+                        .unwrap_or_else(|| m.spec.subnet.first_host().into()),
+                    format!("Network {:?}", first.name),
+                )),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let Some((ip, net)) = gateway else {
+            cx.drop(hg.loc, hg.key, format!("not carried over: {}: `host-gateway` is the host's address on the container's network, and this container has no network of its own (network_mode); write the address", hg.host));
+            continue;
+        };
+        spec.extra_hosts.push(ExtraHost {
+            host: hg.host.clone(),
+            ip,
+        });
+        cx.change(
+            hg.loc,
+            hg.key,
+            format!(
+                "{}: `host-gateway` written as {ip}, the host's address on {net} (Docker's is the host's address on its bridge); the host's services must listen there",
+                hg.host
+            ),
+        );
+    }
 }
 
 /// A `healthy` start condition on a container that has no health check (none in the file, or
@@ -257,6 +307,19 @@ fn top_volumes(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
     };
     for (k, def) in list {
         let path = format!("volumes.{}", k.name);
+        if let Some(dir) = local_bind(def) {
+            let dir = cx.host_path(&dir);
+            cx.change(
+                at_key(k),
+                &path,
+                format!("the local driver's bind of {}: no Volume; the services mount that directory with a bind", dir.display()),
+            );
+            if !dir.exists() {
+                cx.change(at_key(k), &path, format!("{} does not exist on this host (Docker refuses to mount it too): create it before the containers start", dir.display()));
+            }
+            cx.bind_volumes.insert(k.name.clone(), dir);
+            continue;
+        }
         let name = object_name(cx, &path, k, def);
         let mut lab = BTreeMap::new();
         if let NodeKind::Map(fields) = &def.kind {
@@ -296,6 +359,38 @@ fn top_volumes(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
             col: k.col,
         });
     }
+}
+
+/// The host directory of a volume the local driver binds (`driver: local`, or no driver, with
+/// `driver_opts: {type: none, o: bind, device: DIR}`, a common way to put a named volume in a
+/// chosen directory), or `None` for any other volume.
+fn local_bind(def: &Node) -> Option<String> {
+    if def.get("external").map(boolean) == Some(Ok(true)) {
+        return None;
+    }
+    if def
+        .get("driver")
+        .is_some_and(|d| value::scalar(d).as_deref() != Some("local"))
+    {
+        return None;
+    }
+    let opts = def.get("driver_opts")?;
+    let NodeKind::Map(entries) = &opts.kind else {
+        return None;
+    };
+    let mut device = None;
+    let mut bind = false;
+    for (k, v) in entries {
+        let v = value::scalar(v)?;
+        match k.name.as_str() {
+            "type" if v == "none" => {}
+            // Other mount options (`ro`, `uid=`, ...): not a plain bind, reported as it is.
+            "o" if v.split(',').all(|o| o == "bind" || o == "rbind") => bind = true,
+            "device" if !v.is_empty() => device = Some(v),
+            _ => return None,
+        }
+    }
+    device.filter(|_| bind)
 }
 
 fn top_secrets(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
