@@ -69,6 +69,23 @@ impl Check<'_> {
         }
     }
 
+    /// A mount target at or inside `/proc`: refused unless a bind of one of the files the exec
+    /// driver allows there.
+    fn proc_target(&mut self, path: &[Step<'_>], what: &str, p: &Path, bind: bool) {
+        use crate::driver::exec::spec::build::{PROC_BIND_ALLOWED, proc_target_allowed};
+        if !proc_target_allowed(p, bind) {
+            self.err(
+                path,
+                format!(
+                    "{what} {:?}: nothing may be mounted at /proc or inside it (the runtime's \
+                     procfs) but a bind of one of {}",
+                    p.display().to_string(),
+                    PROC_BIND_ALLOWED.join(", ")
+                ),
+            );
+        }
+    }
+
     /// Arguments of a command: no NUL (an exec argument cannot hold one).
     fn args(&mut self, path: &[Step<'_>], what: &str, args: &[String]) {
         if let Some(i) = args.iter().position(|a| a.contains('\0')) {
@@ -430,13 +447,16 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
             Mount::Volume { volume, target, .. } => {
                 c.name_ref(&at("volume"), "volume", volume);
                 c.container_path(&at("target"), "mount target", target, true);
+                c.proc_target(&at("target"), "mount target", target, false);
             }
             Mount::Bind { bind, target, .. } => {
                 c.absolute(&at("bind"), "bind source", bind);
                 c.container_path(&at("target"), "mount target", target, true);
+                c.proc_target(&at("target"), "mount target", target, true);
             }
             Mount::Tmpfs { tmpfs, size } => {
                 c.container_path(&at("tmpfs"), "tmpfs target", tmpfs, true);
+                c.proc_target(&at("tmpfs"), "tmpfs target", tmpfs, false);
                 if *size == Some(ByteSize(0)) {
                     c.err(&at("size"), "tmpfs size must be more than 0".into());
                 }

@@ -8,7 +8,12 @@
 //! - Command: entrypoint (override or image) followed by the command (override; else the image's
 //!   `Cmd`, except when the entrypoint was overridden, which clears the image's `Cmd`).
 //! - Env: the image's, then the spec's (same key: the spec wins), `PATH` defaulted, `HOSTNAME`
-//!   set, `HOME` from `/etc/passwd` unless given.
+//!   set, `HOME` from `/etc/passwd` unless given. An entry with an empty name or a NUL, or an
+//!   argument with a NUL (the image's config can hold them), is refused naming it.
+//! - Mount targets: absolute, no `..`, not `/`, and nothing at or inside `/proc` but a bind of
+//!   one of [`PROC_BIND_ALLOWED`] (runc's `checkProcMount`): that covers image `Volumes` too,
+//!   whose anonymous volume would otherwise replace procfs with a directory the container
+//!   fills and keeps.
 //! - Namespaces: pid, ipc, uts, mount, network (new and empty, a path, or the host's); the
 //!   cgroup namespace on cgroup v2 only (as Docker).
 //! - Root propagation `private` (with MS_REC: rprivate, as runc's default); `/proc` paths
@@ -202,6 +207,18 @@ pub fn command(spec: &ContainerSpec) -> Result<Vec<String>, Error> {
         None => image.and_then(|c| c.cmd().clone()).unwrap_or_default(),
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
+        // An exec argument ends at its first NUL: the process would run something else than
+        // what is written (the image's config can hold one; the manifest is refused earlier).
+        return Err(invalid(
+            spec,
+            "command",
+            format!(
+                "argument {i} of the entrypoint and command {:?} contains a NUL byte",
+                argv[i]
+            ),
+        ));
+    }
     if argv.is_empty() {
         return Err(invalid(
             spec,
@@ -361,17 +378,58 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<OciMou
         .build()?)
 }
 
-fn check_target(spec: &ContainerSpec, target: &str) -> Result<(), Error> {
+/// Files in `/proc` a bind may replace (runc's list, for lxcfs and the like): everything else in
+/// `/proc` is the runtime's, and a mount there could hide or redirect what it masks and what it
+/// writes (CVE-2019-16884, CVE-2019-19921; an image `Volumes: {"/proc": {}}` would otherwise
+/// give the container a directory of its own making in place of procfs, kept across restarts).
+pub const PROC_BIND_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Whether a mount (a bind when `bind`) may have `target` as far as `/proc` goes: not `/proc`
+/// nor anything below it, except a bind of one of [`PROC_BIND_ALLOWED`] (as runc's
+/// `checkProcMount`).
+pub fn proc_target_allowed(target: &Path, bind: bool) -> bool {
+    if !target.starts_with("/proc") {
+        return true;
+    }
+    bind && PROC_BIND_ALLOWED.iter().any(|a| target == Path::new(a))
+}
+
+fn check_target(spec: &ContainerSpec, target: &str, bind: bool) -> Result<(), Error> {
     let p = Path::new(target);
-    if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+    if !p.is_absolute()
+        || target.contains('\0')
+        || p.components().any(|c| c == std::path::Component::ParentDir)
+    {
         return Err(invalid(
             spec,
             &format!("mounts[{target}]"),
-            "the target must be an absolute path without '..'",
+            "the target must be an absolute path without '..' or NUL",
         ));
     }
     if p == Path::new("/") {
         return Err(invalid(spec, "mounts[/]", "cannot mount over the root"));
+    }
+    if !proc_target_allowed(p, bind) {
+        return Err(invalid(
+            spec,
+            &format!("mounts[{target}]"),
+            format!(
+                "nothing may be mounted at /proc or inside it (the runtime's procfs) but a bind \
+                 of one of {}",
+                PROC_BIND_ALLOWED.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -497,7 +555,11 @@ pub fn mounts(
     )?);
     let mut seen = BTreeSet::new();
     for m in &spec.mounts {
-        check_target(spec, &m.target)?;
+        check_target(
+            spec,
+            &m.target,
+            matches!(m.source, MountSource::Bind { .. }),
+        )?;
         if !seen.insert(m.target.trim_end_matches('/').to_string()) {
             return Err(invalid(
                 spec,
@@ -831,10 +893,26 @@ pub fn build(
             ));
         }
     }
+    let env = environment(spec, &hostname, &user.home);
+    if let Some(bad) = env
+        .iter()
+        .find(|kv| kv.starts_with('=') || kv.contains('\0'))
+    {
+        // The runtime cannot set these (a NUL), or they name no variable: refused with the
+        // entry (it can only come from the image's config: the manifest's env is checked first).
+        return Err(invalid(
+            spec,
+            "env",
+            format!(
+                "environment entry {bad:?} (from the image's config) has an empty name or a NUL \
+                 byte"
+            ),
+        ));
+    }
     let mut process = ProcessBuilder::default()
         .terminal(false)
         .args(argv)
-        .env(environment(spec, &hostname, &user.home))
+        .env(env)
         .cwd(PathBuf::from(&cwd))
         .user(
             UserBuilder::default()
