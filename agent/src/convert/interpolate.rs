@@ -229,7 +229,16 @@ fn braced(
                 Ok(lookup(name, vars, found))
             } else {
                 let msg = string(arg, vars, found)?;
-                Err(format!("required variable {name} is not set: {msg}"))
+                let what = if value.is_some() {
+                    "is empty"
+                } else {
+                    "is not set"
+                };
+                if msg.is_empty() {
+                    Err(format!("required variable {name} {what}"))
+                } else {
+                    Err(format!("required variable {name} {what}: {msg}"))
+                }
             }
         }
         Some('+') => {
@@ -308,6 +317,15 @@ mod tests {
         let (r, _) = run("${NOPE:?set NOPE first}");
         let e = r.expect_err("required");
         assert!(e.contains("NOPE") && e.contains("set NOPE first"), "{e}");
+        // Without a message, nothing dangles; `:?` also refuses the empty value, and says so.
+        assert_eq!(
+            run("${EMPTY:?}").0,
+            Err("required variable EMPTY is empty".to_string())
+        );
+        assert_eq!(
+            run("${NOPE?}").0,
+            Err("required variable NOPE is not set".to_string())
+        );
         assert_eq!(run("${PORT:?x}").0.as_deref(), Ok("8080"));
         assert!(run("${EMPTY?x}").0.is_ok());
         assert!(run("${EMPTY:?x}").0.is_err());
