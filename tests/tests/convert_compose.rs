@@ -140,7 +140,8 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
     if !require_root("sample_projects_convert_report_what_is_left_and_validate") {
         return;
     }
-    /// Project, the files written, the keys not carried over with their lines.
+    /// Project, the files written (`container-X` is the Container of service X, named
+    /// `<project>-X` as Compose names it), the keys not carried over with their lines.
     type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, u64)]);
     let cases: [Case; 5] = [
         (
@@ -227,7 +228,13 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         written.sort();
-        let mut want: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        let mut want: Vec<String> = files
+            .iter()
+            .map(|f| match f.strip_prefix("container-") {
+                Some(service) => format!("container-{project}-{service}"),
+                None => f.to_string(),
+            })
+            .collect();
         want.sort();
         assert_eq!(written, want, "{project}");
         let got = not_carried(&report);
@@ -245,9 +252,9 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
     let (tmp, dir) = copy_project("nginx-flask-mysql");
     let out = tmp.path().join("out");
     convert_to(&dir.join("compose.yaml"), &out, &[]);
-    let proxy = read(&out, "container-proxy.yaml");
+    let proxy = read(&out, "container-nginx-flask-mysql-proxy.yaml");
     assert!(
-        proxy.contains("dependsOn:\n    backend:\n      condition: healthy\n"),
+        proxy.contains("dependsOn:\n    nginx-flask-mysql-backend:\n      condition: healthy\n"),
         "{proxy}"
     );
     assert!(proxy.contains("# Not carried over:\n#   "), "{proxy}");
@@ -255,7 +262,7 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
         proxy.contains("compose.yaml:65:5: services.proxy.build: the agent does not build images"),
         "{proxy}"
     );
-    let db = read(&out, "container-db.yaml");
+    let db = read(&out, "container-nginx-flask-mysql-db.yaml");
     for want in [
         "image: mariadb:10-focal",
         "- --default-authentication-plugin=mysql_native_password",
@@ -280,7 +287,7 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
     let (tmp, dir) = copy_project("nginx-golang-postgres-rabbitmq");
     let out = tmp.path().join("out");
     convert_to(&dir.join("compose.yaml"), &out, &[]);
-    let mq = read(&out, "container-mq.yaml");
+    let mq = read(&out, "container-nginx-golang-postgres-rabbitmq-mq.yaml");
     for want in [
         "- volume: nginx-golang-postgres-rabbitmq-db-data\n    target: /var/log/rabbitmq",
         "- volume: nginx-golang-postgres-rabbitmq-db-data\n    target: /var/lib/rabbitmq",
@@ -289,7 +296,7 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
     ] {
         assert!(mq.contains(want), "{want:?} missing in:\n{mq}");
     }
-    let proxy = read(&out, "container-proxy.yaml");
+    let proxy = read(&out, "container-nginx-golang-postgres-rabbitmq-proxy.yaml");
     let conf = dir.join("proxy/nginx.conf");
     assert!(
         proxy.contains(&format!(
@@ -299,7 +306,9 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
         "{proxy}"
     );
     assert!(proxy.contains("image: nginx:latest"), "{proxy}");
-    assert!(read(&out, "container-db.yaml").contains("user: postgres"));
+    assert!(
+        read(&out, "container-nginx-golang-postgres-rabbitmq-db.yaml").contains("user: postgres")
+    );
 
     // The seed job of the voting app comes with its profile; its `restart: "no"` is the agent's
     // default, so not written.
@@ -311,22 +320,22 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
             .iter()
             .any(|(k, _)| k == "services.seed")
     );
-    let seed = read(&out, "container-seed.yaml");
+    let seed = read(&out, "container-example-voting-app-seed.yaml");
     assert!(!seed.contains("restart:"), "{seed}");
     assert!(
-        seed.contains("dependsOn:\n    vote:\n      condition: healthy\n"),
+        seed.contains("dependsOn:\n    example-voting-app-vote:\n      condition: healthy\n"),
         "{seed}"
     );
-    let worker = read(&out, "container-worker.yaml");
+    let worker = read(&out, "container-example-voting-app-worker.yaml");
     assert!(
-        worker.contains("    db:\n      condition: healthy\n"),
+        worker.contains("    example-voting-app-db:\n      condition: healthy\n"),
         "{worker}"
     );
     assert!(
-        worker.contains("    redis:\n      condition: healthy\n"),
+        worker.contains("    example-voting-app-redis:\n      condition: healthy\n"),
         "{worker}"
     );
-    let redis = read(&out, "container-redis.yaml");
+    let redis = read(&out, "container-example-voting-app-redis.yaml");
     assert!(
         redis.contains(&format!("bind: {}", dir.join("healthchecks").display())),
         "{redis}"
@@ -344,7 +353,11 @@ fn sample_projects_convert_report_what_is_left_and_validate() {
         &[],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(tmp.path().join("strict/container-vote.yaml").exists());
+    assert!(
+        tmp.path()
+            .join("strict/container-example-voting-app-vote.yaml")
+            .exists()
+    );
     // An existing file is not replaced without --force.
     let again = convert(
         &[
@@ -389,7 +402,7 @@ fn interpolation_reads_the_environment_then_dotenv_and_stops_on_a_required_varia
         "LITERAL: $HOME",
         "FROM_SHELL: \"yes\"",
         "hostIp: \"127.0.0.1\"\n    hostPort: 18080\n    containerPort: 8080",
-        "- shop-default",
+        "shop-default:\n      aliases:\n      - web\n",
     ] {
         assert!(yaml.contains(want), "{want:?} missing in:\n{yaml}");
     }
@@ -502,6 +515,8 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
         return;
     }
     require_images();
+    const PROJECT: &str = "nginx-flask-mysql-";
+    let c = |service: &str| format!("{PROJECT}{service}");
     let (tmp, dir) = copy_project("nginx-flask-mysql");
     let compose = dir.join("compose.yaml");
     let out = tmp.path().join("out");
@@ -540,7 +555,8 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
                 spec["healthcheck"][f] = json!(if f == "interval" { "500ms" } else { "0s" });
             }
         }
-        match name {
+        // Containers are named `nginx-flask-mysql-<service>`.
+        match name.strip_prefix(PROJECT).unwrap_or(name) {
             "db" => {
                 spec["command"] = sh(
                     "mkdir -p /var/lib/mysql/www && cp /run/secrets/db-password /var/lib/mysql/www/health && exec httpd -f -p 3306 -h /var/lib/mysql/www",
@@ -574,7 +590,10 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
         || {
             ["db", "backend", "proxy"]
                 .iter()
-                .all(|n| d.try_ps_row(n).is_some_and(|r| r["health"] == "healthy"))
+                .all(|n| {
+                    d.try_ps_row(&c(n))
+                        .is_some_and(|r| r["health"] == "healthy")
+                })
                 .then_some(())
         },
     );
@@ -593,10 +612,10 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
     );
     // The secret reached db at /run/secrets/db-password, and its copy lives in the volume.
     let secret = std::fs::read_to_string(dir.join("db/password.txt")).expect("secret");
-    let cat = exec(&d, "db", &["cat", "/var/lib/mysql/www/health"]);
+    let cat = exec(&d, &c("db"), &["cat", "/var/lib/mysql/www/health"]);
     assert_eq!(cat, secret);
     // backend is on both networks: two interfaces besides lo.
-    let links = exec(&d, "backend", &["ls", "/sys/class/net"]);
+    let links = exec(&d, &c("backend"), &["ls", "/sys/class/net"]);
     let mut ifs: Vec<&str> = links.split_whitespace().collect();
     ifs.sort();
     assert_eq!(ifs, ["eth0", "eth1", "lo"], "{links}");
@@ -606,7 +625,7 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
     assert_eq!(
         exec(
             &d,
-            "proxy",
+            &c("proxy"),
             &["wget", "-q", "-O-", "http://backend:8000/health"]
         ),
         "backend\n"
@@ -614,7 +633,7 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
     assert_eq!(
         exec(
             &d,
-            "backend",
+            &c("backend"),
             &["wget", "-q", "-O-", "http://db:3306/health"]
         ),
         secret
@@ -622,7 +641,7 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
     // (Not `wget -T`: busybox 1.35's wget crashes with it, which would pass for "not found".)
     let o = exec(
         &d,
-        "proxy",
+        &c("proxy"),
         &[
             "sh",
             "-c",
@@ -644,10 +663,10 @@ fn nginx_flask_mysql_runs_converted_with_busybox() {
             .next()
             .unwrap_or_else(|| panic!("no {kind} event of {name}:\n{}", d.log_tail()))
     };
-    let db_healthy = first("db", "container.health", Some("healthy"));
-    let backend_created = first("backend", "container.create", None);
-    let backend_healthy = first("backend", "container.health", Some("healthy"));
-    let proxy_created = first("proxy", "container.create", None);
+    let db_healthy = first(&c("db"), "container.health", Some("healthy"));
+    let backend_created = first(&c("backend"), "container.create", None);
+    let backend_healthy = first(&c("backend"), "container.health", Some("healthy"));
+    let proxy_created = first(&c("proxy"), "container.create", None);
     assert!(
         db_healthy < backend_created,
         "db healthy {db_healthy}, backend created {backend_created}"
@@ -686,7 +705,8 @@ fn values_the_agent_refuses_are_left_out_with_the_reason_and_the_rest_validates(
         "{:#}",
         report["notCarried"]
     );
-    let app = read(&out, "container-app.yaml");
+    let project = report["project"].as_str().expect("project");
+    let app = read(&out, &format!("container-{project}-app.yaml"));
     assert!(
         app.contains("net.core.somaxconn: \"1024\"") && app.contains("cpus: 0.5"),
         "{app}"

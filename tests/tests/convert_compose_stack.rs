@@ -126,6 +126,18 @@ secrets:
     file: ./db_password.txt
 "#;
 
+/// Another project on the same host, with the same service names.
+const OTHER: &str = r#"services:
+  db:
+    image: ${REGISTRY}/library/busybox
+    command: sh -c 'mkdir /w && echo other-db > /w/who && exec httpd -f -p 5432 -h /w'
+    stop_grace_period: 1s
+  app:
+    image: ${REGISTRY}/library/busybox
+    command: sleep 3600
+    stop_grace_period: 1s
+"#;
+
 const PROXY_CGI: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nwget -q -O- http://app:8000/env.txt\n";
 
 fn text(out: &Output) -> String {
@@ -203,6 +215,8 @@ fn a_typical_compose_stack_runs_as_converted() {
     // Network's name (and so its bridge) the test's own.
     let project = format!("shop{}", std::process::id());
     let dir = d.dir.path().join(&project);
+    // Containers are named as Compose names them, `<project>-<service>`.
+    let c = |service: &str| format!("{project}-{service}");
     let web_port = free_port();
     let (_, net) = TestNet::names(d.net.firewall, true);
     write(&dir.join("compose.yaml"), COMPOSE, 0o644);
@@ -272,14 +286,15 @@ fn a_typical_compose_stack_runs_as_converted() {
         "proxy, app, db and cache up, migrate done",
         Duration::from_secs(180),
         || {
-            let ok = ["app", "db", "cache"]
-                .iter()
-                .all(|n| d.try_ps_row(n).is_some_and(|r| r["health"] == "healthy"))
-                && d.try_ps_row("proxy")
+            let ok = ["app", "db", "cache"].iter().all(|n| {
+                d.try_ps_row(&c(n))
+                    .is_some_and(|r| r["health"] == "healthy")
+            }) && d
+                .try_ps_row(&c("proxy"))
+                .is_some_and(|r| r["state"] == "running")
+                && d.try_ps_row(&c("worker"))
                     .is_some_and(|r| r["state"] == "running")
-                && d.try_ps_row("worker")
-                    .is_some_and(|r| r["state"] == "running")
-                && d.try_ps_row("migrate")
+                && d.try_ps_row(&c("migrate"))
                     .is_some_and(|r| r["state"] == "exited" && r["exit_code"] == 0);
             ok.then_some(())
         },
@@ -309,12 +324,12 @@ fn a_typical_compose_stack_runs_as_converted() {
 
     // Start order: migrate after db was healthy, app after migrate completed, proxy after app
     // was healthy.
-    let db_healthy = first_event(&d, "db", "container.health", Some("healthy"));
-    let migrate_created = first_event(&d, "migrate", "container.create", None);
-    let migrate_exit = first_event(&d, "migrate", "container.exit", None);
-    let app_created = first_event(&d, "app", "container.create", None);
-    let app_healthy = first_event(&d, "app", "container.health", Some("healthy"));
-    let proxy_created = first_event(&d, "proxy", "container.create", None);
+    let db_healthy = first_event(&d, &c("db"), "container.health", Some("healthy"));
+    let migrate_created = first_event(&d, &c("migrate"), "container.create", None);
+    let migrate_exit = first_event(&d, &c("migrate"), "container.exit", None);
+    let app_created = first_event(&d, &c("app"), "container.create", None);
+    let app_healthy = first_event(&d, &c("app"), "container.health", Some("healthy"));
+    let proxy_created = first_event(&d, &c("proxy"), "container.create", None);
     assert!(
         db_healthy < migrate_created,
         "{db_healthy} {migrate_created}"
@@ -326,7 +341,7 @@ fn a_typical_compose_stack_runs_as_converted() {
     assert_eq!(
         sh(
             &d,
-            "db",
+            &c("db"),
             "cat /var/lib/db/pw /var/lib/db/user /var/lib/db/migrations"
         ),
         "pw-123\nshop\nmigrated\n"
@@ -338,12 +353,12 @@ fn a_typical_compose_stack_runs_as_converted() {
     });
     // Service names resolve on the project's network; an unknown one does not.
     assert_eq!(
-        sh(&d, "worker", "wget -q -O- http://cache:6379/ping"),
+        sh(&d, &c("worker"), "wget -q -O- http://cache:6379/ping"),
         "PONG\n"
     );
     let unknown = sh(
         &d,
-        "worker",
+        &c("worker"),
         "wget -q -O- http://nosuch:80/ 2>&1; echo rc=$?",
     );
     assert!(unknown.contains("bad address"), "{unknown}");
@@ -372,30 +387,75 @@ fn a_typical_compose_stack_runs_as_converted() {
     });
     let from_host = sh(
         &d,
-        "app",
+        &c("app"),
         &format!("wget -q -O- http://host.docker.internal:{host_port}/ 2>&1"),
     );
     let _ = server.join();
     assert_eq!(from_host, "from-host", "{from_host}");
 
+    // A second project with the same service names runs beside it, as with Compose: its
+    // files do not replace the first one's, and `db` means each project's own db.
+    let other = format!("other{}", std::process::id());
+    let odir = d.dir.path().join(&other);
+    write(&odir.join("compose.yaml"), OTHER, 0o644);
+    let (_, onet) = TestNet::names(d.net.firewall, true);
+    let out = Command::new(agent_e2e::agent_bin())
+        .args(["convert", "compose", "-f", "compose.yaml", "-p", &other])
+        .arg("--subnet-pool")
+        .arg(onet.subnet.to_string())
+        .arg("-o")
+        .arg(&d.manifests)
+        .current_dir(&odir)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("REGISTRY", reg.host())
+        .output()
+        .expect("agent convert compose");
+    assert!(out.status.success(), "{}", text(&out));
+    let onetwork =
+        std::fs::read_to_string(d.manifests.join(format!("network-{other}-default.yaml")))
+            .expect("network manifest");
+    if let Some(b) = onetwork
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("bridge: "))
+    {
+        d.extra_bridges.push(b.to_string());
+    }
+    let o = |service: &str| format!("{other}-{service}");
+    d.wait_for("the other project up", Duration::from_secs(60), || {
+        ["db", "app"]
+            .iter()
+            .all(|n| d.try_ps_row(&o(n)).is_some_and(|r| r["state"] == "running"))
+            .then_some(())
+    });
+    assert_eq!(
+        sh(&d, &o("app"), "wget -q -O- http://db:5432/who"),
+        "other-db\n"
+    );
+    assert_eq!(
+        sh(&d, &c("app"), "wget -q -O- http://db:5432/user"),
+        "shop\n"
+    );
+
     // The named volume outlives its container: db recreated (its manifest changed), the
     // migration's mark is still there.
-    let db_file = d.manifests.join("container-db.yaml");
+    let db_file = d.manifests.join(format!("container-{project}-db.yaml"));
     let db_manifest = std::fs::read_to_string(&db_file).expect("db manifest");
     let edited = db_manifest.replace(
         "POSTGRES_USER: shop",
         "POSTGRES_USER: shop\n    RECREATED: \"1\"",
     );
     assert_ne!(edited, db_manifest, "{db_manifest}");
-    d.write("container-db.yaml", &edited);
+    d.write(&format!("container-{project}-db.yaml"), &edited);
     // A changed env is a new container (it cannot change in place).
     d.wait_for("db recreated", Duration::from_secs(60), || {
-        (d.try_ps_row("db").is_some_and(|r| r["health"] == "healthy")
-            && sh(&d, "db", "echo $RECREATED") == "1\n")
+        (d.try_ps_row(&c("db"))
+            .is_some_and(|r| r["health"] == "healthy")
+            && sh(&d, &c("db"), "echo $RECREATED") == "1\n")
             .then_some(())
     });
     assert_eq!(
-        sh(&d, "db", "echo $RECREATED; cat /var/lib/db/migrations"),
+        sh(&d, &c("db"), "echo $RECREATED; cat /var/lib/db/migrations"),
         "1\nmigrated\n"
     );
     d.remove_all_and_wait(Duration::from_secs(60));

@@ -231,11 +231,14 @@ fn service_name_alias(s: &mut Svc, k: &Key, spec: &ContainerSpec) {
     for n in &spec.networks {
         super::service_io::add_alias(s, &n.name, &k.name, at_key(k), "networks");
     }
-    let what = format!(
-        "{:?} is a DNS alias of container {:?} on its networks, so other services find it by both names",
-        k.name, s.name
-    );
-    s.cx.change(at_key(k), path, what);
+    // The usual `<project>-<service>` is said once for all (top.rs); a container_name here.
+    if s.name != super::dns_label(&format!("{}-{}", s.cx.project, k.name)) {
+        let what = format!(
+            "{:?} is a DNS alias of container {:?} on its networks, so other services find it by both names",
+            k.name, s.name
+        );
+        s.cx.change(at_key(k), path, what);
+    }
 }
 
 /// Takes out what a network mode other than bridge makes meaningless (the agent refuses it):

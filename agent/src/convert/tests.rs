@@ -20,14 +20,15 @@ fn convert_with(yaml: &str, vars: interpolate::Vars) -> Conversion {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The Container of service `name` (named `<project>-<service>` or its container_name).
 fn container<'a>(c: &'a Conversion, name: &str) -> &'a crate::manifest::ContainerSpec {
     c.objects
         .iter()
         .find_map(|o| match &o.manifest {
-            Manifest::Container(m) if m.metadata.name == name => Some(&m.spec),
+            Manifest::Container(m) if o.from == format!("services.{name}") => Some(&m.spec),
             _ => None,
         })
-        .unwrap_or_else(|| panic!("no container {name}"))
+        .unwrap_or_else(|| panic!("no container of service {name}"))
 }
 
 fn dropped<'a>(c: &'a Conversion, key: &str) -> &'a Note {
@@ -43,7 +44,14 @@ fn minimal_service() {
     let web = container(&c, "web");
     assert_eq!(web.image, "nginx:latest");
     assert_eq!(c.project, "shop");
-    assert_eq!(web.networks, vec!["shop-default".to_string()]);
+    // Named as Compose names it (`shop-web-1`), found by its service name on its network.
+    assert_eq!(
+        c.objects.last().map(|o| o.manifest.name()),
+        Some("shop-web")
+    );
+    assert_eq!(web.networks.len(), 1);
+    assert_eq!(web.networks[0].name, "shop-default");
+    assert_eq!(web.networks[0].aliases, ["web"]);
 }
 
 fn changed<'a>(c: &'a Conversion, key: &str) -> &'a Note {
@@ -57,8 +65,10 @@ fn yaml_of(c: &Conversion, name: &str) -> String {
     let o = c
         .objects
         .iter()
-        .find(|o| o.manifest.name() == name && matches!(o.manifest, Manifest::Container(_)))
-        .unwrap_or_else(|| panic!("no container {name}"));
+        .find(|o| {
+            o.from == format!("services.{name}") && matches!(o.manifest, Manifest::Container(_))
+        })
+        .unwrap_or_else(|| panic!("no container of service {name}"));
     render::document(o, &c.file)
 }
 
@@ -267,7 +277,7 @@ fn runtime_settings_resources_and_security() {
     let text = yaml_of(&c, "app");
     for want in [
         "image: registry.example:5000/app:2",
-        "- container: db\n",
+        "- container: shop-db\n",
         "alias: database",
         "restart: on-failure",
         "cpus: 0.5",
@@ -282,7 +292,7 @@ fn runtime_settings_resources_and_security() {
         "- /dev/null:/dev/fake",
         "tmpfs: /run",
         "size: 16Mi",
-        "volume: app-data",
+        "volume: shop-app-data",
         "tmpfs: /cache",
         "size: 1Gi",
         "bind: /srv/shop/conf",
@@ -355,9 +365,9 @@ fn depends_on_with_conditions() {
     );
     let text = yaml_of(&c, "web");
     for want in [
-        "    db:\n      condition: healthy\n      restart: true\n",
-        "    cache:\n      condition: started\n",
-        "    migrate:\n      condition: completed\n",
+        "    shop-db:\n      condition: healthy\n      restart: true\n",
+        "    shop-cache:\n      condition: started\n",
+        "    shop-migrate:\n      condition: completed\n",
     ] {
         assert!(text.contains(want), "{want:?} missing in:\n{text}");
     }
@@ -374,7 +384,9 @@ fn depends_on_with_conditions() {
             .message
             .contains("not converted")
     );
-    assert!(yaml_of(&c, "migrate").contains("dependsOn:\n    db:\n      condition: started\n"));
+    assert!(
+        yaml_of(&c, "migrate").contains("dependsOn:\n    shop-db:\n      condition: started\n")
+    );
 }
 
 #[test]
@@ -384,9 +396,10 @@ fn project_name_from_dotenv_when_the_file_has_none() {
         .insert("COMPOSE_PROJECT_NAME".into(), "Other_Shop".into());
     let c = convert_with("services:\n  web:\n    image: nginx:1\n", vars.clone());
     assert_eq!(c.project, "other-shop");
+    assert_eq!(container(&c, "web").networks[0].name, "other-shop-default");
     assert_eq!(
-        container(&c, "web").networks,
-        vec!["other-shop-default".to_string()]
+        c.objects.last().map(|o| o.manifest.name()),
+        Some("other-shop-web")
     );
     let named = convert_with("name: mine\nservices:\n  web:\n    image: nginx:1\n", vars);
     assert_eq!(named.project, "mine");
@@ -397,9 +410,13 @@ fn container_names_are_dns_labels_and_say_when_they_differ() {
     let c = convert(
         "services:\n  web_app:\n    image: x:1\n  cache:\n    image: x:1\n    container_name: redis\n  db:\n    image: x:1\n",
     );
-    container(&c, "web-app");
-    container(&c, "redis");
-    container(&c, "db");
+    let names: Vec<&str> = c
+        .objects
+        .iter()
+        .filter(|o| matches!(o.manifest, Manifest::Container(_)))
+        .map(|o| o.manifest.name())
+        .collect();
+    assert_eq!(names, ["shop-web-app", "redis", "shop-db"]);
     let notes = |key: &str| -> String {
         c.changed
             .iter()
@@ -418,14 +435,24 @@ fn container_names_are_dns_labels_and_say_when_they_differ() {
         cache.contains("its container_name") && cache.contains("DNS alias"),
         "{cache}"
     );
+    // The usual `<project>-<service>` is said once, at `services`.
     assert!(notes("services.db").is_empty());
+    assert!(
+        notes("services").contains("shop-<service>"),
+        "{}",
+        notes("services")
+    );
     // Compose finds `cache` by its service name: an alias on its network.
-    let redis = yaml_of(&c, "redis");
+    let redis = yaml_of(&c, "cache");
     assert!(
         redis.contains("networks:\n    shop-default:\n      aliases:\n      - cache\n"),
         "{redis}"
     );
-    assert!(yaml_of(&c, "db").contains("networks:\n  - shop-default\n"));
+    assert!(
+        yaml_of(&c, "db").contains("networks:\n    shop-default:\n      aliases:\n      - db\n"),
+        "{}",
+        yaml_of(&c, "db")
+    );
 }
 
 #[test]
@@ -435,7 +462,7 @@ fn per_network_aliases() {
     );
     let db = yaml_of(&c, "db");
     assert!(
-        db.contains("networks:\n    shop-back:\n      aliases:\n      - database\n      - pg.local\n    shop-front: {}\n"),
+        db.contains("networks:\n    shop-back:\n      aliases:\n      - database\n      - pg.local\n      - db\n    shop-front:\n      aliases:\n      - db\n"),
         "{db}"
     );
     let bad = dropped(&c, "services.db.networks.back.aliases");

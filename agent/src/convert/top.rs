@@ -98,10 +98,13 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
                 continue;
             }
         }
-        let wanted = svc
-            .get("container_name")
-            .and_then(value::scalar)
-            .unwrap_or_else(|| k.name.clone());
+        // Compose names a service's container `<project>-<service>-1`, so that projects with
+        // the same service names (`db`, `redis`) live side by side on one host; here one
+        // container per service: `<project>-<service>`. Other services still find it by its
+        // service name (a DNS alias, `service::service_name_alias`).
+        let given = svc.get("container_name").and_then(value::scalar);
+        let compose_name = format!("{}-{}", cx.project, k.name);
+        let wanted = given.clone().unwrap_or_else(|| compose_name.clone());
         let mut name = dns_label(&wanted);
         if name.is_empty() {
             name = "service".into();
@@ -112,22 +115,40 @@ pub(super) fn convert(cx: &mut Cx, root: &Node, opts: &Options) -> Result<Vec<Co
             name = format!("{base}-{n}");
             n += 1;
         }
-        if name != k.name {
-            let why = if name == wanted {
-                "its container_name".to_string()
-            } else {
-                format!("{wanted:?} made a DNS label (a-z, 0-9, -), unique in the project")
+        if name != wanted {
+            let why = match &given {
+                Some(_) => format!(
+                    "its container_name {wanted:?} made a DNS label (a-z, 0-9, -), unique in the project"
+                ),
+                None => format!("{wanted:?} made a DNS label (a-z, 0-9, -), unique in the project"),
             };
             cx.change(
                 at_key(k),
                 format!("services.{}", k.name),
                 format!("container named {name:?} ({why})"),
             );
+        } else if given.is_some() && name != k.name {
+            cx.change(
+                at_key(k),
+                format!("services.{}", k.name),
+                format!("container named {name:?} (its container_name)"),
+            );
         }
         cx.services.insert(k.name.clone(), name);
         chosen.push((k, svc));
     }
 
+    if chosen
+        .iter()
+        .any(|(_, svc)| svc.get("container_name").is_none())
+    {
+        let p = &cx.project;
+        cx.change(
+            at_key(skey),
+            "services",
+            format!("containers are named {p}-<service>, as Compose names them ({p}-<service>-1), so that another project's services of the same names can run on this host too (pass -p to choose the prefix); services find each other by service name as before (a DNS alias on each network)"),
+        );
+    }
     let mut out = Vec::new();
     if let Some(n) = secrets {
         top_secrets(cx, n, &mut out);
