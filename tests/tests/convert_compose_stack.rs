@@ -15,6 +15,9 @@
 //! gives (`${REGISTRY}/shop/app:${TAG}`), so nothing is substituted: busybox `httpd` (with a CGI
 //! script as the proxy), `wget` and shell loops stand in for nginx, the app, Postgres and Redis.
 //!
+//! A second test converts two projects with the same service names into one directory with the
+//! default subnet pool and has `agent validate` accept them together.
+//!
 //! Traffic goes to 127.0.0.1, to the test's containers, and from the containers to the host's
 //! address on the test's own network (`host-gateway`), where the test listens.
 
@@ -459,4 +462,56 @@ fn a_typical_compose_stack_runs_as_converted() {
         "1\nmigrated\n"
     );
     d.remove_all_and_wait(Duration::from_secs(60));
+}
+
+/// Two projects converted one after the other with the default subnet pool, into one
+/// directory, as one host's manifests: no file replaces another, and the agent's validation
+/// accepts them together (no duplicate container, no overlapping networks).
+#[test]
+fn two_projects_convert_into_one_directory_and_validate_together() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = tmp.path().join("agent.d");
+    for project in ["shop", "blog"] {
+        let dir = tmp.path().join(project);
+        write(
+            &dir.join("compose.yaml"),
+            "services:\n  web:\n    image: web:1\n    networks: [front, default]\n  db:\n    image: db:1\nnetworks:\n  front:\n",
+            0o644,
+        );
+        let o = Command::new(agent_e2e::agent_bin())
+            .args(["convert", "compose", "-o"])
+            .arg(&out)
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .expect("agent convert compose");
+        assert!(o.status.success(), "{project}: {}", text(&o));
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "container-blog-db.yaml",
+            "container-blog-web.yaml",
+            "container-shop-db.yaml",
+            "container-shop-web.yaml",
+            "network-blog-default.yaml",
+            "network-blog-front.yaml",
+            "network-shop-default.yaml",
+            "network-shop-front.yaml",
+        ]
+    );
+    let v = Command::new(agent_e2e::agent_bin())
+        .arg("validate")
+        .arg(&out)
+        .output()
+        .expect("agent validate");
+    assert!(v.status.success(), "agent validate: {}", text(&v));
 }

@@ -533,12 +533,22 @@ networks:
             .map(|h| (h.host.clone(), h.ip.to_string()))
             .collect()
     };
-    // The default network gets the first /24 of the pool; its gateway is the first address.
+    // The default network's gateway is the first address of its subnet.
+    let gateway = c
+        .objects
+        .iter()
+        .find_map(|o| match &o.manifest {
+            Manifest::Network(n) if n.metadata.name == "shop-default" => {
+                Some(n.spec.subnet.first_host().to_string())
+            }
+            _ => None,
+        })
+        .expect("shop-default");
     assert_eq!(
         hosts("a"),
         [
             ("db".to_string(), "10.1.2.3".to_string()),
-            ("host.docker.internal".into(), "10.214.0.1".into())
+            ("host.docker.internal".into(), gateway.clone())
         ]
     );
     assert_eq!(hosts("b"), [("gw".to_string(), "10.77.0.254".to_string())]);
@@ -546,7 +556,7 @@ networks:
     assert!(
         changed(&c, "services.a.extra_hosts")
             .message
-            .contains("written as 10.214.0.1")
+            .contains(&format!("written as {gateway}"))
     );
     // A container in another's network namespace has no network of its own.
     assert!(hosts("s").is_empty());

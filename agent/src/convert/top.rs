@@ -663,7 +663,7 @@ fn finish_networks(
     let mut out = Vec::new();
     for mut p in pending {
         if !p.spec.contains_key("subnet") {
-            let Some(s) = free_subnet(pool, &used) else {
+            let Some(s) = free_subnet(pool, &used, &p.name) else {
                 return Err(Error::At {
                     file: cx.file.clone(),
                     line: p.line,
@@ -710,20 +710,25 @@ fn finish_networks(
     Ok(out)
 }
 
-/// The first /24 of `pool` (or the pool itself when it is smaller) that overlaps nothing in
-/// `used`.
-fn free_subnet(pool: Ipv4Cidr, used: &[Ipv4Cidr]) -> Option<Ipv4Cidr> {
+/// A /24 of `pool` (or the pool itself when it is smaller) that overlaps nothing in `used`:
+/// the first free one from a place given by a digest of the network's `name`, so that the
+/// networks of projects converted one after the other (`shop-default`, `blog-default`) rarely
+/// get the same subnet, and converting a file again gives the same one.
+fn free_subnet(pool: Ipv4Cidr, used: &[Ipv4Cidr], name: &str) -> Option<Ipv4Cidr> {
     let prefix = pool.prefix.max(24);
     let count = 1u32 << (prefix - pool.prefix);
     let base = u32::from(pool.addr);
+    let digest = Sha256::digest(name.as_bytes());
+    let start = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % count;
     (0..count)
         .map(|i| Ipv4Cidr {
-            addr: std::net::Ipv4Addr::from(base + (i << (32 - u32::from(prefix)))),
+            addr: std::net::Ipv4Addr::from(
+                base + (((start + i) % count) << (32 - u32::from(prefix))),
+            ),
             prefix,
         })
         .find(|c| !used.iter().any(|u| u.overlaps(c)))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,12 +736,27 @@ mod tests {
     #[test]
     fn free_subnets_skip_used_ones() {
         let pool: Ipv4Cidr = "10.214.0.0/16".parse().expect("pool");
-        let a = free_subnet(pool, &[]).expect("a");
-        assert_eq!(a.to_string(), "10.214.0.0/24");
-        let b = free_subnet(pool, &[a, "10.214.1.0/24".parse().expect("b")]).expect("c");
-        assert_eq!(b.to_string(), "10.214.2.0/24");
+        let a = free_subnet(pool, &[], "shop-default").expect("a");
+        assert_eq!(a.prefix, 24);
+        assert!(pool.contains(a.addr));
+        // The same name, the same subnet; another project's network, another one.
+        assert_eq!(free_subnet(pool, &[], "shop-default"), Some(a));
+        let other = free_subnet(pool, &[], "blog-default").expect("other");
+        assert_ne!(other, a);
+        // Taken ones are skipped: the next one after it.
+        let next = Ipv4Cidr {
+            addr: std::net::Ipv4Addr::from(u32::from(a.addr) + 256),
+            prefix: 24,
+        };
+        let b = free_subnet(pool, &[a], "shop-default").expect("b");
+        assert!(!b.overlaps(&a));
+        if pool.contains(next.addr) {
+            assert_eq!(b, next);
+        }
         let small: Ipv4Cidr = "10.9.9.0/24".parse().expect("small");
-        assert_eq!(free_subnet(small, &[]), Some(small));
-        assert_eq!(free_subnet(small, &[small]), None);
+        assert_eq!(free_subnet(small, &[], "x"), Some(small));
+        assert_eq!(free_subnet(small, &[small], "x"), None);
+        let full: Vec<Ipv4Cidr> = vec![pool];
+        assert_eq!(free_subnet(pool, &full, "x"), None);
     }
 }
