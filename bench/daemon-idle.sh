@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `agent run` idle for 60 s with 20 containers. Prints the agent's CPU time used
-# while idle and its resident memory (RSS, and the peak). Run as root after
+# while idle and its resident memory (RSS and the peak; its anonymous, file-backed and code parts
+# and PSS; the monitors' and the DNS server's memory). Run as root after
 # `cargo build --release --locked` (uses target/release/agent, else target/debug/agent) and
 # scripts/build-test-images.sh.
 #   bench/daemon-idle.sh [IDLE_SECONDS] [CONTAINERS]
@@ -110,3 +111,20 @@ cpu_ms=$(( (after - before) * 1000 / ticks ))
 echo "agent idle for ${idle} s with $count containers (networkMode $mode):"
 echo "  CPU time: ${cpu_ms} ms ($(awk -v c="$cpu_ms" -v s="$idle" 'BEGIN {printf "%.3f", c / (s * 10)}')% of one core)"
 echo "  RSS: $((rss / 1024)) MiB (${rss} KiB), peak $((hwm / 1024)) MiB, threads $threads"
+# RSS counts every resident page the process maps, shared or not: the binary's code (clean,
+# file-backed, dropped first under memory pressure) is most of it. PSS shares each page among the
+# processes mapping it; the anonymous part is the agent's own private memory.
+kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/smaps_rollup"; }
+code=$(awk -v b="$(readlink -f "/proc/$pid/exe")" '
+  /^[0-9a-f]+-[0-9a-f]+ / {m = ($2 ~ /x/ && $6 == b)} m && /^Rss:/ {s += $2} END {print s + 0}' "/proc/$pid/smaps")
+echo "  of which anonymous $(kib "$pid" Anonymous) KiB, file-backed $(kib "$pid" Rss | awk -v a="$(kib "$pid" Anonymous)" '{print $1 - a}') KiB (the agent's code: $code KiB); PSS $(kib "$pid" Pss) KiB"
+# The other long-lived processes of this agent: a monitor per container, the DNS server.
+mon_n=0; mon_pss=0; dns=""
+for p in /proc/[0-9]*; do
+  c=$( { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null) || continue
+  case "$c" in
+    *" monitor --state-dir $work/state "*) mon_n=$((mon_n + 1)); mon_pss=$((mon_pss + $(kib "${p#/proc/}" Pss || echo 0))) ;;
+    *dns-server*"$work"*) dns="$(kib "${p#/proc/}" Rss) KiB RSS, $(kib "${p#/proc/}" Pss) KiB PSS" ;;
+  esac
+done
+echo "  monitors: $mon_n, PSS $((mon_pss / 1024)) MiB in all; DNS server: ${dns:-none}"

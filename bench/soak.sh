@@ -147,6 +147,9 @@ if [ -z "${AGENT_BIN:-}" ]; then
 fi
 mkdir -p "$OUT/bin"
 cp "$AGENT_BIN" "$OUT/bin/agent.new" && mv "$OUT/bin/agent.new" "$OUT/bin/agent"
+# The monitors' waiting half (without it they fall back to the whole agent binary).
+w=$(dirname "$AGENT_BIN")/agent-monitor-wait
+[ -x "$w" ] && cp "$w" "$OUT/bin/agent-monitor-wait"
 BIN=$OUT/bin/agent
 
 u=$$
