@@ -8,7 +8,7 @@
 //! pulls and prunes; never at open, where another process may be unpacking).
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,22 @@ use super::unpack::{self, Options};
 
 /// Version of `layer.json`; older versions do not exist yet, newer ones are refused.
 pub const LAYER_META_VERSION: u32 = 1;
+
+/// After an unpack stopped for want of space, how many more uncompressed bytes are read to
+/// tell the whole layer's size (beyond that the error says "more than").
+const COUNT_BEYOND: u64 = 256 << 20;
+
+/// The free-space floor of unpacks under `root` ([`unpack::default_min_free`] of its file
+/// system's size; 0 when that cannot be read).
+fn min_free(root: &Path) -> u64 {
+    let Ok(s) = nix::sys::statvfs::statvfs(root) else {
+        return 0;
+    };
+    // The casts are needed on 32-bit targets (c_ulong fragment size).
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let total = (s.blocks() as u64).saturating_mul(s.fragment_size() as u64);
+    unpack::default_min_free(total)
+}
 
 /// What `layer.json` records about one unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -155,18 +171,33 @@ impl LayerStore {
         fs::create_dir_all(&diff).map_err(Error::io("create directory", &diff))?;
         let (_, plain) = unpack::decompress(blob).map_err(Error::io("decompress", what))?;
         let mut hashing = HashingReader::new(plain);
-        let stats = match unpack::unpack_layer(&mut hashing, &diff, Options::default()) {
+        let opts = Options {
+            min_free: min_free(&self.root),
+            ..Options::default()
+        };
+        let stats = match unpack::unpack_layer(&mut hashing, &diff, opts) {
             Ok(s) => s,
-            Err(Error::Storage { op, source, .. }) => {
-                // The disk filled up (or failed): free what this unpack wrote, then say how much
-                // the whole layer needs (its uncompressed tar size, read to the end without
-                // writing) against what is free once the partial layer is gone.
+            Err(Error::Storage { mut op, source, .. }) => {
+                // The disk filled up (or failed, or reached the floor): free what this unpack
+                // wrote, then say how much the whole layer needs (its uncompressed tar size,
+                // read on without writing, up to COUNT_BEYOND more bytes: a tar bomb is not
+                // decompressed to its end for a figure) against what is free once the partial
+                // layer is gone.
                 let _ = fs::remove_dir_all(tmp);
                 let (needed, available) = if super::is_no_space(&source) {
-                    (
-                        hashing.finish().ok().map(|(_, n)| n),
-                        super::pull::available_space(&self.root).ok(),
-                    )
+                    let counted = io::copy(&mut (&mut hashing).take(COUNT_BEYOND), &mut io::sink());
+                    let needed = match counted {
+                        Ok(n) if n < COUNT_BEYOND => Some(hashing.count()),
+                        Ok(_) => {
+                            op.push_str(&format!(
+                                "; the layer unpacks to more than {} bytes (not counted further)",
+                                hashing.count()
+                            ));
+                            None
+                        }
+                        Err(_) => None,
+                    };
+                    (needed, super::pull::available_space(&self.root).ok())
                 } else {
                     (None, None)
                 };

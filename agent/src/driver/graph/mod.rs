@@ -135,6 +135,11 @@ fn storage_hint(dir: &std::path::Path, needed: &Option<u64>, available: &Option<
             dir.display()
         ),
         (Some(n), None) => format!("not enough free space in {}: need {n} bytes", dir.display()),
+        (None, Some(a)) => format!(
+            "not enough free space in {}: {a} bytes available (free space there or use another \
+             --state-dir)",
+            dir.display()
+        ),
         _ => format!("I/O error in the state directory {}", dir.display()),
     }
 }

@@ -15,7 +15,9 @@
 //! - OCI whiteouts become overlay whiteouts: `.wh.<name>` a character device 0:0, `.wh..wh..opq`
 //!   the `trusted.overlay.opaque=y` xattr on its directory; `trusted.overlay.*` xattrs in the tar
 //!   itself are refused (they would change what lower layers show);
-//! - owners, modes (incl. setuid/sticky), mtimes, xattrs and hard links inside the layer are kept.
+//! - owners, modes (incl. setuid/sticky), mtimes, xattrs and hard links inside the layer are kept;
+//! - with [`Options::min_free`], the unpack stops (a storage error, ENOSPC) before the file
+//!   system under `dest` has less than that free: a tar bomb cannot take a host's last blocks.
 //!
 //! The first unsafe entry aborts the unpack with [`Error::UnsafeEntry`]; the caller removes the
 //! half-written directory (it is a temporary directory until the layer is committed).
@@ -24,7 +26,7 @@ pub mod fsops;
 pub mod headers;
 
 use std::ffi::CString;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -38,6 +40,62 @@ use headers::{MAX_LONG_NAME, MAX_PAX, Pending};
 pub struct Options {
     /// Create character and block device nodes from the tar (off: such entries are refused).
     pub allow_devices: bool,
+    /// Stop with [`Error::Storage`] (ENOSPC) once the file system under `dest` has fewer free
+    /// bytes than this (checked every quarter of it written, at most every
+    /// [`FLOOR_CHECK_EVERY`] bytes); 0: no floor. A
+    /// layer that unpacks to far more than its compressed size (a tar bomb) then leaves the
+    /// host this much room instead of filling its disk to the last block while it is written.
+    pub min_free: u64,
+}
+
+/// At most how many bytes of file data (entries count as 512 each) are written between two
+/// checks of [`Options::min_free`].
+pub const FLOOR_CHECK_EVERY: u64 = 8 << 20;
+
+/// The free-space floor of one unpack.
+struct Floor {
+    min_free: u64,
+    since_check: u64,
+}
+
+impl Floor {
+    /// Counts `n` bytes written under the directory `fd`; past [`FLOOR_CHECK_EVERY`], checks
+    /// the free space there.
+    fn wrote(&mut self, fd: &OwnedFd, n: u64) -> Result<(), Error> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        self.since_check += n;
+        if self.since_check < (self.min_free / 4).clamp(64 << 10, FLOOR_CHECK_EVERY) {
+            return Ok(());
+        }
+        self.since_check = 0;
+        let st = match nix::sys::statvfs::fstatvfs(fd) {
+            Ok(st) => st,
+            Err(e) => return Err(Error::storage("checking free space", "", e.into())),
+        };
+        let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+        if free < self.min_free {
+            return Err(Error::Storage {
+                op: format!(
+                    "stopped with {free} bytes free, below the {} bytes the agent keeps free \
+                     while unpacking",
+                    self.min_free
+                ),
+                dir: std::path::PathBuf::new(),
+                needed: None,
+                available: Some(free),
+                source: io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The floor [`Options::min_free`] the graph driver uses on a file system of `total` bytes: 2%
+/// of it, at most 1 GiB.
+pub fn default_min_free(total: u64) -> u64 {
+    (total / 50).min(1 << 30)
 }
 
 /// Counts of what a layer held.
@@ -178,6 +236,10 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
     let mut pending = Pending::default();
     let mut stats = Stats::default();
     let mut skipped = Skipped::default();
+    let mut floor = Floor {
+        min_free: opts.min_free,
+        since_check: 0,
+    };
     for entry in entries {
         let mut entry = entry.map_err(tar_err)?;
         let header = entry.header().clone();
@@ -238,6 +300,7 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
             }
             continue;
         }
+        floor.wrote(&root, 512)?;
         apply_entry(
             &root,
             &comps,
@@ -246,6 +309,7 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
             link.as_deref(),
             &meta,
             &mut entry,
+            &mut floor,
         )?;
     }
     if !pending.is_empty() {
@@ -345,6 +409,7 @@ fn apply_entry(
     link: Option<&[u8]>,
     meta: &Meta,
     data: &mut impl Read,
+    floor: &mut Floor,
 ) -> Result<(), Error> {
     let Some((last, parents)) = comps.split_last() else {
         // The layer root itself: only a directory may describe it.
@@ -399,7 +464,18 @@ fn apply_entry(
         }
         EntryType::Regular | EntryType::Continuous => {
             let mut f = fsops::create_file(pfd, &cname).map_err(io_err("create file"))?;
-            io::copy(data, &mut f).map_err(io_err("write file"))?;
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                let n = match data.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => r.map_err(io_err("write file"))?,
+                };
+                if n == 0 {
+                    break;
+                }
+                f.write_all(&buf[..n]).map_err(io_err("write file"))?;
+                floor.wrote(root, n as u64)?;
+            }
             set_fd_meta(&f, meta, name)?;
         }
         EntryType::Symlink => {

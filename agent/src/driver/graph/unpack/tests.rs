@@ -428,6 +428,7 @@ fn devices_are_created_when_allowed() {
         &sb.layer(),
         Options {
             allow_devices: true,
+            ..Options::default()
         },
     );
     assert!(r.is_ok(), "{r:?}");
@@ -468,4 +469,30 @@ fn storage_errors_are_not_unsafe_entries() {
             "errno {errno}: {e:?}"
         );
     }
+}
+
+#[test]
+fn the_free_space_floor_stops_the_unpack_as_a_storage_error() {
+    let big = vec![0u8; (FLOOR_CHECK_EVERY + (1 << 20)) as usize];
+    let tar = RawTar::default().file("big", &big).finish();
+    let sb = Sandbox::new();
+    let floor = Options {
+        min_free: u64::MAX,
+        ..Options::default()
+    };
+    match unpack_layer(&tar[..], &sb.layer(), floor) {
+        Err(Error::Storage {
+            op,
+            source,
+            available,
+            ..
+        }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{op}");
+            assert!(available.is_some() && op.contains("keeps free"), "{op}");
+        }
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    // Without a floor the same layer unpacks.
+    let sb = Sandbox::new();
+    assert!(unpack_layer(&tar[..], &sb.layer(), Options::default()).is_ok());
 }
