@@ -226,7 +226,7 @@ fn a_typical_compose_stack_runs_as_converted() {
     write(
         &dir.join(".env"),
         &format!(
-            "REGISTRY={}\nTAG=1.0\nWEB_PORT={web_port}\nDB_USER=shop\n",
+            "REGISTRY={}\nTAG=${{APP_TAG:-1.0}}\nWEB_PORT={web_port}\nDB_USER=shop\n",
             reg.host()
         ),
         0o644,

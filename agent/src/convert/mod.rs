@@ -6,7 +6,7 @@
 //! 1. The file is parsed by the manifests' own YAML stack ([`crate::manifest::node`]: serde-saphyr,
 //!    the same budgets, anchors and merge keys, every value with its line and column).
 //! 2. Every string value is interpolated ([`interpolate`]) from the environment, then the `.env`
-//!    file beside the compose file, as Compose does; each substitution is recorded.
+//!    file beside the compose file ([`dotenv`]), as Compose does; each substitution is recorded.
 //! 3. The top level ([`top`]) becomes Volume, Network and Secret manifests, each service
 //!    ([`service`]) one Container manifest. Every key of every service is looked at: it is
 //!    mapped, or recorded in [`Conversion::not_carried`] with its `file:line:col` and the reason.
@@ -21,6 +21,7 @@
 //!
 //! The mapping, and what does not map and why, is documented in `docs/convert.md`.
 
+mod dotenv;
 mod interpolate;
 mod mounts;
 pub mod render;
@@ -170,9 +171,9 @@ pub fn convert_file(path: &Path, opts: &Options) -> Result<Conversion, Error> {
     })?;
     let dotenv_path = dir.join(".env");
     let dotenv = match std::fs::read(&dotenv_path) {
-        Ok(bytes) => crate::manifest::envfile::parse(&bytes).map_err(|e| Error::At {
+        Ok(bytes) => dotenv::parse(&bytes, &opts.env).map_err(|(line, e)| Error::At {
             file: dotenv_path.clone(),
-            line: 1,
+            line,
             col: 1,
             message: e,
         })?,
