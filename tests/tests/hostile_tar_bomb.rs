@@ -3,7 +3,8 @@
 //! load fails as a storage error, not an unsafe layer, having stopped while the file system
 //! still had the agent's floor free (2% of it) instead of filling it to the last block; the
 //! error does not decompress the whole bomb for a size figure ("more than"), and nothing is
-//! left behind: no layer, no temporary directory, no image.
+//! left behind: no layer, no temporary directory, no image. The same for inodes: a layer of
+//! many empty files on a tmpfs of 4000 inodes stops while 2% of them are still free.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,15 +16,19 @@ use agent_e2e::graph::{agent, images, require_root};
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = PathBuf::from(format!("/tmp/agent-hostile-bomb-{}", std::process::id()));
+    /// `opts` as for `mount -o` (`size=64m`); a mountpoint unique to this process and `tag`.
+    fn mount(tag: &str, opts: &str) -> Tmpfs {
+        let dir = PathBuf::from(format!(
+            "/tmp/agent-hostile-bomb-{}-{tag}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let ok = Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
                 "-o",
-                &format!("size={size},mode=0700"),
+                &format!("{opts},mode=0700"),
                 "agent-bomb",
             ])
             .arg(&dir)
@@ -91,7 +96,7 @@ fn a_tar_bomb_stops_above_the_free_space_floor_and_leaves_nothing() {
     if !require_root("a_tar_bomb_stops_above_the_free_space_floor_and_leaves_nothing") {
         return;
     }
-    let fs = Tmpfs::mount("64m");
+    let fs = Tmpfs::mount("bytes", "size=64m");
     let state = fs.0.join("state");
     let input = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = input.path().join("bomb.tar.gz");
@@ -134,4 +139,45 @@ fn a_tar_bomb_stops_above_the_free_space_floor_and_leaves_nothing() {
         .map(|e| e.file_name())
         .collect();
     assert!(layers.is_empty(), "layers left: {layers:?}");
+}
+
+#[test]
+fn a_layer_of_many_empty_files_stops_above_the_inode_floor() {
+    if !require_root("a_layer_of_many_empty_files_stops_above_the_inode_floor") {
+        return;
+    }
+    let fs = Tmpfs::mount("inodes", "size=64m,nr_inodes=4000");
+    let state = fs.0.join("state");
+    let input = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = input.path().join("files.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..6000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, format!("f{i}"), std::io::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(&file, b.into_inner().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = agent(&[
+        "image",
+        "load",
+        "--state-dir",
+        &s(&state),
+        "--graph-driver",
+        "vfs",
+        "--name",
+        "files:1",
+        &s(&file),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the layer was loaded: {err}");
+    assert!(
+        err.contains("inodes the agent keeps free while unpacking"),
+        "the unpack did not stop at the inode floor: {err}"
+    );
+    assert!(images(&state).is_empty(), "the layer was recorded");
 }

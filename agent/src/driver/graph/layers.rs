@@ -26,16 +26,23 @@ pub const LAYER_META_VERSION: u32 = 1;
 /// tell the whole layer's size (beyond that the error says "more than").
 const COUNT_BEYOND: u64 = 256 << 20;
 
-/// The free-space floor of unpacks under `root` ([`unpack::default_min_free`] of its file
-/// system's size; 0 when that cannot be read).
-fn min_free(root: &Path) -> u64 {
+/// The free-space floors (bytes, inodes) of unpacks under `root`
+/// ([`unpack::default_min_free`] of its file system's size and inode count; 0 when that cannot
+/// be read).
+fn min_free(root: &Path) -> (u64, u64) {
     let Ok(s) = nix::sys::statvfs::statvfs(root) else {
-        return 0;
+        return (0, 0);
     };
     // The casts are needed on 32-bit targets (c_ulong fragment size).
     #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-    let total = (s.blocks() as u64).saturating_mul(s.fragment_size() as u64);
-    unpack::default_min_free(total)
+    let (total, files) = (
+        (s.blocks() as u64).saturating_mul(s.fragment_size() as u64),
+        s.files() as u64,
+    );
+    (
+        unpack::default_min_free(total),
+        unpack::default_min_free_inodes(files),
+    )
 }
 
 /// What `layer.json` records about one unpacked layer.
@@ -171,8 +178,10 @@ impl LayerStore {
         fs::create_dir_all(&diff).map_err(Error::io("create directory", &diff))?;
         let (_, plain) = unpack::decompress(blob).map_err(Error::io("decompress", what))?;
         let mut hashing = HashingReader::new(plain);
+        let (min_free, min_free_inodes) = min_free(&self.root);
         let opts = Options {
-            min_free: min_free(&self.root),
+            min_free,
+            min_free_inodes,
             ..Options::default()
         };
         let stats = match unpack::unpack_layer(&mut hashing, &diff, opts) {

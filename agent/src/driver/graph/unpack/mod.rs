@@ -16,8 +16,9 @@
 //!   the `trusted.overlay.opaque=y` xattr on its directory; `trusted.overlay.*` xattrs in the tar
 //!   itself are refused (they would change what lower layers show);
 //! - owners, modes (incl. setuid/sticky), mtimes, xattrs and hard links inside the layer are kept;
-//! - with [`Options::min_free`], the unpack stops (a storage error, ENOSPC) before the file
-//!   system under `dest` has less than that free: a tar bomb cannot take a host's last blocks.
+//! - with [`Options::min_free`] and [`Options::min_free_inodes`], the unpack stops (a storage
+//!   error, ENOSPC) before the file system under `dest` has less than that free: a tar bomb
+//!   cannot take a host's last blocks or inodes.
 //!
 //! The first unsafe entry aborts the unpack with [`Error::UnsafeEntry`]; the caller removes the
 //! half-written directory (it is a temporary directory until the layer is committed).
@@ -42,10 +43,13 @@ pub struct Options {
     pub allow_devices: bool,
     /// Stop with [`Error::Storage`] (ENOSPC) once the file system under `dest` has fewer free
     /// bytes than this (checked every quarter of it written, at most every
-    /// [`FLOOR_CHECK_EVERY`] bytes); 0: no floor. A
-    /// layer that unpacks to far more than its compressed size (a tar bomb) then leaves the
-    /// host this much room instead of filling its disk to the last block while it is written.
+    /// [`FLOOR_CHECK_EVERY`] bytes); 0: no floor. A layer that unpacks to far more than its
+    /// compressed size (a tar bomb) then leaves the host this much room instead of filling its
+    /// disk to the last block while it is written.
     pub min_free: u64,
+    /// The same for free inodes (checked every quarter of it in entries): a layer of millions
+    /// of empty files is a bomb too. 0, or a file system without an inode count: no floor.
+    pub min_free_inodes: u64,
 }
 
 /// At most how many bytes of file data (entries count as 512 each) are written between two
@@ -55,47 +59,68 @@ pub const FLOOR_CHECK_EVERY: u64 = 8 << 20;
 /// The free-space floor of one unpack.
 struct Floor {
     min_free: u64,
-    since_check: u64,
+    min_inodes: u64,
+    bytes: u64,
+    entries: u64,
 }
 
 impl Floor {
-    /// Counts `n` bytes written under the directory `fd`; past [`FLOOR_CHECK_EVERY`], checks
-    /// the free space there.
-    fn wrote(&mut self, fd: &OwnedFd, n: u64) -> Result<(), Error> {
-        if self.min_free == 0 {
+    /// Counts `bytes` and `entries` written under the directory `fd`; past a quarter of a
+    /// floor (at most [`FLOOR_CHECK_EVERY`] bytes), checks the free space there.
+    fn wrote(&mut self, fd: &OwnedFd, bytes: u64, entries: u64) -> Result<(), Error> {
+        self.bytes += bytes;
+        self.entries += entries;
+        let bytes_due = self.min_free > 0
+            && self.bytes >= (self.min_free / 4).clamp(64 << 10, FLOOR_CHECK_EVERY);
+        let entries_due =
+            self.min_inodes > 0 && self.entries >= (self.min_inodes / 4).clamp(1, 4096);
+        if !bytes_due && !entries_due {
             return Ok(());
         }
-        self.since_check += n;
-        if self.since_check < (self.min_free / 4).clamp(64 << 10, FLOOR_CHECK_EVERY) {
-            return Ok(());
-        }
-        self.since_check = 0;
+        self.bytes = 0;
+        self.entries = 0;
         let st = match nix::sys::statvfs::fstatvfs(fd) {
             Ok(st) => st,
             Err(e) => return Err(Error::storage("checking free space", "", e.into())),
         };
-        let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
-        if free < self.min_free {
-            return Err(Error::Storage {
-                op: format!(
-                    "stopped with {free} bytes free, below the {} bytes the agent keeps free \
-                     while unpacking",
-                    self.min_free
-                ),
-                dir: std::path::PathBuf::new(),
-                needed: None,
-                available: Some(free),
-                source: io::Error::from_raw_os_error(libc::ENOSPC),
-            });
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let (free, files, inodes) = (
+            (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64),
+            st.files() as u64,
+            st.files_available() as u64,
+        );
+        let stop = |what: String| Error::Storage {
+            op: format!("stopped with {what} while unpacking"),
+            dir: std::path::PathBuf::new(),
+            needed: None,
+            available: Some(free),
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        if self.min_free > 0 && free < self.min_free {
+            return Err(stop(format!(
+                "{free} bytes free, below the {} bytes the agent keeps free",
+                self.min_free
+            )));
+        }
+        if self.min_inodes > 0 && files > 0 && inodes < self.min_inodes {
+            return Err(stop(format!(
+                "{inodes} inodes free, below the {} inodes the agent keeps free",
+                self.min_inodes
+            )));
         }
         Ok(())
     }
 }
 
-/// The floor [`Options::min_free`] the graph driver uses on a file system of `total` bytes: 2%
-/// of it, at most 1 GiB.
+/// The floor [`Options::min_free`] (or [`Options::min_free_inodes`]) the graph driver uses on
+/// a file system of `total` bytes (or inodes): 2% of it, at most 1 GiB (or 1 Mi inodes).
 pub fn default_min_free(total: u64) -> u64 {
     (total / 50).min(1 << 30)
+}
+
+/// See [`default_min_free`].
+pub fn default_min_free_inodes(total: u64) -> u64 {
+    (total / 50).min(1 << 20)
 }
 
 /// Counts of what a layer held.
@@ -238,7 +263,9 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
     let mut skipped = Skipped::default();
     let mut floor = Floor {
         min_free: opts.min_free,
-        since_check: 0,
+        min_inodes: opts.min_free_inodes,
+        bytes: 0,
+        entries: 0,
     };
     for entry in entries {
         let mut entry = entry.map_err(tar_err)?;
@@ -300,7 +327,7 @@ fn unpack_inner(reader: impl Read, dest: &Path, opts: Options) -> Result<Stats, 
             }
             continue;
         }
-        floor.wrote(&root, 512)?;
+        floor.wrote(&root, 512, 1)?;
         apply_entry(
             &root,
             &comps,
@@ -474,7 +501,7 @@ fn apply_entry(
                     break;
                 }
                 f.write_all(&buf[..n]).map_err(io_err("write file"))?;
-                floor.wrote(root, n as u64)?;
+                floor.wrote(root, n as u64, 0)?;
             }
             set_fd_meta(&f, meta, name)?;
         }
