@@ -132,8 +132,60 @@ pub struct ExecRequest {
 pub enum ExecStdio {
     /// The caller's stdin, stdout and stderr.
     Inherit,
-    /// stdin from /dev/null, stdout and stderr captured.
+    /// stdin from /dev/null, stdout and stderr captured: the last [`MAX_CAPTURE`] bytes of
+    /// each (the rest is read and dropped, so that a command in a container that prints
+    /// without end costs the agent no more memory than that).
     Capture,
+}
+
+/// How much of each of stdout and stderr [`ExecStdio::Capture`] keeps (the end of it).
+pub const MAX_CAPTURE: usize = 64 * 1024;
+
+/// Reads `r` to its end, keeping only its last `limit` bytes.
+fn read_tail(mut r: impl Read, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.extend_from_slice(&buf[..n]);
+        if out.len() > 2 * limit {
+            out.drain(..out.len() - limit);
+        }
+    }
+}
+
+/// `cmd.output()` with each stream cut to its last `limit` bytes ([`read_tail`]).
+fn output_tail(cmd: &mut Command, limit: usize) -> std::io::Result<std::process::Output> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let err = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || read_tail(e, limit)));
+    let stdout = match child.stdout.take() {
+        Some(o) => read_tail(o, limit),
+        None => Ok(Vec::new()),
+    };
+    let stderr = match err {
+        Some(t) => t.join().unwrap_or_else(|_| Ok(Vec::new())),
+        None => Ok(Vec::new()),
+    };
+    let status = child.wait()?;
+    let (mut stdout, mut stderr) = (stdout?, stderr?);
+    for v in [&mut stdout, &mut stderr] {
+        if v.len() > limit {
+            v.drain(..v.len() - limit);
+        }
+    }
+    Ok(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 /// What an exec'd command did.
@@ -729,9 +781,7 @@ impl ExecDriver for MonitorDriver {
                 }
             }
             ExecStdio::Capture => {
-                let o = cmd
-                    .stdin(Stdio::null())
-                    .output()
+                let o = output_tail(cmd.stdin(Stdio::null()), MAX_CAPTURE)
                     .map_err(Error::io("spawn exec", &self.config.agent_binary))?;
                 ExecOutput {
                     exit_code: exit_code_of(o.status),
