@@ -7,8 +7,8 @@
 //!    the same budgets, anchors and merge keys, every value with its line and column).
 //! 2. Every string value is interpolated ([`interpolate`]) from the environment, then the `.env`
 //!    file beside the compose file ([`dotenv`]), as Compose does; each substitution is recorded.
-//! 3. The top level ([`top`]) becomes Volume, Network and Secret manifests, each service
-//!    ([`service`]) one Container manifest. Every key of every service is looked at: it is
+//! 3. The top level ([`top`], [`networks`]) becomes Volume, Network and Secret manifests,
+//!    each service ([`service`]) one Container manifest. Every key of every service is looked at: it is
 //!    mapped, or recorded in [`Conversion::not_carried`] with its `file:line:col` and the reason.
 //!    Nothing is dropped silently. Adjustments (a name made a DNS label, a bare image name given
 //!    its `:latest`, a chosen subnet) go to [`Conversion::changed`].
@@ -24,6 +24,7 @@
 mod dotenv;
 mod interpolate;
 mod mounts;
+mod networks;
 pub mod render;
 mod service;
 mod service_io;
