@@ -4,7 +4,9 @@
 //!
 //! Single-threaded (a current-thread tokio runtime): a query it answers itself costs one parse
 //! and one lookup in a few hundred names; forwarded queries run as tasks, so a slow upstream
-//! holds up nobody else. Signals: `SIGHUP` reloads the records file and `/etc/resolv.conf` and
+//! holds up nobody else. At most [`MAX_FORWARDS`] forwards are in flight (one more is answered
+//! SERVFAIL at once) and [`MAX_TCP_CLIENTS`] TCP clients connected, so that a container
+//! flooding it cannot take its file descriptors from everyone else. Signals: `SIGHUP` reloads the records file and `/etc/resolv.conf` and
 //! binds or closes sockets to match the networks; `SIGTERM`/`SIGINT` end it. It also ends when
 //! its directory is deleted (a state directory removed while it ran), so it never outlives its
 //! state by more than that.
@@ -32,6 +34,16 @@ use crate::driver::network::Error;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a TCP client may stay idle.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// At most this many forwarded queries (UDP and TCP) in flight, each holding a socket for up to
+/// [`UPSTREAM_TIMEOUT`] per upstream; one more is answered SERVFAIL at once. A container that
+/// floods the server with unknown names while the upstream is slow then cannot take all of its
+/// file descriptors (and with them the service of every other container).
+pub const MAX_FORWARDS: usize = 256;
+/// At most this many TCP clients at a time; one more is closed when accepted.
+pub const MAX_TCP_CLIENTS: usize = 64;
+
+static FORWARDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FORWARDS);
+static TCP_CLIENTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TCP_CLIENTS);
 
 /// What the sockets answer from: the records, the host's search domains and the upstreams.
 #[derive(Debug, Default)]
@@ -241,12 +253,20 @@ async fn serve_udp(sock: Arc<UdpSocket>, gw: Ipv4Addr, shared: Shared) {
                 let _ = sock.send_to(&bytes, peer).await;
             }
             Decision::Forward => {
+                let Ok(permit) = FORWARDS.try_acquire() else {
+                    let reply = servfail(&query);
+                    if !reply.is_empty() {
+                        let _ = sock.send_to(&reply, peer).await;
+                    }
+                    continue;
+                };
                 let sock = sock.clone();
                 tokio::spawn(async move {
                     let reply = match forward_udp(&state.upstreams, &query).await {
                         Some(r) => r,
                         None => servfail(&query),
                     };
+                    drop(permit);
                     if !reply.is_empty() {
                         let _ = sock.send_to(&reply, peer).await;
                     }
@@ -311,7 +331,15 @@ async fn serve_tcp(listener: TcpListener, gw: Ipv4Addr, shared: Shared) {
         let IpAddr::V4(client) = peer.ip() else {
             continue;
         };
-        tokio::spawn(tcp_client(conn, gw, client, shared.clone()));
+        let Ok(permit) = TCP_CLIENTS.try_acquire() else {
+            drop(conn);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tcp_client(conn, gw, client, shared).await;
+            drop(permit);
+        });
     }
 }
 
@@ -341,9 +369,11 @@ async fn tcp_client(mut conn: TcpStream, gw: Ipv4Addr, client: Ipv4Addr, shared:
         let state = snapshot(&shared);
         let reply = match answer::decide(&state.records, &state.search, gw, client, &query) {
             Decision::Reply(bytes) => bytes,
-            Decision::Forward => match forward_tcp(&state.upstreams, &query).await {
-                Some(r) => r,
-                None => servfail(&query),
+            Decision::Forward => match FORWARDS.try_acquire() {
+                Ok(_permit) => forward_tcp(&state.upstreams, &query)
+                    .await
+                    .unwrap_or_else(|| servfail(&query)),
+                Err(_) => servfail(&query),
             },
             Decision::Drop => return,
         };
