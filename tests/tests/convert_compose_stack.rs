@@ -466,7 +466,7 @@ fn a_typical_compose_stack_runs_as_converted() {
 
 /// Two projects converted one after the other with the default subnet pool, into one
 /// directory, as one host's manifests: no file replaces another, and the agent's validation
-/// accepts them together (no duplicate container, no overlapping networks).
+/// accepts them together (no duplicate container, no overlapping networks); nothing is left out.
 #[test]
 fn two_projects_convert_into_one_directory_and_validate_together() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -476,11 +476,13 @@ fn two_projects_convert_into_one_directory_and_validate_together() {
         let dir = tmp.path().join(project);
         write(
             &dir.join("compose.yaml"),
-            "services:\n  web:\n    image: web:1\n    networks: [front, default]\n  db:\n    image: db:1\nnetworks:\n  front:\n",
+            "services:\n  web:\n    image: web:1\n    networks: [front, default]\n    cpus: 0\n    mem_limit: 0\n  db:\n    image: db:1\nnetworks:\n  front:\n",
             0o644,
         );
         let o = Command::new(agent_e2e::agent_bin())
-            .args(["convert", "compose", "-o"])
+            // --strict: everything is carried over (Docker's `cpus: 0`, `mem_limit: 0` are no
+            // limits, not values the agent refuses).
+            .args(["convert", "compose", "--strict", "-o"])
             .arg(&out)
             .current_dir(&dir)
             .env_clear()

@@ -470,6 +470,8 @@ fn key(s: &mut Svc, k: &Key, v: &Node) {
             _ => size_resource(s, "memorySwap", sub, v),
         },
         "cpus" => match value::number(v) {
+            // Docker's 0 is no limit.
+            Ok(0.0) => s.change(kl, sub, "0: unlimited, as without it"),
             Ok(c) => s.resource::<f64>("cpus", json!(c), vl, sub),
             Err(e) => s.drop(vl, sub, format!("not carried over: {e}")),
         },
@@ -661,6 +663,8 @@ fn bool_field(s: &mut Svc, field: &str, sub: &str, v: &Node) {
 
 pub(super) fn size_resource(s: &mut Svc, field: &str, sub: &str, v: &Node) {
     match value::size(v) {
+        // Docker's 0 is no limit.
+        Ok(b) if b.0 == 0 => s.change(at(v), sub, "0: unlimited, as without it"),
         Ok(b) => s.resource::<crate::manifest::ByteSize>(field, json!(b.0), at(v), sub),
         Err(e) => s.drop(at(v), sub, format!("not carried over: {e}")),
     }

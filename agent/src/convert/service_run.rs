@@ -293,6 +293,7 @@ pub(super) fn deploy(s: &mut Svc, v: &Node) {
                         let lsub = format!("{rsub}.{}", lk.name);
                         match (rk.name.as_str(), lk.name.as_str()) {
                             ("limits", "cpus") => match value::number(lv) {
+                                Ok(0.0) => s.change(at(lv), &lsub, "0: unlimited, as without it"),
                                 Ok(c) => s.resource::<f64>("cpus", json!(c), at(lv), &lsub),
                                 Err(e) => s.drop(at(lv), &lsub, format!("not carried over: {e}")),
                             },

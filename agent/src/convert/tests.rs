@@ -638,3 +638,26 @@ fn the_default_file_and_an_override_beside_it() {
         "{n:?}"
     );
 }
+
+#[test]
+fn zero_limits_are_no_limits_as_in_docker() {
+    let c = convert(
+        "services:\n  a:\n    image: x:1\n    cpus: 0\n    mem_limit: 0\n    mem_reservation: \"0\"\n    deploy:\n      resources:\n        limits: {cpus: \"0.0\", memory: 0}\n",
+    );
+    assert!(c.not_carried.is_empty(), "{:#?}", c.not_carried);
+    let a = container(&c, "a");
+    assert_eq!(a.resources, Default::default());
+    for key in [
+        "cpus",
+        "mem_limit",
+        "mem_reservation",
+        "deploy.resources.limits.cpus",
+    ] {
+        assert!(
+            changed(&c, &format!("services.a.{key}"))
+                .message
+                .contains("unlimited"),
+            "{key}"
+        );
+    }
+}
