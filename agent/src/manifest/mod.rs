@@ -127,9 +127,15 @@ impl fmt::Display for Related {
 }
 
 impl fmt::Display for Diagnostic {
-    /// `file:line:col: field: message`
+    /// `file:line:col: field: message` (a file name with control characters is shown quoted
+    /// and escaped: a newline in it must not forge a second line).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        let file = self.file.display().to_string();
+        if file.chars().any(char::is_control) {
+            write!(f, "{file:?}:{}:{}: ", self.line, self.column)?;
+        } else {
+            write!(f, "{file}:{}:{}: ", self.line, self.column)?;
+        }
         if !self.field.is_empty() {
             write!(f, "{}: ", self.field)?;
         }
