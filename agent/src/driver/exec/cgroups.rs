@@ -168,6 +168,24 @@ pub fn remove_leftovers(version: CgroupVersion, cgroups_path: &str) -> Vec<Strin
     failed
 }
 
+/// [`remove_leftovers`], tried again every 20 ms while something is left, for at most `limit`: a
+/// cgroup still holds a process that is exiting for a moment (`rmdir` says EBUSY). Returns what
+/// is left at the end.
+pub fn remove_leftovers_within(
+    version: CgroupVersion,
+    cgroups_path: &str,
+    limit: std::time::Duration,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let failed = remove_leftovers(version, cgroups_path);
+        if failed.is_empty() || std::time::Instant::now() >= deadline {
+            return failed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Removes cgroup directory `d` and every child cgroup below it, children first (a cgroup
 /// directory goes only with `rmdir`, and only once it has no children). A child made inside the
 /// container would otherwise keep the container's cgroup alive, and on v1 make every later start

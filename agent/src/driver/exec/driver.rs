@@ -213,7 +213,8 @@ pub trait ExecDriver {
     /// Freezes every process of the container.
     fn pause(&self, id: &str) -> Result<(), Error>;
     fn unpause(&self, id: &str) -> Result<(), Error>;
-    /// Removes a container that is not running (its state, bundle and logs).
+    /// Removes a container that is not running (its state, bundle, logs and cgroup), once its
+    /// monitor and its `agent exec`s in flight have ended (each waited for at most 5 s).
     fn delete(&self, id: &str) -> Result<(), Error>;
     fn state(&self, id: &str) -> Result<ContainerInfo, Error>;
     /// Runs a command in the running container (its namespaces, cgroup, user, capabilities,
@@ -435,6 +436,18 @@ impl MonitorDriver {
         }
         let _ = std::fs::remove_file(dir.join(super::state::RESERVE_FILE));
         Ok(self.info(dir, rec))
+    }
+}
+
+/// How long [`ExecDriver::delete`] waits for a container's monitor to end, for its execs in
+/// flight to end, and for its cgroup to empty (each).
+const DELETE_WAIT: Duration = Duration::from_secs(5);
+
+/// Polls `done` every 10 ms until it is true or `limit` has passed.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -716,15 +729,23 @@ impl ExecDriver for MonitorDriver {
                 return Err(Error::StillRunning(info.name));
             }
         }
+        // Its monitor may still be going (a status read as ended while the monitor records the
+        // exit): wait for it to remove libcontainer's state and the cgroup and release its lock.
+        // Then for the `agent exec`s in flight, which may make the cgroup again after that
+        // ([`super::tenant::in_flight`]). Both are bounded: a wedged process must not block the
+        // removal, whose cleanup below then does what it can.
+        wait_until(DELETE_WAIT, || !monitor::monitor_alive(&dir));
+        wait_until(DELETE_WAIT, || super::tenant::in_flight(&dir).is_empty());
         // A monitor that died before cleaning up leaves libcontainer's state and the cgroup.
         if dir.join(RUNTIME_DIR).join(id).exists()
             && let Ok(mut c) = self.libcontainer(&dir, id)
         {
             let _ = c.delete(true);
         }
-        // And what libcontainer could not remove (its state unreadable): the cgroup directories.
+        // And what libcontainer could not remove (its state unreadable, a late exec): the cgroup
+        // directories, retried while a process that is exiting still holds one (EBUSY).
         if let Ok(cg) = paths::cgroups_path_of(&dir) {
-            for line in cgroups::remove_leftovers(cgroups::version(), &cg) {
+            for line in cgroups::remove_leftovers_within(cgroups::version(), &cg, DELETE_WAIT) {
                 tracing::warn!(container = id, cgroup = %line, "cgroup left behind");
             }
         }

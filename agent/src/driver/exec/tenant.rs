@@ -23,6 +23,10 @@
 //! `agent exec` gets are passed on to the command, and the command dies with `agent exec` if
 //! that is killed outright (`PR_SET_PDEATHSIG`). A failure because the container's process ended
 //! meanwhile is reported as "not running", whatever libcontainer met on the way.
+//!
+//! In flight: `<dir>/exec-<pid>.json` exists from before the container's state is read until
+//! `agent exec` ends, so that deleting the container waits for it and then removes the cgroup
+//! that libcontainer's tenant may have made again after the container's end ([`in_flight`]).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -231,6 +235,10 @@ fn terminal_size() -> Option<(u16, u16)> {
 /// exit code (128 + signal when a signal ended it).
 pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> {
     let dir = paths::container_dir(state_dir, id);
+    // Announced before the state is read (see [`InFlight`]): a delete that reads the exit after
+    // this sees the file and waits; one that read it before, this check sees as not running.
+    let process_file = exec_file(&dir, std::process::id() as i32);
+    let _in_flight = InFlight::announce(&process_file, id)?;
     let st = ContainerState::load(&dir)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
     match (st.status, st.pid) {
         (Status::Running, Some(pid)) if is_same_process(pid, st.pid_start) => {}
@@ -263,7 +271,6 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
                 .into(),
         });
     }
-    let process_file = dir.join(format!("exec-{}.json", std::process::id()));
     let json = serde_json::to_vec(&process).map_err(|source| Error::Json {
         path: process_file.clone(),
         source,
@@ -274,7 +281,6 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
         winsize: if req.tty { terminal_size() } else { None },
     };
     let result = run_tenant(&dir, id, &st.name, &process_file, req.tty, executor);
-    let _ = fs::remove_file(&process_file);
     // A failure because the container's process ended meanwhile (a crash-looping container
     // between two runs) says so, not what libcontainer met on the way (a vanished /proc/<pid>,
     // a broken channel, a refused notify socket). An init that is exiting can still look alive
@@ -303,6 +309,67 @@ pub fn run(state_dir: &Path, id: &str, req: &ExecRequest) -> Result<i32, Error> 
         });
     }
     result
+}
+
+/// The process file of the `agent exec` with pid `pid` in container directory `dir`.
+fn exec_file(dir: &Path, pid: i32) -> PathBuf {
+    dir.join(format!("exec-{pid}.json"))
+}
+
+/// `<dir>/exec-<pid>.json` while `agent exec` runs (libcontainer's process file, written first
+/// empty), removed when it ends. libcontainer's tenant adds its process to the container's
+/// cgroup, and on cgroup v1 makes the cgroup's directory in every hierarchy to do so, after it
+/// checked that the container runs: an exec that checked just before the container's init
+/// exited makes the cgroup again after the monitor removed it, and nothing would remove that
+/// empty cgroup. So [`super::driver::ExecDriver::delete`] waits for the execs this file
+/// announces ([`in_flight`]) before it removes the cgroup's leftovers.
+struct InFlight(PathBuf);
+
+impl InFlight {
+    fn announce(path: &Path, id: &str) -> Result<InFlight, Error> {
+        match fs::write(path, b"") {
+            Ok(()) => Ok(InFlight(path.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => Err(Error::io("write", path)(e)),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The pids of the `agent exec` processes that run in container directory `dir` now: their
+/// [`InFlight`] files whose process lives and is no zombie (a file left by an exec killed
+/// outright is skipped, unless its pid was reused meanwhile).
+pub fn in_flight(dir: &Path) -> Vec<i32> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let pid = name
+                .to_str()?
+                .strip_prefix("exec-")?
+                .strip_suffix(".json")?;
+            pid.parse::<i32>().ok().filter(|&p| p > 0)
+        })
+        .filter(|&p| {
+            // Alive and not a zombie (state `Z` after the command name).
+            fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                st.rsplit_once(')')
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Whether the kernel is ending process `pid` (`PF_EXITING` in its flags): an init that waits for
@@ -636,4 +703,48 @@ pub fn parse_env(items: &[String]) -> Result<HashMap<String, String>, Error> {
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_lists_the_announced_execs_that_live() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let zombie = child.id() as i32;
+        let mut reaped = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone = reaped.id() as i32;
+        reaped.wait().unwrap_or_else(|e| panic!("{e}"));
+        // Ended, not reaped yet: a zombie.
+        while !fs::read_to_string(format!("/proc/{zombie}/stat")).is_ok_and(|s| s.contains(") Z")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(in_flight(d.path()).is_empty());
+        let announced =
+            InFlight::announce(&exec_file(d.path(), me), "c1").unwrap_or_else(|e| panic!("{e}"));
+        for p in [gone, zombie] {
+            fs::write(exec_file(d.path(), p), b"").unwrap_or_else(|e| panic!("{e}"));
+        }
+        for other in ["exec-x.json", "exec-0.json", "exec-12.log", "state.json"] {
+            fs::write(d.path().join(other), b"").unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(in_flight(d.path()), vec![me]);
+        drop(announced);
+        assert!(in_flight(d.path()).is_empty());
+        child.wait().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(
+                InFlight::announce(&exec_file(&d.path().join("gone"), me), "c1"),
+                Err(Error::NotFound(id)) if id == "c1"
+            ),
+            "a removed container is not found"
+        );
+    }
 }
