@@ -52,7 +52,17 @@
 # and namespace names (all derived from $$); traffic only to 127.0.0.1 and to its own containers.
 # Everything is removed on exit, Ctrl-C or SIGTERM.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# bash reads a script while it runs it: a checkout updated during a multi-hour run changes the
+# lines still to come (three runs once ended in "command not found" instead of their end-of-run
+# checks that way). So the script runs from a private copy, removed at once (bash keeps it open).
+if [ -z "${SOAK_REPO:-}" ]; then
+  SOAK_REPO=$(cd "$(dirname "$0")/.." && pwd)
+  copy=$(mktemp /tmp/agent-soak-XXXXXX)
+  cp "$0" "$copy"
+  SOAK_REPO=$SOAK_REPO exec bash "$copy" "$@"
+fi
+case "$0" in /tmp/agent-soak-*) rm -f "$0" ;; esac
+cd "$SOAK_REPO"
 repo=$PWD
 [ "$(id -u)" = 0 ] || { echo "soak: needs root" >&2; exit 1; }
 
