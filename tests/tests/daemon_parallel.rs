@@ -301,11 +301,10 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
     );
     // `agent status` shows the pull in flight.
     let status = d.cli_json(&["status"]);
-    let pulling = status["in_flight"].as_array().is_some_and(|w| {
-        w.iter()
-            .any(|x| x["object"].as_str().is_some_and(|o| o.contains("/slow:1")))
-    });
-    assert!(pulling, "the pull is not listed in flight: {status}");
+    assert!(
+        pulling(&status),
+        "the pull is not listed in flight: {status}"
+    );
     // The agent stops promptly although the pull still hangs (it is not waited for).
     let status = d.stop();
     assert!(
@@ -313,9 +312,30 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
         "{status:?}\n{}",
         d.log_tail()
     );
+    // The next agent resumes the pull; removing everything meanwhile (the images too, whose
+    // garbage collection once waited for the pull, up to its 30-minute timeout) is not held up.
     d.start();
+    d.wait_for("the pull resumed", Duration::from_secs(30), || {
+        pulling(&d.cli_json(&["status"])).then_some(())
+    });
     d.remove("slow.yaml");
     d.remove_all_and_wait(Duration::from_secs(60));
+    d.wait_for("the images removed", Duration::from_secs(30), || {
+        let out = std::process::Command::new(agent_e2e::agent_bin())
+            .args(["image", "ls", "-q", "--state-dir"])
+            .arg(&d.state)
+            .output()
+            .ok()?;
+        (out.status.success() && out.stdout.is_empty()).then_some(())
+    });
+}
+
+/// Whether `agent status` lists the pull of `…/slow:1` in flight.
+fn pulling(status: &serde_json::Value) -> bool {
+    status["in_flight"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|x| x["object"].as_str().is_some_and(|o| o.contains("/slow:1")))
+    })
 }
 
 #[test]

@@ -18,6 +18,10 @@ use super::index::{Image, ImageIndex, JsonImageIndex};
 use super::layers::LayerStore;
 use super::rootfs::{self, AnyDriver, ContainerLayer, DriverKind, GraphDriver};
 
+/// Marks a blob collection left for the end of the pull that was downloading (see
+/// [`Graph::collect_garbage`]).
+const GC_PENDING: &str = "gc-pending";
+
 /// Version of the `graph/` directory layout.
 pub const LAYOUT_VERSION: u32 = 1;
 
@@ -195,6 +199,12 @@ impl Graph {
                 tracing::warn!(layer = %info.chain_id, error = %e, "undoing a failed load");
             }
         }
+        // A pull downloading meanwhile put blobs no image names yet: they are not this load's
+        // to remove; the pull collects what the load left once it has imported.
+        let Ok(Some(_no_pull)) = self.flock("pull.lock", false) else {
+            self.defer_blob_collection();
+            return;
+        };
         for b in self.blobs.list().unwrap_or_default() {
             if !blobs_before.contains(&b)
                 && !used.contains(&b)
@@ -303,7 +313,7 @@ impl Graph {
                 report.images.push(img.id);
             }
         }
-        self.remove_unreferenced(&containers, &mut report)?;
+        self.remove_unreferenced(&containers, true, &mut report)?;
         // Every pull and import holds the lock, so nothing in blobs/tmp is in use now.
         let tmp = self.blobs.tmp_dir();
         for e in fs::read_dir(&tmp).map_err(Error::io("list", &tmp))? {
@@ -318,20 +328,51 @@ impl Graph {
     }
 
     /// Removes every layer and blob that no image and no container layer refers to (no image
-    /// and no temporary file: partial downloads stay for the next pull).
+    /// and no temporary file: partial downloads stay for the next pull). Never waits for a pull
+    /// (a removal would otherwise hang for as long as an unrelated download, up to
+    /// `registries.pull_timeout`): while one downloads, the blobs it put in the store are named
+    /// by no image yet, so blobs stay and the pull collects them when it has imported its image
+    /// (see [`Graph::collect_deferred`]); layers go at once (a pull adds its layers under the
+    /// graph lock, which this holds).
     pub fn collect_garbage(&self) -> Result<PruneReport, Error> {
-        // As `prune`: a running pull has blobs in the store that no image names yet.
-        let _p = self.pull_lock()?;
         let _l = self.lock()?;
+        // Held to the end: no pull starts downloading meanwhile.
+        let no_pull = self.flock("pull.lock", false)?;
         let containers = self.containers()?;
         let mut report = PruneReport::default();
-        self.remove_unreferenced(&containers, &mut report)?;
+        self.remove_unreferenced(&containers, no_pull.is_some(), &mut report)?;
+        if no_pull.is_none() {
+            self.defer_blob_collection();
+        }
         Ok(report)
     }
 
+    /// Called by a pull that holds the pull lock and the graph lock after its import: collects
+    /// the blobs a removal left while it downloaded (nothing when none did).
+    pub(crate) fn collect_deferred(&self) -> Result<PruneReport, Error> {
+        let mut report = PruneReport::default();
+        if !self.root.join(GC_PENDING).exists() {
+            return Ok(report);
+        }
+        let containers = self.containers()?;
+        self.remove_unreferenced(&containers, true, &mut report)?;
+        Ok(report)
+    }
+
+    /// Marks that unreferenced blobs were left because a pull was downloading.
+    fn defer_blob_collection(&self) {
+        let p = self.root.join(GC_PENDING);
+        if let Err(e) = fs::write(&p, b"") {
+            tracing::warn!(path = %p.display(), error = %e, "cannot mark the blob collection deferred; the next removal does it");
+        }
+    }
+
+    /// Removes the layers (and with `blobs`, the blobs) no image or container layer refers to;
+    /// with `blobs`, also the mark of a deferred collection.
     fn remove_unreferenced(
         &self,
         containers: &[ContainerLayer],
+        blobs: bool,
         report: &mut PruneReport,
     ) -> Result<(), Error> {
         let images = self.index.list()?;
@@ -354,13 +395,21 @@ impl Graph {
                 report.layers.push(info.chain_id);
             }
         }
+        if !blobs {
+            return Ok(());
+        }
         for b in self.blobs.list()? {
             if !keep_blobs.contains(&b) {
                 self.blobs.remove(&b)?;
                 report.blobs += 1;
             }
         }
-        Ok(())
+        match fs::remove_file(self.root.join(GC_PENDING)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", &self.root.join(GC_PENDING))(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Creates container layer `id` on image `what` with the selected driver.
@@ -557,5 +606,93 @@ mod tests {
         assert!(!tmp.join("put-1-0").exists());
         assert!(!g.root().join("layers/.tmp-1-0").exists());
         assert!(tmp.join("pull-ab.partial").exists());
+    }
+
+    /// Runs `f` on a thread and fails the test when it has not returned within 20 s (it blocked
+    /// on a lock it must not wait for).
+    fn within_20s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("blocked for 20 s: it waited for the pull"))
+    }
+
+    #[test]
+    fn removing_an_image_does_not_wait_for_a_pull_and_keeps_its_blobs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = dir.path().join("state");
+        let g = Graph::open(&state, Some(DriverKind::Vfs)).unwrap_or_else(|e| panic!("{e}"));
+        let base = tar_of(&[("etc/base", b"base layer")]);
+        let cfg = config(&[Digest::of(&base)]);
+        let archive = dir.path().join("a.tar");
+        docker_archive(
+            &archive,
+            &[("a.json", "a:1", &["base.tar"])],
+            &[("a.json", &cfg), ("base.tar", &base)],
+        );
+        g.load(&archive, None).unwrap_or_else(|e| panic!("{e}"));
+        let image_blobs = g.blobs().list().unwrap_or_default();
+        assert!(!image_blobs.is_empty());
+
+        // A pull downloads (it holds the pull lock) and has put a blob no image names yet.
+        let pulling = g.pull_lock().unwrap_or_else(|e| panic!("{e}"));
+        let downloaded = g
+            .blobs()
+            .put_bytes(b"a layer the pull downloaded", "pulled")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gc = within_20s(move || {
+            let g = Graph::open(&state, Some(DriverKind::Vfs)).unwrap_or_else(|e| panic!("{e}"));
+            g.remove_image("a:1").unwrap_or_else(|e| panic!("{e}"));
+            g.collect_garbage().unwrap_or_else(|e| panic!("{e}"))
+        });
+        assert!(g.images().unwrap_or_default().is_empty());
+        assert_eq!(gc.layers.len(), 1, "unreferenced layers go at once");
+        assert!(g.layers().list().unwrap_or_default().is_empty());
+        assert_eq!(gc.blobs, 0, "blobs must wait for the pull");
+        assert!(g.blobs().contains(&downloaded));
+        assert!(image_blobs.iter().all(|b| g.blobs().contains(b)));
+
+        // Its import done, the pull collects what the removal left.
+        let r = g.collect_deferred().unwrap_or_else(|e| panic!("{e}"));
+        drop(pulling);
+        assert_eq!(r.blobs, image_blobs.len() + 1);
+        assert!(g.blobs().list().unwrap_or_default().is_empty());
+        // Nothing deferred any more: the next pull's end removes nothing.
+        let blob = g
+            .blobs()
+            .put_bytes(b"resumable data of a failed pull", "pulled")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(g.collect_deferred().map(|r| r.blobs).ok(), Some(0));
+        assert!(g.blobs().contains(&blob));
+    }
+
+    #[test]
+    fn a_failed_load_leaves_a_downloading_pull_its_blobs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let g = Graph::open(&dir.path().join("state"), Some(DriverKind::Vfs))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pulling = g.pull_lock().unwrap_or_else(|e| panic!("{e}"));
+        let downloaded = g
+            .blobs()
+            .put_bytes(b"a layer the pull downloaded", "pulled")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let evil = evil_layer();
+        let cfg = config(&[Digest::of(&evil)]);
+        let bad = dir.path().join("bad.tar");
+        docker_archive(
+            &bad,
+            &[("b.json", "b:1", &["evil.tar"])],
+            &[("b.json", &cfg), ("evil.tar", &evil)],
+        );
+        assert!(g.load(&bad, None).is_err());
+        assert!(
+            g.blobs().contains(&downloaded),
+            "the failed load took the pull's blob"
+        );
+        drop(pulling);
+        // The load's own blobs go with the pull's end (or the next removal).
+        assert!(g.collect_deferred().map(|r| r.blobs).unwrap_or(0) >= 1);
     }
 }

@@ -174,6 +174,18 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
     )?;
     graph.index().put(image.clone())?;
     let image = graph.index().find(image.id.as_str())?;
+    match graph.collect_deferred() {
+        Ok(r) if r.blobs > 0 => {
+            tracing::info!(
+                blobs = r.blobs,
+                "blobs a removal left while this pull downloaded are removed"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot remove the blobs a removal left; the next removal does")
+        }
+    }
     Ok(PullReport {
         image,
         resolved: resolved.source,
