@@ -16,6 +16,17 @@
 //!   driver refuses it; Docker would clean it silently) and a mount target must not be `/`.
 //!   No path, command argument, env value or sysctl holds a NUL byte (the kernel cannot take
 //!   one); sysctl names are dot-separated words of `A-Za-z0-9_-`.
+//! - Control characters ([`control_char`]: NUL, newline, carriage return, escape, the rest of
+//!   C0, DEL, C1) are refused where a manifest string reaches a line of text (the plan's
+//!   reasons `labels.KEY old -> new`, `env.KEY changed`, mounts, the archive tag; the event
+//!   log; the agent's log) and has no use for them: label keys and values (a tab is allowed in
+//!   a value), environment variable names (env and secretEnv), every host and container path
+//!   (binds, tmpfs, workingDir, devices, archives, secret files and targets, envFiles) and an
+//!   archive's `tag` (also at most 384 characters). Env values, command, entrypoint and
+//!   healthcheck arguments and sysctl values keep newlines, as Docker does: they reach the
+//!   process or the kernel as they are (`execve` takes any byte but NUL; the exec driver passes
+//!   them in `config.json` and as one argument of `agent exec`), a shell script in `sh -c`
+//!   needs them, and the plan never shows an env value; only NUL is refused there.
 //! - Network modes other than `bridge` refuse the options they make meaningless (ports, links,
 //!   networks; and for `container:NAME` also hostname, dns, dnsSearch, extraHosts), as Docker does.
 //! - Two published ports conflict when protocol and some host port are the same and the host
@@ -48,6 +59,25 @@ pub fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+/// The first control character of `s` (C0 such as NUL, newline, carriage return and escape;
+/// DEL; C1), if any. Such a character truncates a C string (NUL), forges a line of the plan, the
+/// event log or the agent's log (newline, carriage return), or drives the terminal that shows
+/// them (escape).
+pub fn control_char(s: &str) -> Option<char> {
+    s.chars().find(|ch| ch.is_control())
+}
+
+/// A control character as a message names it: `a NUL byte`, `a newline`, `U+001B`.
+pub fn char_name(ch: char) -> String {
+    match ch {
+        '\0' => "a NUL byte".into(),
+        '\n' => "a newline".into(),
+        '\r' => "a carriage return".into(),
+        '\t' => "a tab".into(),
+        _ => format!("the control character U+{:04X}", ch as u32),
+    }
 }
 
 /// The rule for names, for error messages.

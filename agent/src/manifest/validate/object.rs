@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::{NAME_RULE, diag, is_dns_label};
+use super::{NAME_RULE, char_name, control_char, diag, is_dns_label};
 use crate::manifest::container::{ContainerSpec, Limit, MemorySwap, Mount, NetworkMode, Resources};
 use crate::manifest::load::Object;
 use crate::manifest::node::Step::{self, Index, Key};
@@ -40,10 +40,14 @@ impl Check<'_> {
                     p.display().to_string()
                 ),
             );
-        } else if has_nul(p) {
+        } else if let Some(ch) = path_control(p) {
             self.err(
                 path,
-                format!("{what} {:?} contains a NUL byte", p.display().to_string()),
+                format!(
+                    "{what} {:?} contains {}: paths hold no control characters",
+                    p.display().to_string(),
+                    char_name(ch)
+                ),
             );
         }
     }
@@ -52,7 +56,7 @@ impl Check<'_> {
     /// exec driver refuses `..`; `agent validate` says so first). A mount target must also not
     /// be `/` itself (`mount` true).
     fn container_path(&mut self, path: &[Step<'_>], what: &str, p: &Path, mount: bool) {
-        if !p.is_absolute() || has_nul(p) {
+        if !p.is_absolute() || path_control(p).is_some() {
             return self.absolute(path, what, p);
         }
         let shown = p.display().to_string();
@@ -96,9 +100,20 @@ impl Check<'_> {
     }
 }
 
-fn has_nul(p: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    p.as_os_str().as_bytes().contains(&0)
+/// The first control character of a path (see [`control_char`]): manifest paths come from YAML
+/// strings, so they are UTF-8.
+fn path_control(p: &Path) -> Option<char> {
+    control_char(&p.to_string_lossy())
+}
+
+/// The rule for environment variable names, for error messages.
+const ENV_NAME_RULE: &str =
+    "it must be non-empty without '=' or control characters (NUL, newline, ...)";
+
+/// Whether `k` may name an environment variable: Docker takes any name without `=`; a control
+/// character would forge a line where the plan names the variable (`env.KEY changed`).
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty() && !k.contains('=') && control_char(k).is_none()
 }
 
 /// The message for a duration field above [`MAX_DURATION`].
@@ -122,14 +137,29 @@ pub fn check_object(obj: &Object) -> Vec<Diagnostic> {
             format!("invalid name {name:?}: {NAME_RULE}"),
         );
     }
-    for key in obj.manifest.metadata().labels.keys() {
+    for (key, value) in &obj.manifest.metadata().labels {
+        let at = [Key("metadata"), Key("labels"), Key(key)];
         if key.is_empty()
             || key.len() > 253
-            || key.chars().any(|ch| ch.is_whitespace() || ch == '=')
+            || key
+                .chars()
+                .any(|ch| ch.is_whitespace() || ch == '=' || ch.is_control())
         {
             c.err(
-                &[Key("metadata"), Key("labels"), Key(key)],
-                format!("invalid label key {key:?}: 1-253 characters without spaces or '='"),
+                &at,
+                format!(
+                    "invalid label key {key:?}: 1-253 characters without spaces, '=' or control \
+                     characters"
+                ),
+            );
+        } else if let Some(ch) = value.chars().find(|ch| ch.is_control() && *ch != '\t') {
+            c.err(
+                &at,
+                format!(
+                    "label {key} value {value:?} contains {}: a label value is one line of text \
+                     without control characters but tab (NUL, newline, escape, ...)",
+                    char_name(ch)
+                ),
             );
         }
     }
@@ -266,22 +296,51 @@ fn image(c: &mut Check<'_>, spec: &ImageSpec) {
                 c.err(&[Key("spec"), Key("registry"), Key("reference")], e);
             }
         }
-        ImageSpec::OciLayout(a) => c.absolute(
-            &[Key("spec"), Key("ociLayout"), Key("path")],
-            "ociLayout.path",
-            &a.path,
-        ),
-        ImageSpec::DockerArchive(a) => c.absolute(
-            &[Key("spec"), Key("dockerArchive"), Key("path")],
-            "dockerArchive.path",
-            &a.path,
-        ),
+        ImageSpec::OciLayout(a) => {
+            c.absolute(
+                &[Key("spec"), Key("ociLayout"), Key("path")],
+                "ociLayout.path",
+                &a.path,
+            );
+            archive_tag(c, "ociLayout", a.tag.as_deref());
+        }
+        ImageSpec::DockerArchive(a) => {
+            c.absolute(
+                &[Key("spec"), Key("dockerArchive"), Key("path")],
+                "dockerArchive.path",
+                &a.path,
+            );
+            archive_tag(c, "dockerArchive", a.tag.as_deref());
+        }
         ImageSpec::RootfsTar(r) => c.absolute(
             &[Key("spec"), Key("rootfsTar"), Key("path")],
             "rootfsTar.path",
             &r.path,
         ),
     }
+}
+
+/// The longest archive `tag`: the distribution grammar's longest name (255) and tag (128).
+const MAX_ARCHIVE_TAG: usize = 255 + 1 + 128;
+
+/// An archive's `tag` (a `name:tag` or an OCI `ref.name`): it is compared with the archive's
+/// names and shown in the plan and in errors, so it is one line of text of bounded length.
+fn archive_tag(c: &mut Check<'_>, source: &'static str, tag: Option<&str>) {
+    let Some(t) = tag else { return };
+    let bad = if t.is_empty() || t.len() > MAX_ARCHIVE_TAG {
+        format!("1-{MAX_ARCHIVE_TAG} characters")
+    } else if let Some(ch) = control_char(t) {
+        format!("it contains {}", char_name(ch))
+    } else {
+        return;
+    };
+    c.err(
+        &[Key("spec"), Key(source), Key("tag")],
+        format!(
+            "invalid {source}.tag {t:?}: {bad}; a tag is the name:tag (or OCI ref.name) of one \
+             image in the archive, without control characters"
+        ),
+    );
 }
 
 /// Linux interface names: 1-15 bytes, no '/', ':', whitespace; not `.` or `..`.
@@ -425,8 +484,11 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
         );
     }
     for (k, v) in &s.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            c.err(&[Key("spec"), Key("env"), Key(k)], format!("invalid environment variable name {k:?}: it must be non-empty without '=' or NUL"));
+        if !is_env_name(k) {
+            c.err(
+                &[Key("spec"), Key("env"), Key(k)],
+                format!("invalid environment variable name {k:?}: {ENV_NAME_RULE}"),
+            );
         }
         if v.contains('\0') {
             c.err(
@@ -589,10 +651,13 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
     let mut env_files_seen = BTreeSet::new();
     for (i, f) in s.env_files.iter().enumerate() {
         let at = [Key("spec"), Key("envFiles"), Index(i)];
-        if f.trim().is_empty() || f.contains('\0') {
+        if f.trim().is_empty() || control_char(f).is_some() {
             c.err(
                 &at,
-                "an env file is a path, absolute or relative to the manifest's directory".into(),
+                format!(
+                    "invalid env file {f:?}: an env file is a path, absolute or relative to the \
+                     manifest's directory, without control characters"
+                ),
             );
         } else if !env_files_seen.insert(f.as_str()) {
             c.err(&at, format!("env file {f} is listed twice in envFiles"));
@@ -774,7 +839,16 @@ fn secrets(c: &mut Check<'_>, s: &ContainerSpec) {
         let at = |k: &'static str| [Key("spec"), Key("secrets"), Index(i), Key(k)];
         c.name_ref(&at("source"), "secret", &r.source);
         let target = crate::plan::effective::normalize_path(&r.effective_target());
-        if target
+        if let Some(ch) = path_control(&target) {
+            c.err(
+                &at("target"),
+                format!(
+                    "invalid secret target {:?}: it contains {}; paths hold no control characters",
+                    target.display().to_string(),
+                    char_name(ch)
+                ),
+            );
+        } else if target
             .components()
             .any(|p| matches!(p, std::path::Component::ParentDir))
             || target == Path::new("/")
@@ -814,8 +888,11 @@ fn secrets(c: &mut Check<'_>, s: &ContainerSpec) {
     }
     for (k, name) in &s.secret_env {
         let at = [Key("spec"), Key("secretEnv"), Key(k)];
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            c.err(&at, format!("invalid environment variable name {k:?}: it must be non-empty without '=' or NUL"));
+        if !is_env_name(k) {
+            c.err(
+                &at,
+                format!("invalid environment variable name {k:?}: {ENV_NAME_RULE}"),
+            );
         }
         if s.env.contains_key(k) {
             c.err(&at, format!("{k} is set in both env and secretEnv"));
@@ -842,8 +919,15 @@ fn devices(c: &mut Check<'_>, s: &ContainerSpec) {
             );
             continue;
         }
-        if has_nul(source) || has_nul(path) {
-            c.err(&at, format!("device {d}: a path contains a NUL byte"));
+        if let Some(ch) = path_control(source).or_else(|| path_control(path)) {
+            c.err(
+                &at,
+                format!(
+                    "device {:?}: a path contains {}; paths hold no control characters",
+                    d.to_string(),
+                    char_name(ch)
+                ),
+            );
             continue;
         }
         if path
