@@ -18,7 +18,7 @@ use super::ports::{self, TakenPort};
 use super::types::{
     AttachRequest, Attachment, AttachmentRecord, Endpoint, LinkAllow, NetworkMode, PublishedPort,
 };
-use super::{Error, bridge, dns, links, netlink, netns};
+use super::{Error, bridge, dns, hostroutes, links, netlink, netns};
 
 /// The network driver of one agent instance. Calls block (each netlink exchange runs on its
 /// own short-lived thread), so async callers use `spawn_blocking`.
@@ -296,6 +296,9 @@ impl NetworkDriver {
                 });
             }
         }
+        // Before anything is made or moved: a subnet the host reaches through another
+        // interface is refused (creating or readdressing the bridge only).
+        self.check_host(net)?;
         if let Some(old) = self
             .store
             .networks()?
@@ -322,6 +325,85 @@ impl NetworkDriver {
             self.warn_forward_problems();
         }
         Ok(())
+    }
+
+    /// Refuses to give `net`'s bridge its address (create it, or move it to a new subnet) while
+    /// a route or address of another interface of the host overlaps its subnet (see
+    /// [`hostroutes`]). A bridge that carries its address already passes: what it overlaps is
+    /// reported by [`NetworkDriver::host_problems`], and it is left alone.
+    pub(crate) fn check_host(&self, net: &NetworkConfig) -> Result<(), Error> {
+        let view = self.host_view()?;
+        if view.has_address(&net.bridge, net.gateway(), net.subnet.prefix_len()) {
+            return Ok(());
+        }
+        let recorded = self.store.networks()?;
+        let own = |d: &str| d == net.bridge || self.own_device(&recorded, d);
+        let found = hostroutes::conflicts(net.network(), &view, &own);
+        if found.is_empty() {
+            return Ok(());
+        }
+        let (conflict, device) = hostroutes::describe(&found);
+        Err(Error::HostOverlap {
+            network: net.name.clone(),
+            subnet: net.network().to_string(),
+            conflict,
+            device,
+        })
+    }
+
+    /// The host's IPv4 routes, addresses and rule tables.
+    fn host_view(&self) -> Result<hostroutes::HostView, Error> {
+        netlink::run_in(None, |h| async move { hostroutes::read(&h).await })
+    }
+
+    /// Whether interface `dev` is one of this instance's bridges (of `recorded`) or veths.
+    fn own_device(&self, recorded: &[NetworkConfig], dev: &str) -> bool {
+        recorded.iter().any(|n| n.bridge == dev) || self.opts.owns_veth_name(dev)
+    }
+
+    /// The instance's networks whose subnet a route or address of another interface of the
+    /// host overlaps (one came up after the network was made: a LAN, a VPN), one sentence
+    /// each. Nothing is torn down for it.
+    pub fn route_overlaps(&self) -> Result<Vec<String>, Error> {
+        let recorded = self.store.networks()?;
+        if recorded.is_empty() {
+            return Ok(Vec::new());
+        }
+        let view = self.host_view()?;
+        let own = |d: &str| self.own_device(&recorded, d);
+        Ok(recorded
+            .iter()
+            .filter_map(|n| {
+                let found = hostroutes::conflicts(n.network(), &view, &own);
+                if found.is_empty() {
+                    return None;
+                }
+                let (conflict, device) = hostroutes::describe(&found);
+                Some(format!(
+                    "network {} (bridge {}, subnet {}) overlaps {conflict}: traffic for those \
+                     addresses may go to the bridge instead of {device}, or the other way; its \
+                     containers are left running, but once the bridge is gone (a reboot) the \
+                     agent will not create it again while the overlap lasts; choose another \
+                     subnet for network {}",
+                    n.name,
+                    n.bridge,
+                    n.network(),
+                    n.name
+                ))
+            })
+            .collect())
+    }
+
+    /// Host problems for `agent status`: [`NetworkDriver::forward_problems`], then
+    /// [`NetworkDriver::route_overlaps`] (logged and left out when the host's routes cannot be
+    /// read).
+    pub fn host_problems(&self) -> Result<Vec<String>, Error> {
+        let mut out = self.forward_problems()?;
+        match self.route_overlaps() {
+            Ok(w) => out.extend(w),
+            Err(e) => tracing::warn!(error = %e, "network: reading the host's routes"),
+        }
+        Ok(out)
     }
 
     fn users_of(&self, network: &str) -> Result<Vec<String>, Error> {
@@ -686,6 +768,7 @@ impl NetworkDriver {
             })?;
             if idx.is_none() {
                 tracing::warn!(bridge = %net.bridge, "bridge missing; recreating it");
+                self.check_host(net)?;
                 bridge::ensure(net)?;
             }
         }

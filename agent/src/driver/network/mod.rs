@@ -10,7 +10,8 @@
 //! [`dns`] (service names: the records file and the DNS server process),
 //! [`links`] (hosts file, link variables), [`firewall`] (the `FirewallDriver` trait and its
 //! nftables and iptables backends), [`bridge`], [`netns`], [`netlink`] (kernel plumbing, every
-//! netlink socket on a thread inside the namespace it manages), [`driver`] (attach, detach,
+//! netlink socket on a thread inside the namespace it manages), [`hostroutes`] (the host's own
+//! routes and addresses a network's subnet must not overlap), [`driver`] (attach, detach,
 //! networks), [`cleanup`] (start-up) and [`repair`] (drift). See `docs/network.md` for the whole picture.
 
 pub mod bridge;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dns;
 pub mod driver;
 pub mod firewall;
+pub mod hostroutes;
 pub mod ipam;
 pub mod links;
 pub mod netlink;
@@ -49,6 +51,20 @@ pub enum Error {
     },
     #[error("network driver option {field}: {reason}")]
     Options { field: String, reason: String },
+    #[error(
+        "network {network}: subnet {subnet} overlaps {conflict}; a bridge with this subnet would \
+         take that traffic away from {device} and could cut the host off the network it is \
+         reached through. Nothing was created: choose another subnet for network {network}"
+    )]
+    HostOverlap {
+        network: String,
+        subnet: String,
+        /// The host's route or address (and how many more), e.g. `the host's route
+        /// 192.168.1.0/24 dev eth0`.
+        conflict: String,
+        /// Its interface.
+        device: String,
+    },
     #[error("network {network}: no free address left in {subnet}; the subnet is full")]
     SubnetFull { network: String, subnet: String },
     #[error(transparent)]

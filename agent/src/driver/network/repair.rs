@@ -174,6 +174,8 @@ impl NetworkDriver {
                     reason: format!("network {} is no longer recorded", e.network),
                 })?;
             if bridge_gone {
+                // Not while another interface of the host has the subnet (see `hostroutes`).
+                self.check_host(net)?;
                 bridge::ensure(net)?;
                 done.push(format!("bridge {}", e.bridge));
             }

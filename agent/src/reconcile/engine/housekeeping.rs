@@ -1,7 +1,7 @@
 //! The loop's housekeeping, apart from passes and works: recovery and network clean-up at
 //! start-up, network drift found (its repair is a work), containers found running without their
 //! monitor (their repair is a work), host problems for `agent status` (another firewall
-//! dropping the bridges' traffic), and stopping every container at exit when configured.
+//! dropping the bridges' traffic, a host interface overlapping a network's subnet), and stopping every container at exit when configured.
 
 use serde_json::json;
 
@@ -115,7 +115,8 @@ impl Engine {
     }
 
     /// Host problems for `agent status`: traffic on the agent's bridges that another firewall
-    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop. Bridges a
+    /// (Docker's FORWARD policy DROP, another nftables table, firewalld) would drop, and
+    /// networks whose subnet another interface of the host has come to overlap. Bridges a
     /// reloaded firewalld forgot are put back in its trusted zone first.
     pub(super) fn host_warnings(&mut self) {
         let Some(Ok(net)) = self.p.applier.as_ref().map(|a| &a.net) else {
@@ -125,10 +126,10 @@ impl Engine {
         if let Err(e) = net.driver().refresh_firewalld() {
             tracing::warn!(error = %e, "firewalld: adding the bridges to the trusted zone again");
         }
-        match net.driver().forward_problems() {
+        match net.driver().host_problems() {
             Ok(w) => {
                 for line in &w {
-                    tracing::warn!(problem = %line, "traffic on the agent's bridges may be dropped");
+                    tracing::warn!(problem = %line, "host problem for the agent's networks");
                 }
                 self.forward_problems = w;
                 self.publish_warnings();
