@@ -482,10 +482,11 @@ fn substituted(
             let c = Converted {
                 manifest,
                 from,
+                file: compose.to_path_buf(),
                 line: 1,
                 col: 1,
             };
-            out.push((name.clone(), agent::convert::render::document(&c, compose)));
+            out.push((name.clone(), agent::convert::render::document(&c)));
         }
     }
     out

@@ -1,5 +1,6 @@
-//! `agent convert compose [FILE | -f FILE] [-o DIR]`: agent manifests from a docker-compose file
-//! ([`crate::convert`]).
+//! `agent convert compose [FILE | -f FILE...] [-o DIR]`: agent manifests from a docker-compose
+//! project ([`crate::convert`]): one file, several `-f` files merged in order, or, given none,
+//! the file found in the current directory with the override file beside it, as `docker compose`.
 //!
 //! Without `-o` the manifests go to standard output as one multi-document stream; with `-o DIR`
 //! one file per object is written into DIR (made if missing), refusing to replace existing files
@@ -31,10 +32,13 @@ pub enum Command {
 pub struct ComposeArgs {
     /// The compose file. `${VAR}` is read from the environment, then from the `.env` file
     /// beside it [default: as `docker compose` finds it: compose.yaml, compose.yml,
-    /// docker-compose.yaml or docker-compose.yml in the current directory].
+    /// docker-compose.yml or docker-compose.yaml in the current directory, with
+    /// compose.override.yml (or .yaml, or docker-compose.override.yml/.yaml) beside it merged
+    /// in].
     pub file: Option<PathBuf>,
-    /// The compose file, as `docker compose -f FILE` (the same as FILE; one file: the
-    /// converter does not merge several).
+    /// A compose file, as `docker compose -f FILE`; repeated, the files are merged in order
+    /// (later ones override earlier ones, Compose's merge rules); the project directory is the
+    /// first file's.
     #[arg(
         short = 'f',
         long = "file",
@@ -73,31 +77,29 @@ pub fn run(cmd: Command) -> crate::Result<Outcome> {
     }
 }
 
-/// The compose file: FILE, `-f FILE`, or the one `docker compose` finds in the current
-/// directory.
-fn compose_file(args: &ComposeArgs) -> crate::Result<PathBuf> {
+/// The compose files: FILE, the `-f FILE`s, or those `docker compose` finds in the current
+/// directory (the compose file and the override file beside it).
+fn compose_files(args: &ComposeArgs) -> crate::Result<Vec<PathBuf>> {
     if let Some(f) = &args.file {
-        return Ok(f.clone());
+        return Ok(vec![f.clone()]);
     }
-    match args.file_opt.as_slice() {
-        [f] => Ok(f.clone()),
-        [] => convert::find_default(Path::new(".")).ok_or_else(|| {
-            crate::Error::Usage(format!(
-                "no compose file given and none of {} in the current directory",
-                convert::DEFAULT_FILES.join(", ")
-            ))
-        }),
-        many => Err(crate::Error::Usage(format!(
-            "{} compose files given with -f: the converter reads one and does not merge several as `docker compose -f a -f b` does; merge them into one file (`docker compose -f a -f b config > merged.yaml` does) and convert that",
-            many.len()
-        ))),
+    if !args.file_opt.is_empty() {
+        return Ok(args.file_opt.clone());
     }
+    convert::default_files(Path::new(".")).ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "no compose file given and none of {} in the current directory",
+            convert::DEFAULT_FILES.join(", ")
+        ))
+    })
 }
 
 fn compose(args: ComposeArgs) -> crate::Result<Outcome> {
-    let file = compose_file(&args)?;
-    if let Err(e) = std::fs::metadata(&file) {
-        return Err(crate::Error::Usage(format!("{}: {e}", file.display())));
+    let files = compose_files(&args)?;
+    for file in &files {
+        if let Err(e) = std::fs::metadata(file) {
+            return Err(crate::Error::Usage(format!("{}: {e}", file.display())));
+        }
     }
     let opts = convert::Options {
         project_name: args.project_name.clone(),
@@ -105,7 +107,7 @@ fn compose(args: ComposeArgs) -> crate::Result<Outcome> {
         subnet_pool: args.subnet_pool,
         env: std::env::vars().collect(),
     };
-    let conversion = match convert::convert_file(&file, &opts) {
+    let conversion = match convert::convert_files(&files, &opts) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "agent: {e}");
@@ -157,10 +159,11 @@ fn counts(c: &Conversion) -> String {
 }
 
 fn write_report(c: &Conversion, written: &[PathBuf], out: &mut impl Write) -> std::io::Result<()> {
-    let file = c.file.display();
+    let files: Vec<String> = c.files.iter().map(|f| f.display().to_string()).collect();
     writeln!(
         out,
-        "agent: converted {file} (project {}): {}",
+        "agent: converted {} (project {}): {}",
+        files.join(" + "),
         c.project,
         counts(c)
     )?;
@@ -170,6 +173,7 @@ fn write_report(c: &Conversion, written: &[PathBuf], out: &mut impl Write) -> st
     if !c.interpolated.is_empty() {
         writeln!(out, "interpolated (variable: where its value came from):")?;
         for u in &c.interpolated {
+            let file = u.file.display();
             writeln!(out, "  {file}:{}:{}: {}: {}", u.line, u.col, u.name, u.from)?;
         }
     }
@@ -178,8 +182,12 @@ fn write_report(c: &Conversion, written: &[PathBuf], out: &mut impl Write) -> st
         for n in &c.changed {
             writeln!(
                 out,
-                "  {file}:{}:{}: {}: {}",
-                n.line, n.col, n.key, n.message
+                "  {}:{}:{}: {}: {}",
+                n.file.display(),
+                n.line,
+                n.col,
+                n.key,
+                n.message
             )?;
         }
     }
@@ -192,6 +200,7 @@ fn write_report(c: &Conversion, written: &[PathBuf], out: &mut impl Write) -> st
                 .message
                 .strip_prefix("not carried over: ")
                 .unwrap_or(&n.message);
+            let file = n.file.display();
             writeln!(out, "  {file}:{}:{}: {}: {msg}", n.line, n.col, n.key)?;
         }
     }
@@ -209,10 +218,11 @@ fn report_json(c: &Conversion, written: &[PathBuf]) -> serde_json::Value {
     let objects: Vec<_> = c
         .objects
         .iter()
-        .map(|o| json!({"kind": o.manifest.kind(), "name": o.manifest.name(), "from": o.from, "line": o.line, "column": o.col}))
+        .map(|o| json!({"kind": o.manifest.kind(), "name": o.manifest.name(), "from": o.from, "file": o.file, "line": o.line, "column": o.col}))
         .collect();
     json!({
         "file": c.file,
+        "files": c.files,
         "project": c.project,
         "objects": objects,
         "written": written,

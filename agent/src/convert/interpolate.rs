@@ -43,9 +43,10 @@ impl std::fmt::Display for From {
     }
 }
 
-/// One substitution: variable `name` at `line`:`col` of the compose file.
+/// One substitution: variable `name` at `line`:`col` of compose file `file`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Use {
+    pub file: std::path::PathBuf,
     pub line: u32,
     pub col: u32,
     pub name: String,
@@ -78,6 +79,7 @@ pub fn tree(node: &mut Node, vars: &Vars, uses: &mut Vec<Use>) -> Result<(), (u3
             let mut found = Vec::new();
             let out = string(s, vars, &mut found).map_err(|e| (line, col, e))?;
             uses.extend(found.into_iter().map(|(name, from)| Use {
+                file: Default::default(),
                 line,
                 col,
                 name,

@@ -1,28 +1,41 @@
-//! `agent convert compose`: a docker-compose file (the Compose spec: version-less files and the
-//! v2/v3 formats) turned into agent manifests.
+//! `agent convert compose`: a docker-compose project (the Compose spec: version-less files and
+//! the v2/v3 formats; one file, several `-f` files, or the file found with its override file)
+//! turned into agent manifests.
 //!
 //! # Steps
 //!
-//! 1. The file is parsed by the manifests' own YAML stack ([`crate::manifest::node`]: serde-saphyr,
-//!    the same budgets, anchors and merge keys, every value with its line and column).
-//! 2. Every string value is interpolated ([`interpolate`]) from the environment, then the `.env`
-//!    file beside the compose file ([`dotenv`]), as Compose does; each substitution is recorded.
-//! 3. The top level ([`top`], [`networks`]) becomes Volume, Network and Secret manifests,
+//! 1. Each file is parsed by the manifests' own YAML stack ([`crate::manifest::node`]:
+//!    serde-saphyr, the same budgets, anchors and merge keys, every value with its line and
+//!    column), keeping Compose's `!reset`/`!override` tags and which file each position is in
+//!    ([`tagged`]: the file's index rides in the line's top bits and is decoded where a position
+//!    leaves the converter).
+//! 2. Every string value of each file is interpolated ([`interpolate`]) from the environment,
+//!    then the `.env` file of the project directory (the first file's) ([`dotenv`]), as Compose
+//!    does; each substitution is recorded.
+//! 3. Each file's services' `extends` are resolved ([`extends`]), then the files are merged in
+//!    order by the Compose specification's merge rules ([`merge`], [`load`]), as
+//!    `docker compose -f a -f b` does.
+//! 4. The top level ([`top`], [`networks`]) becomes Volume, Network and Secret manifests,
 //!    each service ([`service`]) one Container manifest. Every key of every service is looked at: it is
-//!    mapped, or recorded in [`Conversion::not_carried`] with its `file:line:col` and the reason.
-//!    Nothing is dropped silently. Adjustments (a name made a DNS label, a bare image name given
-//!    its `:latest`, a chosen subnet) go to [`Conversion::changed`].
-//! 4. The manifests are built from the agent's own types (each field is read by the type's own
+//!    mapped, or recorded in [`Conversion::not_carried`] with its `file:line:col` (the file it is
+//!    written in) and the reason. Nothing is dropped silently. Adjustments (a name made a DNS
+//!    label, a bare image name given its `:latest`, a chosen subnet) go to
+//!    [`Conversion::changed`].
+//! 5. The manifests are built from the agent's own types (each field is read by the type's own
 //!    deserializer, so what is written is what the agent reads) and checked together by the
 //!    validation `agent validate` runs ([`crate::manifest::Loaded::from_sources`]); a value it
 //!    refuses in a Container's spec is taken out and reported (`check`), anything else it
 //!    refuses is an error, not a file.
-//! 5. [`render`] writes them: one file per object in a directory, or a multi-document stream.
+//! 6. [`render`] writes them: one file per object in a directory, or a multi-document stream.
 //!
-//! The mapping, and what does not map and why, is documented in `docs/convert.md`.
+//! The mapping, the merge rules, and what does not map and why, are documented in
+//! `docs/convert.md`.
 
 mod dotenv;
+mod extends;
 mod interpolate;
+mod load;
+mod merge;
 mod mounts;
 mod networks;
 pub mod render;
@@ -30,13 +43,14 @@ mod service;
 mod service_io;
 mod service_run;
 mod shell;
+mod tagged;
 mod top;
 mod value;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use crate::manifest::node::{self, Key, Node, NodeKind};
+use crate::manifest::node::{Key, Node};
 use crate::manifest::{Ipv4Cidr, Manifest};
 
 pub use interpolate::{From as VarFrom, Use as Interpolated};
@@ -76,8 +90,10 @@ impl Default for Options {
 /// The outcome of a conversion.
 #[derive(Debug, Clone)]
 pub struct Conversion {
-    /// The compose file as given.
+    /// The (first) compose file, as given.
     pub file: PathBuf,
+    /// Every file read, in order: the files given (or found) and those `extends` names.
+    pub files: Vec<PathBuf>,
     /// The project name used for volume and network names.
     pub project: String,
     /// The manifests, in the order they are written: secrets, volumes, networks, containers.
@@ -96,6 +112,8 @@ pub struct Converted {
     pub manifest: Manifest,
     /// `services.web`, `volumes.db-data`, ...
     pub from: String,
+    /// The compose file `from` is in (the last that set it, for a key several files set).
+    pub file: PathBuf,
     pub line: u32,
     pub col: u32,
 }
@@ -103,6 +121,8 @@ pub struct Converted {
 /// A remark about one key of the compose file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Note {
+    /// The compose file the key is written in.
+    pub file: PathBuf,
     pub line: u32,
     pub col: u32,
     /// The key's path, e.g. `services.web.build`.
@@ -135,20 +155,22 @@ pub enum Error {
     Invalid(String),
 }
 
-/// The file names Compose looks for in a directory when it is given none, in its order.
+/// The file names Compose looks for in a directory when it is given none, in its order
+/// (compose-go's `cli.DefaultFileNames`).
 pub const DEFAULT_FILES: [&str; 4] = [
     "compose.yaml",
     "compose.yml",
-    "docker-compose.yaml",
     "docker-compose.yml",
+    "docker-compose.yaml",
 ];
 
-/// The override files Compose merges into the file it found when it is given none.
-const OVERRIDE_FILES: [&str; 4] = [
-    "compose.override.yaml",
+/// The override files Compose merges into the file it found when it is given none, in its order
+/// (compose-go's `cli.DefaultOverrideFileNames`): the first that exists is merged.
+pub const OVERRIDE_FILES: [&str; 4] = [
     "compose.override.yml",
-    "docker-compose.override.yaml",
+    "compose.override.yaml",
     "docker-compose.override.yml",
+    "docker-compose.override.yaml",
 ];
 
 /// The compose file of `dir` as `docker compose` finds it without `-f`: the first of
@@ -160,16 +182,36 @@ pub fn find_default(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Converts the compose file at `path`.
+/// The files `docker compose` reads in `dir` without `-f`: the first of [`DEFAULT_FILES`] that
+/// exists, and the first of [`OVERRIDE_FILES`] that exists beside it, merged into it.
+pub fn default_files(dir: &Path) -> Option<Vec<PathBuf>> {
+    let found = find_default(dir)?;
+    let over = OVERRIDE_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file());
+    Some(std::iter::once(found).chain(over).collect())
+}
+
+/// Converts the compose file at `path` alone.
 pub fn convert_file(path: &Path, opts: &Options) -> Result<Conversion, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let dir = absolute(path.parent().unwrap_or(Path::new("."))).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    convert_files(&[path.to_path_buf()], opts)
+}
+
+/// Converts the project the compose files `paths` make, merged in order as
+/// `docker compose -f a -f b` merges them ([`merge`]); the project directory (relative paths,
+/// `.env`, the default project name) is the first file's directory.
+pub fn convert_files(paths: &[PathBuf], opts: &Options) -> Result<Conversion, Error> {
+    let Some(path) = paths.first() else {
+        return Err(Error::Invalid("no compose file given".into()));
+    };
+    let abs = |p: &Path| {
+        absolute(p).map_err(|source| Error::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let dir = abs(path.parent().unwrap_or(Path::new(".")))?;
     let dotenv_path = dir.join(".env");
     let dotenv = match std::fs::read(&dotenv_path) {
         Ok(bytes) => dotenv::parse(&bytes, &opts.env).map_err(|(line, e)| Error::At {
@@ -190,37 +232,18 @@ pub fn convert_file(path: &Path, opts: &Options) -> Result<Conversion, Error> {
         env: opts.env.clone(),
         dotenv,
     };
-    let mut c = convert_text(path, &dir, &text, &vars, opts)?;
-    override_beside(&mut c, path, &dir);
-    Ok(c)
-}
-
-/// Compose merges an override file beside the one it found (`compose.override.yaml`, ...); the
-/// converter reads one file, so an override file that exists is reported, never left out
-/// silently.
-fn override_beside(c: &mut Conversion, path: &Path, dir: &Path) {
-    let own = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    for name in OVERRIDE_FILES {
-        if own.as_deref() == Some(name) || !dir.join(name).is_file() {
-            continue;
-        }
-        c.not_carried.insert(
-            0,
-            Note {
-                line: 1,
-                col: 1,
-                key: name.to_string(),
-                message: format!(
-                    "not carried over: {} exists beside the file; `docker compose` without -f merges it into this one, the converter reads one file: copy what it changes into {} (or convert it on its own)",
-                    dir.join(name).display(),
-                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-                ),
-            },
-        );
+    let absolute: Vec<PathBuf> = paths.iter().map(|p| abs(p)).collect::<Result<_, _>>()?;
+    let mut ld = load::Loader::new(&vars);
+    for (a, given) in absolute.iter().zip(paths) {
+        ld.name(a, given);
     }
+    let root = load::project(&mut ld, &absolute)?;
+    convert_tree(path, &dir, root, ld, opts)
 }
 
-/// Converts compose text; `dir` is the (absolute) directory relative paths are taken from.
+/// Converts compose text, one file alone; `dir` is the (absolute) directory relative paths are
+/// taken from.
+#[cfg(test)]
 fn convert_text(
     path: &Path,
     dir: &Path,
@@ -228,40 +251,27 @@ fn convert_text(
     vars: &interpolate::Vars,
     opts: &Options,
 ) -> Result<Conversion, Error> {
-    let at = |line, col, message: String| Error::At {
-        file: path.to_path_buf(),
-        line,
-        col,
-        message,
-    };
-    let mut docs = node::parse_documents_yaml12(text).map_err(|e| at(e.line, e.col, e.message))?;
-    if docs.len() != 1 {
-        return Err(at(
-            1,
-            1,
-            format!(
-                "expected one YAML document, found {}; a compose file holds one",
-                docs.len()
-            ),
-        ));
-    }
-    let mut root = docs.remove(0);
-    if !matches!(root.kind, NodeKind::Map(_)) {
-        return Err(at(
-            root.line,
-            root.col,
-            format!(
-                "expected a mapping with `services:`, found {}",
-                root.describe()
-            ),
-        ));
-    }
-    let mut interpolated = Vec::new();
-    interpolate::tree(&mut root, vars, &mut interpolated)
-        .map_err(|(line, col, message)| at(line, col, message))?;
+    let mut ld = load::Loader::new(vars);
+    let root = load::project_text(&mut ld, path, text)?;
+    convert_tree(path, dir, root, ld, opts)
+}
+
+/// Converts the project's merged compose tree; `path` is the first file, `dir` the (absolute)
+/// project directory.
+fn convert_tree(
+    path: &Path,
+    dir: &Path,
+    root: Node,
+    ld: load::Loader,
+    opts: &Options,
+) -> Result<Conversion, Error> {
+    let vars = ld.vars();
+    let files = ld.files.clone();
+    let interpolated = ld.interpolated.clone();
     let project = project_name(&root, dir, opts, vars);
     let mut cx = Cx {
         file: path.to_path_buf(),
+        files: files.clone(),
         dir: dir.to_path_buf(),
         vars,
         project: project.clone(),
@@ -279,8 +289,23 @@ fn convert_text(
         origins: BTreeMap::new(),
         host_gateway: Vec::new(),
     };
-    let mut objects = top::convert(&mut cx, &root, opts)?;
-    check(&mut cx, &mut objects)?;
+    // Errors are made at encoded positions (`super::tagged`), with the first file's name.
+    let placed = |e: Error| match e {
+        Error::At {
+            line, col, message, ..
+        } => {
+            let (file, line) = load::place(&files, line);
+            Error::At {
+                file,
+                line,
+                col,
+                message,
+            }
+        }
+        other => other,
+    };
+    let mut objects = top::convert(&mut cx, &root, opts).map_err(placed)?;
+    check(&mut cx, &mut objects).map_err(placed)?;
     let Cx {
         mut not_carried,
         mut changed,
@@ -290,8 +315,18 @@ fn convert_text(
     not_carried.sort_by_key(|n| (n.line, n.col));
     changed.sort_by_key(|n| (n.line, n.col));
     interpolated.sort_by_key(|u| (u.line, u.col));
+    for n in not_carried.iter_mut().chain(changed.iter_mut()) {
+        (n.file, n.line) = load::place(&files, n.line);
+    }
+    for u in &mut interpolated {
+        (u.file, u.line) = load::place(&files, u.line);
+    }
+    for o in &mut objects {
+        (o.file, o.line) = load::place(&files, o.line);
+    }
     Ok(Conversion {
         file: path.to_path_buf(),
+        files,
         project,
         objects,
         not_carried,
@@ -310,7 +345,7 @@ fn check(cx: &mut Cx, objects: &mut [Converted]) -> Result<(), Error> {
         let sources: Vec<(PathBuf, Vec<u8>)> = objects
             .iter()
             .map(|o| {
-                let text = render::document(o, &cx.file);
+                let text = render::document(o);
                 (
                     PathBuf::from(render::file_name(&o.manifest)),
                     text.into_bytes(),
@@ -336,7 +371,10 @@ fn check(cx: &mut Cx, objects: &mut [Converted]) -> Result<(), Error> {
                 let from = objects
                     .iter()
                     .find(|o| render::file_name(&o.manifest) == file)
-                    .map(|o| format!("{}:{}:{}: {}: ", cx.file.display(), o.line, o.col, o.from))
+                    .map(|o| {
+                        let (file, line) = load::place(&cx.files, o.line);
+                        format!("{}:{line}:{}: {}: ", file.display(), o.col, o.from)
+                    })
                     .unwrap_or_default();
                 unhandled.push(format!("{from}{}: {}", d.field, d.message));
             }
@@ -502,7 +540,10 @@ type Origins = BTreeMap<String, (String, (u32, u32))>;
 
 /// The state of one conversion: where notes go and the names given so far.
 pub(crate) struct Cx<'a> {
+    /// The first compose file (errors name it with an encoded line, placed at the end).
     file: PathBuf,
+    /// Every file read, by the index in each position's line ([`tagged`]).
+    files: Vec<PathBuf>,
     /// The directory relative paths are resolved against (absolute).
     dir: PathBuf,
     vars: &'a interpolate::Vars,
@@ -548,6 +589,7 @@ impl Cx<'_> {
     /// Records that `key` (at `line`:`col`) is not carried over, and why.
     fn drop(&mut self, (line, col): (u32, u32), key: impl Into<String>, why: impl Into<String>) {
         self.not_carried.push(Note {
+            file: PathBuf::new(),
             line,
             col,
             key: key.into(),
@@ -558,6 +600,7 @@ impl Cx<'_> {
     /// Records that `key` is carried over in another form than written.
     fn change(&mut self, (line, col): (u32, u32), key: impl Into<String>, what: impl Into<String>) {
         self.changed.push(Note {
+            file: PathBuf::new(),
             line,
             col,
             key: key.into(),

@@ -72,6 +72,7 @@ fn anonymous_volume(s: &mut Svc, target: &str, loc: (u32, u32), sub: &str) -> St
     let name = dns_label(&format!("{}-{}", s.name, target));
     if !s.cx.extra_volumes.iter().any(|c| c.manifest.name() == name) {
         s.cx.extra_volumes.push(Converted {
+            file: Default::default(),
             manifest: Manifest::Volume(VolumeManifest {
                 api_version: ApiVersion::V1,
                 metadata: Metadata {

@@ -239,6 +239,7 @@ pub(super) fn finish_networks(
                 message: format!("network {:?}: {e}", p.name),
             })?;
         out.push(Converted {
+            file: Default::default(),
             manifest: Manifest::Network(NetworkManifest {
                 api_version: ApiVersion::V1,
                 metadata: metadata(&p.name, p.labels),

@@ -47,10 +47,10 @@ pub fn file_name(m: &Manifest) -> String {
 }
 
 /// One document with its header comment; `notes` are the not-carried-over notes of its part.
-pub fn document_with(o: &Converted, file: &Path, notes: &[&Note]) -> String {
+pub fn document_with(o: &Converted, notes: &[&Note]) -> String {
     let mut out = format!(
         "# Converted by `agent convert compose` from {} ({}, line {}).\n",
-        file.display(),
+        o.file.display(),
         o.from,
         o.line
     );
@@ -59,7 +59,7 @@ pub fn document_with(o: &Converted, file: &Path, notes: &[&Note]) -> String {
         for n in notes {
             out.push_str(&format!(
                 "#   {}:{}:{}: {}: {}\n",
-                file.display(),
+                n.file.display(),
                 n.line,
                 n.col,
                 n.key,
@@ -81,8 +81,8 @@ pub fn document_with(o: &Converted, file: &Path, notes: &[&Note]) -> String {
 }
 
 /// One document with its header comment and no notes.
-pub fn document(o: &Converted, file: &Path) -> String {
-    document_with(o, file, &[])
+pub fn document(o: &Converted) -> String {
+    document_with(o, &[])
 }
 
 /// The notes that belong to object `o` (its service's keys, for a container).
@@ -99,7 +99,7 @@ pub fn stream(c: &Conversion) -> String {
     let docs: Vec<String> = c
         .objects
         .iter()
-        .map(|o| document_with(o, &c.file, &notes_of(c, o)))
+        .map(|o| document_with(o, &notes_of(c, o)))
         .collect();
     docs.join("---\n")
 }
@@ -130,7 +130,7 @@ pub fn write_dir(c: &Conversion, dir: &Path, force: bool) -> Result<Vec<PathBuf>
         .map(|o| {
             (
                 dir.join(file_name(&o.manifest)),
-                document_with(o, &c.file, &notes_of(c, o)),
+                document_with(o, &notes_of(c, o)),
             )
         })
         .collect();

@@ -198,6 +198,7 @@ pub(super) fn convert(cx: &mut Cx, k: &Key, node: &Node) -> Option<Converted> {
         }
     }
     Some(Converted {
+        file: Default::default(),
         manifest: Manifest::Container(ContainerManifest {
             api_version: ApiVersion::V1,
             metadata: Metadata {
@@ -334,7 +335,6 @@ fn image(cx: &mut Cx, k: &Key, node: &Node, name: &str) -> Option<String> {
 /// Why keys the agent has no counterpart for are not carried over.
 fn unsupported(key: &str) -> Option<&'static str> {
     Some(match key {
-        "extends" => "the agent has no `extends`: write the inherited keys into the service",
         "external_links" => {
             "links go to containers the agent runs; run the linked container from a manifest too and use `links`"
         }
@@ -544,6 +544,7 @@ fn environment(s: &mut Svc, v: &Node) {
             None => match s.cx.vars.get(&e.key) {
                 Some((val, from)) => {
                     s.cx.interpolated.push(super::Interpolated {
+                        file: Default::default(),
                         line: e.line,
                         col: e.col,
                         name: e.key.clone(),

@@ -69,7 +69,7 @@ fn yaml_of(c: &Conversion, name: &str) -> String {
             o.from == format!("services.{name}") && matches!(o.manifest, Manifest::Container(_))
         })
         .unwrap_or_else(|| panic!("no container of service {name}"));
-    render::document(o, &c.file)
+    render::document(o)
 }
 
 #[test]
@@ -626,16 +626,23 @@ fn the_default_file_and_an_override_beside_it() {
     assert_eq!(found, dir.path().join("compose.yml"));
     let c = convert_file(&found, &Options::default()).expect("convert");
     assert!(c.not_carried.is_empty(), "{:#?}", c.not_carried);
-    std::fs::write(
-        dir.path().join("compose.override.yml"),
-        "services:\n  a:\n    ports: [\"80:80\"]\n",
-    )
-    .expect("write");
-    let c = convert_file(&found, &Options::default()).expect("convert");
-    let n = dropped(&c, "compose.override.yml");
-    assert!(
-        (n.line, n.col) == (1, 1) && n.message.contains("merges it"),
-        "{n:?}"
+    assert_eq!(default_files(dir.path()), Some(vec![found.clone()]));
+    // Compose merges the first override file of its list that exists.
+    for f in ["docker-compose.override.yml", "compose.override.yaml"] {
+        std::fs::write(
+            dir.path().join(f),
+            "services:\n  a:\n    ports: [\"80:80\"]\n    tty: true\n",
+        )
+        .expect("write");
+    }
+    let files = default_files(dir.path()).expect("found");
+    assert_eq!(files, [found, dir.path().join("compose.override.yaml")]);
+    let c = convert_files(&files, &Options::default()).expect("convert");
+    assert_eq!(container(&c, "a").ports.len(), 1);
+    let n = dropped(&c, "services.a.tty");
+    assert_eq!(
+        (n.file.as_path(), n.line, n.col),
+        (files[1].as_path(), 4, 5)
     );
 }
 

@@ -311,6 +311,7 @@ fn top_volumes(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
         }
         cx.volumes.insert(k.name.clone(), name.clone());
         out.push(Converted {
+            file: Default::default(),
             manifest: Manifest::Volume(VolumeManifest {
                 api_version: ApiVersion::V1,
                 metadata: metadata(&name, lab),
@@ -430,6 +431,7 @@ fn top_secrets(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
         };
         cx.change(at_key(k), &path, what);
         out.push(Converted {
+            file: Default::default(),
             manifest: Manifest::Secret(SecretManifest {
                 api_version: ApiVersion::V1,
                 metadata: metadata(&name, BTreeMap::new()),

@@ -289,7 +289,19 @@ pub fn parse_documents_yaml12(text: &str) -> Result<Vec<Node>, ParseError> {
     parse_with(text, true)
 }
 
-fn parse_with(text: &str, strict_booleans: bool) -> Result<Vec<Node>, ParseError> {
+/// [`parse_documents_yaml12`] into another tree type, within the same budgets: for readers that
+/// keep more of the YAML than [`Node`] does (the compose converter reads Compose's `!reset` and
+/// `!override` tags).
+pub fn parse_documents_yaml12_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<Vec<T>, ParseError> {
+    parse_with(text, true)
+}
+
+fn parse_with<T: serde::de::DeserializeOwned>(
+    text: &str,
+    strict_booleans: bool,
+) -> Result<Vec<T>, ParseError> {
     let options = serde_saphyr::options! {
         strict_booleans: strict_booleans,
         budget: serde_saphyr::budget! {
@@ -310,7 +322,7 @@ fn parse_with(text: &str, strict_booleans: bool) -> Result<Vec<Node>, ParseError
         },
         with_snippet: false,
     };
-    serde_saphyr::from_multiple_with_options::<Node>(text, options).map_err(|e| {
+    serde_saphyr::from_multiple_with_options::<T>(text, options).map_err(|e| {
         let loc = e.location();
         let (line, col) = loc.as_ref().map(loc_of).unwrap_or((1, 1));
         ParseError {
