@@ -7,15 +7,23 @@
 //! fails: the old container keeps running, the failure is reported with the reason and the
 //! object waits out its backoff ([`super::failing`]) like any failed change.
 //!
-//! Checked today: every fixed host port the new config publishes (bridge mode), TCP and UDP:
-//! not published by another container of the agent, and bindable on its host address (the
-//! network driver's own probe, [`crate::driver::network::ports::probe_bind`]). Ports the
-//! container being replaced declares itself are skipped (its own process or its rules may hold
-//! them). An image is fetched by earlier works of the same plan, before any teardown, so a
-//! missing image never reaches this point; volumes are directories the agent creates.
+//! Checked today:
+//! - every fixed host port the new config publishes (bridge mode), TCP and UDP: not published
+//!   by another container of the agent, and bindable on its host address (the network driver's
+//!   own probe, [`crate::driver::network::ports::probe_bind`]). Ports the container being
+//!   replaced declares itself are skipped (its own process or its rules may hold them);
+//! - every ulimit of the new config: a hard limit the agent can set ([`RlimitHost`]: not above
+//!   its own hard limit when it lacks CAP_SYS_RESOURCE, a `nofile` not above `fs.nr_open`).
+//!   `agent validate` only warns about these (its limits are not the agent's; see
+//!   [`crate::manifest::validate::warn`]), and the exec driver would refuse the new container
+//!   only after the old one had stopped.
+//!
+//! An image is fetched by earlier works of the same plan, before any teardown, so a missing
+//! image never reaches this point; volumes are directories the agent creates.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::driver::exec::spec::build::{RlimitHost, rlimit_text};
 use crate::driver::network::Protocol as NetProtocol;
 use crate::manifest::{NetworkMode, Protocol};
 use crate::plan::EffectiveContainer;
@@ -45,17 +53,48 @@ fn shown(p: &Port, port: u16) -> String {
 }
 
 /// Checks that `new` can replace `old` (the running container of the same name): `bindings`
-/// are the host ports the agent's containers publish now. `Err` says what is wrong.
+/// are the host ports the agent's containers publish now, `limits` the agent's rlimit bounds.
+/// `Err` says what is wrong.
 pub fn replacement(
     new: &EffectiveContainer,
     old: Option<&EffectiveContainer>,
     bindings: &[PortBinding],
     probe: Probe<'_>,
+    limits: &RlimitHost,
 ) -> Result<(), String> {
-    if new.fixed.network_mode != NetworkMode::Bridge {
-        return Ok(());
-    }
     let mut problems = Vec::new();
+    for (name, u) in &new.fixed.ulimits {
+        let hard = u.hard.unwrap_or(u64::MAX);
+        if let Some(ceiling) = limits.ceiling(name, hard) {
+            problems.push(format!(
+                "ulimit {name}: hard limit {} is above {ceiling}; use at most {}",
+                rlimit_text(hard),
+                ceiling.limit()
+            ));
+        }
+    }
+    if new.fixed.network_mode == NetworkMode::Bridge {
+        ports(new, old, bindings, probe, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "container {}: not replaced, the running one is kept: {}",
+            new.name,
+            problems.join("; ")
+        ))
+    }
+}
+
+/// The published ports of a bridge-mode `new` (see the module docs).
+fn ports(
+    new: &EffectiveContainer,
+    old: Option<&EffectiveContainer>,
+    bindings: &[PortBinding],
+    probe: Probe<'_>,
+    problems: &mut Vec<String>,
+) {
     for p in &new.fixed.ports {
         let Some(port) = p.host_port else {
             continue;
@@ -101,15 +140,6 @@ pub fn replacement(
             ));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "container {}: not replaced, the running one is kept: {}",
-            new.name,
-            problems.join("; ")
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -137,6 +167,11 @@ mod tests {
         d.containers["web"].value.config.clone()
     }
 
+    /// Limits that bound nothing.
+    fn free() -> RlimitHost {
+        RlimitHost::default()
+    }
+
     fn binding(container: &str, port: u16) -> PortBinding {
         PortBinding {
             container: container.into(),
@@ -157,11 +192,11 @@ mod tests {
                 Ok(())
             }
         };
-        let e = replacement(&new, None, &[], &held).unwrap_err();
+        let e = replacement(&new, None, &[], &held, &free()).unwrap_err();
         assert!(e.contains("0.0.0.0:9090/udp is in use"), "{e}");
         assert!(!e.contains("8080"), "{e}");
         assert!(e.contains("the running one is kept"), "{e}");
-        assert!(replacement(&new, None, &[], &|_, _, _| Ok(())).is_ok());
+        assert!(replacement(&new, None, &[], &|_, _, _| Ok(()), &free()).is_ok());
     }
 
     #[test]
@@ -171,17 +206,62 @@ mod tests {
         let busy = |_: Option<Ipv4Addr>, _: u16, _: NetProtocol| {
             Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
         };
-        assert!(replacement(&new, Some(&old), &[binding("web", 8080)], &busy).is_ok());
-        assert!(replacement(&new, None, &[], &busy).is_err());
+        assert!(replacement(&new, Some(&old), &[binding("web", 8080)], &busy, &free()).is_ok());
+        assert!(replacement(&new, None, &[], &busy, &free()).is_err());
     }
 
     #[test]
     fn a_port_another_container_publishes_is_refused() {
         let new = container("  ports: [\"127.0.0.1:8080:80/tcp\"]\n");
-        let e = replacement(&new, None, &[binding("db", 8080)], &|_, _, _| Ok(())).unwrap_err();
+        let e = replacement(
+            &new,
+            None,
+            &[binding("db", 8080)],
+            &|_, _, _| Ok(()),
+            &free(),
+        )
+        .unwrap_err();
         assert!(e.contains("published by container db"), "{e}");
         // Random host ports and other modes are not checked.
         let new = container("  ports: [\"80/tcp\"]\n");
-        assert!(replacement(&new, None, &[binding("db", 8080)], &|_, _, _| Ok(())).is_ok());
+        assert!(
+            replacement(
+                &new,
+                None,
+                &[binding("db", 8080)],
+                &|_, _, _| Ok(()),
+                &free()
+            )
+            .is_ok()
+        );
+    }
+
+    /// A ulimit the agent cannot set is refused before the running container is stopped (the
+    /// exec driver refused it only at create, after the teardown), in every network mode.
+    #[test]
+    fn a_ulimit_above_the_agents_bound_is_refused_by_name() {
+        let limits = RlimitHost {
+            hard: [("nofile".to_string(), 20000), ("nproc".to_string(), 500)].into(),
+            can_raise: false,
+            nr_open: Some(1_048_576),
+        };
+        let ok = container("  ulimits: {nofile: {soft: 1024, hard: 20000}, core: unlimited}\n");
+        assert!(replacement(&ok, None, &[], &|_, _, _| Ok(()), &limits).is_ok());
+        let new =
+            container("  networkMode: none\n  ulimits: {nofile: {soft: 1024, hard: 40000}}\n");
+        let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &limits).unwrap_err();
+        assert!(
+            e.contains("ulimit nofile: hard limit 40000 is above the agent's own hard limit 20000")
+                && e.contains("CAP_SYS_RESOURCE")
+                && e.contains("use at most 20000")
+                && e.contains("the running one is kept"),
+            "{e}"
+        );
+        let mut raise = limits.clone();
+        raise.can_raise = true;
+        assert!(replacement(&new, None, &[], &|_, _, _| Ok(()), &raise).is_ok());
+        let new = container("  ulimits: {nofile: {soft: 1024, hard: 2000000}}\n");
+        let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &raise).unwrap_err();
+        assert!(e.contains("above the kernel's fs.nr_open 1048576"), "{e}");
     }
 }

@@ -56,14 +56,15 @@ pub enum Error {
     },
     /// An rlimit above what this host lets the agent grant.
     #[error(
-        "container {container}: ulimit {ulimit}: hard limit {requested} is above this host's hard \
-         limit {host_hard} and the agent lacks CAP_SYS_RESOURCE to raise it; use at most {host_hard}"
+        "container {container}: ulimit {ulimit}: hard limit {requested} is above {ceiling}; use \
+         at most {}", ceiling.limit()
     )]
     UlimitAboveHost {
         container: String,
         ulimit: String,
-        requested: u64,
-        host_hard: u64,
+        /// As the manifest writes it (`unlimited`).
+        requested: String,
+        ceiling: spec::build::RlimitCeiling,
     },
     #[error("no such container: {0}")]
     NotFound(String),

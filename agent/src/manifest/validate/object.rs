@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::{NAME_RULE, char_name, control_char, diag, is_dns_label};
+use crate::driver::exec::spec::build::{NR_OPEN_MAX, rlimit_text};
 use crate::manifest::container::{ContainerSpec, Limit, MemorySwap, Mount, NetworkMode, Resources};
 use crate::manifest::load::Object;
 use crate::manifest::node::Step::{self, Index, Key};
@@ -583,6 +584,17 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
             c.err(
                 &[Key("spec"), Key("ulimits"), Key(name.as_str())],
                 format!("ulimit {name}: soft limit unlimited is above hard limit {hard}"),
+            );
+        } else if name.as_str() == "nofile" && u.hard.as_rlim() > NR_OPEN_MAX {
+            // Above every kernel's fs.nr_open: no host can set it. What this host allows is a
+            // warning ([`super::warn`]) and a refusal of the replacement (reconcile::precheck).
+            c.err(
+                &[Key("spec"), Key("ulimits"), Key(name.as_str())],
+                format!(
+                    "ulimit nofile: hard limit {} is above what any Linux kernel allows \
+                     (fs.nr_open is at most {NR_OPEN_MAX}); use a number, e.g. 1048576",
+                    rlimit_text(u.hard.as_rlim())
+                ),
             );
         }
     }

@@ -45,6 +45,7 @@ use super::translate::network::{SharedStore, lock};
 use super::trigger::{Batch, Trigger, TriggerQueue, Triggers};
 use super::work::{self, Cause, Relations, Work};
 use crate::daemon::config::Config;
+use crate::driver::exec::spec::build::RlimitHost;
 use crate::manifest::Kind;
 use crate::manifest::source::Watcher;
 use crate::plan::{Change, Step};
@@ -573,6 +574,8 @@ impl Engine {
     fn precheck(&mut self, works: &[Work], actual: &crate::plan::Actual, deferred: &[bool]) {
         let now = Instant::now();
         let mut bindings = None;
+        // The agent's own rlimit bounds (read when a replacement is first checked).
+        let mut limits = None;
         for (i, w) in works.iter().enumerate() {
             let config = match &w.step.change {
                 Change::CreateContainer { config, .. }
@@ -598,11 +601,13 @@ impl Engine {
                     .transaction(|tx| tx.port_bindings())
                     .unwrap_or_default()
             });
+            let limits = limits.get_or_insert_with(RlimitHost::detect);
             if let Err(e) = super::precheck::replacement(
                 config,
                 have.config.as_ref(),
                 bindings,
                 &crate::driver::network::ports::probe_bind,
+                limits,
             ) {
                 self.refused(w, &e);
             }

@@ -28,8 +28,9 @@
 //!   Docker 25+ gives (1024:524288, inherited from systemd) and Podman (1048576, bounded by its
 //!   own hard limit when it cannot raise it), so that a server raises its own soft limit as far
 //!   as it needs (MariaDB, Redis do) while programs using `select` keep 1024. A hard limit above
-//!   the agent's own hard limit is refused up front when the agent lacks CAP_SYS_RESOURCE (the
-//!   kernel would answer EPERM deep inside container creation).
+//!   the agent's own hard limit when it lacks CAP_SYS_RESOURCE, or a `nofile` above
+//!   `fs.nr_open`, is refused up front with the ulimit's name ([`RlimitHost`]; the kernel would
+//!   answer EPERM deep inside container creation).
 //! - Memory swap: Docker's `--memory-swap` meaning (memory + swap); unset with a memory limit
 //!   means twice the memory where the host accounts swap, nothing otherwise.
 //! - Devices on cgroup v2: libcontainer enforces the device allow-list on v2 only with its
@@ -139,27 +140,19 @@ impl HostInfo {
             .ok()
             .and_then(|u| seccomp::kernel_version(&u.release().to_string_lossy()))
             .unwrap_or((0, 0));
-        let mut rlimit_hard = BTreeMap::new();
-        for (name, _, res) in RLIMITS {
-            let mut lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit writes into the struct we own.
-            if unsafe { libc::getrlimit(*res, &mut lim) } == 0 {
-                rlimit_hard.insert(name.to_string(), lim.rlim_max);
-            }
-        }
+        let RlimitHost {
+            hard: rlimit_hard,
+            can_raise: can_raise_rlimits,
+            nr_open,
+        } = RlimitHost::detect();
         HostInfo {
             cgroup_v2,
             swap_accounting,
             arch: seccomp::native_arch().to_string(),
             kernel,
             rlimit_hard,
-            can_raise_rlimits: has_cap_sys_resource(),
-            nr_open: std::fs::read_to_string("/proc/sys/fs/nr_open")
-                .ok()
-                .and_then(|s| s.trim().parse().ok()),
+            can_raise_rlimits,
+            nr_open,
             cgroup_parent: cgroup_parent.to_string(),
             cap_bounding: std::fs::read_to_string("/proc/self/status")
                 .ok()
@@ -176,6 +169,116 @@ impl HostInfo {
                     &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
                 )
             },
+        }
+    }
+
+    /// The rlimit facts of [`HostInfo`] (see [`RlimitHost`]).
+    pub fn rlimit_host(&self) -> RlimitHost {
+        RlimitHost {
+            hard: self.rlimit_hard.clone(),
+            can_raise: self.can_raise_rlimits,
+            nr_open: self.nr_open,
+        }
+    }
+}
+
+/// What bounds the hard rlimits a process can give a container: its own hard limits when it
+/// lacks CAP_SYS_RESOURCE (`setrlimit` answers EPERM above them), and `fs.nr_open` for
+/// `nofile` whatever it holds. The exec driver checks a spec against the agent's
+/// ([`HostInfo`]); `agent validate` warns with its own, and the loop checks a replacement
+/// against the agent's before it stops the running container (`reconcile::precheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RlimitHost {
+    /// The process's hard rlimits, by `ulimit` name.
+    pub hard: BTreeMap<String, u64>,
+    /// It holds CAP_SYS_RESOURCE and may raise hard limits.
+    pub can_raise: bool,
+    /// `fs.nr_open` (`None`: unknown).
+    pub nr_open: Option<u64>,
+}
+
+/// The most `fs.nr_open` can be on any kernel (`sysctl_nr_open_max` on 64-bit: `INT_MAX`
+/// rounded down to a multiple of 64): a `nofile` hard limit above it, `unlimited` included,
+/// can never be set.
+pub const NR_OPEN_MAX: u64 = 2_147_483_584;
+
+/// Why a hard rlimit cannot be set: the bound it is above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RlimitCeiling {
+    /// The process's own hard limit, which it lacks CAP_SYS_RESOURCE to raise.
+    Own(u64),
+    /// `fs.nr_open`, the most open files any process may have (`nofile` only).
+    NrOpen(u64),
+}
+
+impl RlimitCeiling {
+    /// The highest hard limit that can be set.
+    pub fn limit(self) -> u64 {
+        match self {
+            RlimitCeiling::Own(n) | RlimitCeiling::NrOpen(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for RlimitCeiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RlimitCeiling::Own(n) => write!(
+                f,
+                "the agent's own hard limit {n}, which it lacks CAP_SYS_RESOURCE to raise"
+            ),
+            RlimitCeiling::NrOpen(n) => write!(
+                f,
+                "the kernel's fs.nr_open {n}, the most open files a process may have"
+            ),
+        }
+    }
+}
+
+/// An rlimit value as a manifest writes it (`u64::MAX` is `unlimited`).
+pub fn rlimit_text(v: u64) -> String {
+    if v == u64::MAX || v == libc::RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        v.to_string()
+    }
+}
+
+impl RlimitHost {
+    /// This process's own hard rlimits, capabilities and `fs.nr_open`.
+    pub fn detect() -> RlimitHost {
+        let mut hard = BTreeMap::new();
+        for (name, _, res) in RLIMITS {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes into the struct we own.
+            if unsafe { libc::getrlimit(*res, &mut lim) } == 0 {
+                hard.insert(name.to_string(), lim.rlim_max);
+            }
+        }
+        RlimitHost {
+            hard,
+            can_raise: has_cap_sys_resource(),
+            nr_open: std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+        }
+    }
+
+    /// The bound a hard limit `hard` of rlimit `name` (a `ulimits` name) is above, if any:
+    /// `None` when this process can set it.
+    pub fn ceiling(&self, name: &str, hard: u64) -> Option<RlimitCeiling> {
+        if name == "nofile"
+            && let Some(nr_open) = self.nr_open
+            && hard > nr_open
+        {
+            return Some(RlimitCeiling::NrOpen(nr_open));
+        }
+        match self.hard.get(name) {
+            Some(&own) if !self.can_raise && hard > own => Some(RlimitCeiling::Own(own)),
+            _ => None,
         }
     }
 }
@@ -341,16 +444,14 @@ pub fn rlimits(spec: &ContainerSpec, host: &HostInfo) -> Result<Vec<PosixRlimit>
         wanted.insert(name, (r.soft, r.hard));
     }
     let mut out = Vec::new();
+    let bounds = host.rlimit_host();
     for (name, (soft, hard)) in wanted {
-        if !host.can_raise_rlimits
-            && let Some(&host_hard) = host.rlimit_hard.get(name)
-            && hard > host_hard
-        {
+        if let Some(ceiling) = bounds.ceiling(name, hard) {
             return Err(Error::UlimitAboveHost {
                 container: spec.name.clone(),
                 ulimit: name.to_string(),
-                requested: hard,
-                host_hard,
+                requested: rlimit_text(hard),
+                ceiling,
             });
         }
         let typ = RLIMITS

@@ -267,6 +267,42 @@ fn default_nofile_is_bounded_by_what_the_host_allows() {
     assert_eq!(build::default_nofile(&h), (1024, 1_048_576));
 }
 
+/// A `nofile` above `fs.nr_open` cannot be set even with CAP_SYS_RESOURCE: refused by name
+/// (it failed deep inside container creation with EPERM before).
+#[test]
+fn rlimit_ceilings_name_the_bound() {
+    let mut h = host();
+    let b = h.rlimit_host();
+    assert_eq!(b.ceiling("nofile", 20000), None);
+    assert_eq!(
+        b.ceiling("nofile", 20001),
+        Some(build::RlimitCeiling::Own(20000))
+    );
+    assert_eq!(b.ceiling("core", u64::MAX), None, "no own limit known");
+    h.can_raise_rlimits = true;
+    let b = h.rlimit_host();
+    assert_eq!(b.ceiling("nproc", u64::MAX), None);
+    assert_eq!(
+        b.ceiling("nofile", u64::MAX),
+        Some(build::RlimitCeiling::NrOpen(1_048_576))
+    );
+    let mut s = spec();
+    s.rlimits = vec![Rlimit {
+        name: "nofile".into(),
+        soft: 1024,
+        hard: u64::MAX,
+    }];
+    let e = build(&s, &h, &root(), Path::new("/e"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("ulimit nofile: hard limit unlimited is above the kernel's fs.nr_open 1048576")
+            && e.contains("use at most 1048576"),
+        "{e}"
+    );
+}
+
 #[test]
 fn rlimits_default_and_host_bound() {
     let mut s = spec();
