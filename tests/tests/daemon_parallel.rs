@@ -302,7 +302,7 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
     // `agent status` shows the pull in flight.
     let status = d.cli_json(&["status"]);
     assert!(
-        pulling(&status),
+        pulling(&status, "slow:1"),
         "the pull is not listed in flight: {status}"
     );
     // The agent stops promptly although the pull still hangs (it is not waited for).
@@ -312,13 +312,46 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
         "{status:?}\n{}",
         d.log_tail()
     );
-    // The next agent resumes the pull; removing everything meanwhile (the images too, whose
-    // garbage collection once waited for the pull, up to its 30-minute timeout) is not held up.
+    // The pull was cancelled, not left to a thread that outlives the runtime (it panicked).
+    assert!(!d.log_text().contains("panicked"), "{}", d.log_tail());
+    // The next agent resumes the pull. The manifest moves to another tag: the pull of the old
+    // one is cancelled (not left running for up to registries.pull_timeout) and the new one
+    // starts; the manifest removed, that one is cancelled too.
     d.start();
     d.wait_for("the pull resumed", Duration::from_secs(30), || {
-        pulling(&d.cli_json(&["status"])).then_some(())
+        pulling(&d.cli_json(&["status"]), "slow:1").then_some(())
+    });
+    let slow = std::fs::read_to_string(d.path("slow.yaml")).expect("slow.yaml");
+    d.write("slow.yaml", &slow.replace("/slow:1", "/slow:2"));
+    let cancellations = || {
+        d.events()
+            .into_iter()
+            .filter(|e| {
+                e["kind"] == "change.cancelled"
+                    && e["object"].as_str().is_some_and(|o| o.contains("/slow:"))
+            })
+            .count()
+    };
+    // The first agent's shutdown cancelled its pull.
+    let at_start = cancellations();
+    assert_eq!(at_start, 1);
+    let cancelled = |n: usize| {
+        d.wait_for("the pull cancelled", Duration::from_secs(30), || {
+            let status = d.cli_json(&["status"]);
+            (cancellations() == at_start + n && !pulling(&status, "slow:1")).then_some(())
+        })
+    };
+    cancelled(1);
+    d.wait_for("the pull of the new tag", Duration::from_secs(30), || {
+        pulling(&d.cli_json(&["status"]), "slow:2").then_some(())
     });
     d.remove("slow.yaml");
+    cancelled(2);
+    d.wait_for("no pull in flight", Duration::from_secs(30), || {
+        (!pulling(&d.cli_json(&["status"]), "slow:")).then_some(())
+    });
+    // Removing everything meanwhile (the images too, whose garbage collection once waited for
+    // a pull downloading, up to its 30-minute timeout) is not held up either.
     d.remove_all_and_wait(Duration::from_secs(60));
     d.wait_for("the images removed", Duration::from_secs(30), || {
         let out = std::process::Command::new(agent_e2e::agent_bin())
@@ -330,11 +363,14 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
     });
 }
 
-/// Whether `agent status` lists the pull of `…/slow:1` in flight.
-fn pulling(status: &serde_json::Value) -> bool {
+/// Whether `agent status` lists a pull of `…/<tag>…` in flight.
+fn pulling(status: &serde_json::Value, tag: &str) -> bool {
     status["in_flight"].as_array().is_some_and(|w| {
-        w.iter()
-            .any(|x| x["object"].as_str().is_some_and(|o| o.contains("/slow:1")))
+        w.iter().any(|x| {
+            x["object"]
+                .as_str()
+                .is_some_and(|o| o.contains(&format!("/{tag}")))
+        })
     })
 }
 

@@ -228,6 +228,7 @@ async fn run_async(
             .map_err(|e| Error::Runtime(format!("exec driver: {e}")))?,
             registries: config.registries.clone(),
             container_logs: config.container_logs.clone(),
+            pulls: Default::default(),
             net: crate::reconcile::translate::network::Net::open(&config, store.clone())
                 .map(Arc::new)
                 .inspect_err(|e| {

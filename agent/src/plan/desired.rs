@@ -21,6 +21,11 @@
 //! An object that no file owns (not in any `manifest_files` row) and that no file asks for is
 //! removed: it is a leftover of an earlier, interrupted removal.
 //!
+//! A container whose `image` is a bare name that no Image manifest declares any more (the last
+//! good version of a failing file, or one never applied, whose Image's file was deleted) is
+//! frozen too, kept as it runs with what it runs on: a bare name is never read as
+//! `docker.io/library/<name>:latest` (validation refuses such a name in a file that loads).
+//!
 //! If two files define the same name (validation forbids it among loaded files, but a failed
 //! file's last good version may still hold an object that moved to another file), the loaded
 //! file wins and the object is no longer frozen.
@@ -180,8 +185,18 @@ impl Desired {
                     );
                 }
                 Manifest::Container(c) => {
+                    let mut origin = origin.clone();
                     let image_key = match image_key_of.get(c.spec.image.as_str()) {
                         Some(k) => k.clone(),
+                        // A bare name is an Image manifest's (validation refuses one that names
+                        // none). Here its manifest is gone while the container's file still asks
+                        // for it (the last good version of a file that fails now): never read as
+                        // docker.io's `<name>:latest` (a pull from the internet and a recreate);
+                        // the container is frozen, kept as it runs.
+                        None if !c.spec.image.contains(['/', ':', '@']) => {
+                            origin.frozen = true;
+                            c.spec.image.clone()
+                        }
                         None => {
                             let source = ImageSource::registry(&c.spec.image);
                             let img = EffectiveImage {
@@ -190,7 +205,7 @@ impl Desired {
                                 source,
                             };
                             let k = img.key.clone();
-                            add_image(&mut d.images, img, origin);
+                            add_image(&mut d.images, img, &origin);
                             k
                         }
                     };
@@ -216,7 +231,7 @@ impl Desired {
                             }
                             _ => None,
                         });
-                    origins.insert(eff.name.clone(), origin.clone());
+                    origins.insert(eff.name.clone(), origin);
                     containers.insert(eff.name.clone(), eff);
                 }
             }

@@ -194,6 +194,12 @@ impl<'a> Planner<'a> {
         for (name, e) in &d.containers {
             if e.origin.frozen {
                 kept_uses.add(name, &e.value.config);
+                // Kept as it runs: what it runs with is kept too (its image when the manifest
+                // names one no longer declared).
+                if let Some(cfg) = a.containers.get(name).and_then(|c| c.config.as_ref()) {
+                    kept_uses.add(name, cfg);
+                    in_use.add(name, cfg);
+                }
             }
             if removals {
                 in_use.add(name, &e.value.config);

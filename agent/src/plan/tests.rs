@@ -338,6 +338,59 @@ fn failed_file_keeps_last_good_objects_untouched() {
 }
 
 #[test]
+fn a_container_whose_image_manifest_is_gone_is_kept_not_pulled_from_a_registry() {
+    let image = "apiVersion: agent/v1\nkind: Image\nmetadata:\n  name: busybox\nspec:\n  dockerArchive:\n    path: /images/busybox.tar\n";
+    let app = container("app", "").replace("127.0.0.1:5000/busybox", "busybox");
+    let mut actual = Actual::default();
+    converge(
+        &loaded_inputs(&[("image.yaml", image), ("app.yaml", &app)]),
+        &mut actual,
+    );
+    // image.yaml deleted; app.yaml's objects still asked for (its last good version, never
+    // applied, is planned like a loaded one): "busybox" names no Image manifest any more. It
+    // must not become docker.io's busybox:latest (a pull from the internet and a recreate).
+    let objs = manifests(&[("image.yaml", image), ("app.yaml", &app)])
+        .into_iter()
+        .find(|(p, _)| p.as_path() == std::path::Path::new("app.yaml"))
+        .map(|(_, o)| o)
+        .unwrap_or_default();
+    assert_eq!(objs.len(), 1);
+    let inputs = vec![
+        FileInput {
+            path: "image.yaml".into(),
+            state: FileState::Deleted,
+        },
+        FileInput {
+            path: "app.yaml".into(),
+            state: FileState::Loaded(objs),
+        },
+    ];
+    let d = desired(&inputs, &actual);
+    assert!(
+        d.images.keys().all(|k| !k.contains("busybox:latest")),
+        "{:?}",
+        d.images.keys().collect::<Vec<_>>()
+    );
+    let p = plan(&d, &actual);
+    assert!(
+        p.steps
+            .iter()
+            .all(|s| s.change.name() != "app" && !matches!(s.change, Change::PullImage { .. })),
+        "{:?}",
+        p.steps.iter().map(Step::summary).collect::<Vec<_>>()
+    );
+    // What it runs on stays (not removed as "no longer used by any manifest").
+    assert!(
+        p.held
+            .iter()
+            .any(|h| h.name == "docker-archive:/images/busybox.tar"
+                && h.reason == "used by app, which is kept"),
+        "{:?}",
+        p.held
+    );
+}
+
+#[test]
 fn missing_file_without_seen_deletion_removes_nothing() {
     let mut actual = Actual::default();
     converge(&loaded_inputs(&[("shop.yaml", &shop())]), &mut actual);

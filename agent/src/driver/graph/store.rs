@@ -112,6 +112,20 @@ impl Graph {
         })
     }
 
+    /// [`Graph::pull_lock`], giving up (`None`) as soon as `stop` says so while another pull
+    /// holds it.
+    pub fn pull_lock_unless(&self, stop: &dyn Fn() -> bool) -> Result<Option<Lock>, Error> {
+        loop {
+            if let Some(l) = self.flock("pull.lock", false)? {
+                return Ok(Some(l));
+            }
+            if stop() {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Whether a pull is downloading now (its lock is held).
     fn pulling(&self) -> bool {
         !matches!(self.flock("pull.lock", false), Ok(Some(_)))

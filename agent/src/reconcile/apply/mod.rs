@@ -44,6 +44,7 @@ use super::pass::{event, now_ms};
 use super::translate::network::{Net, NetError, SharedStore, lock};
 use super::work::Work;
 
+pub mod pulls;
 pub mod sources;
 mod supervision;
 pub mod volume_rm;
@@ -166,6 +167,8 @@ pub struct Applier {
     pub board: super::report::Board,
     /// The config's defaults of the containers' logs.
     pub container_logs: crate::daemon::config::ContainerLogsConfig,
+    /// The registry pulls running, for the loop to cancel those no longer wanted.
+    pub pulls: pulls::Pulls,
 }
 
 /// A new runtime id for container `name`: the name and 12 hex digits (unique per creation).
@@ -199,8 +202,10 @@ impl Applier {
                 if *insecure && let Some(host) = reference.split('/').next() {
                     opts.insecure_registries.push(host.to_string());
                 }
+                opts.cancel = Some(self.pulls.start(image));
                 let started = std::time::Instant::now();
                 let pulled = crate::driver::graph::pull::pull(&self.graph, &opts);
+                self.pulls.end(image);
                 crate::metrics::global().pull(
                     pulled.is_ok(),
                     pulled.as_ref().map_or(0, |r| r.downloaded),

@@ -50,6 +50,7 @@ use crate::manifest::Kind;
 use crate::manifest::source::Watcher;
 use crate::plan::{Change, Step};
 
+mod cancel;
 mod housekeeping;
 
 /// A pass whose works have not all ended.
@@ -110,6 +111,8 @@ pub struct Engine {
     /// The works submitted and not ended, by id: a pass that plans the same change again joins
     /// the one pending instead of deferring it.
     pending: HashMap<u64, (String, Change)>,
+    /// Pending pulls this loop cancelled ([`cancel`]).
+    cancelled: HashSet<u64>,
     /// Files whose last good version was not applied completely yet.
     unapplied: pass::Unapplied,
     /// Containers found running without their monitor (reported once each, until repaired).
@@ -153,6 +156,7 @@ impl Engine {
             deferred: false,
             deferred_on: HashSet::new(),
             pending: HashMap::new(),
+            cancelled: HashSet::new(),
             unapplied: pass::Unapplied::default(),
             recheck: HashSet::new(),
             unmonitored: Vec::new(),
@@ -202,12 +206,27 @@ impl Engine {
 
     /// Shutdown: nothing new starts; the works running end (a stop in its grace period is
     /// finished, not cut short); the requests still queued are answered "shutting down". Pulls
-    /// are not waited for: what they downloaded is kept, and the next start resumes them.
+    /// are cancelled and not waited for beyond a moment: what they downloaded is kept, and the
+    /// next start resumes them.
     async fn drain(&mut self) {
         self.queue.stop();
         self.p.requests.close();
-        while self.queue.in_flight_where(|k| !k.starts_with("image/")) > 0 {
-            match self.done_rx.recv().await {
+        self.cancel_all_pulls();
+        let pulls_end = Instant::now() + Duration::from_secs(2);
+        loop {
+            let others = self.queue.in_flight_where(|k| !k.starts_with("image/"));
+            if others == 0 && (self.queue.in_flight() == 0 || Instant::now() >= pulls_end) {
+                break;
+            }
+            let next = if others == 0 {
+                match tokio::time::timeout_at(pulls_end.into(), self.done_rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            } else {
+                self.done_rx.recv().await
+            };
+            match next {
                 Some(done) => tokio::task::block_in_place(|| self.on_done(done)),
                 None => break,
             }
@@ -423,6 +442,7 @@ impl Engine {
         self.fingerprints = super::failing::fingerprints(&wanted);
         self.failing.forget_changed(&self.fingerprints);
         let plan = crate::plan::plan(&wanted, &actual);
+        self.cancel_unplanned_pulls(&plan.steps);
         self.plan_waiting = plan.waiting.clone();
         self.watched = plan
             .waiting
@@ -745,6 +765,7 @@ impl Engine {
         self.queue.finish(&done);
         self.pending.remove(&done.id);
         self.p.board.remove(done.id);
+        let cancelled = self.was_cancelled(&done);
         let name = done.work.step.change.name().to_string();
         let is_container = done.work.step.change.kind() == Kind::Container;
         let change = format!("{} {name}", done.work.step.change.action());
@@ -763,7 +784,9 @@ impl Engine {
             .iter_mut()
             .find(|o| o.outstanding.contains(&done.id))
         {
-            Some(o) if done.result.is_err() => o.failed_objects.insert(done.key.clone()),
+            Some(o) if done.result.is_err() && !cancelled => {
+                o.failed_objects.insert(done.key.clone())
+            }
             _ => true,
         };
         if let Some(first) = &done.skipped
@@ -792,6 +815,7 @@ impl Engine {
             });
         } else if let Err(e) = &done.result
             && e != super::queue::LEFT
+            && !cancelled
         {
             self.p
                 .board
@@ -800,6 +824,7 @@ impl Engine {
         let kind = format!("{:?}", done.work.step.change.kind()).to_lowercase();
         match &done.result {
             Err(_) if done.skipped.is_some() => {}
+            Err(_) if cancelled => self.on_cancelled(&done),
             Ok(a) => {
                 crate::metrics::global().change(done.work.step.change.action(), &kind, true);
                 self.p.board.succeeded(&done.key);
@@ -881,7 +906,7 @@ impl Engine {
             let o = &mut self.open[i];
             o.outstanding.remove(&done.id);
             match &done.result {
-                Err(e) if done.skipped.is_some() => o
+                Err(e) if done.skipped.is_some() || cancelled => o
                     .report
                     .skipped
                     .push(format!("{}: {e}", done.work.summary())),

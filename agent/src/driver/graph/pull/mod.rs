@@ -42,6 +42,7 @@ pub mod retry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -101,7 +102,14 @@ pub struct PullOptions {
     pub deadline: Option<Duration>,
     /// Longest wait for the next bytes from the registry (token requests included).
     pub read_timeout: Duration,
+    /// Set by someone else to stop the download (the image is no longer wanted): the pull ends
+    /// with [`CANCELLED`] within a tenth of a second; what was downloaded stays, as after a
+    /// timeout. Also while it waits for another pull's lock.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The start of the reason of a pull stopped through [`PullOptions::cancel`].
+pub const CANCELLED: &str = "cancelled";
 
 impl PullOptions {
     pub fn new(reference: impl Into<String>) -> Self {
@@ -116,6 +124,7 @@ impl PullOptions {
             concurrency: 3,
             deadline: None,
             read_timeout: DEFAULT_TIMEOUT,
+            cancel: None,
         }
     }
 }
@@ -143,24 +152,43 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
         .map_err(Error::io("start the pull runtime", graph.root()))?;
     // Downloading holds the pull lock only, so that imports and other graph work go on; the
     // graph lock is taken for the import (unpack, record) at the end.
-    let _pulling = graph.pull_lock()?;
+    let is_cancelled = || {
+        opts.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    };
+    let cancelled_error = || Error::Registry {
+        reference: opts.reference.clone(),
+        reason: format!("{CANCELLED}: what was downloaded is kept and a later pull resumes"),
+    };
+    let Some(_pulling) = graph.pull_lock_unless(&is_cancelled)? else {
+        return Err(cancelled_error());
+    };
     {
         let _lock = graph.lock()?;
         graph.remove_stale_puts_of_pulls();
     }
-    let resolved = match opts.deadline {
-        Some(d) => rt
-            .block_on(tokio::time::timeout(d, fetch_all(graph, opts)))
-            .map_err(|_| Error::Registry {
-                reference: opts.reference.clone(),
-                reason: format!(
-                    "the pull did not finish within {} (registries.pull_timeout); what was \
-                     downloaded is kept and the next try resumes",
-                    crate::manifest::units::Duration(d)
-                ),
-            })??,
-        None => rt.block_on(fetch_all(graph, opts))?,
+    let fetch = async {
+        match opts.deadline {
+            Some(d) => tokio::time::timeout(d, fetch_all(graph, opts))
+                .await
+                .map_err(|_| Error::Registry {
+                    reference: opts.reference.clone(),
+                    reason: format!(
+                        "the pull did not finish within {} (registries.pull_timeout); what was \
+                         downloaded is kept and the next try resumes",
+                        crate::manifest::units::Duration(d)
+                    ),
+                })?,
+            None => fetch_all(graph, opts).await,
+        }
     };
+    let resolved = rt.block_on(async {
+        tokio::select! {
+            r = fetch => r,
+            () = cancelled(opts.cancel.as_deref()) => Err(cancelled_error()),
+        }
+    })?;
     let _lock = graph.lock()?;
     let mut src = InStore {
         name: resolved.reference.clone(),
@@ -193,6 +221,16 @@ pub fn pull(graph: &Graph, opts: &PullOptions) -> Result<PullReport, Error> {
         resumed: resolved.resumed,
         present: resolved.present,
     })
+}
+
+/// Resolves once `cancel` is set (never without one).
+async fn cancelled(cancel: Option<&AtomicBool>) {
+    let Some(flag) = cancel else {
+        return std::future::pending().await;
+    };
+    while !flag.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Everything fetched, ready to import.
