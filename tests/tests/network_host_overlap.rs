@@ -234,3 +234,80 @@ fn a_network_overlapping_a_host_interface_is_refused_and_a_late_overlap_is_repor
 
     d.remove_all_and_wait(Duration::from_secs(60));
 }
+
+/// The addresses and routes of interface `dev` (`ip -4 addr` and `ip -4 route`, main table).
+fn on_link(dev: &str) -> String {
+    let addr = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", dev])
+        .output()
+        .expect("ip addr");
+    let route = Command::new("ip")
+        .args(["-4", "route", "show", "dev", dev])
+        .output()
+        .expect("ip route");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&addr.stdout),
+        String::from_utf8_lossy(&route.stdout)
+    )
+}
+
+#[test]
+fn moving_a_network_off_a_subnet_another_interface_took_leaves_nothing_of_it() {
+    if !require_root("moving_a_network_off_a_subnet_another_interface_took") {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare_with("hostmove", "", false);
+    let bridge = format!("{}x", d.bridge);
+    d.extra_bridges.push(bridge.clone());
+    let (_, first) = agent_e2e::network::TestNet::names(d.net.firewall, true);
+    let (_, second) = agent_e2e::network::TestNet::names(d.net.firewall, true);
+    let (good, good2) = (first.subnet.to_string(), second.subnet.to_string());
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    d.write("net.yaml", &network("lan", &bridge, &good));
+    d.write("app.yaml", APP);
+    d.start();
+    d.wait_for("app running", Duration::from_secs(90), || {
+        d.try_ps_row("app").filter(|r| r["state"] == "running")
+    });
+
+    // Another interface comes to overlap it; the next rescan says so.
+    let g = first.subnet.network().octets();
+    let late_name = format!("agovn{}", std::process::id() % 1_000_000);
+    let late = Dummy::new(&late_name, &format!("{}.{}.{}.200/24", g[0], g[1], g[2]));
+    let late_route = late.routes();
+    d.wait_for("a host warning", Duration::from_secs(30), || {
+        let _ = d.cli(&["apply"]);
+        let w = d.cli_json(&["status"])["warnings"].to_string();
+        w.contains(&late_name).then_some(w)
+    });
+
+    // The operator moves the network to another subnet, as the warning says: the bridge keeps
+    // nothing of the old one (its old address would go on taking the traffic), the warning
+    // goes, the other interface's route is intact.
+    d.write("net.yaml", &network("lan", &bridge, &good2));
+    d.wait_for(
+        "app running on the new subnet",
+        Duration::from_secs(90),
+        || {
+            let _ = d.cli(&["apply"]);
+            let row = d.try_ps_row("app").filter(|r| r["state"] == "running")?;
+            on_link(&bridge).contains(&good2).then_some(row)
+        },
+    );
+    let old_gw = format!("{}.{}.{}.1/", g[0], g[1], g[2]);
+    let now = on_link(&bridge);
+    assert!(
+        !now.contains(&old_gw) && !now.contains(&good),
+        "bridge {bridge} kept its old subnet {good}:\n{now}"
+    );
+    d.wait_for("the warning gone", Duration::from_secs(30), || {
+        let _ = d.cli(&["apply"]);
+        let w = d.cli_json(&["status"])["warnings"].to_string();
+        (!w.contains(&late_name)).then_some(())
+    });
+    assert_eq!(late.routes(), late_route, "the host's route changed");
+
+    d.remove_all_and_wait(Duration::from_secs(60));
+}
