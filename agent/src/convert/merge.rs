@@ -140,6 +140,9 @@ fn value(earlier: Node, later: Node, path: &mut Vec<String>, tags: &Tags) -> Res
     if matches!(later.kind, NodeKind::Null) {
         return Ok(earlier);
     }
+    if matches!(earlier.kind, NodeKind::Null) {
+        return Ok(strip(later, tags));
+    }
     // Mappings are merged entry by entry (their tags read there); other values whole.
     let later = match (&later.kind, rule) {
         (NodeKind::Map(_), Rule::ByKey | Rule::AsMapping | Rule::Logging | Rule::Build)

@@ -57,8 +57,15 @@ fn mappings_merge_recursively_scalars_are_replaced_lists_appended() {
             "group_add": ["a", "b"],
         })
     );
-    // A null keeps the earlier value.
+    // A null keeps the earlier value; a value replaces an earlier null.
     assert_eq!(web("image: a:1\n", "image:\n"), json!({"image": "a:1"}));
+    assert_eq!(
+        web(
+            "ports:\nenvironment:\n",
+            "ports: [\"80\"]\nenvironment: {A: !reset 1, B: 2}\n"
+        ),
+        json!({"ports": ["80"], "environment": {"B": 2}})
+    );
 }
 
 #[test]

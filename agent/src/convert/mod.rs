@@ -112,7 +112,7 @@ pub struct Converted {
     pub manifest: Manifest,
     /// `services.web`, `volumes.db-data`, ...
     pub from: String,
-    /// The compose file `from` is in (the last that set it, for a key several files set).
+    /// The compose file the key `from` is written in (with `line` and `col` there).
     pub file: PathBuf,
     pub line: u32,
     pub col: u32,
