@@ -279,11 +279,12 @@ impl Daemon {
     }
 
     /// Removes every manifest and waits until `agent ps` lists no container (asking for a pass
-    /// with `agent apply` on each poll); panics with the log after `timeout`.
+    /// with `agent apply` on each poll, never waiting more than 10 s for one); panics with the
+    /// log after `timeout`.
     pub fn remove_all_and_wait(&self, timeout: Duration) {
         self.remove_all_manifests();
         self.wait_for("containers removed", timeout, || {
-            let _ = self.cli(&["apply"]);
+            let _ = self.cli(&["apply", "--timeout", "10s"]);
             self.cli_json(&["ps"]).as_array()?.is_empty().then_some(())
         });
     }

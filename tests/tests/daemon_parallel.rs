@@ -305,6 +305,17 @@ fn a_slow_pull_delays_no_restart_create_or_listing() {
         pulling(&status, "slow:1"),
         "the pull is not listed in flight: {status}"
     );
+    // `agent apply` waits for the pull its pass joined; with --timeout it says what is still
+    // in flight and fails.
+    let out = d.cli(&["apply", "--timeout", "2s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has not ended after 2s")
+            && stderr.contains("in flight: pull ")
+            && stderr.contains("/slow:1"),
+        "{stderr}"
+    );
     // The agent stops promptly although the pull still hangs (it is not waited for).
     let status = d.stop();
     assert!(

@@ -118,6 +118,10 @@ pub struct EventsArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub client: ClientOpts,
+    /// Give up waiting after this long (`30s`, `5m`; default: wait until the pass has ended):
+    /// the changes still in flight are listed and the exit code is 1. They go on in the agent.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<crate::manifest::units::Duration>,
     /// Output format: `text` (a table or lines) or `json`.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -687,14 +691,28 @@ pub fn events(args: EventsArgs) -> crate::Result<Outcome> {
 
 pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
     let (client, state) = args.client.resolve()?;
-    let report: PassReport = wait_for_starting_agent(&state, || client.call(true, "/v1/apply"))
-        .map_err(|e| match e {
-            ClientError::NotRunning(s) => crate::Error::Failed(format!(
-                "the agent is not running (nothing listens on {}); start it with `agent run`",
-                s.display()
-            )),
-            e => crate::api::Error::from(e).into(),
-        })?;
+    let not_running = |e| match e {
+        ClientError::NotRunning(s) => crate::Error::Failed(format!(
+            "the agent is not running (nothing listens on {}); start it with `agent run`",
+            s.display()
+        )),
+        e => crate::api::Error::from(e).into(),
+    };
+    let report: PassReport = match args.timeout {
+        None => wait_for_starting_agent(&state, || client.call(true, "/v1/apply"))
+            .map_err(not_running)?,
+        Some(limit) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (c, st) = (client.clone(), state.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send(wait_for_starting_agent(&st, || c.call(true, "/v1/apply")));
+            });
+            match rx.recv_timeout(limit.0) {
+                Ok(r) => r.map_err(not_running)?,
+                Err(_) => return Ok(still_applying(&client, limit)),
+            }
+        }
+    };
     let failed = !report.failed.is_empty() || !report.file_errors.is_empty();
     if args.output == OutputFormat::Json {
         print_json(&report)?;
@@ -721,6 +739,22 @@ pub fn apply(args: ApplyArgs) -> crate::Result<Outcome> {
         }
     }
     Ok(if failed { Outcome::FAILED } else { Outcome::OK })
+}
+
+/// `agent apply --timeout` ran out: what is still in flight, on stderr; exit code 1.
+fn still_applying(
+    client: &crate::api::client::Client,
+    limit: crate::manifest::units::Duration,
+) -> Outcome {
+    eprintln!("agent apply: the pass has not ended after {limit}; the agent goes on with it");
+    if let Ok(status) = client.call::<StatusReport>(false, "/v1/status") {
+        let now = crate::reconcile::pass::now_ms();
+        for w in &status.in_flight {
+            let secs = (now - w.since).max(0) / 1000;
+            eprintln!("  in flight: {} ({}, {secs} s)", w.change, w.cause);
+        }
+    }
+    Outcome::FAILED
 }
 
 #[cfg(test)]
