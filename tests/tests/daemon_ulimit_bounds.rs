@@ -2,7 +2,8 @@
 //! it lacks CAP_SYS_RESOURCE to raise). A new container fails at create with an error naming
 //! the ulimit and the bound; a replacement of a running container is refused before the running
 //! one is stopped, which is kept (it was stopped and removed before, and the new one failed);
-//! `agent validate` warns. docs/security.md and `reconcile::precheck` say why.
+//! `agent validate` warns. The same for an `oomScoreAdj` below the agent's own (the kernel
+//! lets only CAP_SYS_RESOURCE lower it). docs/security.md and `reconcile::precheck` say why.
 //!
 //! The agent inherits the test's own rlimits, so the bound is the test's hard `nofile`. Skipped,
 //! with the reason printed, where the test holds CAP_SYS_RESOURCE (the agent could raise it).
@@ -137,5 +138,61 @@ fn a_replacement_above_the_agents_hard_limit_keeps_the_running_container() {
         String::from_utf8_lossy(&status.stdout).contains("ulimit nofile"),
         "{}",
         String::from_utf8_lossy(&status.stdout)
+    );
+}
+
+#[test]
+fn a_replacement_below_the_agents_oom_score_adj_keeps_the_running_container() {
+    let test = "a_replacement_below_the_agents_oom_score_adj_keeps_the_running_container";
+    if !require_root(test) {
+        return;
+    }
+    // The capability is what matters here, not the nofile limit.
+    if bound(test).is_none() {
+        return;
+    }
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("our oom_score_adj");
+    if own <= -1000 {
+        eprintln!("skipping {test}: our oom_score_adj is -1000, nothing is below it");
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("oomkeep", "");
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    let web = |adj: i32| {
+        container_manifest(
+            "web",
+            "exec sleep 100000",
+            &format!("  oomScoreAdj: {adj}\n"),
+        )
+    };
+    d.write("web.yaml", &web(own));
+    let row = d.wait_for("web running", Duration::from_secs(90), || {
+        running(&d, "web")
+    });
+    let id = row["id"].clone();
+    d.write("web.yaml", &web(own - 1));
+    let failure = d.wait_for("the refusal reported", Duration::from_secs(60), || {
+        d.events_of("web", "change.failed").into_iter().next()
+    });
+    assert!(
+        failure.to_string().contains(&format!(
+            "oomScoreAdj {} is below the agent's own oom_score_adj ({own})",
+            own - 1
+        )) && failure.to_string().contains("the running one is kept"),
+        "{failure}"
+    );
+    let row = d.try_ps_row("web").expect("web is still listed");
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(row["id"], id, "the running container was replaced: {row}");
+    assert!(
+        d.events_of("web", "container.stop").is_empty()
+            && d.events_of("web", "container.remove").is_empty(),
+        "something was torn down: {:?}",
+        d.events()
     );
 }

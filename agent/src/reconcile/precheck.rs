@@ -12,18 +12,21 @@
 //!   by another container of the agent, and bindable on its host address (the network driver's
 //!   own probe, [`crate::driver::network::ports::probe_bind`]). Ports the container being
 //!   replaced declares itself are skipped (its own process or its rules may hold them);
-//! - every ulimit of the new config: a hard limit the agent can set ([`RlimitHost`]: not above
+//! - every ulimit of the new config: a hard limit the agent can set ([`AgentLimits`]: not above
 //!   its own hard limit when it lacks CAP_SYS_RESOURCE, a `nofile` not above `fs.nr_open`).
 //!   `agent validate` only warns about these (its limits are not the agent's; see
 //!   [`crate::manifest::validate::warn`]), and the exec driver would refuse the new container
-//!   only after the old one had stopped.
+//!   only after the old one had stopped;
+//! - `oomScoreAdj`: not below the agent's own when it lacks CAP_SYS_RESOURCE (the kernel's
+//!   rule; the exec driver refused it at create, after the teardown). `agent validate` cannot
+//!   know the agent's value and says nothing.
 //!
 //! An image is fetched by earlier works of the same plan, before any teardown, so a missing
 //! image never reaches this point; volumes are directories the agent creates.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::driver::exec::spec::build::{RlimitHost, rlimit_text};
+use crate::driver::exec::spec::build::{AgentLimits, oom_floor_text, rlimit_text};
 use crate::driver::network::Protocol as NetProtocol;
 use crate::manifest::{NetworkMode, Protocol};
 use crate::plan::EffectiveContainer;
@@ -60,7 +63,7 @@ pub fn replacement(
     old: Option<&EffectiveContainer>,
     bindings: &[PortBinding],
     probe: Probe<'_>,
-    limits: &RlimitHost,
+    limits: &AgentLimits,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
     for (name, u) in &new.fixed.ulimits {
@@ -72,6 +75,11 @@ pub fn replacement(
                 ceiling.limit()
             ));
         }
+    }
+    if let Some(adj) = new.fixed.oom_score_adj
+        && let Some(floor) = limits.oom_floor(adj)
+    {
+        problems.push(format!("oomScoreAdj {}", oom_floor_text(adj, floor)));
     }
     if new.fixed.network_mode == NetworkMode::Bridge {
         ports(new, old, bindings, probe, &mut problems);
@@ -168,8 +176,11 @@ mod tests {
     }
 
     /// Limits that bound nothing.
-    fn free() -> RlimitHost {
-        RlimitHost::default()
+    fn free() -> AgentLimits {
+        AgentLimits {
+            can_raise: true,
+            ..AgentLimits::default()
+        }
     }
 
     fn binding(container: &str, port: u16) -> PortBinding {
@@ -240,10 +251,11 @@ mod tests {
     /// exec driver refused it only at create, after the teardown), in every network mode.
     #[test]
     fn a_ulimit_above_the_agents_bound_is_refused_by_name() {
-        let limits = RlimitHost {
+        let limits = AgentLimits {
             hard: [("nofile".to_string(), 20000), ("nproc".to_string(), 500)].into(),
             can_raise: false,
             nr_open: Some(1_048_576),
+            oom_score_adj: 0,
         };
         let ok = container("  ulimits: {nofile: {soft: 1024, hard: 20000}, core: unlimited}\n");
         assert!(replacement(&ok, None, &[], &|_, _, _| Ok(()), &limits).is_ok());
@@ -263,5 +275,27 @@ mod tests {
         let new = container("  ulimits: {nofile: {soft: 1024, hard: 2000000}}\n");
         let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &raise).unwrap_err();
         assert!(e.contains("above the kernel's fs.nr_open 1048576"), "{e}");
+    }
+
+    /// An `oomScoreAdj` below the agent's own is refused before the running container is
+    /// stopped when the agent lacks CAP_SYS_RESOURCE.
+    #[test]
+    fn an_oom_score_adj_below_the_agents_is_refused_without_the_capability() {
+        let mut limits = AgentLimits {
+            oom_score_adj: -100,
+            ..AgentLimits::default()
+        };
+        let any = |_: Option<Ipv4Addr>, _: u16, _: NetProtocol| Ok(());
+        let ok = container("  networkMode: none\n  oomScoreAdj: -100\n");
+        assert!(replacement(&ok, None, &[], &any, &limits).is_ok());
+        let low = container("  networkMode: none\n  oomScoreAdj: -500\n");
+        let e = replacement(&low, None, &[], &any, &limits).unwrap_err();
+        assert!(
+            e.contains("oomScoreAdj -500 is below the agent's own oom_score_adj (-100)")
+                && e.contains("the running one is kept"),
+            "{e}"
+        );
+        limits.can_raise = true;
+        assert!(replacement(&low, None, &[], &any, &limits).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! What `agent validate` warns about without refusing: fields that give a container the host
 //! (`privileged`), host devices that are not there now (they may come later: a USB device
 //! plugged in before the container starts; creating the container fails while one is missing),
-//! and ulimits above what this process could set ([`RlimitHost`]: its own hard limit without
+//! and ulimits above what this process could set ([`AgentLimits`]: its own hard limit without
 //! CAP_SYS_RESOURCE, `fs.nr_open` for `nofile`).
 //!
 //! Decision (ulimits): a warning, not a refusal. `agent validate` often runs elsewhere (CI,
@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use super::diag;
-use crate::driver::exec::spec::build::{RlimitCeiling, RlimitHost, rlimit_text};
+use crate::driver::exec::spec::build::{AgentLimits, RlimitCeiling, rlimit_text};
 use crate::manifest::device::Device;
 use crate::manifest::node::Step::{Index, Key};
 use crate::manifest::{Diagnostic, Loaded, Manifest};
@@ -54,7 +54,7 @@ pub fn warnings(loaded: &Loaded) -> Vec<Diagnostic> {
             }
         }
         for (name, u) in &c.spec.ulimits {
-            let limits = limits.get_or_insert_with(RlimitHost::detect);
+            let limits = limits.get_or_insert_with(AgentLimits::detect);
             let hard = u.hard.as_rlim();
             if let Some(ceiling) = limits.ceiling(name.as_str(), hard) {
                 let bound = match ceiling {

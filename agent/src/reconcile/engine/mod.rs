@@ -45,7 +45,7 @@ use super::translate::network::{SharedStore, lock};
 use super::trigger::{Batch, Trigger, TriggerQueue, Triggers};
 use super::work::{self, Cause, Relations, Work};
 use crate::daemon::config::Config;
-use crate::driver::exec::spec::build::RlimitHost;
+use crate::driver::exec::spec::build::AgentLimits;
 use crate::manifest::Kind;
 use crate::manifest::source::Watcher;
 use crate::plan::{Change, Step};
@@ -621,7 +621,7 @@ impl Engine {
                     .transaction(|tx| tx.port_bindings())
                     .unwrap_or_default()
             });
-            let limits = limits.get_or_insert_with(RlimitHost::detect);
+            let limits = limits.get_or_insert_with(AgentLimits::detect);
             if let Err(e) = super::precheck::replacement(
                 config,
                 have.config.as_ref(),

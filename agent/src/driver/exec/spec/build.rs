@@ -29,7 +29,7 @@
 //!   own hard limit when it cannot raise it), so that a server raises its own soft limit as far
 //!   as it needs (MariaDB, Redis do) while programs using `select` keep 1024. A hard limit above
 //!   the agent's own hard limit when it lacks CAP_SYS_RESOURCE, or a `nofile` above
-//!   `fs.nr_open`, is refused up front with the ulimit's name ([`RlimitHost`]; the kernel would
+//!   `fs.nr_open`, is refused up front with the ulimit's name ([`AgentLimits`]; the kernel would
 //!   answer EPERM deep inside container creation).
 //! - Memory swap: Docker's `--memory-swap` meaning (memory + swap); unset with a memory limit
 //!   means twice the memory where the host accounts swap, nothing otherwise.
@@ -140,11 +140,12 @@ impl HostInfo {
             .ok()
             .and_then(|u| seccomp::kernel_version(&u.release().to_string_lossy()))
             .unwrap_or((0, 0));
-        let RlimitHost {
+        let AgentLimits {
             hard: rlimit_hard,
             can_raise: can_raise_rlimits,
             nr_open,
-        } = RlimitHost::detect();
+            oom_score_adj,
+        } = AgentLimits::detect();
         HostInfo {
             cgroup_v2,
             swap_accounting,
@@ -157,10 +158,7 @@ impl HostInfo {
             cap_bounding: std::fs::read_to_string("/proc/self/status")
                 .ok()
                 .and_then(|s| caps::bounding_in_status(&s)),
-            oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0),
+            oom_score_adj,
             init_binary: None,
             cgroup_v1: if cgroup_v2 {
                 Vec::new()
@@ -172,29 +170,34 @@ impl HostInfo {
         }
     }
 
-    /// The rlimit facts of [`HostInfo`] (see [`RlimitHost`]).
-    pub fn rlimit_host(&self) -> RlimitHost {
-        RlimitHost {
+    /// The limits of [`HostInfo`] (see [`AgentLimits`]).
+    pub fn limits(&self) -> AgentLimits {
+        AgentLimits {
             hard: self.rlimit_hard.clone(),
             can_raise: self.can_raise_rlimits,
             nr_open: self.nr_open,
+            oom_score_adj: self.oom_score_adj,
         }
     }
 }
 
-/// What bounds the hard rlimits a process can give a container: its own hard limits when it
-/// lacks CAP_SYS_RESOURCE (`setrlimit` answers EPERM above them), and `fs.nr_open` for
+/// What bounds the hard rlimits and the `oom_score_adj` a process can give a container: its
+/// own hard limits and its own `oom_score_adj` when it lacks CAP_SYS_RESOURCE (the kernel
+/// refuses to go above the first or below the second without it), and `fs.nr_open` for
 /// `nofile` whatever it holds. The exec driver checks a spec against the agent's
-/// ([`HostInfo`]); `agent validate` warns with its own, and the loop checks a replacement
-/// against the agent's before it stops the running container (`reconcile::precheck`).
+/// ([`HostInfo`]); `agent validate` warns with its own rlimits, and the loop checks a
+/// replacement against the agent's before it stops the running container
+/// (`reconcile::precheck`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RlimitHost {
+pub struct AgentLimits {
     /// The process's hard rlimits, by `ulimit` name.
     pub hard: BTreeMap<String, u64>,
     /// It holds CAP_SYS_RESOURCE and may raise hard limits.
     pub can_raise: bool,
     /// `fs.nr_open` (`None`: unknown).
     pub nr_open: Option<u64>,
+    /// The process's own `oom_score_adj`.
+    pub oom_score_adj: i32,
 }
 
 /// The most `fs.nr_open` can be on any kernel (`sysctl_nr_open_max` on 64-bit: `INT_MAX`
@@ -235,6 +238,15 @@ impl std::fmt::Display for RlimitCeiling {
     }
 }
 
+/// Why `oomScoreAdj` `adj` cannot be set ([`AgentLimits::oom_floor`] is `floor`).
+pub fn oom_floor_text(adj: i32, floor: i32) -> String {
+    format!(
+        "{adj} is below the agent's own oom_score_adj ({floor}) and the agent lacks \
+         CAP_SYS_RESOURCE, which the kernel requires to lower it: use a value of at least \
+         {floor} or run the agent with CAP_SYS_RESOURCE"
+    )
+}
+
 /// An rlimit value as a manifest writes it (`u64::MAX` is `unlimited`).
 pub fn rlimit_text(v: u64) -> String {
     if v == u64::MAX || v == libc::RLIM_INFINITY {
@@ -244,9 +256,9 @@ pub fn rlimit_text(v: u64) -> String {
     }
 }
 
-impl RlimitHost {
+impl AgentLimits {
     /// This process's own hard rlimits, capabilities and `fs.nr_open`.
-    pub fn detect() -> RlimitHost {
+    pub fn detect() -> AgentLimits {
         let mut hard = BTreeMap::new();
         for (name, _, res) in RLIMITS {
             let mut lim = libc::rlimit {
@@ -258,13 +270,23 @@ impl RlimitHost {
                 hard.insert(name.to_string(), lim.rlim_max);
             }
         }
-        RlimitHost {
+        AgentLimits {
             hard,
             can_raise: has_cap_sys_resource(),
             nr_open: std::fs::read_to_string("/proc/sys/fs/nr_open")
                 .ok()
                 .and_then(|s| s.trim().parse().ok()),
+            oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
         }
+    }
+
+    /// This process's own `oom_score_adj` when `adj` is below it and it lacks CAP_SYS_RESOURCE
+    /// to go there; `None` when it can give a container `adj`.
+    pub fn oom_floor(&self, adj: i32) -> Option<i32> {
+        (adj < self.oom_score_adj && !self.can_raise).then_some(self.oom_score_adj)
     }
 
     /// The bound a hard limit `hard` of rlimit `name` (a `ulimits` name) is above, if any:
@@ -444,7 +466,7 @@ pub fn rlimits(spec: &ContainerSpec, host: &HostInfo) -> Result<Vec<PosixRlimit>
         wanted.insert(name, (r.soft, r.hard));
     }
     let mut out = Vec::new();
-    let bounds = host.rlimit_host();
+    let bounds = host.limits();
     for (name, (soft, hard)) in wanted {
         if let Some(ceiling) = bounds.ceiling(name, hard) {
             return Err(Error::UlimitAboveHost {
@@ -981,17 +1003,8 @@ pub fn build(
                 format!("{adj} is out of range -1000..1000"),
             ));
         }
-        if adj < host.oom_score_adj && !host.can_raise_rlimits {
-            return Err(invalid(
-                spec,
-                "oomScoreAdj",
-                format!(
-                    "{adj} is below the agent's own oom_score_adj ({}) and the agent lacks \
-                     CAP_SYS_RESOURCE, which the kernel requires to lower it: use a value of at \
-                     least {} or run the agent with CAP_SYS_RESOURCE",
-                    host.oom_score_adj, host.oom_score_adj
-                ),
-            ));
+        if let Some(floor) = host.limits().oom_floor(adj) {
+            return Err(invalid(spec, "oomScoreAdj", oom_floor_text(adj, floor)));
         }
     }
     let env = environment(spec, &hostname, &user.home);

@@ -272,7 +272,7 @@ fn default_nofile_is_bounded_by_what_the_host_allows() {
 #[test]
 fn rlimit_ceilings_name_the_bound() {
     let mut h = host();
-    let b = h.rlimit_host();
+    let b = h.limits();
     assert_eq!(b.ceiling("nofile", 20000), None);
     assert_eq!(
         b.ceiling("nofile", 20001),
@@ -280,7 +280,7 @@ fn rlimit_ceilings_name_the_bound() {
     );
     assert_eq!(b.ceiling("core", u64::MAX), None, "no own limit known");
     h.can_raise_rlimits = true;
-    let b = h.rlimit_host();
+    let b = h.limits();
     assert_eq!(b.ceiling("nproc", u64::MAX), None);
     assert_eq!(
         b.ceiling("nofile", u64::MAX),
