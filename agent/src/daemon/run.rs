@@ -264,7 +264,8 @@ async fn run_async(
         board,
     });
     engine.run(queue).await;
-    if engine.p.config.stop_containers_on_exit {
+    let stop_all = engine.p.config.stop_containers_on_exit;
+    if stop_all {
         engine.stop_all().await;
     }
 
@@ -279,7 +280,11 @@ async fn run_async(
     if bound.is_some() && file_id(&socket) == bound {
         let _ = std::fs::remove_file(&socket);
     }
-    tracing::info!("agent stopped; containers keep running");
+    if stop_all {
+        tracing::info!("agent stopped; containers stopped (stop_containers_on_exit)");
+    } else {
+        tracing::info!("agent stopped; containers keep running");
+    }
     Ok(())
 }
 
