@@ -17,6 +17,10 @@ use crate::manifest::node::{Key, Node, NodeKind};
 use super::load::Loader;
 use super::{Error, lexical, merge, value};
 
+/// Most services one `extends` chain goes through (Compose has no limit; this keeps the
+/// recursion's stack small whatever the files).
+const MAX_DEPTH: usize = 64;
+
 /// Resolves the `extends` of every service of `root`, the tree of `file`.
 pub fn resolve_file(ld: &mut Loader, root: &mut Node, file: &Path) -> Result<(), Error> {
     let Some(services) = services_mut(root) else {
@@ -106,6 +110,13 @@ fn resolve(
             ld,
             at,
             format!("`extends` goes round in a cycle: {}", chain.join(" -> ")),
+        ));
+    }
+    if stack.len() >= MAX_DEPTH {
+        return Err(err(
+            ld,
+            at,
+            format!("`extends` chains more than {MAX_DEPTH} services"),
         ));
     }
     stack.push(me);

@@ -212,3 +212,28 @@ fn reports_name_the_file_each_key_is_written_in() {
         .to_string();
     assert!(e.starts_with(&format!("{}:3:12: ", bad.display())), "{e}");
 }
+
+#[test]
+fn a_chain_too_long_and_a_file_that_is_not_one_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // s0 extends s1 ... extends s70: each is resolved through all those after it.
+    let mut text = String::from("services:\n");
+    for i in 0..70 {
+        text.push_str(&format!("  s{i}:\n    extends: s{}\n", i + 1));
+    }
+    text.push_str("  s70:\n    image: x:1\n");
+    let main = write(dir.path(), "compose.yaml", &text);
+    let e = convert(std::slice::from_ref(&main))
+        .expect_err("too deep")
+        .to_string();
+    assert!(e.contains("more than 64"), "{e}");
+    let main = write(
+        dir.path(),
+        "compose.yaml",
+        "services:\n  a:\n    extends: {file: /dev/zero, service: x}\n",
+    );
+    let e = convert(std::slice::from_ref(&main))
+        .expect_err("zero")
+        .to_string();
+    assert!(e.contains("/dev/zero:1:1: larger than 16 MiB"), "{e}");
+}

@@ -8,12 +8,17 @@
 //! against that file's directory.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::node::{Node, NodeKind};
 
 use super::tagged::{self, MAX_FILES, MAX_LINES, Tags, decode};
 use super::{Error, Interpolated, extends, interpolate, merge};
+
+/// The largest compose file read (the manifests' own limit is 1 MiB; compose files with long
+/// `x-` blocks are larger, and a file named by `extends` may be anything, `/dev/zero` too).
+const MAX_BYTES: u64 = 16 << 20;
 
 /// The files read so far and what was read from them.
 pub struct Loader<'a> {
@@ -62,10 +67,22 @@ impl<'a> Loader<'a> {
         if let Some(n) = self.read.get(path) {
             return Ok(n.clone());
         }
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        let read = |source| Error::Read {
             path: self.shown(path).to_path_buf(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text))
+            .map_err(read)?;
+        if text.len() as u64 > MAX_BYTES {
+            return Err(Error::At {
+                file: self.shown(path).to_path_buf(),
+                line: 1,
+                col: 1,
+                message: format!("larger than {} MiB: not a compose file", MAX_BYTES >> 20),
+            });
+        }
         self.text(path, &text)
     }
 
