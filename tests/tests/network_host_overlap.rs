@@ -4,7 +4,8 @@
 //! the network it is managed through. A host interface that came to overlap an existing network
 //! later (the LAN came up after) is reported in `agent status`, and the network's running
 //! containers are left alone; after a reboot its bridge is not made again while the overlap
-//! lasts, and the container's error says why.
+//! lasts, and the container's error says why. A Network naming a host interface the agent did
+//! not make as its bridge is refused too.
 //!
 //! The "LAN" is an interface with a unique name and an address in a unique `10.213.x.0/24` (the
 //! fixtures' own subnets are `10.214-253.x.0/24`), deleted in `Drop`: a `dummy` interface, or a
@@ -171,9 +172,31 @@ fn a_network_overlapping_a_host_interface_is_refused_and_a_late_overlap_is_repor
         "no event says why: {events:?}"
     );
 
-    // Another subnet works, and the host's route is still intact.
+    // Another subnet, but the host's interface as the bridge: refused too (it would be
+    // adopted: given the gateway, deleted with the network); the interface is left as it was.
     let (_, other) = agent_e2e::network::TestNet::names(d.net.firewall, true);
     let good = other.subnet.to_string();
+    let addr_before = on_link(&dummy_name);
+    d.write("net.yaml", &network("lan", &dummy_name, &good));
+    let text = d.wait_for(
+        "the bridge name's failure in agent status",
+        Duration::from_secs(60),
+        || {
+            let _ = d.cli(&["apply"]);
+            let s = status_errors(&d, "net.yaml");
+            s.contains("choose another bridge name").then_some(s)
+        },
+    );
+    for want in ["lan", &dummy_name, &host_addr] {
+        assert!(text.contains(want), "{want:?} missing in: {text}");
+    }
+    assert_eq!(
+        on_link(&dummy_name),
+        addr_before,
+        "the host's interface changed"
+    );
+
+    // Another subnet on a bridge of its own works, and the host's route is still intact.
     d.write("net.yaml", &network("lan", &bridge, &good));
     let _ = d.cli(&["apply"]);
     d.wait_for(

@@ -331,13 +331,33 @@ impl NetworkDriver {
     /// a route or address of another interface of the host overlaps its subnet (see
     /// [`hostroutes`]). A bridge that carries its address already passes: what it overlaps is
     /// reported by [`NetworkDriver::host_problems`], and it is left alone.
+    ///
+    /// A bridge name that is an interface the agent did not make (no recorded network has it)
+    /// with an address other than the gateway is refused too: it would be adopted (given the
+    /// gateway, its ports taken over, deleted with the network).
     pub(crate) fn check_host(&self, net: &NetworkConfig) -> Result<(), Error> {
         let view = self.host_view()?;
-        if view.has_address(&net.bridge, net.gateway(), net.subnet.prefix_len()) {
+        let recorded = self.store.networks()?;
+        let (gw, prefix) = (net.gateway(), net.subnet.prefix_len());
+        if !recorded.iter().any(|n| n.bridge == net.bridge)
+            && let Some(other) = view.other_addresses(&net.bridge, gw, prefix).first()
+        {
+            return Err(Error::Config {
+                network: net.name.clone(),
+                field: "bridge".into(),
+                reason: format!(
+                    "{}: an interface of that name exists already and is not one of this \
+                     agent's bridges (the host's {other}); nothing was changed: choose another \
+                     bridge name",
+                    net.bridge
+                ),
+            });
+        }
+        if view.has_address(&net.bridge, gw, prefix) {
             return Ok(());
         }
-        let recorded = self.store.networks()?;
-        let own = |d: &str| d == net.bridge || self.own_device(&recorded, d);
+        // The bridge's own routes count only when the agent made it (a recorded network).
+        let own = |d: &str| self.own_device(&recorded, d);
         let found = hostroutes::conflicts(net.network(), &view, &own);
         if found.is_empty() {
             return Ok(());

@@ -15,13 +15,19 @@
 //!   (a VPN, a site route), the `local` table's 127.0.0.0/8 on `lo`;
 //! - the addresses of every interface, also of one that is down and has no route yet.
 //!
+//! A network's bridge name that is already an interface of the host the agent did not make (no
+//! recorded network of this instance has that bridge) and that carries an address other than
+//! the network's gateway is refused as well: the agent would otherwise adopt it (a `Network`
+//! with `bridge: br-lan` put its gateway on the LAN's bridge, and removing the network deleted
+//! that bridge).
+//!
 //! What does not: routes with prefix length 0 or 1 (the default route, and the two halves of
 //! one that OpenVPN's `redirect-gateway def1` installs: every subnet overlaps them); broadcast,
 //! multicast, anycast, blackhole, unreachable, prohibit and throw routes (they send nothing to
 //! an interface; a bridge's more specific connected route already wins over a blackhole);
 //! tables no rule looks up (a VRF's); and everything on this agent's own bridges and veths
-//! (the bridge of the network being checked, whose old subnet is going away, and the other
-//! networks' bridges, which the driver's own overlap check between networks covers).
+//! (the bridges of the instance's recorded networks: the network's own, whose old subnet is
+//! going away, and the others, which the driver's own overlap check between networks covers).
 //!
 //! Docker checks a new network's pool against the host's routes (`netutils.CheckRouteOverlaps`,
 //! link-scope routes only since moby 23) only when it picks a pool itself, and a user's explicit
@@ -134,6 +140,18 @@ impl HostView {
                 && e.dest.addr() == addr
                 && e.dest.prefix_len() == prefix
         })
+    }
+
+    /// The addresses of interface `device` other than `addr/prefix`.
+    pub fn other_addresses(&self, device: &str, addr: Ipv4Addr, prefix: u8) -> Vec<&HostEntry> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                e.source == Source::Address
+                    && e.device.as_deref() == Some(device)
+                    && !(e.dest.addr() == addr && e.dest.prefix_len() == prefix)
+            })
+            .collect()
     }
 
     fn table_used(&self, table: u32) -> bool {
@@ -573,6 +591,14 @@ mod tests {
             ["address 192.168.7.20/24 of interface eth1"]
         );
         assert!(h.has_address("eth1", "192.168.7.20".parse().unwrap(), 24));
+        let ip: Ipv4Addr = "192.168.7.20".parse().unwrap();
+        assert!(h.other_addresses("eth1", ip, 24).is_empty());
+        assert_eq!(h.other_addresses("eth1", ip, 16).len(), 1);
+        assert_eq!(
+            h.other_addresses("eth1", "192.168.7.1".parse().unwrap(), 24)[0].to_string(),
+            "address 192.168.7.20/24 of interface eth1"
+        );
+        assert!(h.other_addresses("eth0", ip, 16).is_empty());
         assert!(!h.has_address("eth1", "192.168.7.20".parse().unwrap(), 16));
         assert!(!h.has_address("eth0", "192.168.7.20".parse().unwrap(), 24));
     }
