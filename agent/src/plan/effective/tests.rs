@@ -372,7 +372,7 @@ fn stored_json_round_trips_to_the_same_hash() {
     let c = web(
         "ports: [\"127.0.0.1:8080:80/udp\"]\nvolumes: [\"data:/data:ro\", {tmpfs: /run, size: 1Mi}]\nlinks: [db]\n\
          restart: on-failure:3\nresources: {memory: 64Mi, memorySwap: -1, cpus: 1.5, cpuset: \"0-1\"}\n\
-         healthcheck: {command: [/bin/true], interval: 5s}\nstopSignal: INT\nulimits: {nofile: {soft: 10, hard: unlimited}}\n\
+         healthcheck: {command: [/bin/true], interval: 5s}\nstopSignal: INT\nulimits: {nproc: {soft: 10, hard: unlimited}}\n\
          extraHosts: [\"a:10.0.0.1\"]\ndns: [1.1.1.1]\ncapAdd: [NET_ADMIN]\nsysctls: {net.ipv4.ip_forward: \"1\"}\nnetworks: [net]",
     );
     let json = crate::plan::store::container_config_value(&c);
