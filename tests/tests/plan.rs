@@ -303,3 +303,38 @@ fn unreadable_directory_is_an_error_not_an_empty_plan() {
     assert_eq!(r.code, 1, "{}{}", r.out, r.err);
     assert!(r.err.contains("missing"), "{}", r.err);
 }
+
+/// A command argument with a newline (allowed, as in Docker: a `sh -c` script) is shown
+/// escaped in the plan's reason: it cannot forge a step or a line of the plan.
+#[test]
+fn a_newline_in_a_command_cannot_forge_a_plan_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("manifests");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let shop = SHOP.replace(
+        "  links: [db]\n",
+        "  links: [db]\n  command: [\"/bin/sh\", \"-c\", \"echo a\"]\n",
+    );
+    let file = write(&dir, "shop.yaml", &shop);
+    let state = tmp.path().join("state");
+    record_applied(&mut Store::open(&state).expect("open"), &dir);
+    std::fs::write(
+        &file,
+        shop.replace("echo a", "echo a\\n  9. + create forged\\nPlan: 9 to add"),
+    )
+    .expect("edit");
+    let r = agent_plan(&dir, &state, false);
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+    assert!(r.out.contains("-/+ recreate web"), "{}", r.out);
+    let forged: Vec<&str> = r
+        .out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("9. + create forged") || l.starts_with("Plan: 9"))
+        .collect();
+    assert!(forged.is_empty(), "forged lines {forged:?} in\n{}", r.out);
+    assert!(
+        r.out.contains("echo a\\n  9. + create forged"),
+        "the argument is not shown escaped:\n{}",
+        r.out
+    );
+}

@@ -13,7 +13,10 @@
 //! - an ordered list (command, dns): `field [a, b] -> [c]`;
 //! - a secret's value: `secret NAME changed` (its keyed digest differs; never the value).
 //!
-//! Values longer than [`MAX_VALUE`] characters are cut with `...`; when both sides of a change
+//! A value is shown on one line: its control characters escaped (`\n`, `\u{1b}`), so that a
+//! command's `sh -c` script (newlines are allowed there, as in Docker) cannot forge a line of
+//! `agent plan`, the event log or the agent's log. Values longer than [`MAX_VALUE`] characters
+//! are cut with `...`; when both sides of a change
 //! are cut, each shows the part where they differ (a few characters before the first
 //! difference on), not the same prefix twice. Digests are shown as `sha256:` and 12 hex digits.
 //! Reasons are sorted by field name.
@@ -384,7 +387,7 @@ fn opt_digest(d: Option<&str>) -> String {
 
 /// A value for display: cut to [`MAX_VALUE`] characters, `""` for the empty string.
 pub fn show<T: Display>(v: T) -> String {
-    let s = v.to_string();
+    let s = one_line(v.to_string());
     if s.is_empty() {
         return "\"\"".into();
     }
@@ -393,6 +396,22 @@ pub fn show<T: Display>(v: T) -> String {
         return format!("{cut}...");
     }
     s
+}
+
+/// `s` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
+fn one_line(s: String) -> String {
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn show_opt<T: Display>(v: Option<T>) -> String {
@@ -405,6 +424,7 @@ const CONTEXT: usize = 12;
 /// Two values of a change for display (see the module docs): as [`show`], but when a value is
 /// too long, each side shows where the two differ.
 pub fn show_pair(o: &str, n: &str) -> (String, String) {
+    let (o, n) = (&one_line(o.to_string()), &one_line(n.to_string()));
     let (oc, nc): (Vec<char>, Vec<char>) = (o.chars().collect(), n.chars().collect());
     if oc.len() <= MAX_VALUE && nc.len() <= MAX_VALUE {
         return (show(o), show(n));
@@ -564,5 +584,27 @@ mod tests {
             out[0].contains("--port 80") && out[0].contains("--port 81"),
             "{out:?}"
         );
+    }
+
+    /// A newline in a command argument (allowed, as in Docker) is shown escaped: a reason is
+    /// one line, whatever the value holds.
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut out = Vec::new();
+        let cmd = |s: &str| vec!["/bin/sh".to_string(), "-c".into(), s.to_string()];
+        list(
+            &mut out,
+            "command",
+            Some(&cmd("a")[..]),
+            Some(&cmd("a\n  1. + create evil\u{1b}[2J")[..]),
+        );
+        assert_eq!(
+            out,
+            ["command [/bin/sh, -c, a] -> [/bin/sh, -c, a\\n  1. + create evil\\u{1b}[2J]"]
+        );
+        let long = format!("{}\n{}", "x".repeat(100), "y".repeat(100));
+        let (a, b) = show_pair(&long, &long.replace('y', "z"));
+        assert!(!a.contains('\n') && !b.contains('\n'), "{a} {b}");
+        assert_eq!(show("tab\there"), "tab\\there");
     }
 }
