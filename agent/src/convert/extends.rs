@@ -124,11 +124,17 @@ fn resolve(
         Some(f) => {
             let dir = file.parent().unwrap_or(Path::new("/"));
             let path = lexical(&dir.join(&f));
+            // Named in messages as the file naming it is, with `f` beside it.
+            let shown = ld.shown(file).parent().map(|p| p.join(&f));
+            ld.name(&path, &shown.unwrap_or_else(|| PathBuf::from(&f)));
             let mut root = ld.read(&path).map_err(|e| match e {
                 Error::Read { source, .. } => err(
                     ld,
                     at,
-                    format!("extends.file: cannot read {}: {source}", path.display()),
+                    format!(
+                        "extends.file: cannot read {}: {source}",
+                        ld.shown(&path).display()
+                    ),
                 ),
                 other => other,
             })?;
@@ -136,7 +142,10 @@ fn resolve(
                 return Err(err(
                     ld,
                     at,
-                    format!("extends: {} has no `services` mapping", path.display()),
+                    format!(
+                        "extends: {} has no `services` mapping",
+                        ld.shown(&path).display()
+                    ),
                 ));
             };
             if !theirs.iter().any(|(k, _)| k.name == target) {
@@ -145,7 +154,7 @@ fn resolve(
                     at,
                     format!(
                         "extends: no service {target:?} in {} (it has {})",
-                        path.display(),
+                        ld.shown(&path).display(),
                         names(theirs)
                     ),
                 ));

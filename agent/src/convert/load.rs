@@ -47,9 +47,12 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Messages name the file at `path` (absolute) `given`, as the user wrote it.
+    /// Messages name the file at `path` (absolute) `given`, as the user wrote it (or as the
+    /// `extends` naming it has it, relative to the file it is in); the first name given stays.
     pub fn name(&mut self, path: &Path, given: &Path) {
-        self.given.insert(path.to_path_buf(), given.to_path_buf());
+        self.given
+            .entry(path.to_path_buf())
+            .or_insert_with(|| given.to_path_buf());
     }
 
     /// How messages name the file at `path` (absolute).
