@@ -22,9 +22,10 @@ use crate::manifest::Ipv4Cidr;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Write agent manifests from a docker-compose file (Compose spec, v2 and v3 files):
-    /// services, volumes, networks, secrets; every key that cannot be carried over is listed
-    /// with its line and the reason.
+    /// Write agent manifests from a docker-compose project (Compose spec, v2 and v3 files; several
+    /// files merged and `extends` resolved as `docker compose` does): services, volumes,
+    /// networks, secrets; every key that cannot be carried over is listed with its file, line and
+    /// the reason.
     Compose(ComposeArgs),
 }
 
@@ -53,8 +54,8 @@ pub struct ComposeArgs {
     /// Replace files that already exist in DIR.
     #[arg(long)]
     pub force: bool,
-    /// Project name, the prefix of volume and network names [default: the file's `name:`,
-    /// then COMPOSE_PROJECT_NAME, then the directory holding the file].
+    /// Project name, the prefix of volume and network names [default: the files' `name:`,
+    /// then COMPOSE_PROJECT_NAME, then the directory holding the (first) file].
     #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Also convert the services of this profile (repeatable), as `docker compose --profile`.

@@ -121,7 +121,7 @@ pub enum Command {
     Top(stats::TopArgs),
     /// Print a shell completion script: `agent completion bash > /etc/bash_completion.d/agent`.
     Completion(completion::CompletionArgs),
-    /// Write agent manifests from other formats: `agent convert compose FILE [-o DIR]`.
+    /// Write agent manifests from other formats: `agent convert compose [-f FILE]... [-o DIR]`.
     #[command(subcommand)]
     Convert(convert::Command),
     /// Write man pages (agent.1, agent-ps.1, ...) into a directory.
