@@ -12,7 +12,8 @@
 //! What counts (see `docs/network.md`, "Subnets the host uses"):
 //! - the routes of every table an IPv4 policy rule looks up (`local`, `main`, `default`, and
 //!   tables such as a VPN's), of type unicast or local: a connected LAN, a route via a gateway
-//!   (a VPN, a site route), the `local` table's 127.0.0.0/8 on `lo`;
+//!   (a VPN, a site route) as narrow as the subnet or narrower, the `local` table's 127.0.0.0/8
+//!   on `lo`;
 //! - the addresses of every interface, also of one that is down and has no route yet.
 //!
 //! A network's bridge name that is already an interface of the host the agent did not make (no
@@ -21,7 +22,10 @@
 //! with `bridge: br-lan` put its gateway on the LAN's bridge, and removing the network deleted
 //! that bridge).
 //!
-//! What does not: routes with prefix length 0 or 1 (the default route, and the two halves of
+//! What does not: a route via a gateway broader than the subnet (a corporate VPN's 10.0.0.0/8
+//! would otherwise refuse every 10.x network of every device on it; the bridge takes only a
+//! part of that route, and the operator knows whether their management station sits in it);
+//! routes with prefix length 0 or 1 (the default route, and the two halves of
 //! one that OpenVPN's `redirect-gateway def1` installs: every subnet overlaps them); broadcast,
 //! multicast, anycast, blackhole, unreachable, prohibit and throw routes (they send nothing to
 //! an interface; a bridge's more specific connected route already wins over a blackhole);
@@ -33,9 +37,9 @@
 //! link-scope routes only since moby 23) only when it picks a pool itself, and a user's explicit
 //! `--subnet` is not checked at all; Podman checks interface addresses when it picks a subnet.
 //! Both leave an explicit overlapping subnet to the user, who is at the keyboard. Here nobody
-//! is, so an explicit subnet is checked too, and routes via a gateway count: a device managed
-//! over a VPN route 10.0.0.0/8 loses its management station in 10.213.5.0/24 to a bridge for
-//! 10.213.0.0/16 just as it would lose a connected LAN.
+//! is, so an explicit subnet is checked too, and routes via a gateway count when the bridge
+//! would take all of them: a device managed over a VPN route 10.213.5.0/24 loses its management
+//! station to a bridge for 10.213.0.0/16 just as it would lose a connected LAN.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -188,6 +192,7 @@ pub fn conflicts<'a>(
         })
         .filter(|e| !e.device.as_deref().is_some_and(own))
         .filter(|e| overlap(subnet, e.dest))
+        .filter(|e| !broader_via_gateway(e, subnet))
         .collect();
     let rank = |e: &HostEntry| match e.source {
         Source::Route {
@@ -202,6 +207,19 @@ pub fn conflicts<'a>(
     let mut seen = std::collections::HashSet::new();
     found.retain(|e| seen.insert(e.to_string()));
     found
+}
+
+/// A route via a gateway that is broader than `subnet` (a VPN's or a site's 10.0.0.0/8 beside a
+/// network 10.213.0.0/24): the bridge would take a small part of it, not the whole, so it is not
+/// a conflict. One as narrow as the subnet or narrower is: all of it would go to the bridge.
+fn broader_via_gateway(e: &HostEntry, subnet: Ipv4Net) -> bool {
+    matches!(
+        e.source,
+        Source::Route {
+            gateway: Some(_),
+            ..
+        }
+    ) && e.dest.prefix_len() < subnet.prefix_len()
 }
 
 /// The sentence of a refusal or a warning: the first conflict and its interface, and how many
@@ -526,17 +544,29 @@ mod tests {
     #[test]
     fn gateway_routes_count_but_default_halves_and_other_types_do_not() {
         let mut h = lan_host();
-        // A VPN's site route counts.
+        // A VPN's route the bridge would take whole counts (as narrow or narrower); a broader
+        // one, of which it would take a part, does not.
         h.entries.push(with(
             route("10.0.0.0/8", "tun0"),
             TABLE_MAIN,
             RouteKind::Unicast,
             Some("10.8.0.1"),
         ));
+        h.entries.push(with(
+            route("10.220.5.0/24", "tun0"),
+            TABLE_MAIN,
+            RouteKind::Unicast,
+            Some("10.8.0.1"),
+        ));
         assert_eq!(
             found("10.220.0.0/16", &h),
-            ["route 10.0.0.0/8 via 10.8.0.1 dev tun0"]
+            ["route 10.220.5.0/24 via 10.8.0.1 dev tun0"]
         );
+        assert_eq!(
+            found("10.220.5.0/24", &h),
+            ["route 10.220.5.0/24 via 10.8.0.1 dev tun0"]
+        );
+        assert!(found("10.221.0.0/16", &h).is_empty());
         // OpenVPN's redirect-gateway def1 halves do not.
         let mut h = lan_host();
         for half in ["0.0.0.0/1", "128.0.0.0/1"] {
