@@ -277,4 +277,14 @@ mod tests {
         assert_eq!(env.get("A").map(|v| &v.kind), Some(&NodeKind::Int(1)));
         assert_eq!(encode(0, 7), 7);
     }
+
+    #[test]
+    fn the_tree_is_the_one_the_untagged_reader_gives() {
+        let text = "x-base: &base\n  image: a:1\n  environment: {A: \"1\"}\nservices:\n  web:\n    <<: *base\n    ports: [!!str 80, 8080:80]\n    user: !!int 1000\n    dns: !custom [1.1.1.1]\n    labels: {on: yes, n: N, f: 1.5, t: true, z: ~}\n    command: >\n      sh -c\n      'echo hi'\n";
+        let mut tags = Tags::new();
+        let tagged = parse(text, 0, &mut tags).expect("tagged");
+        let plain = node::parse_documents_yaml12(text).expect("plain").remove(0);
+        assert_eq!(tagged, plain);
+        assert!(tags.is_empty(), "{tags:?}");
+    }
 }
