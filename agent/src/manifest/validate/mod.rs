@@ -27,6 +27,11 @@
 //!   process or the kernel as they are (`execve` takes any byte but NUL; the exec driver passes
 //!   them in `config.json` and as one argument of `agent exec`), a shell script in `sh -c`
 //!   needs them, and the plan never shows an env value; only NUL is refused there.
+//! - A command, entrypoint or healthcheck argument, or an env `KEY=VALUE`, is at most 131071
+//!   bytes ([`object::MAX_ARG_STRLEN`] with its NUL: the kernel's limit on one `execve` string
+//!   on 4 KiB pages; larger pages allow more, but such a value belongs in a file anyway). Above
+//!   it the container could never start, and the agent found out only at create, after the
+//!   container it replaced had stopped.
 //! - Network modes other than `bridge` refuse the options they make meaningless (ports, links,
 //!   networks; and for `container:NAME` also hostname, dns, dnsSearch, extraHosts), as Docker does.
 //! - Two published ports conflict when protocol and some host port are the same and the host

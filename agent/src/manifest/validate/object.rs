@@ -98,8 +98,26 @@ impl Check<'_> {
             at.push(Index(i));
             self.err(&at, format!("{what}[{i}] contains a NUL byte"));
         }
+        if let Some(i) = args.iter().position(|a| a.len() + 1 > MAX_ARG_STRLEN) {
+            let mut at = path.to_vec();
+            at.push(Index(i));
+            self.err(
+                &at,
+                format!(
+                    "{what}[{i}] is {} bytes long: the kernel takes at most {} bytes in one \
+                     argument (MAX_ARG_STRLEN); put a long script in a file",
+                    args[i].len(),
+                    MAX_ARG_STRLEN - 1
+                ),
+            );
+        }
     }
 }
+
+/// The kernel's limit on one argument or one `KEY=VALUE` environment string, its NUL included
+/// (`MAX_ARG_STRLEN`, 32 pages of 4 KiB): `execve` fails with E2BIG above it, so such a
+/// container could never start (and a replacement would fail after its predecessor stopped).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 
 /// The first control character of a path (see [`control_char`]): manifest paths come from YAML
 /// strings, so they are UTF-8.
@@ -495,6 +513,17 @@ fn container(c: &mut Check<'_>, s: &ContainerSpec) {
             c.err(
                 &[Key("spec"), Key("env"), Key(k)],
                 format!("environment variable {k} contains a NUL byte"),
+            );
+        } else if k.len() + 1 + v.len() + 1 > MAX_ARG_STRLEN {
+            c.err(
+                &[Key("spec"), Key("env"), Key(k)],
+                format!(
+                    "environment variable {k} is {} bytes long with its name: the kernel takes \
+                     at most {} bytes in one KEY=VALUE string (MAX_ARG_STRLEN); put a long value \
+                     in a file (a secret or a bind)",
+                    k.len() + 1 + v.len(),
+                    MAX_ARG_STRLEN - 1
+                ),
             );
         }
     }
