@@ -19,7 +19,11 @@
 //!   only after the old one had stopped;
 //! - `oomScoreAdj`: not below the agent's own when it lacks CAP_SYS_RESOURCE (the kernel's
 //!   rule; the exec driver refused it at create, after the teardown). `agent validate` cannot
-//!   know the agent's value and says nothing.
+//!   know the agent's value and says nothing;
+//! - every host device node of `devices` is there now and is a device node (the exec driver's
+//!   own lookup, [`crate::driver::exec::devices::node`]): an edit naming a device that is
+//!   unplugged keeps the running container until it comes (`agent validate` warns). CDI
+//!   devices are resolved at create only.
 //!
 //! An image is fetched by earlier works of the same plan, before any teardown, so a missing
 //! image never reaches this point; volumes are directories the agent creates.
@@ -35,6 +39,10 @@ use crate::store::PortBinding;
 
 /// How a host port is probed: the network driver's bind test in the daemon, a fake in tests.
 pub type Probe<'a> = &'a dyn Fn(Option<Ipv4Addr>, u16, NetProtocol) -> std::io::Result<()>;
+
+/// How a host device node is looked up: the exec driver's in the daemon, a fake in tests.
+/// `Err` says what is wrong with it.
+pub type DeviceProbe<'a> = &'a dyn Fn(&std::path::Path) -> Result<(), String>;
 
 fn overlaps(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
     let any = |ip: Option<IpAddr>| ip.is_none_or(|i| i.is_unspecified());
@@ -64,8 +72,16 @@ pub fn replacement(
     bindings: &[PortBinding],
     probe: Probe<'_>,
     limits: &AgentLimits,
+    device: DeviceProbe<'_>,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
+    for d in &new.fixed.devices.devices {
+        if let Ok(crate::manifest::device::Device::Node { source, .. }) = d.parse()
+            && let Err(e) = device(&source)
+        {
+            problems.push(format!("devices: {e}"));
+        }
+    }
     for (name, u) in &new.fixed.ulimits {
         let hard = u.hard.unwrap_or(u64::MAX);
         if let Some(ceiling) = limits.ceiling(name, hard) {
@@ -175,6 +191,11 @@ mod tests {
         d.containers["web"].value.config.clone()
     }
 
+    /// Every device node is there.
+    fn present(_: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Limits that bound nothing.
     fn free() -> AgentLimits {
         AgentLimits {
@@ -203,11 +224,11 @@ mod tests {
                 Ok(())
             }
         };
-        let e = replacement(&new, None, &[], &held, &free()).unwrap_err();
+        let e = replacement(&new, None, &[], &held, &free(), &present).unwrap_err();
         assert!(e.contains("0.0.0.0:9090/udp is in use"), "{e}");
         assert!(!e.contains("8080"), "{e}");
         assert!(e.contains("the running one is kept"), "{e}");
-        assert!(replacement(&new, None, &[], &|_, _, _| Ok(()), &free()).is_ok());
+        assert!(replacement(&new, None, &[], &|_, _, _| Ok(()), &free(), &present).is_ok());
     }
 
     #[test]
@@ -217,8 +238,18 @@ mod tests {
         let busy = |_: Option<Ipv4Addr>, _: u16, _: NetProtocol| {
             Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
         };
-        assert!(replacement(&new, Some(&old), &[binding("web", 8080)], &busy, &free()).is_ok());
-        assert!(replacement(&new, None, &[], &busy, &free()).is_err());
+        assert!(
+            replacement(
+                &new,
+                Some(&old),
+                &[binding("web", 8080)],
+                &busy,
+                &free(),
+                &present
+            )
+            .is_ok()
+        );
+        assert!(replacement(&new, None, &[], &busy, &free(), &present).is_err());
     }
 
     #[test]
@@ -230,6 +261,7 @@ mod tests {
             &[binding("db", 8080)],
             &|_, _, _| Ok(()),
             &free(),
+            &present,
         )
         .unwrap_err();
         assert!(e.contains("published by container db"), "{e}");
@@ -241,7 +273,8 @@ mod tests {
                 None,
                 &[binding("db", 8080)],
                 &|_, _, _| Ok(()),
-                &free()
+                &free(),
+                &present,
             )
             .is_ok()
         );
@@ -258,10 +291,10 @@ mod tests {
             oom_score_adj: 0,
         };
         let ok = container("  ulimits: {nofile: {soft: 1024, hard: 20000}, core: unlimited}\n");
-        assert!(replacement(&ok, None, &[], &|_, _, _| Ok(()), &limits).is_ok());
+        assert!(replacement(&ok, None, &[], &|_, _, _| Ok(()), &limits, &present).is_ok());
         let new =
             container("  networkMode: none\n  ulimits: {nofile: {soft: 1024, hard: 40000}}\n");
-        let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &limits).unwrap_err();
+        let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &limits, &present).unwrap_err();
         assert!(
             e.contains("ulimit nofile: hard limit 40000 is above the agent's own hard limit 20000")
                 && e.contains("CAP_SYS_RESOURCE")
@@ -271,9 +304,9 @@ mod tests {
         );
         let mut raise = limits.clone();
         raise.can_raise = true;
-        assert!(replacement(&new, None, &[], &|_, _, _| Ok(()), &raise).is_ok());
+        assert!(replacement(&new, None, &[], &|_, _, _| Ok(()), &raise, &present).is_ok());
         let new = container("  ulimits: {nofile: {soft: 1024, hard: 2000000}}\n");
-        let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &raise).unwrap_err();
+        let e = replacement(&new, None, &[], &|_, _, _| Ok(()), &raise, &present).unwrap_err();
         assert!(e.contains("above the kernel's fs.nr_open 1048576"), "{e}");
     }
 
@@ -287,15 +320,38 @@ mod tests {
         };
         let any = |_: Option<Ipv4Addr>, _: u16, _: NetProtocol| Ok(());
         let ok = container("  networkMode: none\n  oomScoreAdj: -100\n");
-        assert!(replacement(&ok, None, &[], &any, &limits).is_ok());
+        assert!(replacement(&ok, None, &[], &any, &limits, &present).is_ok());
         let low = container("  networkMode: none\n  oomScoreAdj: -500\n");
-        let e = replacement(&low, None, &[], &any, &limits).unwrap_err();
+        let e = replacement(&low, None, &[], &any, &limits, &present).unwrap_err();
         assert!(
             e.contains("oomScoreAdj -500 is below the agent's own oom_score_adj (-100)")
                 && e.contains("the running one is kept"),
             "{e}"
         );
         limits.can_raise = true;
-        assert!(replacement(&low, None, &[], &any, &limits).is_ok());
+        assert!(replacement(&low, None, &[], &any, &limits, &present).is_ok());
+    }
+
+    /// A device node that is not there now keeps the running container.
+    #[test]
+    fn a_missing_device_is_refused_by_name() {
+        let any = |_: Option<Ipv4Addr>, _: u16, _: NetProtocol| Ok(());
+        let new =
+            container("  networkMode: none\n  devices: [/dev/ttyUSB0, \"/dev/null:/dev/x\"]\n");
+        let gone = |p: &std::path::Path| {
+            if p == std::path::Path::new("/dev/ttyUSB0") {
+                Err("device /dev/ttyUSB0 does not exist on this host".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let e = replacement(&new, None, &[], &any, &free(), &gone).unwrap_err();
+        assert!(
+            e.contains("devices: device /dev/ttyUSB0 does not exist on this host")
+                && !e.contains("/dev/null")
+                && e.contains("the running one is kept"),
+            "{e}"
+        );
+        assert!(replacement(&new, None, &[], &any, &free(), &present).is_ok());
     }
 }

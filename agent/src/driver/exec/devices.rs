@@ -46,7 +46,7 @@ fn invalid(spec: &ContainerSpec, field: String, reason: String) -> Error {
 }
 
 /// A host node as an OCI device at `target`, or why it cannot be one.
-pub(super) fn node(host: &Path, target: &str) -> Result<LinuxDevice, String> {
+pub fn node(host: &Path, target: &str) -> Result<LinuxDevice, String> {
     let meta = std::fs::metadata(host).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!("device {} does not exist on this host", host.display())

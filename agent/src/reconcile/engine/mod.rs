@@ -628,6 +628,7 @@ impl Engine {
                 bindings,
                 &crate::driver::network::ports::probe_bind,
                 limits,
+                &|p| crate::driver::exec::devices::node(p, "/dev/probe").map(drop),
             ) {
                 self.refused(w, &e);
             }

@@ -1,9 +1,11 @@
-//! End-to-end: a `ulimits` hard limit above what the agent may set (its own hard limit, which
+//! End-to-end: the checks before a running container is replaced (`reconcile::precheck`) that
+//! depend on the host. A `ulimits` hard limit above what the agent may set (its own hard limit, which
 //! it lacks CAP_SYS_RESOURCE to raise). A new container fails at create with an error naming
 //! the ulimit and the bound; a replacement of a running container is refused before the running
 //! one is stopped, which is kept (it was stopped and removed before, and the new one failed);
 //! `agent validate` warns. The same for an `oomScoreAdj` below the agent's own (the kernel
-//! lets only CAP_SYS_RESOURCE lower it). docs/security.md and `reconcile::precheck` say why.
+//! lets only CAP_SYS_RESOURCE lower it), and for a host device node that is gone (unplugged).
+//! docs/security.md and `reconcile::precheck` say why.
 //!
 //! The agent inherits the test's own rlimits, so the bound is the test's hard `nofile`. Skipped,
 //! with the reason printed, where the test holds CAP_SYS_RESOURCE (the agent could raise it).
@@ -183,6 +185,59 @@ fn a_replacement_below_the_agents_oom_score_adj_keeps_the_running_container() {
         failure.to_string().contains(&format!(
             "oomScoreAdj {} is below the agent's own oom_score_adj ({own})",
             own - 1
+        )) && failure.to_string().contains("the running one is kept"),
+        "{failure}"
+    );
+    let row = d.try_ps_row("web").expect("web is still listed");
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(row["id"], id, "the running container was replaced: {row}");
+    assert!(
+        d.events_of("web", "container.stop").is_empty()
+            && d.events_of("web", "container.remove").is_empty(),
+        "something was torn down: {:?}",
+        d.events()
+    );
+}
+
+#[test]
+fn a_replacement_whose_device_is_gone_keeps_the_running_container() {
+    let test = "a_replacement_whose_device_is_gone_keeps_the_running_container";
+    if !require_root(test) {
+        return;
+    }
+    require_images();
+    let mut d = Daemon::prepare("devgone", "");
+    // A device node of our own (the numbers of /dev/null), "unplugged" by removing it.
+    let node = d.dir.path().join("usb0");
+    let made = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "3"])
+        .status()
+        .expect("run mknod");
+    assert!(made.success(), "mknod {}", node.display());
+    d.start();
+    d.write("image.yaml", BUSYBOX_IMAGE);
+    let web = |extra: &str| {
+        container_manifest(
+            "web",
+            "exec sleep 100000",
+            &format!("  devices: [\"{}:/dev/usb0\"]\n{extra}", node.display()),
+        )
+    };
+    d.write("web.yaml", &web(""));
+    let row = d.wait_for("web running", Duration::from_secs(90), || {
+        running(&d, "web")
+    });
+    let id = row["id"].clone();
+    std::fs::remove_file(&node).expect("remove the node");
+    d.write("web.yaml", &web("  env: {A: b}\n"));
+    let failure = d.wait_for("the refusal reported", Duration::from_secs(60), || {
+        d.events_of("web", "change.failed").into_iter().next()
+    });
+    assert!(
+        failure.to_string().contains(&format!(
+            "devices: device {} does not exist on this host",
+            node.display()
         )) && failure.to_string().contains("the running one is kept"),
         "{failure}"
     );
