@@ -1,8 +1,9 @@
 //! `agent validate` refuses a command argument or an environment string longer than the kernel
 //! takes in one `execve` string (MAX_ARG_STRLEN, 131072 bytes with the NUL on 4 KiB pages):
 //! such a container could never start, and the agent found out only at start, after stopping
-//! the container it replaced. One byte less passes. The files are made here (a checked-in
-//! 128 KiB case would bloat `tests/bad/`).
+//! the container it replaced. One byte less passes. The same for an env file (`envFiles`), and
+//! a NUL byte in one (it passed validate and failed at create). The files are made here (a
+//! checked-in 128 KiB case would bloat `tests/bad/`).
 
 use agent_e2e::manifest::validate;
 
@@ -64,4 +65,58 @@ fn an_argument_or_env_string_the_kernel_cannot_take_is_refused() {
         );
     }
     assert!(out.contains("3 problem(s)"), "{out}");
+}
+
+#[test]
+fn an_env_file_the_kernel_cannot_take_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env_file = |name: &str, bytes: &[u8]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).expect("write env file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    env_file(
+        "ok.env",
+        format!("A={}\n", "b".repeat(LONGEST - 2)).as_bytes(),
+    );
+    env_file("nul.env", b"# a comment\nA=a\0b\n");
+    env_file(
+        "long.env",
+        format!("A={}\n", "b".repeat(LONGEST - 1)).as_bytes(),
+    );
+    let web = |files: &str| {
+        format!(
+            "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n  \
+             image: 127.0.0.1:5000/busybox:1.36\n  envFiles: [{files}]\n"
+        )
+    };
+    std::fs::write(tmp.path().join("web.yaml"), web("ok.env")).expect("write");
+    let (code, out, err) = validate(&[tmp.path()]);
+    assert_eq!(
+        code, 0,
+        "the longest string execve takes is refused:\n{out}{err}"
+    );
+
+    std::fs::write(
+        tmp.path().join("web.yaml"),
+        web("ok.env, nul.env, long.env"),
+    )
+    .expect("write");
+    let (code, out, err) = validate(&[tmp.path()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("spec.envFiles[1]: env file nul.env")
+                && l.contains("line 2: a NUL byte")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("spec.envFiles[2]: env file long.env")
+                && l.contains("variable A is 131072 bytes long")
+                && l.contains("at most 131071")),
+        "{out}"
+    );
+    assert!(!out.contains("bbbb"), "a value is shown: {out}");
 }

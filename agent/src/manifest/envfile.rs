@@ -4,7 +4,10 @@
 //!   `export KEY=VALUE`, `#` comments, single quotes (literal), double quotes (escapes, several
 //!   lines), `$VAR` / `${VAR}` substituted from the agent's own environment first, then from the
 //!   lines above in the same file (dotenvy's order; Compose substitutes from its shell). A
-//!   leading UTF-8 BOM is skipped. A key given twice: the later line wins.
+//!   leading UTF-8 BOM is skipped. A key given twice: the later line wins. A NUL byte anywhere,
+//!   or a `KEY=VALUE` longer than the kernel takes in one `execve` string
+//!   ([`super::validate::object::MAX_ARG_STRLEN`]), fails the file: the container could never
+//!   be created with it, and a replacement found that out only after its predecessor stopped.
 //! - Read at intake ([`super::source::load_files`], every full pass, so a changed file is
 //!   noticed at the next pass even when it lies outside the watched directory), from an open
 //!   file that must pass the permission rule ([`super::source::perms::check_env_file`]: not
@@ -81,10 +84,25 @@ pub fn parse(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
             + 1;
         format!("line {line}: not UTF-8")
     })?;
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].bytes().filter(|&b| b == b'\n').count() + 1;
+        return Err(format!(
+            "line {line}: a NUL byte (no environment variable can hold one: the kernel ends the \
+             string there)"
+        ));
+    }
     let mut vars = BTreeMap::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
         match item {
             Ok((k, v)) => {
+                let len = k.len() + 1 + v.len();
+                if len >= crate::manifest::validate::object::MAX_ARG_STRLEN {
+                    return Err(format!(
+                        "variable {k} is {len} bytes long with its name: the kernel takes at most \
+                         {} bytes in one KEY=VALUE string (MAX_ARG_STRLEN)",
+                        crate::manifest::validate::object::MAX_ARG_STRLEN - 1
+                    ));
+                }
                 vars.insert(k, v);
             }
             Err(dotenvy::Error::LineParse(line, index)) => {
