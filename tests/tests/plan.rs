@@ -338,3 +338,27 @@ fn a_newline_in_a_command_cannot_forge_a_plan_line() {
         r.out
     );
 }
+
+/// A label value with a right-to-left override (not a control character: `agent validate`
+/// allows it) is shown escaped in the plan: it cannot reorder how the line reads.
+#[test]
+fn a_bidi_override_in_a_label_is_shown_escaped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("manifests");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let shop = SHOP.replace(
+        "metadata: {name: web}",
+        "metadata: {name: web, labels: {note: plain}}",
+    );
+    let file = write(&dir, "shop.yaml", &shop);
+    let state = tmp.path().join("state");
+    record_applied(&mut Store::open(&state).expect("open"), &dir);
+    std::fs::write(&file, shop.replace("note: plain", "note: \"\u{202e}nialp\"")).expect("edit");
+    let r = agent_plan(&dir, &state, false);
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+    assert!(
+        r.out.contains("labels.note plain -> \\u{202e}nialp") && !r.out.contains('\u{202e}'),
+        "{}",
+        r.out
+    );
+}

@@ -15,7 +15,9 @@
 //!
 //! A value is shown on one line: its control characters escaped (`\n`, `\u{1b}`), so that a
 //! command's `sh -c` script (newlines are allowed there, as in Docker) cannot forge a line of
-//! `agent plan`, the event log or the agent's log. Values longer than [`MAX_VALUE`] characters
+//! `agent plan`, the event log or the agent's log; bidirectional overrides and zero-width
+//! characters are escaped too (`\u{202e}`), so that a label cannot reorder or hide what the
+//! line shows. Values longer than [`MAX_VALUE`] characters
 //! are cut with `...`; when both sides of a change
 //! are cut, each shows the part where they differ (a few characters before the first
 //! difference on), not the same prefix twice. Digests are shown as `sha256:` and 12 hex digits.
@@ -398,15 +400,26 @@ pub fn show<T: Display>(v: T) -> String {
     s
 }
 
-/// `s` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
+/// `s` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`), and the
+/// invisible format characters that reorder or hide text (bidirectional embeddings, overrides
+/// and isolates, zero-width characters, the BOM) as `\u{202e}`.
 fn one_line(s: String) -> String {
-    if !s.chars().any(char::is_control) {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+            )
+    };
+    if !s.chars().any(hidden) {
         return s;
     }
     s.chars()
         .map(|c| {
             if c.is_control() {
                 c.escape_debug().to_string()
+            } else if hidden(c) {
+                c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
@@ -606,5 +619,12 @@ mod tests {
         let (a, b) = show_pair(&long, &long.replace('y', "z"));
         assert!(!a.contains('\n') && !b.contains('\n'), "{a} {b}");
         assert_eq!(show("tab\there"), "tab\\there");
+        // A right-to-left override would show "web" as "bew" in a terminal.
+        assert_eq!(show("\u{202e}bew"), "\\u{202e}bew");
+        assert_eq!(
+            show("é \u{5d0}"),
+            "é \u{5d0}",
+            "letters of any script stay as they are"
+        );
     }
 }
