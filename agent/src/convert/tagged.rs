@@ -15,7 +15,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Spanned, Tagged};
 
-use crate::manifest::node::{self, Key, Node, NodeKind};
+use crate::manifest::node::{self, Key, KeyText, Node, NodeKind, loc_of};
 
 /// Bits of an encoded line that hold the line itself; the rest hold the file's index.
 pub const LINE_BITS: u32 = 22;
@@ -116,12 +116,6 @@ impl TNode {
     }
 }
 
-fn loc_of(l: &serde_saphyr::Location) -> (u32, u32) {
-    let line = u32::try_from(l.line()).unwrap_or(u32::MAX).max(1);
-    let col = u32::try_from(l.column()).unwrap_or(u32::MAX).max(1);
-    (line, col)
-}
-
 impl<'de> Deserialize<'de> for TNode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Spanned::<Tagged<TKind>>::deserialize(d)?;
@@ -214,40 +208,6 @@ impl<'de> Visitor<'de> for KindVisitor {
             ));
         }
         Ok(TKind::Map(entries))
-    }
-}
-
-/// A mapping key read as text (`80: x` gives "80").
-struct KeyText(String);
-
-impl<'de> Deserialize<'de> for KeyText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = KeyText;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a plain mapping key")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_owned()))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_unit<E>(self) -> Result<KeyText, E> {
-                Ok(KeyText("null".into()))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

@@ -147,7 +147,8 @@ impl Node {
     }
 }
 
-fn loc_of(l: &serde_saphyr::Location) -> (u32, u32) {
+/// A YAML location as 1-based line and column (the convert's tag-keeping reader shares it).
+pub(crate) fn loc_of(l: &serde_saphyr::Location) -> (u32, u32) {
     let line = u32::try_from(l.line()).unwrap_or(u32::MAX).max(1);
     let col = u32::try_from(l.column()).unwrap_or(u32::MAX).max(1);
     (line, col)
@@ -244,7 +245,7 @@ impl<'de> Visitor<'de> for KindVisitor {
 }
 
 /// A mapping key read as text (`80: x` gives "80"); collections as keys are refused.
-struct KeyText(String);
+pub(crate) struct KeyText(pub(crate) String);
 
 impl<'de> Deserialize<'de> for KeyText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
