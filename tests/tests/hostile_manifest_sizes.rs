@@ -2,8 +2,9 @@
 //! takes in one `execve` string (MAX_ARG_STRLEN, 131072 bytes with the NUL on 4 KiB pages):
 //! such a container could never start, and the agent found out only at start, after stopping
 //! the container it replaced. One byte less passes. The same for an env file (`envFiles`), and
-//! a NUL byte in one (it passed validate and failed at create). The files are made here (a
-//! checked-in 128 KiB case would bloat `tests/bad/`).
+//! a NUL byte in one (it passed validate and failed at create), and for a Secret given as
+//! `secretEnv` (not UTF-8, a NUL byte, too long; as a file it is fine). The files are made here
+//! (a checked-in 128 KiB case would bloat `tests/bad/`).
 
 use agent_e2e::manifest::validate;
 
@@ -119,4 +120,65 @@ fn an_env_file_the_kernel_cannot_take_is_refused() {
         "{out}"
     );
     assert!(!out.contains("bbbb"), "a value is shown: {out}");
+}
+
+#[test]
+fn a_secret_the_kernel_cannot_take_as_env_is_refused_in_secret_env_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    let mut secret = |name: &str, bytes: &[u8]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).expect("write secret");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        text.push_str(&format!(
+            "apiVersion: agent/v1\nkind: Secret\nmetadata:\n  name: {name}\nspec:\n  file: {}\n---\n",
+            p.display()
+        ));
+    };
+    // "PW=" and the value, its trailing newline dropped: LONGEST bytes in all.
+    secret("ok", format!("{}\n", "s".repeat(LONGEST - 3)).as_bytes());
+    secret("nul", b"a\0b");
+    secret("bin", b"\xff\xfe");
+    secret("long", "s".repeat(LONGEST - 1).as_bytes());
+    std::fs::write(tmp.path().join("secrets.yaml"), &text).expect("write");
+    let web = |env: &str| {
+        format!(
+            "apiVersion: agent/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n  \
+             image: 127.0.0.1:5000/busybox:1.36\n  secrets: [{{source: nul}}, {{source: bin}}, {{source: long}}]\n  \
+             secretEnv: {{{env}}}\n"
+        )
+    };
+    std::fs::write(tmp.path().join("web.yaml"), web("PW: ok")).expect("write");
+    let (code, out, err) = validate(&[tmp.path()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    std::fs::write(
+        tmp.path().join("web.yaml"),
+        web("PW: ok, A: nul, B: bin, C: long"),
+    )
+    .expect("write");
+    let (code, out, err) = validate(&[tmp.path()]);
+    assert_eq!(code, 1, "{out}{err}");
+    for (field, phrase) in [
+        (
+            "spec.secretEnv.A",
+            "secret nul cannot be environment variable A: its value holds a NUL byte",
+        ),
+        (
+            "spec.secretEnv.B",
+            "secret bin cannot be environment variable B: its value is not UTF-8",
+        ),
+        (
+            "spec.secretEnv.C",
+            "secret long cannot be environment variable C: it is 131072 bytes long",
+        ),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains("web.yaml:8:") && l.contains(field) && l.contains(phrase)),
+            "missing {field} {phrase:?} in:\n{out}"
+        );
+    }
+    assert!(out.contains("3 problem(s)"), "{out}");
 }

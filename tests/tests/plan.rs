@@ -353,7 +353,11 @@ fn a_bidi_override_in_a_label_is_shown_escaped() {
     let file = write(&dir, "shop.yaml", &shop);
     let state = tmp.path().join("state");
     record_applied(&mut Store::open(&state).expect("open"), &dir);
-    std::fs::write(&file, shop.replace("note: plain", "note: \"\u{202e}nialp\"")).expect("edit");
+    std::fs::write(
+        &file,
+        shop.replace("note: plain", "note: \"\u{202e}nialp\""),
+    )
+    .expect("edit");
     let r = agent_plan(&dir, &state, false);
     assert_eq!(r.code, 2, "{}{}", r.out, r.err);
     assert!(

@@ -51,18 +51,55 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
 /// Loads files already read: a file that was refused or could not be read fails with that reason
 /// at its line 1.
 pub fn load_files<'a>(files: impl IntoIterator<Item = &'a ManifestFile>) -> Loaded {
-    Loaded::from_files(
-        files
-            .into_iter()
-            .map(|f| {
-                let mut result = (*f.parsed).clone();
-                check_archives(&mut result);
-                secrets::check(&mut result, None);
-                read_env_files(&mut result);
-                result
-            })
-            .collect(),
-    )
+    let mut values = std::collections::HashMap::new();
+    let mut results: Vec<FileResult> = files
+        .into_iter()
+        .map(|f| {
+            let mut result = (*f.parsed).clone();
+            check_archives(&mut result);
+            values.extend(secrets::check(&mut result, None));
+            read_env_files(&mut result);
+            result
+        })
+        .collect();
+    for result in &mut results {
+        check_secret_env(result, &values);
+    }
+    Loaded::from_files(results)
+}
+
+/// Fails a file whose container names in `secretEnv` a secret whose value cannot be an
+/// environment variable ([`secrets::EnvFacts`]; `values` by secret name), at that
+/// `secretEnv` entry. A secret no file declares is reported by the checks across files.
+fn check_secret_env(
+    file: &mut FileResult,
+    values: &std::collections::HashMap<String, secrets::EnvFacts>,
+) {
+    use crate::manifest::node::Step::Key;
+    let Ok(objects) = &file.outcome else {
+        return;
+    };
+    let mut found = Vec::new();
+    for obj in objects {
+        let Manifest::Container(c) = &obj.manifest else {
+            continue;
+        };
+        for (var, name) in &c.spec.secret_env {
+            if let Some(why) = values.get(name).and_then(|v| v.unfit(var)) {
+                found.push(super::validate::diag(
+                    obj,
+                    &[Key("spec"), Key("secretEnv"), Key(var)],
+                    format!(
+                        "secret {name} cannot be environment variable {var}: {why}; give it \
+                         as a file instead (secrets)"
+                    ),
+                ));
+            }
+        }
+    }
+    if !found.is_empty() {
+        file.outcome = Err(found);
+    }
 }
 
 /// Holds the image archives a file's Image objects name to the permission rule

@@ -7,6 +7,12 @@
 //! in `<state>/secret.key`, mode 0600, made once) followed by the value. Unkeyed, the digest of
 //! a short password kept in the store could be found by trying candidates; keyed, it tells only
 //! whether the value changed. The value itself stays in memory only while it is hashed.
+//!
+//! [`check`] also says which values could not be an environment variable ([`EnvUnfit`]: not
+//! UTF-8, a NUL byte, longer than `execve` takes), as the exec driver reads them for
+//! `secretEnv` (one trailing newline dropped); the intake fails a container that names such a
+//! secret in `secretEnv` ([`super::load_files`]), so that a replacement is not found unable to
+//! start only after its predecessor stopped.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -69,11 +75,71 @@ pub fn digest(key: &[u8], value: &[u8]) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// Why a secret's value cannot be an environment variable (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvUnfit {
+    NotUtf8,
+    Nul,
+    /// Its length in bytes (one trailing newline dropped).
+    Long(usize),
+}
+
+/// What the intake keeps of a secret's value for the `secretEnv` check: never the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvFacts {
+    utf8: bool,
+    nul: bool,
+    /// Bytes, one trailing newline dropped (as the exec driver drops it).
+    len: usize,
+}
+
+impl EnvFacts {
+    /// Of a value as read from the secret's file.
+    pub fn of(value: &[u8]) -> EnvFacts {
+        let text = value.strip_suffix(b"\n").unwrap_or(value);
+        EnvFacts {
+            utf8: std::str::from_utf8(text).is_ok(),
+            nul: text.contains(&0),
+            len: text.len(),
+        }
+    }
+
+    /// Why the value cannot be environment variable `var` (`None`: it can).
+    pub fn unfit(&self, var: &str) -> Option<EnvUnfit> {
+        if !self.utf8 {
+            Some(EnvUnfit::NotUtf8)
+        } else if self.nul {
+            Some(EnvUnfit::Nul)
+        } else if var.len() + 1 + self.len >= crate::manifest::validate::object::MAX_ARG_STRLEN {
+            Some(EnvUnfit::Long(var.len() + 1 + self.len))
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for EnvUnfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvUnfit::NotUtf8 => f.write_str("its value is not UTF-8 text"),
+            EnvUnfit::Nul => f.write_str("its value holds a NUL byte"),
+            EnvUnfit::Long(n) => write!(
+                f,
+                "it is {n} bytes long with the variable's name: the kernel takes at most {} bytes in one KEY=VALUE \
+                 string (MAX_ARG_STRLEN)",
+                crate::manifest::validate::object::MAX_ARG_STRLEN - 1
+            ),
+        }
+    }
+}
+
 /// Reads every Secret of `file` (checking its permissions); with `key`, records each value's
-/// digest. A refused or unreadable secret file fails `file` at `spec.file`.
-pub fn check(file: &mut FileResult, key: Option<&[u8]>) {
+/// digest. A refused or unreadable secret file fails `file` at `spec.file`. Returns what it
+/// read, by secret name ([`EnvFacts`]).
+pub fn check(file: &mut FileResult, key: Option<&[u8]>) -> Vec<(String, EnvFacts)> {
+    let mut read_ok = Vec::new();
     let Ok(objects) = &mut file.outcome else {
-        return;
+        return read_ok;
     };
     let mut found = Vec::new();
     for obj in objects.iter_mut() {
@@ -86,6 +152,9 @@ pub fn check(file: &mut FileResult, key: Option<&[u8]>) {
             Ok(value) => key.map(|k| digest(k, value)),
             Err(_) => None,
         };
+        if let Ok(value) = &read {
+            read_ok.push((secret.metadata.name.clone(), EnvFacts::of(value)));
+        }
         if let Err(e) = read {
             found.push(crate::manifest::validate::diag(
                 obj,
@@ -97,6 +166,7 @@ pub fn check(file: &mut FileResult, key: Option<&[u8]>) {
     if !found.is_empty() {
         file.outcome = Err(found);
     }
+    read_ok
 }
 
 /// Records the digest of every Secret's value in `loaded` under the host key (see the module
