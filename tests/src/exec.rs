@@ -131,6 +131,17 @@ impl Fixture {
         }
     }
 
+    /// Kills the container with SIGKILL, waits for its exit (10 s at most) and deletes it.
+    pub fn kill_and_delete(&self, id: &str) {
+        self.driver
+            .kill(id, libc::SIGKILL)
+            .unwrap_or_else(|e| panic!("kill {id}: {e}"));
+        self.wait_exit(id, Duration::from_secs(10));
+        self.driver
+            .delete(id)
+            .unwrap_or_else(|e| panic!("delete {id}: {e}"));
+    }
+
     /// Runs a container to its end with `argv`; returns (exit status, its stdout+stderr log).
     pub fn run_to_end(
         &mut self,

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent::driver::exec::{ExecDriver, paths};
+use agent::driver::exec::paths;
 use agent_e2e::exec::{Fixture, require_root};
 use agent_e2e::graph::agent_bin;
 
@@ -66,13 +66,7 @@ fn delete_waits_for_a_late_exec_and_removes_the_cgroup_it_made_again() {
     std::fs::write(dir.join(format!("exec-{}.json", late.id())), b"")
         .unwrap_or_else(|e| panic!("announce the late exec: {e}"));
 
-    f.driver
-        .kill(&id, libc::SIGKILL)
-        .unwrap_or_else(|e| panic!("kill: {e}"));
-    f.wait_exit(&id, Duration::from_secs(10));
-    f.driver
-        .delete(&id)
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    f.kill_and_delete(&id);
     let status = late.wait().unwrap_or_else(|e| panic!("late exec: {e}"));
     assert!(status.success(), "the late exec failed: {status}");
 
@@ -112,13 +106,7 @@ fn deleting_a_container_during_execs_leaves_no_cgroup() {
             .collect();
         // Different moments of the execs' start (not a timed assertion: any moment must do).
         std::thread::sleep(Duration::from_millis(5 * (round % 5)));
-        f.driver
-            .kill(&id, libc::SIGKILL)
-            .unwrap_or_else(|e| panic!("kill: {e}"));
-        f.wait_exit(&id, Duration::from_secs(10));
-        f.driver
-            .delete(&id)
-            .unwrap_or_else(|e| panic!("delete: {e}"));
+        f.kill_and_delete(&id);
         for mut e in execs {
             let _ = e.wait();
         }

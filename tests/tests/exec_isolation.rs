@@ -221,13 +221,7 @@ fn cgroup_files_are_read_only_and_show_only_the_container() {
     assert_eq!(limit, "33554432\n", "{err}");
     let child = host_cgroup(&f, "devices", &id).join("x/y");
     std::fs::create_dir_all(&child).unwrap_or_else(|e| panic!("{}: {e}", child.display()));
-    f.driver
-        .kill(&id, libc::SIGKILL)
-        .unwrap_or_else(|e| panic!("kill: {e}"));
-    f.wait_exit(&id, Duration::from_secs(10));
-    f.driver
-        .delete(&id)
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    f.kill_and_delete(&id);
     for c in ["devices", "memory", "pids", "cpu"] {
         let d = host_cgroup(&f, c, &id);
         assert!(!d.exists(), "{} left behind", d.display());
