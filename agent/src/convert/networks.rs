@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::top::{labels, metadata, object_name};
+use super::top::{metadata, object_name, settings};
 use super::value::{self, boolean};
 use super::{Converted, Cx, Error, at, at_key};
 use crate::manifest::node::{Key, Node, NodeKind};
@@ -80,32 +80,26 @@ pub(super) fn top_networks(cx: &mut Cx, n: &Node, out: &mut Vec<PendingNetwork>)
         let path = format!("networks.{}", k.name);
         let name = object_name(cx, &path, k, def);
         let mut spec = Map::new();
-        let mut lab = BTreeMap::new();
-        if let NodeKind::Map(fields) = &def.kind {
-            for (fk, fv) in fields {
-                let fpath = format!("{path}.{}", fk.name);
-                match fk.name.as_str() {
-                    "name" => {}
-                    "labels" => lab = labels(cx, &fpath, fv),
-                    "driver" if value::scalar(fv).as_deref() == Some("bridge") => {}
-                    "driver" => cx.drop(at_key(fk), fpath, "not carried over: the agent's networks are bridges on this host (no overlay, macvlan or other drivers); converted as a bridge"),
-                    "attachable" => {}
-                    "external" if boolean(fv).unwrap_or(false) => cx.change(
-                        at_key(fk),
-                        fpath,
-                        format!("an external network: the agent makes and owns its own bridge network {name:?}"),
-                    ),
-                    "external" => {}
-                    "internal" if boolean(fv).unwrap_or(false) => cx.drop(at_key(fk), fpath, "not carried over: the agent's networks always have outbound NAT; an internal network is not supported"),
-                    "internal" => {}
-                    "enable_ipv6" if boolean(fv).unwrap_or(false) => cx.drop(at_key(fk), fpath, "not carried over: the agent's networks are IPv4"),
-                    "enable_ipv6" => {}
-                    "ipam" => ipam(cx, &fpath, fv, &mut spec),
-                    "driver_opts" => driver_opts(cx, &fpath, fv, &mut spec),
-                    other => cx.drop(at_key(fk), fpath, format!("not carried over: `{other}` is not a network setting the agent has")),
-                }
+        let lab = settings(cx, &path, def, |cx, fk, fv, fpath| {
+            match fk.name.as_str() {
+                "driver" if value::scalar(fv).as_deref() == Some("bridge") => {}
+                "driver" => cx.drop(at_key(fk), fpath, "not carried over: the agent's networks are bridges on this host (no overlay, macvlan or other drivers); converted as a bridge"),
+                "attachable" => {}
+                "external" if boolean(fv).unwrap_or(false) => cx.change(
+                    at_key(fk),
+                    fpath,
+                    format!("an external network: the agent makes and owns its own bridge network {name:?}"),
+                ),
+                "external" => {}
+                "internal" if boolean(fv).unwrap_or(false) => cx.drop(at_key(fk), fpath, "not carried over: the agent's networks always have outbound NAT; an internal network is not supported"),
+                "internal" => {}
+                "enable_ipv6" if boolean(fv).unwrap_or(false) => cx.drop(at_key(fk), fpath, "not carried over: the agent's networks are IPv4"),
+                "enable_ipv6" => {}
+                "ipam" => ipam(cx, &fpath, fv, &mut spec),
+                "driver_opts" => driver_opts(cx, &fpath, fv, &mut spec),
+                other => cx.drop(at_key(fk), fpath, format!("not carried over: `{other}` is not a network setting the agent has")),
             }
-        }
+        });
         if k.name == "default" {
             cx.default_network = None;
         }

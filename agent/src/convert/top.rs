@@ -248,6 +248,29 @@ pub(super) fn labels(cx: &mut Cx, key: &str, n: &Node) -> BTreeMap<String, Strin
     }
 }
 
+/// Walks the settings of a top-level volume or network definition `def` (at `path`): `name`
+/// (read by [`object_name`]) is skipped, `labels` are returned, every other key goes to `other`
+/// with its path (a definition that is not a mapping has none).
+pub(super) fn settings(
+    cx: &mut Cx,
+    path: &str,
+    def: &Node,
+    mut other: impl FnMut(&mut Cx, &Key, &Node, String),
+) -> BTreeMap<String, String> {
+    let mut lab = BTreeMap::new();
+    if let NodeKind::Map(fields) = &def.kind {
+        for (fk, fv) in fields {
+            let fpath = format!("{path}.{}", fk.name);
+            match fk.name.as_str() {
+                "name" => {}
+                "labels" => lab = labels(cx, &fpath, fv),
+                _ => other(cx, fk, fv, fpath),
+            }
+        }
+    }
+    lab
+}
+
 /// The name an object gets: its `name:` as written (Compose does not prefix it), else
 /// `<project>-<key>`; made a DNS label.
 pub(super) fn object_name(cx: &mut Cx, path: &str, k: &Key, def: &Node) -> String {
@@ -283,32 +306,27 @@ fn top_volumes(cx: &mut Cx, n: &Node, out: &mut Vec<Converted>) {
             continue;
         }
         let name = object_name(cx, &path, k, def);
-        let mut lab = BTreeMap::new();
-        if let NodeKind::Map(fields) = &def.kind {
-            for (fk, fv) in fields {
-                let fpath = format!("{path}.{}", fk.name);
-                match fk.name.as_str() {
-                    "name" => {}
-                    "labels" => lab = labels(cx, &fpath, fv),
-                    "driver" if value::scalar(fv).as_deref() == Some("local") => {}
-                    "external" if boolean(fv).unwrap_or(false) => cx.change(
-                        at_key(fk),
-                        fpath,
-                        format!("an external volume: the agent makes its own volume {name:?}, empty; copy the data from Docker's volume into it before the first start"),
-                    ),
-                    "external" => {}
-                    "driver" => cx.drop(at_key(fk), fpath, "not carried over: the agent's volumes are local directories; volume drivers are not supported"),
-                    "driver_opts" => cx.drop(at_key(fk), fpath, "not carried over: the agent's volumes are local directories (for a bind of a host directory, mount it with a bind in the service instead)"),
-                    other => cx.drop(at_key(fk), fpath, format!("not carried over: `{other}` is not a volume setting the agent has")),
-                }
-            }
-        } else if !matches!(def.kind, NodeKind::Null) {
+        if !matches!(def.kind, NodeKind::Map(_) | NodeKind::Null) {
             cx.drop(
                 at(def),
                 &path,
                 format!("expected a mapping, found {}", def.describe()),
             );
         }
+        let lab = settings(cx, &path, def, |cx, fk, fv, fpath| {
+            match fk.name.as_str() {
+                "driver" if value::scalar(fv).as_deref() == Some("local") => {}
+                "external" if boolean(fv).unwrap_or(false) => cx.change(
+                    at_key(fk),
+                    fpath,
+                    format!("an external volume: the agent makes its own volume {name:?}, empty; copy the data from Docker's volume into it before the first start"),
+                ),
+                "external" => {}
+                "driver" => cx.drop(at_key(fk), fpath, "not carried over: the agent's volumes are local directories; volume drivers are not supported"),
+                "driver_opts" => cx.drop(at_key(fk), fpath, "not carried over: the agent's volumes are local directories (for a bind of a host directory, mount it with a bind in the service instead)"),
+                other => cx.drop(at_key(fk), fpath, format!("not carried over: `{other}` is not a volume setting the agent has")),
+            }
+        });
         cx.volumes.insert(k.name.clone(), name.clone());
         out.push(Converted {
             file: Default::default(),
